@@ -1,0 +1,164 @@
+//! Read-only configuration that userspace writes into the BPF object's `.rodata`
+//! before loading it ([`CONFIG_SYMBOL`]).
+//!
+//! Rust BPF code cannot emit CO-RE relocations, so kernel struct offsets are not
+//! compiled in: userspace resolves each [`Field`] from the running kernel's BTF
+//! and stores it in [`Config::offsets`]. The BPF side reads kernel memory only
+//! through `monitor-ebpf/src/kernel.rs`, which consults this table; a field the
+//! kernel does not have is [`OFFSET_NONE`] and its accessor returns `None`.
+
+/// Name of the global in the BPF object that holds the [`Config`].
+pub const CONFIG_SYMBOL: &str = "MONITOR_CONFIG";
+
+/// Offset value meaning "this kernel has no such field".
+pub const OFFSET_NONE: u32 = u32::MAX;
+
+/// Kernel struct fields the BPF programs read. The table [`Field::PATHS`] names
+/// each one as `struct.member[.member…]` for the BTF resolver.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    TaskFlags = 0,
+    TaskMm,
+    TaskPid,
+    TaskTgid,
+    TaskComm,
+    TaskSignal,
+    TaskFiles,
+    SignalOomMm,
+    MmFlags,
+    VmaVmMm,
+    VmaVmStart,
+    VmaVmEnd,
+    VmaVmFlags,
+    VmaUffdCtx,
+    MmuGatherMm,
+    UffdCtxMm,
+    UffdCtxMmapChanging,
+    BprmMm,
+    BprmFilename,
+    FilesFdt,
+    FdtableFd,
+    FdtableMaxFds,
+    FilePrivateData,
+    FileFop,
+    UffdWqMsgEvent,
+}
+
+/// Number of [`Field`] values.
+pub const FIELD_COUNT: usize = 25;
+
+impl Field {
+    /// Every field with the BTF path that resolves it. Paths go through named
+    /// members; anonymous unions/structs on the way are searched transparently.
+    pub const PATHS: [(Field, &'static str); FIELD_COUNT] = [
+        (Field::TaskFlags, "task_struct.flags"),
+        (Field::TaskMm, "task_struct.mm"),
+        (Field::TaskPid, "task_struct.pid"),
+        (Field::TaskTgid, "task_struct.tgid"),
+        (Field::TaskComm, "task_struct.comm"),
+        (Field::TaskSignal, "task_struct.signal"),
+        (Field::TaskFiles, "task_struct.files"),
+        (Field::SignalOomMm, "signal_struct.oom_mm"),
+        // 6.18 made this a `mm_flags_t` (a one-word bitmap struct); word 0 is at
+        // the same place and holds the same bits on x86-64.
+        (Field::MmFlags, "mm_struct.flags"),
+        (Field::VmaVmMm, "vm_area_struct.vm_mm"),
+        (Field::VmaVmStart, "vm_area_struct.vm_start"),
+        (Field::VmaVmEnd, "vm_area_struct.vm_end"),
+        // In an anonymous union with `__vm_flags` since 6.3.
+        (Field::VmaVmFlags, "vm_area_struct.vm_flags"),
+        (Field::VmaUffdCtx, "vm_area_struct.vm_userfaultfd_ctx.ctx"),
+        (Field::MmuGatherMm, "mmu_gather.mm"),
+        (Field::UffdCtxMm, "userfaultfd_ctx.mm"),
+        (Field::UffdCtxMmapChanging, "userfaultfd_ctx.mmap_changing"),
+        (Field::BprmMm, "linux_binprm.mm"),
+        (Field::BprmFilename, "linux_binprm.filename"),
+        (Field::FilesFdt, "files_struct.fdt"),
+        (Field::FdtableFd, "fdtable.fd"),
+        (Field::FdtableMaxFds, "fdtable.max_fds"),
+        (Field::FilePrivateData, "file.private_data"),
+        (Field::FileFop, "file.f_op"),
+        (Field::UffdWqMsgEvent, "userfaultfd_wait_queue.msg.event"),
+    ];
+
+    pub const fn path(self) -> &'static str {
+        Field::PATHS[self as usize].1
+    }
+
+    /// Fields without which nothing works: the monitor refuses to start if BTF
+    /// cannot resolve them. The others only disable the hooks that need them.
+    pub const fn is_required(self) -> bool {
+        matches!(
+            self,
+            Field::TaskFlags | Field::TaskMm | Field::MmFlags | Field::VmaVmMm
+        )
+    }
+}
+
+/// [`Config::flags`] bits.
+pub mod flags {
+    /// Emit an event for every exec, not only for exec'ing tasks inside a window.
+    pub const TRACE_ALL_EXECS: u32 = 1 << 0;
+    /// Drop the per-mm sequence entry at `__mmdrop` (function rung attached) rather
+    /// than at the end of `exit_mmap` (tracepoint rung).
+    pub const SEQ_END_AT_MMDROP: u32 = 1 << 1;
+}
+
+/// The whole `.rodata` configuration. Plain integers only (it is patched into
+/// the object as bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Byte offsets indexed by [`Field`]; [`OFFSET_NONE`] if absent.
+    pub offsets: [u32; FIELD_COUNT],
+    /// `MMF_UNSTABLE` bit number in `mm->flags` word 0.
+    pub mmf_unstable_bit: u32,
+    /// Ring buffer bytes pending after which a submit wakes the reader; below it
+    /// records are submitted without a wakeup and the reader drains on a timer.
+    pub wakeup_bytes: u64,
+    /// Address of `userfaultfd_fops` (from kallsyms), to recognise a userfaultfd
+    /// file on the syscall-tracepoint rung; 0 if unknown.
+    pub userfaultfd_fops: u64,
+    /// The monitor's own thread-group id (its own activity is not traced).
+    pub self_tgid: u32,
+    /// [`flags`] bits.
+    pub flags: u32,
+}
+
+impl Config {
+    /// A configuration with every offset absent; what the object holds before
+    /// userspace patches it.
+    pub const UNSET: Config = Config {
+        offsets: [OFFSET_NONE; FIELD_COUNT],
+        mmf_unstable_bit: crate::mmf::MMF_UNSTABLE,
+        wakeup_bytes: 64 * 1024,
+        userfaultfd_fops: 0,
+        self_tgid: 0,
+        flags: 0,
+    };
+
+    pub const fn offset(&self, field: Field) -> Option<u32> {
+        let v = self.offsets[field as usize];
+        if v == OFFSET_NONE { None } else { Some(v) }
+    }
+}
+
+const _: () = {
+    assert!(size_of::<Config>() == 4 * FIELD_COUNT + 4 + 8 + 8 + 4 + 4);
+    assert!(size_of::<Config>() % 8 == 0);
+    assert!(Field::UffdWqMsgEvent as usize == FIELD_COUNT - 1);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_indexed_by_field() {
+        for (i, (field, path)) in Field::PATHS.iter().enumerate() {
+            assert_eq!(*field as usize, i, "{path}");
+            assert!(path.contains('.'));
+        }
+    }
+}

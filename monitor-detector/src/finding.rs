@@ -1,0 +1,97 @@
+//! What the detector reports. Kind and severity names are stable: they are
+//! metric label values and trace-file values.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+
+/// The four seed races.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The OOM reaper unmapping an mm while `exit_mmap` tears it down (seeds 001, 002).
+    ReaperExitOverlap,
+    /// A fault on an mm after `MMF_UNSTABLE` by a kernel thread or a task other
+    /// than the dying owner (seeds 000, 002).
+    UnstableMmFault,
+    /// Migration entries left behind, or an exec stack move inside a migration
+    /// window (seed 003).
+    LeftoverMigrationEntry,
+    /// UFFDIO_COPY overlapping fork/mremap/munmap/madvise on the same mm (seed 004).
+    UffdCopyVsMmChange,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 4] = [
+        FindingKind::ReaperExitOverlap,
+        FindingKind::UnstableMmFault,
+        FindingKind::LeftoverMigrationEntry,
+        FindingKind::UffdCopyVsMmChange,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            FindingKind::ReaperExitOverlap => "reaper_exit_overlap",
+            FindingKind::UnstableMmFault => "unstable_mm_fault",
+            FindingKind::LeftoverMigrationEntry => "leftover_migration_entry",
+            FindingKind::UffdCopyVsMmChange => "uffd_copy_vs_mm_change",
+        }
+    }
+}
+
+/// How bad it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The dangerous interleaving happened and the kernel's protection held.
+    NearMiss,
+    /// An interleaving that must be impossible on this kernel.
+    Violation,
+    /// Records were lost inside the window: the interleaving may have happened,
+    /// but the monitor cannot prove which way it went.
+    Uncertain,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 3] = [Severity::NearMiss, Severity::Violation, Severity::Uncertain];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Severity::NearMiss => "near_miss",
+            Severity::Violation => "violation",
+            Severity::Uncertain => "uncertain",
+        }
+    }
+}
+
+/// A task involved in a finding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    pub kthread: bool,
+}
+
+/// One verdict about one mm generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    #[serde(with = "crate::event::hex_u64")]
+    pub mm: u64,
+    pub mm_gen: u64,
+    /// Tasks involved, in order of first appearance.
+    pub tasks: Vec<TaskRef>,
+    /// Kernel time of the first and last evidence event.
+    pub start_t: u64,
+    pub end_t: u64,
+    /// One sentence: what happened and why it is classified this way.
+    pub explanation: String,
+    /// Structured details (e.g. `fault_result`, `eagain_count`).
+    pub details: BTreeMap<String, serde_json::Value>,
+    /// The evidence events, in per-mm sequence order.
+    pub evidence: Vec<Event>,
+}

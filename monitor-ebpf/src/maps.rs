@@ -1,0 +1,43 @@
+//! The BPF maps. Names are the constants of `monitor_common::maps`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    event::MAX_EVENT_ID,
+    maps::{
+        COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, MM_SEQ_MAX_ENTRIES, MmSeq, STATS_ENTRIES,
+        TASKS_MAX_ENTRIES, TaskScratch, VICTIMS_MAX_ENTRIES,
+    },
+    probes::MAX_PROBES,
+};
+
+/// Every record, in reservation order (a total order across CPUs).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_DEFAULT_BYTES, 0);
+
+/// Per-mm sequence state. A plain hash (not LRU): evicting a live mm would
+/// silently start a new generation; a full map is counted instead.
+#[map]
+pub static MM_SEQ: HashMap<u64, MmSeq> = HashMap::with_max_entries(MM_SEQ_MAX_ENTRIES, 0);
+
+/// Victim pid → mm, from `oom:mark_victim`.
+#[map]
+pub static VICTIMS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(VICTIMS_MAX_ENTRIES, 0);
+
+/// Per-task scratch state (LRU: a task that dies inside a bracket ages out).
+#[map]
+pub static TASKS: LruHashMap<u32, TaskScratch> =
+    LruHashMap::with_max_entries(TASKS_MAX_ENTRIES, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_ENTRIES, 0);
+
+#[map]
+pub static HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
+
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_ENTRIES, 0);
+
+const _: () = assert!(MAX_EVENT_ID.is_power_of_two());
