@@ -1,6 +1,6 @@
-static EBPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
-static EBPF_COMPAT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf-compat"));
-fn main() {
-    println!("{} {}", EBPF.len(), EBPF_COMPAT.len());
+//! `monitor`: parse the command line, run, map the outcome to an exit code.
+//! Everything else lives in the library.
+
+fn main() -> std::process::ExitCode {
+    monitor::cli::main()
 }

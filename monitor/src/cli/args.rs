@@ -1,0 +1,174 @@
+//! Every command-line type. Raw flags are turned into validated options by the
+//! subcommand modules; nothing here touches the system.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan::Rung;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "monitor",
+    version,
+    about = "eBPF race monitor for Linux memory management",
+    long_about = "Watches the windows in which known mm races happen (OOM reaper vs exit_mmap, \
+                  faults after MMF_UNSTABLE, leftover migration entries, UFFDIO_COPY vs \
+                  non-cooperative events), records the per-mm order of the events involved and \
+                  flags the dangerous interleavings."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More diagnostics on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace race-window events for a while, print them, optionally record a trace file.
+    Trace(TraceArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for humans.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RungArg {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl From<RungArg> for Rung {
+    fn from(r: RungArg) -> Rung {
+        match r {
+            RungArg::Fentry => Rung::Fentry,
+            RungArg::Kprobe => Rung::Kprobe,
+            RungArg::Tracepoint => Rung::Tracepoint,
+        }
+    }
+}
+
+/// How to load the BPF side (shared by the commands that attach).
+#[derive(Clone, Debug, Args)]
+pub struct LoadArgs {
+    /// Kernel BTF to resolve struct layouts from (must describe the running kernel).
+    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf: PathBuf,
+    /// Ring buffer size: a power of two of at least 4K (suffixes K, M).
+    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_ring_size)]
+    pub ring_size: u32,
+    /// Use no hook rung better than this one (to test or benchmark fallbacks).
+    #[arg(long, value_enum, default_value = "fentry")]
+    pub max_rung: RungArg,
+    /// Attach only these hooks (comma-separated names, see `monitor check`).
+    #[arg(long, value_name = "HOOK,...", value_delimiter = ',')]
+    pub hooks: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// How long to trace, e.g. 30s, 500ms, 2m (default: until Ctrl-C).
+    #[arg(long, short, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Only events of this process (thread-group id), about it, or on its mm.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Only events of tasks with this exact name, about them, or on their mm.
+    #[arg(long, value_name = "COMM")]
+    pub comm: Option<String>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Record a trace file (JSON Lines, see docs/trace-format.md).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print nothing per event on stdout (useful with --output).
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 500ms, 30s, 2m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a ring buffer size: power of two, at least 4096 bytes.
+pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1024u64),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 4096, 64K, 4M)"))?;
+    let bytes = n * mult;
+    if bytes < 4096 || !bytes.is_power_of_two() || bytes > (1 << 30) {
+        return Err(format!(
+            "ring buffer size {s:?} must be a power of two between 4K and 1G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_size("4K"), Ok(4096));
+        assert_eq!(parse_ring_size("4M"), Ok(4 << 20));
+        assert!(parse_ring_size("3000").is_err());
+        assert!(parse_ring_size("1K").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,60 @@
+//! Command dispatch. Each subcommand lives in its own module and returns the
+//! process exit code; errors are printed once, as one line with their causes.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+pub mod args;
+pub mod trace;
+
+use args::{Cli, Command};
+
+/// Exit code for errors (bad input, missing privileges, unusable kernel).
+pub const EXIT_ERROR: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Trace(args) => trace::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("monitor: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    log::set_max_level(level);
+    let _ = log::set_logger(&StderrLogger);
+}
+
+/// Plain stderr logger (journald adds its own timestamps).
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "monitor: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}

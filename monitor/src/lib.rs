@@ -1,0 +1,14 @@
+//! Userspace of the mm race monitor: loading and attaching the BPF programs,
+//! reading their records, and the commands (`trace`, `analyze`).
+//!
+//! The pure parts (event model, trace format, detector) live in
+//! `monitor-detector`; this crate does the IO around them.
+
+pub mod btf;
+pub mod cli;
+pub mod ingest;
+pub mod loader;
+pub mod plan;
+pub mod render;
+pub mod sys;
+pub mod tracefile;

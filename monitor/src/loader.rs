@@ -1,0 +1,579 @@
+//! Loading the BPF object for the running kernel and attaching the hook plan.
+//!
+//! 1. Parse the kernel's BTF and resolve every [`Field`] the programs read.
+//! 2. Pick the BPF object by trying: the main object (atomic per-mm sequence
+//!    numbers) if the kernel accepts BPF atomic fetch instructions, else the
+//!    compat object.
+//! 3. Walk [`plan::HOOKS`]: for each hook try its candidates best first, keep
+//!    the first whose programs all load and attach, record why better ones
+//!    were refused.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader, Pod,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, Program, ProgramError, TracePoint},
+};
+use monitor_common::{
+    config::{CONFIG_SYMBOL, Config, Field, flags},
+    event::EventId,
+    maps::{self as names, CounterReason, Stat},
+    probes::ProbeId,
+};
+use monitor_detector::tracefile::{HookStatus, Refusal};
+use thiserror::Error;
+
+use crate::{
+    btf::{Btf, BtfError},
+    plan::{self, Attach, Candidate, HookSpec, Proto, Rung},
+    sys,
+};
+
+static EBPF_MAIN: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
+static EBPF_COMPAT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf-compat"));
+
+/// The `.rodata` configuration as aya wants it.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodConfig(Config);
+// SAFETY: Config is #[repr(C)], made of integers only, without padding
+// (checked at compile time in monitor-common).
+unsafe impl Pod for PodConfig {}
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error(
+        "cannot read kernel BTF from {path}: {source}; the monitor needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (or pass --btf FILE with the running kernel's BTF)"
+    )]
+    BtfRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("kernel BTF in {path} is unusable: {source}")]
+    BtfParse { path: PathBuf, source: BtfError },
+    #[error("kernel BTF in {path} is unusable: {message}")]
+    AyaBtf { path: PathBuf, message: String },
+    #[error(
+        "kernel BTF in {path} lacks {what}: the monitor cannot read {field} on this kernel \
+         (is this the running kernel's BTF?)"
+    )]
+    RequiredField {
+        path: PathBuf,
+        field: &'static str,
+        what: String,
+    },
+    #[error("loading the BPF object failed: {0}")]
+    Object(String),
+    #[error("no BPF object variant loads on this kernel: {0}")]
+    NoObject(String),
+}
+
+/// Which of the two embedded objects is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// Per-mm sequence numbers by atomic fetch-and-add (5.12+).
+    Atomic,
+    /// No BPF atomic fetch on this kernel: sequence numbers may repeat.
+    Compat,
+}
+
+impl ObjectKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Atomic => "atomic",
+            ObjectKind::Compat => "compat",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub btf_path: PathBuf,
+    /// Ring buffer size in bytes (power of two, ≥ page size).
+    pub ring_bytes: u32,
+    /// Never use a rung better than this (to test or benchmark fallbacks).
+    pub max_rung: Rung,
+    /// Only plan these hooks (`None` = all).
+    pub only_hooks: Option<Vec<String>>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            btf_path: PathBuf::from("/sys/kernel/btf/vmlinux"),
+            ring_bytes: names::EVENTS_DEFAULT_BYTES,
+            max_rung: Rung::Fentry,
+            only_hooks: None,
+        }
+    }
+}
+
+/// The loaded monitor: the BPF object with its attached programs.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub object: ObjectKind,
+    pub hooks: Vec<HookStatus>,
+    pub config: Config,
+    /// Optional fields the kernel's BTF does not have (hooks needing them are refused).
+    pub missing_fields: Vec<(Field, String)>,
+    mounted_tracefs: bool,
+}
+
+/// Reads and parses kernel BTF, with the errors users need to see.
+pub fn read_btf(path: &Path) -> Result<(Btf, aya::Btf), LoadError> {
+    let data = std::fs::read(path).map_err(|source| LoadError::BtfRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let btf = Btf::parse(&data).map_err(|source| LoadError::BtfParse {
+        path: path.to_owned(),
+        source,
+    })?;
+    let aya_btf =
+        aya::Btf::parse(&data, aya::Endianness::default()).map_err(|e| LoadError::AyaBtf {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    Ok((btf, aya_btf))
+}
+
+/// Builds the `.rodata` configuration for this kernel.
+pub fn build_config(
+    btf: &Btf,
+    btf_path: &Path,
+    ring_bytes: u32,
+) -> Result<(Config, Vec<(Field, String)>), LoadError> {
+    let mut config = Config::UNSET;
+    let mut missing = Vec::new();
+    for (field, path) in Field::PATHS {
+        match btf.field_offset(path) {
+            Ok(off) => config.offsets[field as usize] = off,
+            Err(e) if field.is_required() => {
+                return Err(LoadError::RequiredField {
+                    path: btf_path.to_owned(),
+                    field: path,
+                    what: e.to_string(),
+                });
+            }
+            Err(e) => missing.push((field, e.to_string())),
+        }
+    }
+    config.wakeup_bytes = u64::from(ring_bytes / 16).max(4096);
+    config.self_tgid = std::process::id();
+    config.flags = flags::TRACE_ALL_EXECS;
+    let syms = sys::Kallsyms::load(|n| n == "userfaultfd_fops");
+    config.userfaultfd_fops = syms.address("userfaultfd_fops").unwrap_or(0);
+    Ok((config, missing))
+}
+
+fn load_object(
+    bytes: &[u8],
+    aya_btf: &aya::Btf,
+    config: &Config,
+    ring_bytes: u32,
+) -> Result<Ebpf, LoadError> {
+    let pod = PodConfig(*config);
+    EbpfLoader::new()
+        .btf(Some(aya_btf))
+        .override_global(CONFIG_SYMBOL, &pod, true)
+        .map_max_entries(names::EVENTS, ring_bytes)
+        .load(bytes)
+        .map_err(|e| LoadError::Object(format!("{e:#}")))
+}
+
+/// A program of the object that contains the per-mm sequencing code and needs
+/// no attach target to load: used to find out whether the verifier accepts
+/// the main object's atomic fetch instruction.
+const ATOMIC_PROBE: ProbeId = ProbeId::TpSysExitIoctl;
+
+fn try_load_probe_program(ebpf: &mut Ebpf) -> Result<(), String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(ATOMIC_PROBE.program())
+        .ok_or("probe program missing from the object")?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    prog.load().map_err(|e| summarize(&e))?;
+    prog.unload().map_err(|e| e.to_string())
+}
+
+/// Loads everything: BTF, config, object, hook plan.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    sys::raise_memlock();
+    let (btf, aya_btf) = read_btf(&opts.btf_path)?;
+    let (config, missing_fields) = build_config(&btf, &opts.btf_path, opts.ring_bytes)?;
+
+    let (mut ebpf, object) = {
+        let mut main = load_object(EBPF_MAIN, &aya_btf, &config, opts.ring_bytes)?;
+        match try_load_probe_program(&mut main) {
+            Ok(()) => (main, ObjectKind::Atomic),
+            Err(main_err) => {
+                drop(main);
+                let mut compat = load_object(EBPF_COMPAT, &aya_btf, &config, opts.ring_bytes)?;
+                match try_load_probe_program(&mut compat) {
+                    Ok(()) => {
+                        log::info!(
+                            "kernel refused BPF atomic fetch ({main_err}); using the compat object"
+                        );
+                        (compat, ObjectKind::Compat)
+                    }
+                    Err(compat_err) => {
+                        return Err(LoadError::NoObject(format!(
+                            "main object: {main_err}; compat object: {compat_err}"
+                        )));
+                    }
+                }
+            }
+        }
+    };
+
+    let mut planner = Planner {
+        btf: &btf,
+        aya_btf: &aya_btf,
+        missing: missing_fields.iter().map(|(f, _)| *f).collect(),
+        max_rung: opts.max_rung,
+        tracefs: None,
+        mounted_tracefs: false,
+    };
+    let mut hooks = Vec::new();
+    for spec in plan::HOOKS {
+        if let Some(only) = &opts.only_hooks {
+            if !only.iter().any(|h| h == spec.name) {
+                continue;
+            }
+        }
+        hooks.push(planner.plan_hook(&mut ebpf, spec));
+    }
+    let mounted_tracefs = planner.mounted_tracefs;
+    Ok(Loaded {
+        ebpf,
+        object,
+        hooks,
+        config,
+        missing_fields,
+        mounted_tracefs,
+    })
+}
+
+struct Planner<'a> {
+    btf: &'a Btf,
+    aya_btf: &'a aya::Btf,
+    missing: BTreeSet<Field>,
+    max_rung: Rung,
+    /// Result of making tracefs available (tried once, lazily).
+    tracefs: Option<Result<(), String>>,
+    mounted_tracefs: bool,
+}
+
+/// A short, single-line reason from an aya program error.
+fn summarize(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let last = log
+                .lines()
+                .map(str::trim)
+                .rfind(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("processed")
+                        && !l.starts_with("verification time")
+                })
+                .unwrap_or("");
+            if last.is_empty() {
+                format!("rejected by the kernel: {io_error}")
+            } else {
+                format!("rejected by the verifier: {io_error}: {last}")
+            }
+        }
+        other => {
+            let mut s = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(inner) = src {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn unload(prog: &mut Program) {
+    let _ = match prog {
+        Program::BtfTracePoint(p) => p.unload(),
+        Program::TracePoint(p) => p.unload(),
+        Program::FEntry(p) => p.unload(),
+        Program::FExit(p) => p.unload(),
+        Program::KProbe(p) => p.unload(),
+        Program::RawTracePoint(p) => p.unload(),
+        _ => Ok(()),
+    };
+}
+
+impl Planner<'_> {
+    fn plan_hook(&mut self, ebpf: &mut Ebpf, spec: &HookSpec) -> HookStatus {
+        let mut refused = Vec::new();
+        for cand in spec.candidates {
+            match self.try_candidate(ebpf, cand) {
+                Ok(()) => {
+                    return HookStatus {
+                        hook: spec.name.to_owned(),
+                        rung: cand.rung.name().to_owned(),
+                        target: Some(cand.target.to_owned()),
+                        programs: cand
+                            .programs
+                            .iter()
+                            .map(|p| p.probe.program().to_owned())
+                            .collect(),
+                        refused,
+                    };
+                }
+                Err(reason) => refused.push(Refusal {
+                    rung: cand.rung.name().to_owned(),
+                    target: cand.target.to_owned(),
+                    reason,
+                }),
+            }
+        }
+        HookStatus {
+            hook: spec.name.to_owned(),
+            rung: "unavailable".to_owned(),
+            target: None,
+            programs: Vec::new(),
+            refused,
+        }
+    }
+
+    fn try_candidate(&mut self, ebpf: &mut Ebpf, cand: &Candidate) -> Result<(), String> {
+        if cand.rung < self.max_rung {
+            return Err(format!("not tried: --max-rung is {}", self.max_rung.name()));
+        }
+        if let Some(field) = cand.fields.iter().find(|f| self.missing.contains(f)) {
+            return Err(format!(
+                "kernel BTF has no {} (needed to read the hook's data)",
+                field.path()
+            ));
+        }
+        for prog in cand.programs {
+            self.check_prerequisites(prog.attach)?;
+        }
+        let mut loaded: Vec<&'static str> = Vec::new();
+        for prog in cand.programs {
+            if let Err(e) = self.load_attach(ebpf, prog.probe, prog.attach) {
+                for name in loaded.iter().chain(std::iter::once(&prog.probe.program())) {
+                    if let Some(p) = ebpf.program_mut(name) {
+                        unload(p);
+                    }
+                }
+                return Err(e);
+            }
+            loaded.push(prog.probe.program());
+        }
+        Ok(())
+    }
+
+    /// Checks that can be made without touching the kernel.
+    fn check_prerequisites(&mut self, attach: Attach) -> Result<(), String> {
+        match attach {
+            Attach::TpBtf { tracepoint, proto } => {
+                let Some(args) = self.btf.tracepoint_proto(tracepoint) else {
+                    return Err(format!(
+                        "tracepoint {tracepoint} does not exist on this kernel"
+                    ));
+                };
+                let ok = match proto {
+                    Proto::Arity(n) => args.len() == n,
+                    Proto::Leading(want) => {
+                        args.len() >= want.len() && want.iter().zip(&args).all(|(w, a)| w == a)
+                    }
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    let want = match proto {
+                        Proto::Arity(n) => format!("{n} arguments"),
+                        Proto::Leading(w) => format!("({}, …)", w.join(", ")),
+                    };
+                    Err(format!(
+                        "tracepoint {tracepoint} has prototype ({}) here; the program expects {want}",
+                        args.join(", ")
+                    ))
+                }
+            }
+            Attach::Tracepoint { category, name } => {
+                self.ensure_tracefs()?;
+                let id = Path::new(sys::TRACEFS)
+                    .join("events")
+                    .join(category)
+                    .join(name)
+                    .join("id");
+                let debug_id = Path::new("/sys/kernel/debug/tracing/events")
+                    .join(category)
+                    .join(name)
+                    .join("id");
+                if id.exists() || debug_id.exists() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "tracepoint {category}:{name} does not exist on this kernel"
+                    ))
+                }
+            }
+        }
+    }
+
+    fn ensure_tracefs(&mut self) -> Result<(), String> {
+        if self.tracefs.is_none() {
+            self.tracefs = Some(match sys::ensure_tracefs() {
+                Ok(mounted) => {
+                    self.mounted_tracefs = mounted;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        self.tracefs.clone().unwrap_or(Ok(()))
+    }
+
+    fn load_attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        probe: ProbeId,
+        attach: Attach,
+    ) -> Result<(), String> {
+        let name = probe.program();
+        let prog = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} is missing from the BPF object"))?;
+        match attach {
+            Attach::TpBtf { tracepoint, .. } => {
+                let p: &mut BtfTracePoint =
+                    prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+                p.load(tracepoint, self.aya_btf)
+                    .map_err(|e| summarize(&e))?;
+                p.attach()
+                    .map_err(|e| format!("attach failed: {}", summarize(&e)))?;
+            }
+            Attach::Tracepoint { category, name: tp } => {
+                let p: &mut TracePoint =
+                    prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+                p.load().map_err(|e| summarize(&e))?;
+                p.attach(category, tp)
+                    .map_err(|e| format!("attach failed: {}", summarize(&e)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sums of the BPF-side counters at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `[reason][event id]`, summed over CPUs.
+    pub by_reason: Vec<Vec<u64>>,
+    /// Hits per probe id.
+    pub hits: Vec<(ProbeId, u64)>,
+    pub stats: Vec<(Stat, u64)>,
+}
+
+impl Counters {
+    pub fn total(&self, reason: CounterReason) -> u64 {
+        self.by_reason
+            .get(reason as usize)
+            .map_or(0, |row| row.iter().sum())
+    }
+
+    pub fn get(&self, reason: CounterReason, id: EventId) -> u64 {
+        self.by_reason
+            .get(reason as usize)
+            .and_then(|row| row.get(id as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Loaded {
+    /// Takes the ring buffer out of the object (the reader owns it).
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(names::EVENTS)
+            .ok_or_else(|| LoadError::Object("ring buffer map missing".into()))?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Object(e.to_string()))
+    }
+
+    /// Reads the per-CPU counter maps.
+    pub fn counters(&self) -> Counters {
+        fn sum(map: &PerCpuArray<&MapData, u64>, index: u32) -> u64 {
+            map.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        }
+        let mut out = Counters::default();
+        if let Some(Ok(map)) = self
+            .ebpf
+            .map(names::COUNTERS)
+            .map(PerCpuArray::<&MapData, u64>::try_from)
+        {
+            for reason in CounterReason::ALL {
+                let mut row = vec![0u64; monitor_common::event::MAX_EVENT_ID as usize];
+                for id in EventId::ALL {
+                    row[id as usize] = sum(&map, reason.index(id as u32));
+                }
+                out.by_reason.push(row);
+            }
+        }
+        if let Some(Ok(map)) = self
+            .ebpf
+            .map(names::HITS)
+            .map(PerCpuArray::<&MapData, u64>::try_from)
+        {
+            out.hits = ProbeId::ALL
+                .iter()
+                .map(|p| (*p, sum(&map, *p as u32)))
+                .collect();
+        }
+        if let Some(Ok(map)) = self
+            .ebpf
+            .map(names::STATS)
+            .map(PerCpuArray::<&MapData, u64>::try_from)
+        {
+            out.stats = Stat::ALL
+                .iter()
+                .map(|s| (*s, sum(&map, *s as u32)))
+                .collect();
+        }
+        out
+    }
+
+    /// Detaches and unloads every program. After this no record is produced.
+    pub fn detach_all(&mut self) {
+        for (_, prog) in self.ebpf.programs_mut() {
+            unload(prog);
+        }
+    }
+
+    /// Program ids still loaded from this object (for checks after detach).
+    pub fn loaded_program_names(&self) -> Vec<String> {
+        self.ebpf
+            .programs()
+            .filter(|(_, p)| p.fd().is_ok())
+            .map(|(n, _)| n.to_owned())
+            .collect()
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        self.detach_all();
+        if self.mounted_tracefs {
+            sys::unmount_tracefs();
+        }
+    }
+}

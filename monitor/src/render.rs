@@ -1,0 +1,200 @@
+//! Human rendering of events (the `trace` table) and small formatting helpers.
+
+use monitor_common::{mmf, pf, vm_fault};
+use monitor_detector::{Data, Event};
+
+/// Column header of the event table.
+pub const TABLE_HEADER: &str = "    TIME(s) CPU     PID COMM             EVENT                            MM  GEN:SEQ  DETAILS";
+
+/// Names for `enum migrate_reason` (stable since 5.x).
+pub fn migrate_reason(r: u32) -> String {
+    match r {
+        0 => "compaction".into(),
+        1 => "memory_failure".into(),
+        2 => "memory_hotplug".into(),
+        3 => "syscall_or_cpuset".into(),
+        4 => "mempolicy_mbind".into(),
+        5 => "numa_misplaced".into(),
+        6 => "contig_range".into(),
+        7 => "longterm_pin".into(),
+        8 => "demotion".into(),
+        n => format!("reason_{n}"),
+    }
+}
+
+/// The `mm->flags` bits the monitor interprets, as words.
+pub fn mm_flag_names(flags: u64) -> String {
+    let mut v = Vec::new();
+    if flags & (1 << mmf::MMF_OOM_SKIP) != 0 {
+        v.push("OOM_SKIP");
+    }
+    if flags & (1 << mmf::MMF_UNSTABLE) != 0 {
+        v.push("UNSTABLE");
+    }
+    if v.is_empty() {
+        format!("{flags:#x}")
+    } else {
+        format!("{flags:#x}[{}]", v.join(","))
+    }
+}
+
+/// A `vm_fault_t` result as words.
+pub fn fault_result(ret: u32) -> String {
+    let mut v = Vec::new();
+    for (bit, name) in [
+        (vm_fault::OOM, "OOM"),
+        (vm_fault::SIGBUS, "SIGBUS"),
+        (vm_fault::MAJOR, "MAJOR"),
+        (vm_fault::HWPOISON, "HWPOISON"),
+        (vm_fault::SIGSEGV, "SIGSEGV"),
+        (vm_fault::NOPAGE, "NOPAGE"),
+        (vm_fault::RETRY, "RETRY"),
+        (vm_fault::COMPLETED, "COMPLETED"),
+    ] {
+        if ret & bit != 0 {
+            v.push(name);
+        }
+    }
+    if v.is_empty() {
+        "0".into()
+    } else {
+        v.join("|")
+    }
+}
+
+fn errno_name(ret: i64) -> String {
+    match ret {
+        -11 => "-EAGAIN".into(),
+        -2 => "-ENOENT".into(),
+        -17 => "-EEXIST".into(),
+        -14 => "-EFAULT".into(),
+        -12 => "-ENOMEM".into(),
+        -22 => "-EINVAL".into(),
+        r => r.to_string(),
+    }
+}
+
+/// The DETAILS column for one event.
+pub fn details(ev: &Event) -> String {
+    match &ev.data {
+        Data::MarkVictim(p) => format!(
+            "victim={}/{} uid={} flags={}",
+            p.victim_tgid,
+            p.victim_comm,
+            p.uid,
+            mm_flag_names(p.mm_flags)
+        ),
+        Data::ReapStart(p) | Data::ReapEnd(p) | Data::ReapSkip(p) => {
+            let mut s = format!("victim={} via={:?}", p.victim_pid, p.source).to_lowercase();
+            if p.ret >= 0 {
+                s.push_str(&format!(" ret={}", p.ret));
+            }
+            s.push_str(&format!(" flags={}", mm_flag_names(p.mm_flags)));
+            s
+        }
+        Data::ExitMmapStart(p)
+        | Data::ExitMmapEnd(p)
+        | Data::Mmdrop(p)
+        | Data::KthreadUseMm(p)
+        | Data::KthreadUnuseMm(p) => format!("flags={}", mm_flag_names(p.mm_flags)),
+        Data::ReaperUnmapStart(p)
+        | Data::ReaperUnmapEnd(p)
+        | Data::UnmapVmasStart(p)
+        | Data::UnmapVmasEnd(p)
+        | Data::MigrationSkipTempStack(p)
+        | Data::MigrationEntryInTempStack(p)
+        | Data::MigrationPteRemoved(p)
+        | Data::MigrationEntryWait(p) => format!(
+            "vma={:#x}-{:#x} vm_flags={:#x} addr={:#x}",
+            p.vm_start, p.vm_end, p.vm_flags, p.address
+        ),
+        Data::MreleaseEnter(p) => format!("pidfd={} flags={}", p.pidfd, p.flags),
+        Data::MreleaseExit(p) => format!("ret={}", errno_name(p.ret)),
+        Data::Exec(p) => format!("file={} old_pid={}", p.filename, p.old_pid),
+        Data::ExecMmSwitch(p) => format!("new_comm={}", p.new_comm),
+        Data::StackMoveStart(p) | Data::StackMoveEnd(p) => format!(
+            "vma={:#x}-{:#x} shift={:#x} ret={}",
+            p.vm_start, p.vm_end, p.shift, p.ret
+        ),
+        Data::MigrateStart(p) => format!("reason={} mode={}", migrate_reason(p.reason), p.mode),
+        Data::MigrateEnd(p) => format!(
+            "reason={} succeeded={} failed={} thp={}/{} ptes_set={} ptes_removed={}",
+            migrate_reason(p.reason),
+            p.succeeded,
+            p.failed,
+            p.thp_succeeded,
+            p.thp_failed,
+            p.ptes_set,
+            p.ptes_removed
+        ),
+        Data::Fault(p) | Data::KernelFault(p) => {
+            let who = if ev.task_flags & pf::PF_KTHREAD != 0 {
+                "kthread"
+            } else if p.current_mm != ev.mm {
+                "remote"
+            } else {
+                "owner"
+            };
+            let ret = p.ret.map_or_else(|| "unknown".to_owned(), fault_result);
+            format!(
+                "addr={:#x} by={who} flags={:#x} result={ret} mm_flags={}",
+                p.address,
+                p.fault_flags,
+                mm_flag_names(p.mm_flags)
+            )
+        }
+        Data::UffdCopy(p) | Data::MfillStart(p) | Data::MfillEnd(p) => format!(
+            "dst={:#x} len={} ret={} mmap_changing={}",
+            p.dst,
+            p.len,
+            errno_name(p.ret),
+            p.mmap_changing
+        ),
+        Data::UffdChangeBegin(p) | Data::UffdChangeEnd(p) => format!(
+            "kind={:?} mmap_changing={} range={:#x}-{:#x}",
+            p.kind, p.mmap_changing, p.start, p.end
+        )
+        .to_lowercase(),
+        Data::Fork(p) => format!("child={} child_mm={:#x}", p.child_tgid, p.child_mm),
+    }
+}
+
+/// Short display of a generation id: the BPF side stamps generations with the
+/// kernel time of their first event; shown as milliseconds since boot.
+pub fn short_gen(mm_gen: u64) -> String {
+    if mm_gen == 0 {
+        "-".into()
+    } else {
+        format!("{}", mm_gen / 1_000_000)
+    }
+}
+
+/// One row of the event table; `t0` is the recording's start (kernel time).
+pub fn table_row(ev: &Event, t0: u64) -> String {
+    let t = ev.t.saturating_sub(t0) as f64 / 1e9;
+    let mm = if ev.mm == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:#x}", ev.mm)
+    };
+    let gs = if ev.is_sequenced() {
+        format!("{}:{}", short_gen(ev.mm_gen), ev.seq)
+    } else {
+        "-".to_owned()
+    };
+    let comm = if ev.task_flags & pf::PF_KTHREAD != 0 {
+        format!("[{}]", ev.comm)
+    } else {
+        ev.comm.clone()
+    };
+    format!(
+        "{t:>11.6} {:>3} {:>7} {:<16.16} {:<22} {:>18} {:>8}  {}",
+        ev.cpu,
+        ev.pid,
+        comm,
+        ev.kind(),
+        mm,
+        gs,
+        details(ev)
+    )
+}

@@ -1,0 +1,224 @@
+//! Facts about the running system the loader needs, each failing with an
+//! actionable message: privileges, kernel release, kernel symbols, tracefs,
+//! the memlock limit.
+
+use std::{
+    ffi::CStr,
+    fs,
+    io::{BufRead as _, BufReader},
+    path::Path,
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SysError {
+    #[error(
+        "the monitor needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE) to load BPF programs; \
+         run it with sudo"
+    )]
+    NotPrivileged,
+    #[error(
+        "cannot mount tracefs on {path}: {source}; mount it by hand (mount -t tracefs none {path})"
+    )]
+    Tracefs {
+        path: &'static str,
+        source: std::io::Error,
+    },
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Effective capability mask of this process (from `/proc/self/status`).
+pub fn effective_caps() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Fails unless the process may load tracing BPF programs.
+pub fn check_privileges() -> Result<(), SysError> {
+    let caps = effective_caps();
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        Ok(())
+    } else {
+        Err(SysError::NotPrivileged)
+    }
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    // SAFETY: `uname` fills the zeroed struct; the fields are NUL-terminated.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return "unknown".to_owned();
+        }
+        CStr::from_ptr(u.release.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Kernel text and data symbols from `/proc/kallsyms` (as root the addresses
+/// are real). Only the names the planner asks about are kept.
+#[derive(Debug, Default, Clone)]
+pub struct Kallsyms {
+    entries: Vec<(String, u64, char)>,
+}
+
+impl Kallsyms {
+    /// Reads the symbols whose names satisfy `want` (module symbols included).
+    pub fn load(want: impl Fn(&str) -> bool) -> Kallsyms {
+        let Ok(file) = fs::File::open("/proc/kallsyms") else {
+            return Kallsyms::default();
+        };
+        let mut entries = Vec::new();
+        for line in BufReader::new(file).lines().map_while(Result::ok) {
+            let mut parts = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if !want(name) {
+                continue;
+            }
+            let addr = u64::from_str_radix(addr, 16).unwrap_or(0);
+            entries.push((name.to_owned(), addr, kind.chars().next().unwrap_or('?')));
+        }
+        Kallsyms { entries }
+    }
+
+    /// Address of a data or text symbol, if present and visible.
+    pub fn address(&self, name: &str) -> Option<u64> {
+        self.entries
+            .iter()
+            .find(|(n, addr, _)| n == name && *addr != 0)
+            .map(|(_, a, _)| *a)
+    }
+
+    /// Text symbols named `name` or a compiler clone of it (`name.isra.0`,
+    /// `name.constprop.0`, `name.part.0`), excluding `.cold` fragments.
+    pub fn text_symbols(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(n, _, kind)| {
+                matches!(kind, 't' | 'T')
+                    && (n == name
+                        || n.strip_prefix(name)
+                            .and_then(|rest| rest.strip_prefix('.'))
+                            .is_some_and(|suffix| {
+                                !suffix.starts_with("cold")
+                                    && ["isra", "constprop", "part", "llvm"]
+                                        .iter()
+                                        .any(|p| suffix.starts_with(p))
+                            }))
+            })
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        // The plain name first.
+        out.sort_by_key(|n| n != name);
+        out
+    }
+}
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Makes sure tracefs is available (classic tracepoints resolve their ids
+/// there). Returns true if this call mounted it (the caller unmounts it at exit).
+pub fn ensure_tracefs() -> Result<bool, SysError> {
+    if Path::new(TRACEFS).join("events").is_dir()
+        || Path::new("/sys/kernel/debug/tracing/events").is_dir()
+    {
+        return Ok(false);
+    }
+    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+    let (src, target, fstype) = (c("tracefs"), c(TRACEFS), c("tracefs"));
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(SysError::Tracefs {
+            path: TRACEFS,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(true)
+}
+
+pub fn unmount_tracefs() {
+    let target = std::ffi::CString::new(TRACEFS).unwrap_or_default();
+    // SAFETY: valid path; failure is harmless (left mounted).
+    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it.
+pub fn raise_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid struct. Failure only matters on old
+    // kernels, where the map creation error that follows says what went wrong.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
+
+/// Kernel monotonic time in nanoseconds (the clock `bpf_ktime_get_ns` uses).
+pub fn ktime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_suffixes_are_recognised() {
+        let k = Kallsyms {
+            entries: vec![
+                ("unmap_single_vma.isra.0".into(), 1, 't'),
+                ("unmap_single_vma.cold".into(), 2, 't'),
+                ("exit_mmap".into(), 3, 'T'),
+                ("exit_mmap_foo".into(), 4, 'T'),
+                ("userfaultfd_fops".into(), 5, 'r'),
+            ],
+        };
+        assert_eq!(
+            k.text_symbols("unmap_single_vma"),
+            vec!["unmap_single_vma.isra.0"]
+        );
+        assert_eq!(k.text_symbols("exit_mmap"), vec!["exit_mmap"]);
+        assert_eq!(k.address("userfaultfd_fops"), Some(5));
+        assert!(k.text_symbols("userfaultfd_fops").is_empty());
+    }
+}

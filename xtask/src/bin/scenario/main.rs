@@ -1,0 +1,56 @@
+//! Scenario programs: each opens one of the monitored race windows on purpose
+//! (or produces benign look-alikes), on the host and inside the test VMs.
+//!
+//! Every scenario prints one JSON object on stdout describing what it did
+//! (pids, counts, timings); tests assert on what the *monitor* recorded and
+//! use this report only to know which pid or mm to look for.
+
+mod compact;
+mod exec;
+mod oom;
+mod sys;
+mod uffd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "scenario",
+    about = "Workloads that open the mm race windows the monitor watches"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A memcg OOM whose victim cannot exit within the reaper delay, so the
+    /// oom_reaper really reaps it; then the victim exits (kernel-notes §5.2).
+    OomReap(oom::OomArgs),
+    /// fork + exec a small program many times.
+    ExecStorm(exec::ExecArgs),
+    /// Fragment memory, then trigger compaction (page migration).
+    Compact(compact::CompactArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::OomReap(a) => oom::run(&a),
+        Command::ExecStorm(a) => exec::run(&a),
+        Command::Compact(a) => compact::run(&a),
+    };
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("scenario: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
