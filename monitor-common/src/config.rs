@@ -43,10 +43,11 @@ pub enum Field {
     FilePrivateData,
     FileFop,
     UffdWqMsgEvent,
+    FopsUnlockedIoctl,
 }
 
 /// Number of [`Field`] values.
-pub const FIELD_COUNT: usize = 25;
+pub const FIELD_COUNT: usize = 26;
 
 impl Field {
     /// Every field with the BTF path that resolves it. Paths go through named
@@ -80,6 +81,7 @@ impl Field {
         (Field::FilePrivateData, "file.private_data"),
         (Field::FileFop, "file.f_op"),
         (Field::UffdWqMsgEvent, "userfaultfd_wait_queue.msg.event"),
+        (Field::FopsUnlockedIoctl, "file_operations.unlocked_ioctl"),
     ];
 
     pub const fn path(self) -> &'static str {
@@ -114,16 +116,17 @@ pub struct Config {
     pub offsets: [u32; FIELD_COUNT],
     /// `MMF_UNSTABLE` bit number in `mm->flags` word 0.
     pub mmf_unstable_bit: u32,
+    pub _pad0: u32,
     /// Ring buffer bytes pending after which a submit wakes the reader; below it
     /// records are submitted without a wakeup and the reader drains on a timer.
     pub wakeup_bytes: u64,
-    /// Address of `userfaultfd_fops` (from kallsyms), to recognise a userfaultfd
-    /// file on the syscall-tracepoint rung; 0 if unknown.
-    pub userfaultfd_fops: u64,
-    /// The monitor's own thread-group id (its own activity is not traced).
-    pub self_tgid: u32,
+    /// Address of the `userfaultfd_ioctl` function (from kallsyms): a file whose
+    /// `f_op->unlocked_ioctl` is this is a userfaultfd (data symbols such as
+    /// `userfaultfd_fops` are missing without CONFIG_KALLSYMS_ALL); 0 if unknown.
+    pub userfaultfd_ioctl: u64,
     /// [`flags`] bits.
     pub flags: u32,
+    pub _pad1: u32,
 }
 
 impl Config {
@@ -132,10 +135,11 @@ impl Config {
     pub const UNSET: Config = Config {
         offsets: [OFFSET_NONE; FIELD_COUNT],
         mmf_unstable_bit: crate::mmf::MMF_UNSTABLE,
+        _pad0: 0,
         wakeup_bytes: 64 * 1024,
-        userfaultfd_fops: 0,
-        self_tgid: 0,
+        userfaultfd_ioctl: 0,
         flags: 0,
+        _pad1: 0,
     };
 
     pub const fn offset(&self, field: Field) -> Option<u32> {
@@ -145,9 +149,9 @@ impl Config {
 }
 
 const _: () = {
-    assert!(size_of::<Config>() == 4 * FIELD_COUNT + 4 + 8 + 8 + 4 + 4);
-    assert!(size_of::<Config>() % 8 == 0);
-    assert!(Field::UffdWqMsgEvent as usize == FIELD_COUNT - 1);
+    assert!(size_of::<Config>() == 4 * FIELD_COUNT + 4 + 4 + 8 + 8 + 4 + 4);
+    assert!(size_of::<Config>().is_multiple_of(8));
+    assert!(Field::FopsUnlockedIoctl as usize == FIELD_COUNT - 1);
 };
 
 #[cfg(test)]

@@ -44,18 +44,13 @@ pub fn wakeup_bytes() -> u64 {
 }
 
 #[inline(always)]
-pub fn userfaultfd_fops() -> u64 {
-    volatile(&raw const MONITOR_CONFIG.userfaultfd_fops)
+pub fn userfaultfd_ioctl() -> u64 {
+    volatile(&raw const MONITOR_CONFIG.userfaultfd_ioctl)
 }
 
 #[inline(always)]
 pub fn config_flags() -> u32 {
     volatile(&raw const MONITOR_CONFIG.flags)
-}
-
-#[inline(always)]
-pub fn self_tgid() -> u32 {
-    volatile(&raw const MONITOR_CONFIG.self_tgid)
 }
 
 /// Reads the `T` at `base + offset(field)`.
@@ -127,37 +122,6 @@ pub fn mm_is_unstable(flags: u64) -> bool {
 }
 
 #[inline(always)]
-pub fn vma_mm(vma: u64) -> Option<u64> {
-    read_ptr(vma, Field::VmaVmMm)
-}
-
-#[inline(always)]
-pub fn vma_start(vma: u64) -> Option<u64> {
-    read::<u64>(vma, Field::VmaVmStart)
-}
-
-#[inline(always)]
-pub fn vma_end(vma: u64) -> Option<u64> {
-    read::<u64>(vma, Field::VmaVmEnd)
-}
-
-#[inline(always)]
-pub fn vma_flags(vma: u64) -> Option<u64> {
-    read::<u64>(vma, Field::VmaVmFlags)
-}
-
-/// `vma->vm_userfaultfd_ctx.ctx` (NULL when the VMA is not registered).
-#[inline(always)]
-pub fn vma_uffd_ctx(vma: u64) -> Option<u64> {
-    read_ptr(vma, Field::VmaUffdCtx)
-}
-
-#[inline(always)]
-pub fn tlb_mm(tlb: u64) -> Option<u64> {
-    read_ptr(tlb, Field::MmuGatherMm)
-}
-
-#[inline(always)]
 pub fn uffd_ctx_mm(ctx: u64) -> Option<u64> {
     read_ptr(ctx, Field::UffdCtxMm)
 }
@@ -165,12 +129,6 @@ pub fn uffd_ctx_mm(ctx: u64) -> Option<u64> {
 #[inline(always)]
 pub fn uffd_ctx_mmap_changing(ctx: u64) -> Option<i32> {
     read::<i32>(ctx, Field::UffdCtxMmapChanging)
-}
-
-/// `ewq->msg.event` of a `struct userfaultfd_wait_queue`.
-#[inline(always)]
-pub fn uffd_wq_event(ewq: u64) -> Option<u8> {
-    read::<u8>(ewq, Field::UffdWqMsgEvent)
 }
 
 #[inline(always)]
@@ -210,16 +168,17 @@ pub fn task_file(task: u64, fd: u32) -> Option<u64> {
     if file == 0 { None } else { Some(file) }
 }
 
-/// The `userfaultfd_ctx` behind `file` if it is a userfaultfd (its `f_op` is
-/// `userfaultfd_fops`, whose address userspace took from kallsyms).
+/// The `userfaultfd_ctx` behind `file` if it is a userfaultfd: its
+/// `f_op->unlocked_ioctl` is `userfaultfd_ioctl`, whose address userspace took
+/// from kallsyms.
 #[inline(always)]
 pub fn file_uffd_ctx(file: u64) -> Option<u64> {
-    let fops = userfaultfd_fops();
-    if fops == 0 {
+    let want = userfaultfd_ioctl();
+    if want == 0 {
         return None;
     }
     let f_op = read_ptr(file, Field::FileFop)?;
-    if f_op != fops {
+    if read_ptr(f_op, Field::FopsUnlockedIoctl)? != want {
         return None;
     }
     read_ptr(file, Field::FilePrivateData)

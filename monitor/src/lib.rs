@@ -10,5 +10,6 @@ pub mod ingest;
 pub mod loader;
 pub mod plan;
 pub mod render;
+pub mod session;
 pub mod sys;
 pub mod tracefile;

@@ -48,15 +48,12 @@ unsafe impl Pod for PodConfig {}
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error(
-        "cannot read kernel BTF from {path}: {source}; the monitor needs a kernel built with \
+        "cannot read kernel BTF from {path}: {err}; the monitor needs a kernel built with \
          CONFIG_DEBUG_INFO_BTF=y (or pass --btf FILE with the running kernel's BTF)"
     )]
-    BtfRead {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("kernel BTF in {path} is unusable: {source}")]
-    BtfParse { path: PathBuf, source: BtfError },
+    BtfRead { path: PathBuf, err: std::io::Error },
+    #[error("kernel BTF in {path} is unusable: {err}")]
+    BtfParse { path: PathBuf, err: BtfError },
     #[error("kernel BTF in {path} is unusable: {message}")]
     AyaBtf { path: PathBuf, message: String },
     #[error(
@@ -127,13 +124,13 @@ pub struct Loaded {
 
 /// Reads and parses kernel BTF, with the errors users need to see.
 pub fn read_btf(path: &Path) -> Result<(Btf, aya::Btf), LoadError> {
-    let data = std::fs::read(path).map_err(|source| LoadError::BtfRead {
+    let data = std::fs::read(path).map_err(|err| LoadError::BtfRead {
         path: path.to_owned(),
-        source,
+        err,
     })?;
-    let btf = Btf::parse(&data).map_err(|source| LoadError::BtfParse {
+    let btf = Btf::parse(&data).map_err(|err| LoadError::BtfParse {
         path: path.to_owned(),
-        source,
+        err,
     })?;
     let aya_btf =
         aya::Btf::parse(&data, aya::Endianness::default()).map_err(|e| LoadError::AyaBtf {
@@ -165,10 +162,9 @@ pub fn build_config(
         }
     }
     config.wakeup_bytes = u64::from(ring_bytes / 16).max(4096);
-    config.self_tgid = std::process::id();
     config.flags = flags::TRACE_ALL_EXECS;
-    let syms = sys::Kallsyms::load(|n| n == "userfaultfd_fops");
-    config.userfaultfd_fops = syms.address("userfaultfd_fops").unwrap_or(0);
+    let syms = sys::Kallsyms::load(|n| n == "userfaultfd_ioctl");
+    config.userfaultfd_ioctl = syms.address("userfaultfd_ioctl").unwrap_or(0);
     Ok((config, missing))
 }
 
@@ -242,10 +238,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     };
     let mut hooks = Vec::new();
     for spec in plan::HOOKS {
-        if let Some(only) = &opts.only_hooks {
-            if !only.iter().any(|h| h == spec.name) {
-                continue;
-            }
+        if let Some(only) = &opts.only_hooks
+            && !only.iter().any(|h| h == spec.name)
+        {
+            continue;
         }
         hooks.push(planner.plan_hook(&mut ebpf, spec));
     }

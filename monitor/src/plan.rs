@@ -286,6 +286,7 @@ pub const HOOKS: &[HookSpec] = &[
                 Field::FdtableFd,
                 Field::FdtableMaxFds,
                 Field::FileFop,
+                Field::FopsUnlockedIoctl,
                 Field::FilePrivateData,
                 Field::UffdCtxMm,
                 Field::UffdCtxMmapChanging,

@@ -19,11 +19,11 @@ pub enum SysError {
     )]
     NotPrivileged,
     #[error(
-        "cannot mount tracefs on {path}: {source}; mount it by hand (mount -t tracefs none {path})"
+        "cannot mount tracefs on {path}: {err}; mount it by hand (mount -t tracefs none {path})"
     )]
     Tracefs {
         path: &'static str,
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
@@ -164,7 +164,7 @@ pub fn ensure_tracefs() -> Result<bool, SysError> {
     if rc != 0 {
         return Err(SysError::Tracefs {
             path: TRACEFS,
-            source: std::io::Error::last_os_error(),
+            err: std::io::Error::last_os_error(),
         });
     }
     Ok(true)

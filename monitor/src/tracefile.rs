@@ -13,11 +13,10 @@ use monitor_detector::tracefile::{Header, Line, Summary, to_line};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-#[error("cannot write trace file {path}: {source}")]
+#[error("cannot write trace file {path}: {err}")]
 pub struct TraceFileError {
     pub path: PathBuf,
-    #[source]
-    pub source: io::Error,
+    pub err: io::Error,
 }
 
 pub struct TraceWriter {
@@ -30,9 +29,9 @@ pub struct TraceWriter {
 impl TraceWriter {
     /// Creates (truncates) the file. Fails early, before anything is loaded.
     pub fn create(path: &Path) -> Result<TraceWriter, TraceFileError> {
-        let err = |source| TraceFileError {
+        let err = |err| TraceFileError {
             path: path.to_owned(),
-            source,
+            err,
         };
         if path.is_dir() {
             return Err(err(io::Error::new(
@@ -76,9 +75,9 @@ impl TraceWriter {
         }
         let res = self.file.write_all(&self.buf);
         self.buf.clear();
-        res.map_err(|source| TraceFileError {
+        res.map_err(|err| TraceFileError {
             path: self.path.clone(),
-            source,
+            err,
         })
     }
 
@@ -86,9 +85,9 @@ impl TraceWriter {
     pub fn finish(mut self, summary: Summary) -> Result<u64, TraceFileError> {
         self.push(&Line::Summary(summary));
         self.flush()?;
-        self.file.sync_all().map_err(|source| TraceFileError {
+        self.file.sync_all().map_err(|err| TraceFileError {
             path: self.path.clone(),
-            source,
+            err,
         })?;
         Ok(self.lines)
     }

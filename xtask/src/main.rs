@@ -1,6 +1,29 @@
-//! `cargo xtask`: developer tasks (VM test runner, lint). Never builds the BPF
-//! crate itself: `monitor/build.rs` does, through aya-build.
+//! `cargo xtask`: developer tasks. One module per subcommand. xtask never
+//! builds the BPF crate for use (monitor/build.rs does, through aya-build); it
+//! only lints it.
+
+mod clippy;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Developer tasks for the mm race monitor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run clippy on the host crates and on the BPF crate (for its BPF target).
+    Clippy(clippy::Args),
+}
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("no xtask subcommands yet")
+    match Cli::parse().command {
+        Command::Clippy(a) => clippy::run(&a),
+    }
 }

@@ -44,10 +44,10 @@ pub fn tp_mark_victim(ctx: BtfTracePointContext) -> u32 {
 pub fn mark_victim(probe: ProbeId, task: u64, uid: u32) {
     let mm = kernel::task_oom_mm(task).unwrap_or(0);
     let pid = kernel::task_pid(task);
-    if let Some(pid) = pid {
-        if mm != 0 {
-            let _ = VICTIMS.insert(pid, mm, 0);
-        }
+    if let Some(pid) = pid
+        && mm != 0
+    {
+        let _ = VICTIMS.insert(pid, mm, 0);
     }
     emit::<MarkVictim>(probe, EventId::MarkVictim, mm, Seq::Track, |p| {
         p.uid = uid;

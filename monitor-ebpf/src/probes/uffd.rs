@@ -1,4 +1,5 @@
-//! userfaultfd, tracepoint rung: UFFDIO_COPY results and forks of tracked mms.
+//! userfaultfd, tracepoint rung: UFFDIO_COPY results and forks of tracked mms
+//! (a new thread sharing the mm is not a fork of it and is not reported).
 //!
 //! ```text
 //! fs/userfaultfd.c userfaultfd_ioctl(file, cmd = UFFDIO_COPY, arg)
@@ -90,15 +91,22 @@ pub fn uffd_copy_result(probe: ProbeId, fd: u32, arg: u64, ret: i64) {
     let changing = ctx.and_then(kernel::uffd_ctx_mmap_changing);
     emit::<UffdCopy>(probe, EventId::UffdCopy, mm, Seq::Track, |p| {
         p.fd = fd as i32;
-        p.ret = ret;
         p.mmap_changing = changing.unwrap_or(-1);
         // SAFETY: user pointers are validated by the helper.
         let dst = unsafe { bpf_probe_read_user(arg as *const u64) };
         let len = unsafe { bpf_probe_read_user((arg + 16) as *const u64) };
+        let copied = unsafe { bpf_probe_read_user((arg + 32) as *const i64) };
         if let (Ok(dst), Ok(len)) = (dst, len) {
             p.dst = dst;
             p.len = len;
         }
+        // The ioctl returns 0 on success and reports the bytes in
+        // `uffdio_copy.copy`; errors are the ioctl's return value (the copy
+        // field is not written by the early -EAGAIN check before 6.12).
+        p.ret = match (ret, copied) {
+            (0, Ok(c)) => c,
+            _ => ret,
+        };
         mm != 0 && changing.is_some()
     });
 }
@@ -109,12 +117,17 @@ pub fn tp_sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     let parent: u64 = ctx.arg(0);
     let child: u64 = ctx.arg(1);
     let mm = kernel::task_mm(parent).unwrap_or(0);
+    let child_mm = kernel::task_mm(child).unwrap_or(0);
+    if child_mm == mm {
+        // A new thread (CLONE_VM) shares the mm: not a fork of it.
+        return 0;
+    }
     emit::<Fork>(ProbeId::TpSchedFork, EventId::Fork, mm, Seq::IfTracked, |p| {
-        match (kernel::task_pid(child), kernel::task_tgid(child), kernel::task_mm(child)) {
-            (Some(pid), Some(tgid), Some(child_mm)) => {
+        p.child_mm = child_mm;
+        match (kernel::task_pid(child), kernel::task_tgid(child)) {
+            (Some(pid), Some(tgid)) => {
                 p.child_pid = pid;
                 p.child_tgid = tgid;
-                p.child_mm = child_mm;
                 true
             }
             _ => false,

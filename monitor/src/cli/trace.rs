@@ -5,32 +5,23 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     io::{self, Write as _},
     process::ExitCode,
-    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
-use monitor_common::{
-    event::EventId,
-    maps::{CounterReason, WIRE_VERSION},
-};
+use monitor_common::maps::WIRE_VERSION;
 use monitor_detector::{
-    Event,
-    tracefile::{FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, Summary, to_line},
+    Data, Event,
+    tracefile::{FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, Loss, to_line},
 };
-use tokio::signal::unix::{SignalKind, signal};
 
 use super::args::{Format, LoadArgs, TraceArgs};
 use crate::{
-    ingest::{LossTracker, Ring},
-    loader::{self, Counters, LoadOptions, Loaded},
-    render, sys,
+    loader::LoadOptions,
+    render,
+    session::{Ended, Session, Signals, Sink},
+    sys,
     tracefile::TraceWriter,
 };
-
-/// How often the reader drains the ring without a wakeup.
-const DRAIN_EVERY: Duration = Duration::from_millis(100);
-/// How often the loss counters are polled.
-const LOSS_EVERY: Duration = Duration::from_millis(250);
 
 impl LoadArgs {
     pub fn options(&self) -> LoadOptions {
@@ -99,8 +90,8 @@ impl Filter {
             .is_none_or(|p| ev.tgid == p || ev.pid == p || ev.subject_pid() == Some(p));
         let comm_ok = self.comm.as_deref().is_none_or(|c| {
             ev.comm == c
-                || matches!(&ev.data, monitor_detector::Data::MarkVictim(v) if v.victim_comm == c)
-                || matches!(&ev.data, monitor_detector::Data::ExecMmSwitch(s) if s.new_comm == c)
+                || matches!(&ev.data, Data::MarkVictim(v) if v.victim_comm == c)
+                || matches!(&ev.data, Data::ExecMmSwitch(s) if s.new_comm == c)
         });
         pid_ok && comm_ok
     }
@@ -120,8 +111,8 @@ impl Filter {
     }
 }
 
-/// Everything the trace loop updates per record.
-struct Session {
+/// Prints and records what the filter lets through.
+struct TraceSink {
     format: Format,
     quiet: bool,
     filter: Filter,
@@ -129,25 +120,12 @@ struct Session {
     stdout: io::BufWriter<io::Stdout>,
     stdout_closed: bool,
     t0: u64,
-    delivered: u64,
-    decode_errors: u64,
     filtered_out: u64,
     shown: u64,
 }
 
-impl Session {
-    fn record(&mut self, bytes: &[u8]) {
-        self.delivered += 1;
-        let ev = match Event::decode(bytes) {
-            Ok(ev) => ev,
-            Err(e) => {
-                self.decode_errors += 1;
-                if self.decode_errors <= 5 {
-                    log::warn!("dropping an undecodable record: {e}");
-                }
-                return;
-            }
-        };
+impl Sink for TraceSink {
+    fn event(&mut self, ev: Event) {
         if !self.filter.matches(&ev) {
             self.filtered_out += 1;
             return;
@@ -167,14 +145,21 @@ impl Session {
         }
     }
 
-    fn flush(&mut self) -> anyhow::Result<()> {
+    fn loss(&mut self, loss: &Loss) {
+        if let Some(w) = &mut self.writer {
+            w.push(&Line::Loss(loss.clone()));
+        }
+    }
+
+    fn flush(&mut self) -> anyhow::Result<bool> {
         if !self.stdout_closed && self.stdout.flush().is_err() {
             self.stdout_closed = true;
         }
         if let Some(w) = &mut self.writer {
             w.flush()?;
         }
-        Ok(())
+        // With nowhere left to write, stop.
+        Ok(!(self.stdout_closed && self.writer.is_none()))
     }
 }
 
@@ -201,49 +186,6 @@ fn print_plan(hooks: &[HookStatus], object: &str) {
     }
 }
 
-pub fn summary_from(
-    counters: &Counters,
-    delivered: u64,
-    decode_errors: u64,
-    filtered_out: u64,
-    ended_by: &str,
-    duration: Duration,
-) -> Summary {
-    let per_event = |reason: CounterReason| -> BTreeMap<String, u64> {
-        EventId::ALL
-            .iter()
-            .filter_map(|id| {
-                let v = counters.get(reason, *id);
-                (v > 0).then(|| (id.name().to_owned(), v))
-            })
-            .collect()
-    };
-    Summary {
-        produced: counters.total(CounterReason::Produced),
-        delivered,
-        lost: counters.total(CounterReason::RingbufFull),
-        seq_map_full: counters.total(CounterReason::SeqMapFull),
-        read_errors: counters.total(CounterReason::ReadError),
-        decode_errors,
-        filtered_out,
-        ended_by: ended_by.to_owned(),
-        duration_ms: duration.as_millis() as u64,
-        produced_by_event: per_event(CounterReason::Produced),
-        lost_by_event: per_event(CounterReason::RingbufFull),
-        hits: counters
-            .hits
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(p, n)| (p.program().to_owned(), *n))
-            .collect(),
-        stats: counters
-            .stats
-            .iter()
-            .map(|(s, n)| (s.name().to_owned(), *n))
-            .collect(),
-    }
-}
-
 pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     args.load.validate()?;
     sys::check_privileges()?;
@@ -260,30 +202,21 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<ExitCode> {
-    let mut loaded: Loaded = loader::load(&args.load.options())?;
-    print_plan(&loaded.hooks, loaded.object.name());
-    if loaded.hooks.iter().all(|h| h.rung == "unavailable") {
-        anyhow::bail!("no hook could be attached on this kernel (run with -v for the reasons)");
-    }
-    let mut ring = Ring::new(loaded.take_ring()?).context("registering the ring buffer")?;
-
-    let start_ktime = sys::ktime_ns();
-    let started = Instant::now();
+    let mut signals = Signals::install()?;
+    let mut session = Session::start(&args.load.options())?;
     let filter = Filter::new(args.pid, args.comm.clone());
-    let mut session = Session {
+    let mut sink = TraceSink {
         format: args.format,
         quiet: args.quiet,
         writer,
         stdout: io::BufWriter::new(io::stdout()),
         stdout_closed: false,
-        t0: start_ktime,
-        delivered: 0,
-        decode_errors: 0,
+        t0: session.start_ktime,
         filtered_out: 0,
         shown: 0,
         filter,
     };
-    if let Some(w) = &mut session.writer {
+    if let Some(w) = &mut sink.writer {
         w.write_header(Header {
             format: FORMAT_NAME.to_owned(),
             version: FORMAT_VERSION,
@@ -291,96 +224,46 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
             monitor_version: env!("CARGO_PKG_VERSION").to_owned(),
             kernel_release: sys::kernel_release(),
             hostname: sys::hostname(),
-            bpf_object: loaded.object.name().to_owned(),
-            start_ktime_ns: start_ktime,
+            bpf_object: session.loaded.object.name().to_owned(),
+            start_ktime_ns: session.start_ktime,
             start_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            hooks: loaded.hooks.clone(),
-            filters: session.filter.describe(),
+            hooks: session.loaded.hooks.clone(),
+            filters: sink.filter.describe(),
         })?;
     }
     if !args.quiet && args.format == Format::Table {
-        let _ = writeln!(session.stdout, "{}", render::TABLE_HEADER);
+        let _ = writeln!(sink.stdout, "{}", render::TABLE_HEADER);
     }
+    print_plan(&session.loaded.hooks, session.loaded.object.name());
 
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
-    let mut loss_tick = tokio::time::interval(LOSS_EVERY);
-    let mut losses = LossTracker::default();
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
-    tokio::pin!(sleep);
-
-    enum Wake {
-        Data,
-        Loss,
-        Stop(&'static str),
-    }
-    let ended_by = loop {
-        let wake = tokio::select! {
-            r = ring.wait_readable() => {
-                r.context("waiting on the ring buffer")?;
-                Wake::Data
-            }
-            _ = drain_tick.tick() => Wake::Data,
-            _ = loss_tick.tick() => Wake::Loss,
-            () = &mut sleep, if deadline.is_some() => Wake::Stop("duration"),
-            _ = sigint.recv() => Wake::Stop("signal"),
-            _ = sigterm.recv() => Wake::Stop("signal"),
-        };
-        match wake {
-            Wake::Data => {
-                ring.drain(|bytes| session.record(bytes));
-                session.flush()?;
-                if session.stdout_closed && session.writer.is_none() {
-                    break "stdout closed";
+    let duration = args.duration;
+    let stop = async move {
+        match duration {
+            Some(d) => {
+                tokio::select! {
+                    () = tokio::time::sleep(d) => Ended::Duration,
+                    why = signals.recv() => why,
                 }
             }
-            Wake::Loss => {
-                if let Some(loss) = losses.update(&loaded.counters(), sys::ktime_ns()) {
-                    log::warn!("{} records lost (ring buffer full)", loss.total());
-                    if let Some(w) = &mut session.writer {
-                        w.push(&Line::Loss(loss));
-                    }
-                }
-            }
-            Wake::Stop(why) => break why,
+            None => signals.recv().await,
         }
     };
-
-    // Stop producing, let in-flight programs finish, then drain what is left so
-    // that produced == delivered + lost holds exactly.
-    loaded.detach_all();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    ring.drain(|bytes| session.record(bytes));
-    let counters = loaded.counters();
-    if let Some(loss) = losses.update(&counters, sys::ktime_ns()) {
-        if let Some(w) = &mut session.writer {
-            w.push(&Line::Loss(loss));
-        }
-    }
-    session.flush()?;
-    let summary = summary_from(
-        &counters,
-        session.delivered,
-        session.decode_errors,
-        session.filtered_out,
-        ended_by,
-        started.elapsed(),
-    );
+    let ended = session.run(&mut sink, stop).await?;
+    let mut summary = session.shutdown(&mut sink, ended).await?;
+    summary.filtered_out = sink.filtered_out;
     eprintln!(
         "monitor: {:.1}s traced, ended by {}: produced {}, delivered {}, lost {} (ring buffer full), \
          shown {}, filtered out {}, decode errors {}",
-        started.elapsed().as_secs_f64(),
-        ended_by,
+        session.elapsed().as_secs_f64(),
+        ended.name(),
         summary.produced,
         summary.delivered,
         summary.lost,
-        session.shown,
-        session.filtered_out,
-        session.decode_errors
+        sink.shown,
+        sink.filtered_out,
+        summary.decode_errors
     );
     if summary.produced != summary.delivered + summary.lost {
         log::warn!(
@@ -390,7 +273,7 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
             summary.lost
         );
     }
-    if let Some(w) = session.writer.take() {
+    if let Some(w) = sink.writer.take() {
         let path = w.path().display().to_string();
         let lines = w.finish(summary)?;
         eprintln!("monitor: wrote {lines} lines to {path}");

@@ -14,8 +14,8 @@ pub struct CompactArgs {
     /// Anonymous memory to fragment, in MiB.
     #[arg(long, default_value_t = 128)]
     mb: usize,
-    /// Compaction rounds.
-    #[arg(long, default_value_t = 1)]
+    /// Rounds of fragment-then-compact.
+    #[arg(long, default_value_t = 3)]
     rounds: u32,
 }
 
@@ -55,6 +55,7 @@ pub fn run(args: &CompactArgs) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "scenario": "compact",
         "mb": args.mb,
+        "rounds": args.rounds,
         "pgmigrate_success": migrated,
         "elapsed_ms": ms_since(start),
     }))

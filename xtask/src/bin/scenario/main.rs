@@ -10,6 +10,7 @@ mod exec;
 mod oom;
 mod sys;
 mod uffd;
+mod uffd_race;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,9 @@ enum Command {
     ExecStorm(exec::ExecArgs),
     /// Fragment memory, then trigger compaction (page migration).
     Compact(compact::CompactArgs),
+    /// UFFDIO_COPY in a loop while the mm changes (fork, mremap, madvise,
+    /// munmap) and the monitor sits on the event (kernel-notes §5.5).
+    UffdRace(uffd_race::UffdArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::OomReap(a) => oom::run(&a),
         Command::ExecStorm(a) => exec::run(&a),
         Command::Compact(a) => compact::run(&a),
+        Command::UffdRace(a) => uffd_race::run(&a),
     };
     match result {
         Ok(report) => {

@@ -1,0 +1,248 @@
+//! One monitoring session: the loaded BPF object and its ring buffer, driven
+//! until a stop condition, then shut down so that every record is accounted
+//! for. `monitor trace` and the daemon both run on this; they differ only in
+//! their [`Sink`].
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use monitor_common::{event::EventId, maps::CounterReason};
+use monitor_detector::{
+    Event,
+    tracefile::{Loss, Summary},
+};
+
+use crate::{
+    ingest::{LossTracker, Ring},
+    loader::{self, Counters, LoadOptions, Loaded},
+    sys,
+};
+
+/// How often the reader drains the ring without a wakeup.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
+/// How often the BPF counters are polled (loss, hits, stats).
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// Where decoded records go.
+pub trait Sink {
+    /// One decoded record, in ring order.
+    fn event(&mut self, ev: Event);
+    /// Records were lost (ring buffer full) since the previous call.
+    fn loss(&mut self, _loss: &Loss) {}
+    /// A record that could not be decoded (already counted by the session).
+    fn decode_error(&mut self, _err: &monitor_detector::event::DecodeError) {}
+    /// Called after each counter poll with the current totals.
+    fn counters(&mut self, _counters: &Counters) {}
+    /// Called after each drain; return `false` to stop the session.
+    fn flush(&mut self) -> anyhow::Result<bool> {
+        Ok(true)
+    }
+}
+
+pub struct Session {
+    pub loaded: Loaded,
+    ring: Ring,
+    losses: LossTracker,
+    pub start_ktime: u64,
+    started: Instant,
+    pub delivered: u64,
+    pub decode_errors: u64,
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Duration,
+    Signal,
+    /// The sink asked to stop (e.g. stdout closed).
+    Sink,
+}
+
+impl Ended {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Ended::Duration => "duration",
+            Ended::Signal => "signal",
+            Ended::Sink => "sink closed",
+        }
+    }
+}
+
+impl Session {
+    /// Loads and attaches. Fails if no hook at all could be attached.
+    pub fn start(opts: &LoadOptions) -> anyhow::Result<Session> {
+        let mut loaded = loader::load(opts)?;
+        if loaded.hooks.iter().all(|h| h.rung == "unavailable") {
+            anyhow::bail!("no hook could be attached on this kernel (run with -v for the reasons)");
+        }
+        let ring = Ring::new(loaded.take_ring()?).context("registering the ring buffer")?;
+        Ok(Session {
+            loaded,
+            ring,
+            losses: LossTracker::default(),
+            start_ktime: sys::ktime_ns(),
+            started: Instant::now(),
+            delivered: 0,
+            decode_errors: 0,
+        })
+    }
+
+    fn drain(&mut self, sink: &mut dyn Sink) {
+        let (delivered, decode_errors) = (&mut self.delivered, &mut self.decode_errors);
+        self.ring.drain(|bytes| {
+            *delivered += 1;
+            match Event::decode(bytes) {
+                Ok(ev) => sink.event(ev),
+                Err(e) => {
+                    *decode_errors += 1;
+                    if *decode_errors <= 5 {
+                        log::warn!("dropping an undecodable record: {e}");
+                    }
+                    sink.decode_error(&e);
+                }
+            }
+        });
+    }
+
+    fn poll_counters(&mut self, sink: &mut dyn Sink) -> Counters {
+        let counters = self.loaded.counters();
+        if let Some(loss) = self.losses.update(&counters, sys::ktime_ns()) {
+            log::warn!("{} records lost (ring buffer full)", loss.total());
+            sink.loss(&loss);
+        }
+        sink.counters(&counters);
+        counters
+    }
+
+    /// Runs until `stop` resolves (returning why) or the sink asks to stop.
+    pub async fn run(
+        &mut self,
+        sink: &mut dyn Sink,
+        stop: impl Future<Output = Ended>,
+    ) -> anyhow::Result<Ended> {
+        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+        let mut poll_tick = tokio::time::interval(POLL_EVERY);
+        tokio::pin!(stop);
+        enum Wake {
+            Data,
+            Poll,
+            Stop(Ended),
+        }
+        loop {
+            let wake = tokio::select! {
+                r = self.ring.wait_readable() => {
+                    r.context("waiting on the ring buffer")?;
+                    Wake::Data
+                }
+                _ = drain_tick.tick() => Wake::Data,
+                _ = poll_tick.tick() => Wake::Poll,
+                why = &mut stop => Wake::Stop(why),
+            };
+            match wake {
+                Wake::Data => {
+                    self.drain(sink);
+                    if !sink.flush()? {
+                        return Ok(Ended::Sink);
+                    }
+                }
+                Wake::Poll => {
+                    self.poll_counters(sink);
+                }
+                Wake::Stop(why) => return Ok(why),
+            }
+        }
+    }
+
+    /// Detaches every program, lets in-flight programs finish, drains what is
+    /// left and reads the final counters, so `produced == delivered + lost`.
+    pub async fn shutdown(&mut self, sink: &mut dyn Sink, ended: Ended) -> anyhow::Result<Summary> {
+        self.loaded.detach_all();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.drain(sink);
+        let counters = self.poll_counters(sink);
+        sink.flush()?;
+        Ok(summary_from(
+            &counters,
+            self.delivered,
+            self.decode_errors,
+            ended.name(),
+            self.started.elapsed(),
+        ))
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// A summary from the final counters (`filtered_out` is filled by the caller).
+pub fn summary_from(
+    counters: &Counters,
+    delivered: u64,
+    decode_errors: u64,
+    ended_by: &str,
+    duration: Duration,
+) -> Summary {
+    let per_event = |reason: CounterReason| {
+        EventId::ALL
+            .iter()
+            .filter_map(|id| {
+                let v = counters.get(reason, *id);
+                (v > 0).then(|| (id.name().to_owned(), v))
+            })
+            .collect()
+    };
+    Summary {
+        produced: counters.total(CounterReason::Produced),
+        delivered,
+        lost: counters.total(CounterReason::RingbufFull),
+        seq_map_full: counters.total(CounterReason::SeqMapFull),
+        read_errors: counters.total(CounterReason::ReadError),
+        decode_errors,
+        filtered_out: 0,
+        ended_by: ended_by.to_owned(),
+        duration_ms: duration.as_millis() as u64,
+        produced_by_event: per_event(CounterReason::Produced),
+        lost_by_event: per_event(CounterReason::RingbufFull),
+        hits: counters
+            .hits
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| (p.program().to_owned(), *n))
+            .collect(),
+        stats: counters
+            .stats
+            .iter()
+            .map(|(s, n)| (s.name().to_owned(), *n))
+            .collect(),
+    }
+}
+
+/// SIGINT/SIGTERM handlers, installed before the session announces itself so
+/// that a signal arriving right after attach still ends it cleanly.
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    /// Resolves on SIGINT or SIGTERM.
+    pub async fn recv(&mut self) -> Ended {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        Ended::Signal
+    }
+}

@@ -1,0 +1,229 @@
+//! Shared helpers: running the monitor and the scenarios, reading trace files.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Mutex, MutexGuard, mpsc},
+    time::Duration,
+};
+
+use monitor_detector::{
+    Event,
+    tracefile::{Header, Line, Loss, Summary, parse_line},
+};
+
+pub fn monitor_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_monitor")
+}
+
+/// The scenario binary, built into the same target directory and profile.
+pub fn scenario_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = profile_dir.join("scenario");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p xtask --bin scenario, or run scripts/test.sh)",
+        path.display()
+    );
+    path
+}
+
+/// Host-kernel tests share the kernel: run them one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "host kernel tests must run as root (the monitor loads BPF programs)"
+    );
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+/// Runs a scenario subcommand and returns its JSON report.
+pub fn scenario(args: &[&str]) -> serde_json::Value {
+    let out = run(Command::new(scenario_bin()).args(args));
+    assert!(
+        out.status.success(),
+        "scenario {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "scenario report is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A `monitor trace` running in the background.
+pub struct TraceRun {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    pub output: PathBuf,
+    _dir: tempdir::TempDir,
+}
+
+/// Minimal self-cleaning temporary directory (no extra dependency).
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> TempDir {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let p = std::env::temp_dir()
+                .join(format!("monitor-test-{tag}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&p).expect("create temp dir");
+            TempDir(p)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            if std::env::var_os("MONITOR_KEEP_TEST_FILES").is_none() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}
+
+impl TraceRun {
+    /// Starts `monitor trace -q --output <tmp>/trace.jsonl ARGS` and waits until
+    /// its hooks are attached.
+    pub fn start(tag: &str, args: &[&str]) -> TraceRun {
+        let dir = tempdir::TempDir::new(tag);
+        let output = dir.path().join("trace.jsonl");
+        let mut child = Command::new(monitor_bin())
+            .arg("trace")
+            .arg("-q")
+            .arg("--output")
+            .arg(&output)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn monitor");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let ready = line.contains("hooks attached");
+                    seen.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "monitor did not attach within 60 s; stderr so far:\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        }
+        TraceRun {
+            child,
+            stderr: rx,
+            output,
+            _dir: dir,
+        }
+    }
+
+    /// SIGINT, wait for a clean exit, return the recording and stderr.
+    pub fn stop(mut self) -> (Recording, String) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("wait monitor");
+        let mut err = String::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            err.push_str(&l);
+            err.push('\n');
+        }
+        assert!(
+            status.success(),
+            "monitor exited with {status}; stderr:\n{err}"
+        );
+        (Recording::read(&self.output), err)
+    }
+}
+
+/// A parsed trace file.
+#[derive(Debug)]
+pub struct Recording {
+    pub header: Header,
+    pub events: Vec<Event>,
+    pub losses: Vec<Loss>,
+    pub summary: Option<Summary>,
+}
+
+impl Recording {
+    pub fn read(path: &Path) -> Recording {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let mut header = None;
+        let mut events = Vec::new();
+        let mut losses = Vec::new();
+        let mut summary = None;
+        for (i, line) in text.lines().enumerate() {
+            match parse_line(line).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1)) {
+                Line::Header(h) => {
+                    assert_eq!(i, 0, "header must be the first line");
+                    header = Some(h);
+                }
+                Line::Event(e) => events.push(e),
+                Line::Loss(l) => losses.push(l),
+                Line::Summary(s) => summary = Some(s),
+                Line::Finding(_) => {}
+            }
+        }
+        Recording {
+            header: header.expect("trace file has a header"),
+            events,
+            losses,
+            summary,
+        }
+    }
+
+    /// Events of one mm generation, in sequence order.
+    pub fn generation(&self, mm: u64, mm_gen: u64) -> Vec<&Event> {
+        let mut v: Vec<&Event> = self
+            .events
+            .iter()
+            .filter(|e| e.mm == mm && e.mm_gen == mm_gen && e.is_sequenced())
+            .collect();
+        v.sort_by_key(|e| e.seq);
+        v
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: setup, format, lint (host and BPF
+# crates), unit and integration tests (including the real host kernel, as
+# root).
+#
+#   scripts/test.sh            everything
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "test: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)" >&2; }
+start=$(date +%s)
+
+step setup
+./scripts/setup.sh --for-tests
+
+step "format"
+cargo fmt --all --check
+
+step "lint (host crates and the BPF crate)"
+cargo xtask clippy
+
+step "build"
+cargo build --release --locked --bin monitor
+cargo build --locked -p xtask --bin scenario
+cargo build --release --locked -p xtask --bin scenario
+
+step "unit and integration tests (host kernel $(uname -r), as root)"
+cargo test --locked
+
+echo "test: all passed in $(( $(date +%s) - start ))s" >&2
