@@ -211,6 +211,7 @@ impl FileAnalyzer {
     pub fn finish(mut self) -> FileReport {
         if let Some(at) = self.truncated_at
             && !self.failed
+            && self.detector.is_some()
         {
             self.report.warnings.push(format!(
                 "{}:{at}: last line is cut short: interrupted recording, analysed up to line {}",
@@ -219,13 +220,12 @@ impl FileAnalyzer {
             ));
         }
         if self.detector.is_none() && !self.failed {
-            let line = (self.report.lines > 0).then_some(self.report.lines);
-            let msg = if self.truncated_at.is_some() {
-                "the header line is cut short"
-            } else {
-                "empty file: no header"
-            };
-            self.fail(line, msg);
+            // Only blank lines (or none) were read, or the header itself was
+            // cut short.
+            match self.truncated_at {
+                Some(at) => self.fail(Some(at), "the header line is cut short"),
+                None => self.fail(None, "empty file: no header"),
+            }
         }
         if let Some(mut d) = self.detector.take() {
             if !self.failed {
