@@ -377,33 +377,57 @@ impl Globals {
     }
 }
 
-/// All rules' state for one mm generation.
+/// All rules' state for one mm generation. Each rule's part is created on
+/// the first event that concerns it (most mms only ever meet one or two
+/// rules), so an idle mm costs a few words.
 pub(crate) struct MmRules {
-    reaper: reaper::State,
-    unstable: unstable::State,
-    migration: migration::State,
-    uffd: uffd::State,
+    key: MmKey,
+    reaper: Option<Box<reaper::State>>,
+    unstable: Option<Box<unstable::State>>,
+    migration: Option<Box<migration::State>>,
+    uffd: Option<Box<uffd::State>>,
+}
+
+fn part<T>(slot: &mut Option<Box<T>>, make: impl FnOnce() -> T) -> &mut T {
+    slot.get_or_insert_with(|| Box::new(make()))
 }
 
 impl MmRules {
     pub(crate) fn new(key: MmKey) -> Self {
         MmRules {
-            reaper: reaper::State::new(key),
-            unstable: unstable::State::new(key),
-            migration: migration::State::new(key),
-            uffd: uffd::State::new(key),
+            key,
+            reaper: None,
+            unstable: None,
+            migration: None,
+            uffd: None,
         }
+    }
+
+    fn reaper(&mut self) -> &mut reaper::State {
+        let key = self.key;
+        part(&mut self.reaper, || reaper::State::new(key))
+    }
+
+    fn unstable(&mut self) -> &mut unstable::State {
+        let key = self.key;
+        part(&mut self.unstable, || unstable::State::new(key))
+    }
+
+    fn migration(&mut self) -> &mut migration::State {
+        let key = self.key;
+        part(&mut self.migration, || migration::State::new(key))
+    }
+
+    fn uffd(&mut self) -> &mut uffd::State {
+        let key = self.key;
+        part(&mut self.uffd, || uffd::State::new(key))
     }
 
     pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
         match &ev.data {
-            Data::MarkVictim(_) => {
-                self.reaper.on_event(ev, &mut g.reaper, ctx);
-                self.unstable.on_event(ev, ctx);
-            }
-            Data::ReapStart(_) => {
-                self.reaper.on_event(ev, &mut g.reaper, ctx);
-                self.unstable.on_event(ev, ctx);
+            Data::MarkVictim(_) | Data::ReapStart(_) => {
+                self.reaper().on_event(ev, &mut g.reaper, ctx);
+                self.unstable().on_event(ev, ctx);
             }
             Data::ReapEnd(_)
             | Data::ReapSkip(_)
@@ -414,14 +438,18 @@ impl MmRules {
             | Data::UnmapVmasStart(_)
             | Data::UnmapVmasEnd(_)
             | Data::Mmdrop(_) => {
-                self.reaper.on_event(ev, &mut g.reaper, ctx);
-                self.unstable.observe_flags(ev, ctx);
+                self.reaper().on_event(ev, &mut g.reaper, ctx);
+                // The fault rule needs to learn that MMF_UNSTABLE is set (for
+                // faults whose own flags cannot be read).
+                if self.unstable.is_some() || unstable::shows_unstable(ev) {
+                    self.unstable().observe_flags(ev, ctx);
+                }
             }
             Data::Fault(_)
             | Data::KernelFault(_)
             | Data::KthreadUseMm(_)
             | Data::KthreadUnuseMm(_) => {
-                self.unstable.on_event(ev, ctx);
+                self.unstable().on_event(ev, ctx);
             }
             Data::Exec(_)
             | Data::ExecMmSwitch(_)
@@ -431,7 +459,7 @@ impl MmRules {
             | Data::MigrationEntryInTempStack(_)
             | Data::MigrationPteRemoved(_)
             | Data::MigrationEntryWait(_) => {
-                self.migration.on_event(ev, &mut g.migration, ctx);
+                self.migration().on_event(ev, &mut g.migration, ctx);
             }
             Data::UffdCopy(_)
             | Data::MfillStart(_)
@@ -439,7 +467,7 @@ impl MmRules {
             | Data::UffdChangeBegin(_)
             | Data::UffdChangeEnd(_)
             | Data::Fork(_) => {
-                self.uffd.on_event(ev, ctx);
+                self.uffd().on_event(ev, ctx);
             }
             // Batches and process_mrelease(2) are not about one mm; the detector
             // routes them to the globals. Seen here only if a record carried
@@ -455,34 +483,58 @@ impl MmRules {
     pub(crate) fn on_loss(&mut self, rules: &[FindingKind], note: &str) {
         for rule in rules {
             match rule {
-                FindingKind::ReaperExitOverlap => self.reaper.on_loss(note),
-                FindingKind::UnstableMmFault => self.unstable.on_loss(note),
-                FindingKind::LeftoverMigrationEntry => self.migration.on_loss(note),
-                FindingKind::UffdCopyVsMmChange => self.uffd.on_loss(note),
+                FindingKind::ReaperExitOverlap => {
+                    if let Some(s) = &mut self.reaper {
+                        s.on_loss(note);
+                    }
+                }
+                FindingKind::UnstableMmFault => {
+                    if let Some(s) = &mut self.unstable {
+                        s.on_loss(note);
+                    }
+                }
+                FindingKind::LeftoverMigrationEntry => {
+                    if let Some(s) = &mut self.migration {
+                        s.on_loss(note);
+                    }
+                }
+                FindingKind::UffdCopyVsMmChange => {
+                    if let Some(s) = &mut self.uffd {
+                        s.on_loss(note);
+                    }
+                }
             }
         }
     }
 
     /// The generation is over: every open window is closed and judged.
     pub(crate) fn end(
-        mut self,
+        self,
         close: Close,
         end_event: Option<&Event>,
         g: &mut Globals,
         ctx: &mut Ctx<'_>,
     ) {
-        self.reaper.end(close, end_event, &mut g.reaper, ctx);
-        self.unstable.end(close, ctx);
-        self.migration.end(close, ctx);
-        self.uffd.end(close, ctx);
+        if let Some(mut s) = self.reaper {
+            s.end(close, end_event, &mut g.reaper, ctx);
+        }
+        if let Some(mut s) = self.unstable {
+            s.end(close, ctx);
+        }
+        if let Some(mut s) = self.migration {
+            s.end(close, ctx);
+        }
+        if let Some(mut s) = self.uffd {
+            s.end(close, ctx);
+        }
     }
 
     /// Number of open windows (for the eviction count).
     pub(crate) fn open_windows(&self) -> u64 {
-        self.reaper.open_windows()
-            + self.unstable.open_windows()
-            + self.migration.open_windows()
-            + self.uffd.open_windows()
+        self.reaper.as_ref().map_or(0, |s| s.open_windows())
+            + self.unstable.as_ref().map_or(0, |s| s.open_windows())
+            + self.migration.as_ref().map_or(0, |s| s.open_windows())
+            + self.uffd.as_ref().map_or(0, |s| s.open_windows())
     }
 }
 

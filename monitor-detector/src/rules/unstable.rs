@@ -87,6 +87,11 @@ pub(crate) struct State {
     taint: Taint,
 }
 
+/// Whether the event's own `mm_flags` show `MMF_UNSTABLE`.
+pub(crate) fn shows_unstable(ev: &Event) -> bool {
+    flags_of(ev).is_some_and(|f| f & UNSTABLE_BIT != 0)
+}
+
 fn flags_of(ev: &Event) -> Option<u64> {
     if ev.hdr_flags & hdr::READ_ERROR != 0 {
         return None;
