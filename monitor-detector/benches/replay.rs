@@ -186,7 +186,7 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
                 ret: 1,
                 mm_flags: 0x42_00cd,
             };
-            let overlap = g.next() % 2 == 0;
+            let overlap = g.next().is_multiple_of(2);
             ev(pid, false, Data::MarkVictim(victim), 0);
             ev(40, true, Data::ReapStart(reap.clone()), 0);
             if !overlap {
@@ -221,7 +221,7 @@ fn synthetic(n: usize, live: usize) -> Vec<Event> {
             pool.push(steps.into());
         }
         // Compaction runs in batches; waits only happen while one is open.
-        if g.next() % 64 == 0 {
+        if g.next().is_multiple_of(64) {
             let data = if batch_open {
                 Data::MigrateEnd(migrate())
             } else {
@@ -243,7 +243,7 @@ fn synthetic(n: usize, live: usize) -> Vec<Event> {
             // Now and then the record just written and the previous one were
             // reserved in the other order than their sequence numbers.
             let n = g.out.len();
-            if n > 2 && g.next() % 16 == 0 && g.out[n - 1].cpu != g.out[n - 2].cpu {
+            if n > 2 && g.next().is_multiple_of(16) && g.out[n - 1].cpu != g.out[n - 2].cpu {
                 g.out.swap(n - 1, n - 2);
             }
         }
