@@ -325,6 +325,13 @@ impl State {
         ]);
         if let Some((addr, _)) = w.first_handled {
             d.insert("first_handled_address".into(), hex(addr));
+            d.insert(
+                "caveat".into(),
+                Value::from(
+                    "the fault record carries no VMA flags: a handled fault on a VM_SHARED \
+                     mapping (which the reaper skips) or on a present PTE would look the same",
+                ),
+            );
         }
         let verdict = Verdict {
             kind: KIND,
