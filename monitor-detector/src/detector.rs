@@ -249,7 +249,9 @@ impl Detector {
     /// window open now, of a rule that uses the lost kinds, becomes uncertain.
     pub fn push_loss(&mut self, loss: &Loss) -> Vec<Finding> {
         self.stats.loss_lines += 1;
-        self.stats.lost_records += loss.total();
+        // Not `Loss::total()`: a corrupt line could make that sum overflow.
+        let total = loss.lost.values().fold(0u64, |a, n| a.saturating_add(*n));
+        self.stats.lost_records = self.stats.lost_records.saturating_add(total);
         let mut rules: Vec<FindingKind> = Vec::new();
         let mut kinds: Vec<&str> = Vec::new();
         for (kind, n) in &loss.lost {
@@ -270,8 +272,7 @@ impl Detector {
             return Vec::new();
         }
         let note = format!(
-            "{} record(s) lost in the ring buffer ({})",
-            loss.total(),
+            "{total} record(s) lost in the ring buffer ({})",
             if kinds.is_empty() {
                 "kinds unknown".to_owned()
             } else {

@@ -150,14 +150,14 @@ impl Sequencer {
         }
         let held = match stream.next {
             Some(n) if ev.seq == n => {
-                stream.next = Some(n + 1);
+                stream.next = Some(n.saturating_add(1));
                 false
             }
             Some(n) if ev.seq < n => {
                 // A duplicate number (non-atomic sequencing) or a late arrival
                 // after its gap was declared. Released as is; it cannot be put
                 // back in order.
-                if ev.hdr_flags & hdr::SEQ_NON_ATOMIC == 0 || ev.seq + 1 != n {
+                if ev.hdr_flags & hdr::SEQ_NON_ATOMIC == 0 || ev.seq.saturating_add(1) != n {
                     stats.late_records += 1;
                 }
                 false
@@ -207,7 +207,7 @@ impl Sequencer {
             let events = std::mem::take(first.get_mut());
             first.remove();
             if seq == next {
-                stream.next = Some(next + 1);
+                stream.next = Some(next.saturating_add(1));
             } else {
                 stats.late_records += events.len() as u64;
             }
@@ -296,7 +296,7 @@ impl Sequencer {
                 Some(n) if min_seq > n => {
                     let missing = min_seq - n;
                     stats.gaps += 1;
-                    stats.records_missing += missing;
+                    stats.records_missing = stats.records_missing.saturating_add(missing);
                     stream.next = Some(min_seq);
                     out.push(Released::Gap { key, missing });
                 }

@@ -797,3 +797,166 @@ fn detector_is_deterministic() {
     assert_eq!(a, b);
     assert!(a.contains("reaper_exit_overlap") && a.contains("uffd_copy_vs_mm_change"));
 }
+
+/// Arbitrary, contradictory records: any order, any flags, any numbers.
+fn odd_event() -> impl Strategy<Value = Line> {
+    use monitor_detector::event::{
+        Event, Fault, Migrate, MmState, Reap, ReapSource, UffdChange, UffdCopy,
+    };
+    let data = prop_oneof![
+        any::<u64>().prop_map(|f| Data::ExitMmapStart(MmState { mm_flags: f })),
+        any::<u64>().prop_map(|f| Data::ExitMmapEnd(MmState { mm_flags: f })),
+        any::<u64>().prop_map(|f| Data::Mmdrop(MmState { mm_flags: f })),
+        any::<u64>().prop_map(|f| Data::KthreadUseMm(MmState { mm_flags: f })),
+        (any::<u32>(), any::<u64>()).prop_map(|(p, f)| Data::ReapStart(Reap {
+            victim_pid: p % 4,
+            source: ReapSource::Tracepoint,
+            ret: -1,
+            mm_flags: f
+        })),
+        (any::<u32>(), any::<u64>()).prop_map(|(p, f)| Data::ReapEnd(Reap {
+            victim_pid: p % 4,
+            source: ReapSource::Function,
+            ret: 1,
+            mm_flags: f
+        })),
+        Just(Data::ReaperUnmapStart(vma(0, 1, 0, 0))),
+        Just(Data::ReaperUnmapEnd(vma(0, 1, 0, 0))),
+        Just(Data::UnmapVmasStart(vma(0, 1, 0, 0))),
+        Just(Data::UnmapVmasEnd(vma(0, 1, 0, 0))),
+        (any::<u32>(), any::<u64>()).prop_map(|(p, f)| mark_victim(user(p % 4, p % 4, "v"), f)),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(any::<u32>())
+        )
+            .prop_map(|(f, cur, r)| Data::Fault(Fault {
+                address: 0x1000,
+                mm_flags: f,
+                current_mm: cur % 3,
+                fault_flags: 0,
+                ret: r
+            })),
+        any::<u64>().prop_map(|f| Data::KernelFault(Fault {
+            address: 0,
+            mm_flags: f,
+            current_mm: 0,
+            fault_flags: 0,
+            ret: None
+        })),
+        (any::<i64>(), any::<i32>()).prop_map(|(r, c)| Data::UffdCopy(UffdCopy {
+            dst: 0,
+            len: 0,
+            ret: r % 16 - 12,
+            mmap_changing: c % 3,
+            fd: 3
+        })),
+        (any::<i64>(), any::<i32>()).prop_map(|(r, c)| Data::MfillStart(UffdCopy {
+            dst: 0,
+            len: 0,
+            ret: r,
+            mmap_changing: c % 3,
+            fd: 3
+        })),
+        (any::<i64>(), any::<i32>()).prop_map(|(r, c)| Data::MfillEnd(UffdCopy {
+            dst: 0,
+            len: 0,
+            ret: r % 8192 - 12,
+            mmap_changing: c % 3,
+            fd: 3
+        })),
+        any::<u8>().prop_map(|k| Data::UffdChangeBegin(UffdChange {
+            kind: [
+                UffdEventKind::Fork,
+                UffdEventKind::Remove,
+                UffdEventKind::Unknown
+            ][k as usize % 3],
+            mmap_changing: 1,
+            start: 0,
+            end: 0
+        })),
+        any::<u8>().prop_map(|k| Data::UffdChangeEnd(UffdChange {
+            kind: [
+                UffdEventKind::Fork,
+                UffdEventKind::Remove,
+                UffdEventKind::Unknown
+            ][k as usize % 3],
+            mmap_changing: 1,
+            start: 0,
+            end: 0
+        })),
+        Just(Data::StackMoveStart(stack_move(0, 1, 1, 0))),
+        Just(Data::StackMoveEnd(stack_move(0, 1, 1, 0))),
+        Just(exec("/x", 1)),
+        Just(exec_switch("x")),
+        Just(Data::MigrationSkipTempStack(vma(0, 1, 0, 0))),
+        Just(Data::MigrationEntryInTempStack(vma(0, 1, 0, 0))),
+        Just(Data::MigrationPteRemoved(vma(0, 1, 0, 0))),
+        any::<u64>().prop_map(|a| Data::MigrationEntryWait(vma(0, 1, 0, a % 3 * 0x1000))),
+        Just(Data::MigrateStart(migrate(0))),
+        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| Data::MigrateEnd(Migrate {
+            ptes_set: a % 3,
+            ptes_removed: b % 3,
+            ..migrate(0)
+        })),
+        Just(fork(user(1, 1, "c"), 0)),
+    ];
+    let ev = (
+        data,
+        0u32..4,
+        prop::sample::select(vec![0u64, 0xffff_8880_0000_1000, 0xffff_8880_0000_2000]),
+        prop::sample::select(vec![0u64, 1, 2, u64::MAX]),
+        prop::sample::select(vec![0u64, 1, 2, 3, 4, 7, u64::MAX - 1, u64::MAX]),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(data, cpu, mm, generation, seq, hdr_flags, task_flags)| {
+            Line::Event(Event {
+                t: u64::from(cpu) * 1000,
+                cpu,
+                pid: cpu + 1,
+                tgid: cpu + 1,
+                comm: "odd".into(),
+                task_flags,
+                mm,
+                mm_gen: generation,
+                seq,
+                hdr_flags: hdr_flags & 0x3f,
+                probe: "p".into(),
+                data,
+            })
+        });
+    prop_oneof![
+        20 => ev,
+        1 => prop::collection::btree_map("[a-z_]{1,12}", any::<u64>(), 0..3).prop_map(|lost| Line::Loss(monitor_detector::tracefile::Loss { t: 0, lost })),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Odd input is evidence, not a bug: the detector never panics, stays
+    /// within its bounds and always explains what it reports.
+    #[test]
+    fn odd_input_never_panics(lines in prop::collection::vec(odd_event(), 0..300), window in 1u64..8) {
+        for release in ["6.12.117+deb12-cloud-amd64", "5.10.0-32-cloud-amd64", "weird"] {
+            let mut cfg = DetectorConfig::new(release, hooks_function("6.12"));
+            cfg.limits.reorder_window = window;
+            cfg.limits.max_mms = 4;
+            let mut d = Detector::new(cfg);
+            let mut found = Vec::new();
+            for l in &lines {
+                found.extend(d.push(l));
+                prop_assert!(d.tracked_mms() <= 4);
+            }
+            found.extend(d.finish());
+            for f in &found {
+                prop_assert!(!f.explanation.is_empty());
+                prop_assert!(!f.evidence.is_empty());
+                if release == "weird" {
+                    prop_assert!(f.severity != monitor_detector::Severity::Violation);
+                }
+            }
+        }
+    }
+}
