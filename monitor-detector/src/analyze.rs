@@ -13,7 +13,7 @@
 //!
 //! Each file is analysed by its own [`Detector`] (its header names its kernel
 //! and hook plan; sequence numbers are per recording). Error handling:
-//! * the first non-empty line must be a compatible [`Header`] — otherwise an
+//! * the first non-empty line must be a compatible [`crate::tracefile::Header`] — otherwise an
 //!   error naming `file:line`;
 //! * a malformed line anywhere is an error naming `file:line`, and the rest of
 //!   that file is not analysed;

@@ -36,7 +36,7 @@
 //! # assert!(remaining.is_empty());
 //! ```
 //!
-//! **Coverage** without a detector: [`rules::coverage`]`(&hooks)`.
+//! **Coverage** without a detector: [`rules::coverage()`], given the hook plan.
 //!
 //! **Offline** (`monitor analyze FILE...`): see [`analyze`]: a
 //! [`analyze::FileAnalyzer`] per file fed line by line, a [`analyze::Report`]

@@ -21,7 +21,7 @@
 //! * A different `mm_gen` at an address whose previous generation never ended
 //!   means that generation's end record was lost (the BPF side drops its
 //!   sequence entry even when the ring buffer is full): it is reported as
-//!   [`Released::Replaced`].
+//!   `Released::Replaced`.
 
 use std::collections::{BTreeMap, VecDeque};
 

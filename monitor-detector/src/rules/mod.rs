@@ -1,9 +1,9 @@
 //! The four seed rules and what they share: evidence windows, loss handling
 //! and the translation of a rule's verdict into a [`Finding`].
 //!
-//! Each rule keeps a small state per mm generation ([`MmRules`]) plus, where a
+//! Each rule keeps a small state per mm generation (`MmRules`) plus, where a
 //! race spans generations or is not about one mm, a global part
-//! ([`Globals`]). Rules only ever see events in per-mm sequence order (the
+//! (`Globals`). Rules only ever see events in per-mm sequence order (the
 //! [`crate::sequencer`] runs first), one at a time, and emit a finding when a
 //! window closes, when the generation ends, or at the end of input.
 //!

@@ -481,3 +481,12 @@ fn a_late_record_after_its_generation_ended_is_dropped() {
     assert_eq!(d.stats().late_after_end, 1);
     assert_eq!(d.tracked_mms(), 0);
 }
+
+/// The daemon moves the detector into its event task.
+#[test]
+fn detector_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Detector>();
+    assert_send::<FileAnalyzer>();
+    assert_send::<Report>();
+}
