@@ -165,10 +165,17 @@ impl Sequencer {
             // Ahead of the expected number, or the start is not known yet.
             _ => true,
         };
-        if let Some((evicted_key, _)) = evicted {
+        if let Some((evicted_key, old)) = evicted {
             stats.streams_evicted += 1;
             if self.current_gen.get(&evicted_key.0) == Some(&evicted_key.1) {
                 self.current_gen.remove(&evicted_key.0);
+            }
+            // Whatever it still held is released as it is, never dropped.
+            for (_, events) in old.pending {
+                for (_, e) in events {
+                    stats.late_records += 1;
+                    out.push(Released::Event(e));
+                }
             }
         }
         if held {
@@ -436,6 +443,25 @@ mod tests {
         );
         assert_eq!(out, ["a/1#1", "a/1#2", "a/1#2", "a/1#3"]);
         assert_eq!((st.gaps, st.late_records), (0, 0));
+    }
+
+    #[test]
+    fn an_evicted_stream_releases_what_it_held() {
+        let mut s = Sequencer::new(100, 1);
+        let mut stats = DetectorStats::default();
+        let mut out = Vec::new();
+        s.push(ev(0xa, 1, 1, 0), &mut out, &mut stats);
+        s.push(ev(0xa, 1, 3, 0), &mut out, &mut stats); // held
+        s.push(ev(0xb, 1, 1, 0), &mut out, &mut stats); // evicts a
+        let seqs: Vec<(u64, u64)> = out
+            .iter()
+            .filter_map(|r| match r {
+                Released::Event(e) => Some((e.mm, e.seq)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, [(0xa, 1), (0xa, 3), (0xb, 1)]);
+        assert_eq!(stats.streams_evicted, 1);
     }
 
     #[test]
