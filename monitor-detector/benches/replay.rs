@@ -147,6 +147,7 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
                     current_mm: mm,
                     fault_flags: 0x214,
                     ret: Some(0),
+                    unstable_at_entry: Some(false),
                 };
                 ev(pid + 1, true, Data::Fault(f), 0);
             }

@@ -16,7 +16,9 @@
 //!   near miss (`fault_result = "sigbus"`);
 //! * no error bit, no `VM_FAULT_RETRY`/`NOPAGE`: the fault was handled on an
 //!   `MMF_UNSTABLE` mm, so a reaped page may have been re-instantiated as zeros:
-//!   violation;
+//!   violation — unless the entry probe saw the flag still clear when the
+//!   fault began (`unstable_at_entry == Some(false)`): its check may have
+//!   passed before the reaper started, a legal race (near miss);
 //! * `VM_FAULT_RETRY` (the fault will be retried and reported again) or
 //!   `VM_FAULT_NOPAGE` (a driver installed the PTE itself: a PFN mapping the
 //!   reaper skips): counted, no verdict;
@@ -33,7 +35,7 @@ use serde_json::Value;
 
 use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit, hex};
 use crate::{
-    event::{Data, Event},
+    event::{Data, Event, Fault},
     finding::FindingKind,
     sequencer::MmKey,
 };
@@ -46,18 +48,22 @@ enum Outcome {
     Sigbus,
     OtherError,
     Handled,
+    /// Handled, but the fault began before `MMF_UNSTABLE` was set: its
+    /// stability check may have passed before the reaper started (legal).
+    HandledRaced,
     Retry,
     NoPage,
     Unknown,
 }
 
-fn outcome(ret: Option<u32>) -> Outcome {
-    match ret {
+fn outcome(f: &Fault) -> Outcome {
+    match f.ret {
         None => Outcome::Unknown,
         Some(r) if r & vm_fault::SIGBUS != 0 => Outcome::Sigbus,
         Some(r) if r & vm_fault::ERROR != 0 => Outcome::OtherError,
         Some(r) if r & vm_fault::RETRY != 0 => Outcome::Retry,
         Some(r) if r & vm_fault::NOPAGE != 0 => Outcome::NoPage,
+        Some(_) if f.unstable_at_entry == Some(false) => Outcome::HandledRaced,
         Some(_) => Outcome::Handled,
     }
 }
@@ -68,6 +74,7 @@ struct FaultWindow {
     sigbus: u64,
     other_error: u64,
     handled: u64,
+    raced: u64,
     retry: u64,
     nopage: u64,
     unknown: u64,
@@ -190,7 +197,7 @@ impl State {
                     ctx.stats.owner_faults_ignored += 1;
                     return;
                 }
-                let out = outcome(f.ret);
+                let out = outcome(f);
                 let w = self.window(ctx, ev.pid);
                 w.w.push(ctx.note(ev));
                 if kthread {
@@ -207,6 +214,7 @@ impl State {
                             w.first_handled = Some((f.address, f.ret.unwrap_or(0)));
                         }
                     }
+                    Outcome::HandledRaced => w.raced += 1,
                     Outcome::Retry => w.retry += 1,
                     Outcome::NoPage => w.nopage += 1,
                     Outcome::Unknown => w.unknown += 1,
@@ -235,6 +243,7 @@ impl State {
                 sigbus: 0,
                 other_error: 0,
                 handled: 0,
+                raced: 0,
                 retry: 0,
                 nopage: 0,
                 unknown: 0,
@@ -264,11 +273,13 @@ impl State {
             ),
         };
         let counted = format!(
-            "{} fault(s): {} SIGBUS, {} other error, {} handled without error, {} result unknown",
-            w.sigbus + w.other_error + w.handled + w.unknown + w.retry + w.nopage,
+            "{} fault(s): {} SIGBUS, {} other error, {} handled without error, {} handled \
+             while the flag was being set, {} result unknown",
+            w.sigbus + w.other_error + w.handled + w.raced + w.unknown + w.retry + w.nopage,
             w.sigbus,
             w.other_error,
             w.handled,
+            w.raced,
             w.unknown
         );
         let (grade, result, explanation) = if w.handled > 0 {
@@ -291,6 +302,17 @@ impl State {
                     "{whom} faulted on this mm after the OOM reaper set MMF_UNSTABLE; the \
                      tracepoint rung does not see the fault's result, so whether the kernel \
                      refused it with SIGBUS cannot be told ({counted})."
+                ),
+            )
+        } else if w.raced > 0 && w.sigbus + w.other_error == 0 {
+            (
+                Grade::NearMissObserved,
+                "handled; MMF_UNSTABLE was set during the fault".to_owned(),
+                format!(
+                    "{whom} faulted on this mm while the OOM reaper was setting MMF_UNSTABLE: \
+                     the fault began before the flag was set, so its stability check could \
+                     pass before the reaper started and the page it installed held real \
+                     data; legal ({counted})."
                 ),
             )
         } else if w.sigbus + w.other_error > 0 {
@@ -317,6 +339,7 @@ impl State {
             ("sigbus_count", Value::from(w.sigbus)),
             ("error_count", Value::from(w.other_error)),
             ("handled_count", Value::from(w.handled)),
+            ("handled_during_flag_set_count", Value::from(w.raced)),
             ("unknown_count", Value::from(w.unknown)),
             ("retry_count", Value::from(w.retry)),
             ("nopage_count", Value::from(w.nopage)),

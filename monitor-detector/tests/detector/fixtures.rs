@@ -124,6 +124,11 @@ const EXPECTED: &[Expectation] = &[
         1,
     ),
     (
+        "unstable_flag_set_during_fault",
+        &[("unstable_mm_fault", "near_miss")],
+        1,
+    ),
+    (
         "unstable_handled_across_loss",
         &[("unstable_mm_fault", "uncertain")],
         1,

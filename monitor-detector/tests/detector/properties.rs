@@ -835,14 +835,16 @@ fn odd_event() -> impl Strategy<Value = Line> {
                 mm_flags: f,
                 current_mm: cur % 3,
                 fault_flags: 0,
-                ret: r
+                ret: r,
+                unstable_at_entry: (f % 3 < 2).then_some(f % 3 == 1),
             })),
         any::<u64>().prop_map(|f| Data::KernelFault(Fault {
             address: 0,
             mm_flags: f,
             current_mm: 0,
             fault_flags: 0,
-            ret: None
+            ret: None,
+            unstable_at_entry: None,
         })),
         (any::<i64>(), any::<i32>()).prop_map(|(r, c)| Data::UffdCopy(UffdCopy {
             dst: 0,

@@ -77,6 +77,10 @@ pub fn all() -> Vec<(&'static str, Builder)> {
             unstable_owner_and_stable_faults,
         ),
         ("unstable_handled_across_loss", unstable_handled_across_loss),
+        (
+            "unstable_flag_set_during_fault",
+            unstable_flag_set_during_fault,
+        ),
         ("migration_skip_temp_stack", migration_skip_temp_stack),
         (
             "migration_entry_in_temp_stack",
@@ -1729,6 +1733,85 @@ fn unstable_handled_across_loss() -> Trace {
         END_GENERATION,
     );
     tr.summary(120);
+    tr
+}
+
+/// 6.12: a vhost fault that began just before `__oom_reap_task_mm` set
+/// `MMF_UNSTABLE` and returned 0 just after: its stability check passed before
+/// the reaper started. Legal (near miss), unlike a fault that began after.
+fn unstable_flag_set_during_fault() -> Trace {
+    let mut tr = Trace::new(R612, hooks_function(R612), 39_000_000_000);
+    let victim = user(2711, 2711, "t_vhost_oom");
+    let vhost = kthread(2720, "vhost-2711");
+    tr.on_cpu(0);
+    let mm = tr.mm(MM_VICTIM);
+    tr.emit(
+        vhost,
+        mm,
+        "fentry_kthread_use_mm",
+        Data::KthreadUseMm(mm_state(MM_FLAGS)),
+    );
+    tr.emit(victim, mm, "tp_mark_victim", mark_victim(victim, MM_FLAGS));
+    tr.on_cpu(1);
+    tr.emit(
+        OOM_REAPER,
+        mm,
+        "fentry___oom_reap_task_mm",
+        reap_start_fn(MM_FLAGS | (1 << 25)),
+    );
+    tr.on_cpu(0);
+    tr.emit(
+        vhost,
+        mm,
+        "fexit_handle_mm_fault",
+        Data::Fault(fault_seen_at_entry(
+            RING,
+            MM_FLAGS_UNSTABLE,
+            MM_VICTIM,
+            0,
+            false,
+        )),
+    );
+    tr.on_cpu(1);
+    tr.emit(
+        OOM_REAPER,
+        mm,
+        "fexit___oom_reap_task_mm",
+        reap_end_fn(1, MM_FLAGS_UNSTABLE),
+    );
+    tr.on_cpu(0);
+    tr.emit(
+        vhost,
+        mm,
+        "fexit_handle_mm_fault",
+        Data::Fault(fault_seen_at_entry(
+            RING + 0x1000,
+            MM_FLAGS_UNSTABLE,
+            MM_VICTIM,
+            0x400,
+            true,
+        )),
+    );
+    tr.emit(
+        victim,
+        mm,
+        "fentry_exit_mmap",
+        Data::ExitMmapStart(mm_state(MM_FLAGS_UNSTABLE)),
+    );
+    tr.emit(
+        victim,
+        mm,
+        "fexit_exit_mmap",
+        Data::ExitMmapEnd(mm_state(MM_FLAGS_DEAD)),
+    );
+    tr.emit_flags(
+        victim,
+        mm,
+        "fentry___mmdrop",
+        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        END_GENERATION,
+    );
+    tr.summary(0);
     tr
 }
 

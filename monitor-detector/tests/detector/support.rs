@@ -284,6 +284,22 @@ pub fn fault(
         current_mm,
         fault_flags,
         ret,
+        unstable_at_entry: None,
+    }
+}
+
+/// A function-rung fault whose entry probe recorded whether `MMF_UNSTABLE`
+/// was already set when it began.
+pub fn fault_seen_at_entry(
+    address: u64,
+    flags: u64,
+    current_mm: u64,
+    ret: u32,
+    unstable_at_entry: bool,
+) -> Fault {
+    Fault {
+        unstable_at_entry: Some(unstable_at_entry),
+        ..fault(address, flags, current_mm, 0x214, Some(ret))
     }
 }
 
