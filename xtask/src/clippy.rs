@@ -55,9 +55,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
             .args(fix)
             .args(["--", "-D", "warnings"])
+            // aya-ebpf's build script derives `bpf_target_arch` from the host.
             .env("CARGO_TARGET_DIR", "target/clippy-bpf")
-            // The BPF crate reads this cfg (set by aya-build in real builds).
-            .env("CARGO_CFG_BPF_TARGET_ARCH", "x86_64")
             .env_remove("RUSTC")
             .env_remove("RUSTC_WORKSPACE_WRAPPER"),
     )

@@ -29,6 +29,10 @@ pub struct Cli {
 pub enum Command {
     /// Trace race-window events for a while, print them, optionally record a trace file.
     Trace(TraceArgs),
+    /// Show how each hook attaches on this kernel and which detector rules are covered.
+    Check(CheckArgs),
+    /// Run the race detector over recorded trace files.
+    Analyze(AnalyzeArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -71,6 +75,10 @@ pub struct LoadArgs {
     /// Attach only these hooks (comma-separated names, see `monitor check`).
     #[arg(long, value_name = "HOOK,...", value_delimiter = ',')]
     pub hooks: Option<Vec<String>>,
+    /// Testing only: make this hook's every candidate fail, as if the kernel
+    /// lacked all its symbols and tracepoints.
+    #[arg(long, value_name = "HOOK", hide = true)]
+    pub test_break_hook: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +103,28 @@ pub struct TraceArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Exit non-zero (1) if a hook is below its best rung or a rule is not fully covered.
+    #[arg(long)]
+    pub strict: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Trace files recorded by `monitor trace --output` (or the daemon).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h` or a plain number of seconds.

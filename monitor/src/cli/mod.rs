@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser as _, error::ErrorKind};
 
+pub mod analyze;
 pub mod args;
+pub mod check;
 pub mod trace;
 
 use args::{Cli, Command};
@@ -21,6 +23,8 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(code) => code,
