@@ -188,10 +188,12 @@ pub fn uffd_race(event: &str, extra_args: &[&str]) -> (Recording, serde_json::Va
     (rec, report)
 }
 
-/// Execs of `exe`: each has its stack-move window (exec_mm_switch → exec) on
-/// its new mm.
+/// Execs of `exe`: each has its stack-move window on its new mm, before the
+/// exec event: the function itself (stack_move_start → stack_move_end) on a
+/// function rung, the bracket's start (exec_mm_switch) on the tracepoint rung.
 pub fn exec_windows(rec: &Recording, exe: &str, at_least: usize) {
     assert_attached(rec, &["exec", "stack_move"]);
+    let function_rung = hook_rung(rec, "stack_move") != "tracepoint";
     let execs: Vec<&Event> = rec
         .events
         .iter()
@@ -204,12 +206,22 @@ pub fn exec_windows(rec: &Recording, exe: &str, at_least: usize) {
     );
     for e in &execs {
         let gen_events = rec.generation(e.mm, e.mm_gen);
-        let switch = gen_events.iter().position(|x| x.kind() == "exec_mm_switch");
+        let kinds: Vec<&str> = gen_events.iter().map(|x| x.kind()).collect();
+        let pos = |k: &str| kinds.iter().position(|x| *x == k);
         let exec = gen_events.iter().position(|x| std::ptr::eq(*x, *e));
-        assert!(
-            switch.is_some() && switch < exec,
-            "exec_mm_switch must precede exec: {gen_events:?}"
-        );
+        if function_rung {
+            let (s, t) = (pos("stack_move_start"), pos("stack_move_end"));
+            assert!(
+                s.is_some() && s < t && t < exec,
+                "stack move must precede exec: {kinds:?}"
+            );
+        } else {
+            let switch = pos("exec_mm_switch");
+            assert!(
+                switch.is_some() && switch < exec,
+                "exec_mm_switch must precede exec: {kinds:?}"
+            );
+        }
     }
 }
 

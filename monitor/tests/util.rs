@@ -188,6 +188,8 @@ impl TraceRun {
 /// A parsed trace file.
 #[derive(Debug)]
 pub struct Recording {
+    /// The file as written.
+    pub text: String,
     pub header: Header,
     pub events: Vec<Event>,
     pub losses: Vec<Loss>,
@@ -215,11 +217,23 @@ impl Recording {
             }
         }
         Recording {
+            text: text.clone(),
             header: header.expect("trace file has a header"),
             events,
             losses,
             summary,
         }
+    }
+
+    /// The detector's verdicts on this recording (what `monitor analyze` says).
+    pub fn findings(&self) -> Vec<monitor_detector::Finding> {
+        let report = monitor_detector::analyze_texts([("recording", self.text.as_str())]);
+        let errors: Vec<String> = report.errors().map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "the recording does not analyze cleanly: {errors:?}"
+        );
+        report.findings().map(|(_, f)| f.clone()).collect()
     }
 
     /// Events of one mm generation, in sequence order.

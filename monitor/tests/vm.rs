@@ -3,9 +3,15 @@
 //! `#[ignore]`d on the host and run in the guest with `--ignored vm::`.
 //!
 //! Each test runs a scenario under `monitor trace` and asserts on the trace
-//! file the monitor recorded, and that the hooks it relies on fired.
+//! file the monitor recorded (and on the detector's verdicts about it), and
+//! that the hooks it relies on fired.
 
-use crate::{checks, util::scenario};
+use monitor_detector::{Data, Finding, FindingKind, Severity};
+
+use crate::{
+    checks,
+    util::{Recording, TraceRun, monitor_bin, run, scenario},
+};
 
 /// Tells the harness about a scenario the kernel cannot run (the test then
 /// passes without asserting; the note shows in the VM report).
@@ -17,41 +23,258 @@ fn kernel() -> String {
     std::env::var("VM_KERNEL").unwrap_or_default()
 }
 
+fn of_kind(findings: &[Finding], kind: FindingKind) -> Vec<&Finding> {
+    findings.iter().filter(|f| f.kind == kind).collect()
+}
+
+fn assert_no_violation(findings: &[Finding]) {
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Violation)
+        .map(|f| format!("{}: {}", f.kind.name(), f.explanation))
+        .collect();
+    assert!(bad.is_empty(), "violations on a healthy kernel: {bad:#?}");
+}
+
+/// `monitor check` shows the six function hooks on a function rung, under
+/// this kernel's names, and full rule coverage (but for 5.10's missing
+/// try_to_migrate_one).
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn check_shows_function_rung() {
+    let out = run(std::process::Command::new(monitor_bin()).args(["check", "--format", "json"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let hook = |name: &str| {
+        v["hooks"]
+            .as_array()
+            .and_then(|hs| hs.iter().find(|h| h["hook"] == name))
+            .unwrap_or_else(|| panic!("no hook {name}"))
+            .clone()
+    };
+    let (stack, mfill) = if kernel() == "6.12" {
+        ("relocate_vma_down", "mfill_atomic_copy")
+    } else {
+        ("shift_arg_pages", "mcopy_atomic")
+    };
+    for (name, target) in [
+        ("oom_reap", "__oom_reap_task_mm"),
+        ("exit_mmap", "exit_mmap"),
+        ("unmap_page_range", "unmap_page_range"),
+        ("remove_migration_ptes", "remove_migration_ptes"),
+        ("stack_move", stack),
+        ("mfill_copy", mfill),
+    ] {
+        let h = hook(name);
+        let rung = h["rung"].as_str().unwrap_or("");
+        assert!(
+            rung == "fentry" || rung == "kprobe",
+            "{name} is on {rung}: {h}"
+        );
+        assert_eq!(h["target"], target, "{name}");
+    }
+    for rule in v["rules"].as_array().expect("rules") {
+        let partial_ok = kernel() == "5.10" && rule["rule"] == "leftover_migration_entry";
+        if !partial_ok {
+            assert_eq!(rule["coverage"], "full", "{rule}");
+        }
+    }
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn oom_reaper_reaps_victim() {
-    checks::oom_reap(&[]);
+    let rec = checks::oom_reap(&[]);
+    checks::assert_fired(&rec, &["fentry_oom_reap", "fexit_oom_reap"]);
+    assert_no_violation(&rec.findings());
+}
+
+/// The victim exits the moment the reaper starts: exit_mmap runs while the
+/// reaper still unmaps, a legal overlap since 4.14 (seed 001): a near miss.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn reaper_exit_overlap_is_a_near_miss() {
+    let run = TraceRun::start("overlap", &[]);
+    let report = scenario(&["oom-reap", "--overlap"]);
+    let (rec, _) = run.stop();
+    checks::assert_fired(
+        &rec,
+        &[
+            "fentry_oom_reap",
+            "fentry_exit_mmap",
+            "fentry_unmap_page_range",
+        ],
+    );
+    let findings = rec.findings();
+    let overlaps = of_kind(&findings, FindingKind::ReaperExitOverlap);
+    assert!(
+        overlaps.iter().any(|f| f.severity == Severity::NearMiss),
+        "no reaper_exit_overlap near miss ({report}); findings: {findings:#?}"
+    );
+    assert_no_violation(&findings);
+}
+
+/// process_mrelease(2) reaps synchronously in the caller's context: seen only
+/// by the function hook (the oom:* tracepoints do not fire).
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn process_mrelease_reaps_in_the_callers_context() {
+    let run = TraceRun::start("mrelease", &[]);
+    let report = scenario(&["mrelease"]);
+    let (rec, _) = run.stop();
+    if report["supported"] == false {
+        note("process_mrelease: the syscall does not exist on this kernel (added in 5.15)");
+        return;
+    }
+    let pid = report["victim_pid"].as_u64().expect("pid") as u32;
+    let caller_reaps: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.kind() == "reap_start" && e.comm == "scenario" && !e.is_kthread())
+        .collect();
+    assert!(
+        !caller_reaps.is_empty(),
+        "no reap by the process_mrelease caller"
+    );
+    assert!(
+        rec.events
+            .iter()
+            .any(|e| matches!(&e.data, Data::MreleaseExit(m) if m.ret == 0))
+    );
+    assert!(
+        !rec.events
+            .iter()
+            .any(|e| matches!(&e.data, Data::MarkVictim(v) if v.victim_tgid == pid)),
+        "no OOM kill happened"
+    );
+    assert_no_violation(&rec.findings());
+}
+
+/// A vhost kernel thread (kthread_use_mm) faults on the reaped ring after
+/// MMF_UNSTABLE: the kernel turns it into SIGBUS (seed 000); so does a
+/// remote read through /proc/TID/mem (seed 002).
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn vhost_kthread_fault_after_reap_gets_sigbus() {
+    let run = TraceRun::start("vhost", &[]);
+    let report = scenario(&["oom-reap", "--vhost"]);
+    let (rec, _) = run.stop();
+    assert_eq!(report["vhost_kicked"], true, "{report}");
+    checks::assert_fired(&rec, &["fentry_kthread_use_mm", "fexit_fault"]);
+    let victim = report["victim_pid"].as_u64().expect("pid") as u32;
+    let mark = rec
+        .events
+        .iter()
+        .find(|e| matches!(&e.data, Data::MarkVictim(v) if v.victim_tgid == victim))
+        .expect("mark_victim");
+    let faults: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.mm == mark.mm && e.mm_gen == mark.mm_gen)
+        .filter_map(|e| match &e.data {
+            Data::Fault(f) => Some((e, f)),
+            _ => None,
+        })
+        .collect();
+    let kthread = faults
+        .iter()
+        .find(|(e, _)| e.is_kthread() && e.comm.starts_with("vhost"))
+        .unwrap_or_else(|| panic!("no vhost kthread fault on the victim's mm ({report})"));
+    assert_eq!(
+        kthread.1.ret.map(|r| r & 0x2),
+        Some(0x2),
+        "the kthread fault must be SIGBUS"
+    );
+    let remote = faults
+        .iter()
+        .find(|(e, f)| !e.is_kthread() && f.current_mm != e.mm);
+    assert!(
+        remote.is_some(),
+        "no remote fault from /proc/TID/mem ({report})"
+    );
+    assert_ne!(
+        report["remote_read_errno"], 0,
+        "the remote read must fail: {report}"
+    );
+    let findings = rec.findings();
+    let unstable = of_kind(&findings, FindingKind::UnstableMmFault);
+    let near = unstable
+        .iter()
+        .find(|f| {
+            f.severity == Severity::NearMiss
+                && f.tasks
+                    .iter()
+                    .any(|t| t.kthread && t.comm.starts_with("vhost"))
+        })
+        .unwrap_or_else(|| {
+            panic!("no unstable_mm_fault near miss for the vhost thread: {findings:#?}")
+        });
+    assert_eq!(near.details["fault_result"], "sigbus", "{near:#?}");
+    assert_no_violation(&findings);
+}
+
+fn uffd(event: &str) {
+    let (rec, report) = checks::uffd_race(event, &[]);
+    checks::assert_fired(&rec, &["fexit_uffd_ioctl"]);
+    let findings = rec.findings();
+    let near: Vec<_> = of_kind(&findings, FindingKind::UffdCopyVsMmChange)
+        .into_iter()
+        .filter(|f| f.severity == Severity::NearMiss)
+        .collect();
+    assert!(
+        !near.is_empty(),
+        "no uffd_copy_vs_mm_change near miss ({event}): {findings:#?}"
+    );
+    let eagain: u64 = near
+        .iter()
+        .filter_map(|f| f.details.get("eagain_count")?.as_u64())
+        .sum();
+    assert_eq!(
+        eagain,
+        report["copies_eagain"].as_u64().expect("eagain"),
+        "EAGAIN count in findings"
+    );
+    assert_no_violation(&findings);
 }
 
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn uffd_copy_vs_fork() {
-    checks::uffd_race("fork", &[]);
+    uffd("fork");
 }
 
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn uffd_copy_vs_mremap() {
-    checks::uffd_race("remap", &[]);
+    uffd("remap");
 }
 
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn uffd_copy_vs_madvise_remove() {
-    checks::uffd_race("remove", &[]);
+    uffd("remove");
 }
 
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn uffd_copy_vs_munmap() {
-    checks::uffd_race("unmap", &[]);
+    uffd("unmap");
 }
 
+/// Exec with large argv while compaction runs and migrate_pages(2) moves pages
+/// between the two nodes: every exec's stack move is bracketed on its mm, and
+/// both kinds of migration batch are recorded.
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
-fn exec_storm_with_large_argv_under_compaction() {
-    let run = crate::util::TraceRun::start("exec", &[]);
+fn exec_storm_under_compaction_and_numa_migration() {
+    let run = TraceRun::start("exec", &[]);
     let compactor = std::thread::spawn(|| scenario(&["compact", "--mb", "64", "--rounds", "4"]));
+    let migrator = std::thread::spawn(|| scenario(&["migrate", "--mb", "8"]));
     scenario(&[
         "exec-storm",
         "--count",
@@ -62,14 +285,43 @@ fn exec_storm_with_large_argv_under_compaction() {
         "/bin/true",
     ]);
     let compacted = compactor.join().expect("compaction thread");
+    let migrated = migrator.join().expect("migration thread");
     let (rec, _) = run.stop();
+    // Every exec of /bin/true had its temporary stack moved on its new mm,
+    // seen by the function hook itself.
     checks::exec_windows(&rec, "/bin/true", 60);
+    checks::assert_fired(&rec, &["fentry_stack_move", "fexit_stack_move"]);
     checks::migration_batches(&rec, 0);
-    checks::assert_gap_free(&rec);
+    assert_eq!(
+        migrated["supported"], true,
+        "two NUMA nodes expected: {migrated}"
+    );
+    checks::migration_batches(&rec, 3);
     if kernel() == "5.10" {
         note(
-            "exec_storm: 5.10 has no migrate:set_migration_pte tracepoint (PTE counts need the function rung)",
+            "exec_storm: 5.10 has no migrate:set_migration_pte (no per-batch PTE-installed counts) and no try_to_migrate_one",
+        );
+    } else {
+        checks::assert_fired(
+            &rec,
+            &["fentry_remove_migration_pte", "fentry_try_to_migrate_one"],
         );
     }
-    println!("compaction: {compacted}");
+    assert_no_violation(&rec.findings());
+    println!("compaction: {compacted}\nmigration: {migrated}");
+}
+
+/// Healthy churn produces no finding at all.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn benign_churn_has_no_findings() {
+    let run = TraceRun::start("churn", &[]);
+    scenario(&["churn", "--rounds", "30"]);
+    let (rec, _): (Recording, _) = run.stop();
+    checks::assert_fired(&rec, &["fentry_exit_mmap", "tp_sched_process_exec"]);
+    let findings = rec.findings();
+    assert!(
+        findings.is_empty(),
+        "benign churn produced findings: {findings:#?}"
+    );
 }

@@ -5,12 +5,17 @@
 //! (pids, counts, timings); tests assert on what the *monitor* recorded and
 //! use this report only to know which pid or mm to look for.
 
+mod churn;
 mod compact;
 mod exec;
+mod hold;
+mod migrate;
+mod mrelease;
 mod oom;
 mod sys;
 mod uffd;
 mod uffd_race;
+mod vhost;
 
 use std::process::ExitCode;
 
@@ -38,6 +43,12 @@ enum Command {
     /// UFFDIO_COPY in a loop while the mm changes (fork, mremap, madvise,
     /// munmap) and the monitor sits on the event (kernel-notes §5.5).
     UffdRace(uffd_race::UffdArgs),
+    /// process_mrelease(2) on a killed process kept alive: a synchronous reap.
+    Mrelease(mrelease::MreleaseArgs),
+    /// migrate_pages(2) between the two NUMA nodes.
+    Migrate(migrate::MigrateArgs),
+    /// Benign churn: exits, munmap, execs, compaction, quiet UFFDIO_COPY.
+    Churn(churn::ChurnArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +58,9 @@ fn main() -> ExitCode {
         Command::ExecStorm(a) => exec::run(&a),
         Command::Compact(a) => compact::run(&a),
         Command::UffdRace(a) => uffd_race::run(&a),
+        Command::Mrelease(a) => mrelease::run(&a),
+        Command::Migrate(a) => migrate::run(&a),
+        Command::Churn(a) => churn::run(&a),
     };
     match result {
         Ok(report) => {
