@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser as _, error::ErrorKind};
 
 pub mod args;
+pub mod run;
 pub mod trace;
 
 use args::{Cli, Command};
@@ -21,6 +22,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,
