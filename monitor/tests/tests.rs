@@ -5,7 +5,13 @@
 //!   compaction, sequence numbering and loss accounting, asserted on the trace
 //!   files the monitor recorded. These need root and the `scenario` binary
 //!   (`cargo build -p xtask --bin scenario`; `scripts/test.sh` does it).
+//! - `daemon`: `monitor run` scraped by a real Prometheus while scenarios
+//!   run; promtool on the exposition and the alert rules; every dashboard
+//!   and rule query run against Prometheus; docs/metrics.md against the
+//!   scrape; the systemd unit's sandbox exercised; SIGTERM, capabilities and
+//!   bad input. Root, the `scenario` binary and the `prometheus` package.
 
 mod cli;
+mod daemon;
 mod host;
 mod util;

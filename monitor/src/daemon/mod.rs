@@ -57,6 +57,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", cfg.effective.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(r) = &cfg.record
+        && !r.dir.is_dir()
+    {
+        anyhow::bail!(
+            "cannot record into {}: not a directory (create it first)",
+            r.dir.display()
+        );
+    }
     sys::check_privileges()?;
     // Bind before loading anything: a taken port is reported at once and
     // leaves the kernel untouched.
