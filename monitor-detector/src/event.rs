@@ -183,6 +183,11 @@ pub struct Fault {
     pub fault_flags: u32,
     /// `vm_fault_t` result, `None` when the hook cannot see it (tracepoint rung).
     pub ret: Option<u32>,
+    /// Whether `MMF_UNSTABLE` was already set when the fault began (function
+    /// rung, from the entry probe); `None` when the entry was not observed.
+    /// Absent from the JSON when `None`, so older files read unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unstable_at_entry: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +332,9 @@ impl From<wire::Fault> for Fault {
             current_mm: p.current_mm,
             fault_flags: p.fault_flags,
             ret: (p.has_ret != 0).then_some(p.ret),
+            // The wire record's entry bits (`Fault::entry_flags`, being added
+            // to monitor-common) map here once they land.
+            unstable_at_entry: None,
         }
     }
 }

@@ -9,10 +9,54 @@
 //! **Architecture invariant:** nothing here fails or panics on odd input.
 //! Malformed records and lines are errors returned to the caller; events in an
 //! unexpected order are evidence, not bugs.
+//!
+//! # Using the detector
+//!
+//! **Live** (the daemon): build a [`Detector`] from the running kernel's
+//! release and the hook plan, feed every decoded record in ring-buffer order,
+//! report loss as it is noticed, and call `finish` at shutdown:
+//!
+//! ```
+//! use monitor_detector::{Detector, DetectorConfig};
+//! # let hooks = Vec::new();
+//! let mut det = Detector::new(DetectorConfig::new("6.12.117+deb12-cloud-amd64", hooks));
+//! for cov in det.coverage() {
+//!     // metrics / `monitor check`: cov.rule.name(), cov.state.name(), cov.reason()
+//! #   let _ = cov;
+//! }
+//! # let events: Vec<monitor_detector::Event> = Vec::new();
+//! for ev in events {
+//!     for finding in det.push_event(ev) {
+//!         // export finding.kind.name(), finding.severity.name(), …
+//! #       let _ = finding;
+//!     }
+//! }
+//! // det.push_loss(&loss) whenever the ring buffer dropped records.
+//! let remaining = det.finish();
+//! # assert!(remaining.is_empty());
+//! ```
+//!
+//! **Coverage** without a detector: [`rules::coverage()`], given the hook plan.
+//!
+//! **Offline** (`monitor analyze FILE...`): see [`analyze`]: a
+//! [`analyze::FileAnalyzer`] per file fed line by line, a [`analyze::Report`]
+//! over all files rendering a table or JSON Lines, and the exit status.
+//!
+//! What each rule watches, and why a finding is a near miss, a violation or
+//! uncertain, is documented in `docs/detection.md`.
 
+pub mod analyze;
+mod bounded;
+pub mod detector;
+pub mod era;
 pub mod event;
 pub mod finding;
+pub mod rules;
+pub mod sequencer;
 pub mod tracefile;
 
+pub use analyze::{ExitStatus, FileAnalyzer, FileReport, Report, analyze_texts};
+pub use detector::{Detector, DetectorConfig, DetectorStats, Limits};
 pub use event::{Data, Event};
 pub use finding::{Finding, FindingKind, Severity};
+pub use rules::{CoverageState, RuleCoverage, coverage};

@@ -72,7 +72,8 @@ fn not_root() {
                 "--clear-groups",
                 "--inh-caps=-all",
             ])
-            .args([monitor_bin(), "trace", "--duration", "1s"]),
+            .arg(monitor_bin())
+            .args(["trace", "--duration", "1s"]),
         "needs root",
     );
 }

@@ -1341,7 +1341,7 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
     let exec = unit_values(&unit, "ExecStart");
     let dir = TempDir::new("daemon-unit");
     let copy = dir.path().join("mm-race-monitor.service");
-    std::fs::write(&copy, unit.replace(exec[0], monitor_bin())).expect("write unit");
+    std::fs::write(&copy, unit.replace(exec[0], &monitor_bin())).expect("write unit");
     let out = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
     assert!(
         out.status.success() && out.stderr.is_empty(),

@@ -10,8 +10,15 @@
 //!   and rule query run against Prometheus; docs/metrics.md against the
 //!   scrape; the systemd unit's sandbox exercised; SIGTERM, capabilities and
 //!   bad input. Root, the `scenario` binary and the `prometheus` package.
+//! - `vm`: the same kind of checks inside QEMU guests running Debian kernels
+//!   (`#[ignore]` on the host; `cargo xtask vm` runs them in the guest).
+//! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
+//! - `checks`: the assertions host and VM tests share.
 
+mod checks;
 mod cli;
 mod daemon;
 mod host;
 mod util;
+mod vm;
+mod vm_selftest;

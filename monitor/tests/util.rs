@@ -13,12 +13,18 @@ use monitor_detector::{
     tracefile::{Header, Line, Loss, Summary, parse_line},
 };
 
-pub fn monitor_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_monitor")
+/// The monitor under test (`MONITOR_BIN` overrides it: the VM guest runs the
+/// release binary from its initramfs).
+pub fn monitor_bin() -> String {
+    std::env::var("MONITOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_monitor").to_owned())
 }
 
-/// The scenario binary, built into the same target directory and profile.
+/// The scenario binary, built into the same target directory and profile
+/// (`SCENARIO_BIN` overrides it).
 pub fn scenario_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SCENARIO_BIN") {
+        return PathBuf::from(p);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()

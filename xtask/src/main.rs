@@ -3,6 +3,7 @@
 //! only lints it.
 
 mod clippy;
+mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -20,10 +21,13 @@ struct Cli {
 enum Command {
     /// Run clippy on the host crates and on the BPF crate (for its BPF target).
     Clippy(clippy::Args),
+    /// Boot Debian kernels under QEMU and run the VM tests inside.
+    Vm(vm::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Clippy(a) => clippy::run(&a),
+        Command::Vm(a) => vm::run(&a),
     }
 }

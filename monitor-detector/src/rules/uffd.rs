@@ -1,0 +1,406 @@
+//! `uffd_copy_vs_mm_change`: `UFFDIO_COPY` overlapping a non-cooperative
+//! change of the same mm (fork, mremap, munmap, `MADV_DONTNEED`/`REMOVE`)
+//! (seed 004; `kernel-notes.md` §4.4).
+//!
+//! The kernel's protection: each change raises `ctx->mmap_changing` (
+//! `uffd_change_begin`) until the monitor has read the event
+//! (`uffd_change_end`, the return of `userfaultfd_event_wait_completion`);
+//! `UFFDIO_COPY` returns `-EAGAIN` while it is non-zero.
+//!
+//! * Every `-EAGAIN` comes from an `mmap_changing` check, so a copy returning
+//!   `-EAGAIN` proves the window was open: **near miss**. They are aggregated
+//!   per window: the change window when its begin was seen (function rung),
+//!   otherwise an *observed* window that runs from the first `-EAGAIN` to the
+//!   first successful copy of the mm, the `fork` of the mm (on the tracepoint
+//!   rung `sched_process_fork` fires after the fork handshake, closing a fork
+//!   window), or the end of the generation.
+//! * A copy whose whole `mfill` bracket (`mfill_start`..`mfill_end`, the
+//!   worker's entry and return) lies inside one change window and that still
+//!   succeeded (`ret > 0`) took its `mmap_changing` check while the counter was
+//!   raised: **violation**. Only with the function-rung hooks, and only when
+//!   `mmap_changing` read at `mfill_start` was non-zero (zero means the copy went
+//!   through another userfaultfd context of the same mm).
+//! * A successful copy whose bracket *started before* the change began passed
+//!   its check first; fork/mremap/munmap increment under `mmap_write_lock`
+//!   after the copy's read-locked section, `MADV_DONTNEED` (before 6.9) under
+//!   the read lock in parallel with it: legal either way: near miss.
+//! * A copy with no change around it: nothing.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit};
+use monitor_common::EAGAIN;
+
+use crate::{
+    event::{Data, Event, UffdEventKind},
+    finding::FindingKind,
+    sequencer::MmKey,
+};
+
+const KIND: FindingKind = FindingKind::UffdCopyVsMmChange;
+const MAX_MFILLS: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Opened by `uffd_change_begin`.
+    Change,
+    /// Opened by an `-EAGAIN` with no change begin seen.
+    Observed,
+}
+
+#[derive(Clone, Debug)]
+struct UffdWindow {
+    w: Window,
+    source: Source,
+    kinds: BTreeSet<&'static str>,
+    /// Seen at the ioctl return (every copy) and at the worker's return (only
+    /// copies that reached it): the same copy can be seen by both.
+    eagain: u64,
+    mfill_eagain: u64,
+    copied: u64,
+    mfill_copied: u64,
+    overlapping: u64,
+    contained: u64,
+    other_ctx: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Mfill {
+    pid: u32,
+    start: Noted,
+    /// The window epoch if a change window was open at the start.
+    epoch: Option<u64>,
+    mmap_changing: i32,
+}
+
+pub(crate) struct State {
+    key: MmKey,
+    /// Open change begins (the counter can be raised by several changes).
+    changes: Vec<Noted>,
+    window: Option<UffdWindow>,
+    /// Incremented each time a change window opens.
+    epoch: u64,
+    mfills: Vec<Mfill>,
+    taint: Taint,
+}
+
+fn kind_name(k: UffdEventKind) -> &'static str {
+    match k {
+        UffdEventKind::Fork => "fork",
+        UffdEventKind::Remap => "remap",
+        UffdEventKind::Remove => "remove",
+        UffdEventKind::Unmap => "unmap",
+        UffdEventKind::Unknown => "unknown",
+    }
+}
+
+impl State {
+    pub(crate) fn new(key: MmKey) -> Self {
+        State {
+            key,
+            changes: Vec::new(),
+            window: None,
+            epoch: 0,
+            mfills: Vec::new(),
+            taint: Taint::for_key(key),
+        }
+    }
+
+    pub(crate) fn open_windows(&self) -> u64 {
+        u64::from(self.window.is_some())
+    }
+
+    fn anything_open(&self) -> bool {
+        self.window.is_some() || !self.changes.is_empty() || !self.mfills.is_empty()
+    }
+
+    pub(crate) fn on_loss(&mut self, note: &str) {
+        if self.anything_open() {
+            self.taint.set(note);
+        }
+        if let Some(w) = &mut self.window {
+            w.w.lose(note);
+        }
+    }
+
+    fn window(&mut self, source: Source, ctx: &Ctx<'_>) -> &mut UffdWindow {
+        let taint = &self.taint;
+        let seeds: Vec<Noted> = self.changes.clone();
+        let w = self.window.get_or_insert_with(|| {
+            let mut w = Window::new(ctx, taint);
+            w.evidence.extend(&seeds);
+            UffdWindow {
+                w,
+                source,
+                kinds: BTreeSet::new(),
+                eagain: 0,
+                mfill_eagain: 0,
+                copied: 0,
+                mfill_copied: 0,
+                overlapping: 0,
+                contained: 0,
+                other_ctx: 0,
+            }
+        });
+        if source == Source::Change {
+            w.source = Source::Change;
+        }
+        w
+    }
+
+    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
+        let n = ctx.note(ev);
+        match &ev.data {
+            Data::UffdChangeBegin(c) => {
+                let opening = !matches!(
+                    self.window,
+                    Some(UffdWindow {
+                        source: Source::Change,
+                        ..
+                    })
+                );
+                if opening {
+                    self.epoch += 1;
+                }
+                self.changes.push(n.clone());
+                let w = self.window(Source::Change, ctx);
+                w.kinds.insert(kind_name(c.kind));
+                w.w.push(n);
+            }
+            Data::UffdChangeEnd(c) => {
+                let same_kind = self.changes.iter().position(
+                    |b| matches!(&b.ev.data, Data::UffdChangeBegin(x) if x.kind == c.kind),
+                );
+                match same_kind {
+                    Some(i) => {
+                        self.changes.remove(i);
+                    }
+                    None if !self.changes.is_empty() => {
+                        self.changes.remove(0);
+                    }
+                    None => {}
+                }
+                if let Some(w) = &mut self.window {
+                    if c.kind != UffdEventKind::Unknown {
+                        w.kinds.insert(kind_name(c.kind));
+                    }
+                    w.w.push(n);
+                }
+                if self.changes.is_empty() {
+                    self.close(Close::WindowEnd, ctx);
+                }
+            }
+            Data::MfillStart(c) => {
+                let epoch = match &self.window {
+                    Some(w) if w.source == Source::Change && !self.changes.is_empty() => {
+                        Some(self.epoch)
+                    }
+                    _ => None,
+                };
+                self.mfills.retain(|m| m.pid != ev.pid);
+                if self.mfills.len() >= MAX_MFILLS {
+                    self.mfills.remove(0);
+                }
+                self.mfills.push(Mfill {
+                    pid: ev.pid,
+                    start: n,
+                    epoch,
+                    mmap_changing: c.mmap_changing,
+                });
+            }
+            Data::MfillEnd(c) => {
+                let start = self
+                    .mfills
+                    .iter()
+                    .position(|m| m.pid == ev.pid)
+                    .map(|i| self.mfills.remove(i));
+                if c.ret == EAGAIN {
+                    let w = self.window(Source::Observed, ctx);
+                    w.mfill_eagain += 1;
+                    if let Some(m) = &start {
+                        w.w.push(m.start.clone());
+                    }
+                    w.w.push(n);
+                } else if c.ret > 0 {
+                    self.mfill_success(start, n, ctx);
+                }
+            }
+            Data::UffdCopy(c) => {
+                if c.ret == EAGAIN {
+                    let w = self.window(Source::Observed, ctx);
+                    w.eagain += 1;
+                    w.w.push(n);
+                } else if c.ret >= 0 {
+                    match &mut self.window {
+                        Some(w) if w.source == Source::Change => {
+                            w.copied += 1;
+                            w.w.push(n);
+                        }
+                        Some(w) => {
+                            // The check passed: the counter was back to zero.
+                            w.copied += 1;
+                            w.w.push(n);
+                            self.close(Close::WindowEnd, ctx);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            Data::Fork(_) => {
+                if let Some(w) = &mut self.window
+                    && w.source == Source::Observed
+                {
+                    // sched_process_fork fires after the fork handshake:
+                    // the fork's window is over.
+                    w.kinds.insert("fork");
+                    w.w.push(n);
+                    self.close(Close::WindowEnd, ctx);
+                }
+            }
+            _ => {}
+        }
+        let open = self.anything_open();
+        self.taint.settle(open);
+    }
+
+    fn mfill_success(&mut self, start: Option<Mfill>, end: Noted, ctx: &mut Ctx<'_>) {
+        let changing_now = !self.changes.is_empty();
+        let epoch = self.epoch;
+        let Some(w) = self.window.as_mut().filter(|w| w.source == Source::Change) else {
+            if let Some(w) = self.window.as_mut() {
+                // Observed window: the check passed, the counter was zero.
+                w.mfill_copied += 1;
+                w.w.push(end);
+                self.close(Close::WindowEnd, ctx);
+            }
+            return;
+        };
+        let Some(m) = start else {
+            // The copy's start is unknown: it may have passed its check before
+            // the change began. Count it only.
+            w.mfill_copied += 1;
+            w.w.push(end);
+            return;
+        };
+        if !changing_now {
+            return;
+        }
+        if m.epoch == Some(epoch) {
+            if m.mmap_changing == 0 {
+                // Another userfaultfd context of the same mm.
+                w.other_ctx += 1;
+                return;
+            }
+            w.contained += 1;
+        } else {
+            w.overlapping += 1;
+        }
+        w.mfill_copied += 1;
+        w.w.push(m.start);
+        w.w.push(end);
+    }
+
+    fn close(&mut self, close: Close, ctx: &mut Ctx<'_>) {
+        let Some(w) = self.window.take() else {
+            return;
+        };
+        self.judge(w, close, ctx);
+    }
+
+    pub(crate) fn end(&mut self, close: Close, ctx: &mut Ctx<'_>) {
+        self.changes.clear();
+        self.mfills.clear();
+        self.close(close, ctx);
+    }
+
+    fn judge(&self, w: UffdWindow, close: Close, ctx: &mut Ctx<'_>) {
+        let kinds: Vec<&str> = w
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| *k != "unknown")
+            .collect();
+        let change = if kinds.is_empty() {
+            "unknown".to_owned()
+        } else {
+            kinds.join("+")
+        };
+        let what = if kinds.is_empty() {
+            "a change of the mm (fork, mremap, munmap or madvise)".to_owned()
+        } else {
+            format!("a {change} of the mm")
+        };
+        // Both hooks may see the same copy: the ioctl return sees every one.
+        let refused = w.eagain.max(w.mfill_eagain);
+        let copied = w.copied.max(w.mfill_copied);
+        let (grade, pattern, explanation) = if w.contained > 0 {
+            (
+                Grade::Violation,
+                "copy_inside_window",
+                format!(
+                    "{} UFFDIO_COPY call(s) began after {what} raised mmap_changing and \
+                     succeeded before the monitor read the event: their mmap_changing check \
+                     ran while the counter was raised and must have returned -EAGAIN, so the \
+                     copy may have filled memory the monitor's view no longer matches.",
+                    w.contained
+                ),
+            )
+        } else if refused > 0 {
+            (
+                Grade::NearMissObserved,
+                "eagain",
+                format!(
+                    "{refused} UFFDIO_COPY call(s) were refused with -EAGAIN while {what} \
+                     was pending (mmap_changing raised) and {copied} copied: the protection held."
+                ),
+            )
+        } else if w.overlapping > 0 {
+            let remove_note = if kinds.contains(&"remove") && !ctx.era.uffd_remove_serialized() {
+                " (before 6.9 userfaultfd_remove raises the counter under the read lock, so a \
+                 copy that passed its check just before may finish just after: legal)"
+            } else {
+                ""
+            };
+            (
+                Grade::NearMissObserved,
+                "copy_overlapping_change",
+                format!(
+                    "{} UFFDIO_COPY call(s) that had passed their mmap_changing check finished \
+                     after {what} raised the counter{remove_note}: the copy's locked section \
+                     came first, the protection held.",
+                    w.overlapping
+                ),
+            )
+        } else {
+            if w.other_ctx > 0 {
+                ctx.stats.windows_without_verdict += 1;
+            }
+            return;
+        };
+        let verdict = Verdict {
+            kind: KIND,
+            grade,
+            key: self.key,
+            explanation,
+            details: details([
+                ("pattern", Value::from(pattern)),
+                ("change_kind", Value::from(change)),
+                ("eagain_count", Value::from(refused)),
+                ("copied_count", Value::from(copied)),
+                ("contained_copies", Value::from(w.contained)),
+                ("overlapping_copies", Value::from(w.overlapping)),
+                (
+                    "window",
+                    Value::from(match w.source {
+                        Source::Change => "uffd_change_begin..uffd_change_end",
+                        Source::Observed => "observed_eagain",
+                    }),
+                ),
+            ]),
+            close,
+        };
+        emit(ctx, w.w, verdict);
+    }
+}

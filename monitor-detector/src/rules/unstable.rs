@@ -1,0 +1,369 @@
+//! `unstable_mm_fault`: a page fault on an mm after the OOM reaper set
+//! `MMF_UNSTABLE`, by a kernel thread using the mm (`kthread_use_mm`, e.g. a
+//! vhost worker) or by a task that does not own the mm (remote access through
+//! GUP, `/proc/PID/mem`) (seeds 000, 002; `kernel-notes.md` §4.2).
+//!
+//! The mm counts as unstable for a fault when the fault's own `mm_flags` has
+//! bit 22 set; when the flags could not be read (`READ_ERROR`, or zero), when
+//! the reaper already started on this generation or an earlier event showed
+//! the bit. The dying owner's own threads (a non-kthread task whose
+//! `current->mm` is the faulting mm, including `PF_USER_WORKER` vhost tasks
+//! and io_uring workers, which die with it) are excluded: seed 000 says they
+//! need no protection because the corruption cannot outlive them.
+//!
+//! Per fault, by its `vm_fault_t` result:
+//! * `VM_FAULT_SIGBUS` (or another `VM_FAULT_ERROR` bit): the protection held:
+//!   near miss (`fault_result = "sigbus"`);
+//! * no error bit, no `VM_FAULT_RETRY`/`NOPAGE`: the fault was handled on an
+//!   `MMF_UNSTABLE` mm, so a reaped page may have been re-instantiated as zeros:
+//!   violation — unless the entry probe saw the flag still clear when the
+//!   fault began (`unstable_at_entry == Some(false)`): its check may have
+//!   passed before the reaper started, a legal race (near miss);
+//! * `VM_FAULT_RETRY` (the fault will be retried and reported again) or
+//!   `VM_FAULT_NOPAGE` (a driver installed the PTE itself: a PFN mapping the
+//!   reaper skips): counted, no verdict;
+//! * no result (tracepoint rung, `kernel_fault`): uncertain, `fault_result =
+//!   "unknown (tracepoint rung)"`.
+//!
+//! One window per mm generation: it opens at the first qualifying fault and
+//! closes when the generation ends (or at the end of input); the finding
+//! aggregates every fault in it (worst verdict wins: violation, then
+//! uncertain, then near miss).
+
+use monitor_common::{event::hdr, mmf::MMF_UNSTABLE, pf::PF_KTHREAD, vm_fault};
+use serde_json::Value;
+
+use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit, hex};
+use crate::{
+    event::{Data, Event, Fault},
+    finding::FindingKind,
+    sequencer::MmKey,
+};
+
+const KIND: FindingKind = FindingKind::UnstableMmFault;
+const UNSTABLE_BIT: u64 = 1 << MMF_UNSTABLE;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Sigbus,
+    OtherError,
+    Handled,
+    /// Handled, but the fault began before `MMF_UNSTABLE` was set: its
+    /// stability check may have passed before the reaper started (legal).
+    HandledRaced,
+    Retry,
+    NoPage,
+    Unknown,
+}
+
+fn outcome(f: &Fault) -> Outcome {
+    match f.ret {
+        None => Outcome::Unknown,
+        Some(r) if r & vm_fault::SIGBUS != 0 => Outcome::Sigbus,
+        Some(r) if r & vm_fault::ERROR != 0 => Outcome::OtherError,
+        Some(r) if r & vm_fault::RETRY != 0 => Outcome::Retry,
+        Some(r) if r & vm_fault::NOPAGE != 0 => Outcome::NoPage,
+        Some(_) if f.unstable_at_entry == Some(false) => Outcome::HandledRaced,
+        Some(_) => Outcome::Handled,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct FaultWindow {
+    w: Window,
+    sigbus: u64,
+    other_error: u64,
+    handled: u64,
+    raced: u64,
+    retry: u64,
+    nopage: u64,
+    unknown: u64,
+    kthread: u64,
+    remote: u64,
+    /// The first fault that decided the verdict class, for the details.
+    first_handled: Option<(u64, u32)>,
+}
+
+pub(crate) struct State {
+    key: MmKey,
+    victims: Vec<Noted>,
+    /// The first event showing the reaper started (or MMF_UNSTABLE set).
+    unstable_since: Option<Noted>,
+    kthread_users: Vec<Noted>,
+    window: Option<FaultWindow>,
+    taint: Taint,
+}
+
+/// Whether the event's own `mm_flags` show `MMF_UNSTABLE`.
+pub(crate) fn shows_unstable(ev: &Event) -> bool {
+    flags_of(ev).is_some_and(|f| f & UNSTABLE_BIT != 0)
+}
+
+fn flags_of(ev: &Event) -> Option<u64> {
+    if ev.hdr_flags & hdr::READ_ERROR != 0 {
+        return None;
+    }
+    let f = match &ev.data {
+        Data::MarkVictim(p) => p.mm_flags,
+        Data::ReapStart(p) | Data::ReapEnd(p) | Data::ReapSkip(p) => p.mm_flags,
+        Data::ExitMmapStart(p)
+        | Data::ExitMmapEnd(p)
+        | Data::Mmdrop(p)
+        | Data::KthreadUseMm(p)
+        | Data::KthreadUnuseMm(p) => p.mm_flags,
+        Data::Fault(p) | Data::KernelFault(p) => p.mm_flags,
+        _ => return None,
+    };
+    // A zero flag word is not a real mm's flags (the dumpable bits are set on
+    // every live mm): treat it as unread.
+    (f != 0).then_some(f)
+}
+
+impl State {
+    pub(crate) fn new(key: MmKey) -> Self {
+        State {
+            key,
+            victims: Vec::new(),
+            unstable_since: None,
+            kthread_users: Vec::new(),
+            window: None,
+            taint: Taint::for_key(key),
+        }
+    }
+
+    pub(crate) fn open_windows(&self) -> u64 {
+        u64::from(self.window.is_some())
+    }
+
+    pub(crate) fn on_loss(&mut self, note: &str) {
+        if let Some(w) = &mut self.window {
+            w.w.lose(note);
+        }
+        // The unstable state itself is a fact of the generation, not a bracket:
+        // once seen it stays true, so loss only matters to open windows.
+    }
+
+    /// Any event carrying this mm's flags may show `MMF_UNSTABLE`.
+    pub(crate) fn observe_flags(&mut self, ev: &Event, ctx: &Ctx<'_>) {
+        if self.unstable_since.is_none() && flags_of(ev).is_some_and(|f| f & UNSTABLE_BIT != 0) {
+            self.unstable_since = Some(ctx.note(ev));
+        }
+    }
+
+    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
+        match &ev.data {
+            Data::MarkVictim(_) => {
+                if self.victims.len() < 2 {
+                    self.victims.push(ctx.note(ev));
+                }
+                self.observe_flags(ev, ctx);
+            }
+            Data::ReapStart(_)
+                // `__oom_reap_task_mm` sets MMF_UNSTABLE as its first action.
+                if self.unstable_since.is_none() => {
+                    self.unstable_since = Some(ctx.note(ev));
+                }
+            Data::KthreadUseMm(_) => {
+                if self.kthread_users.len() < 4 {
+                    self.kthread_users.push(ctx.note(ev));
+                }
+                self.observe_flags(ev, ctx);
+                if let Some(w) = &mut self.window {
+                    w.w.push(ctx.note(ev));
+                }
+            }
+            Data::KthreadUnuseMm(_) => {
+                self.observe_flags(ev, ctx);
+                if let Some(w) = &mut self.window {
+                    w.w.push(ctx.note(ev));
+                }
+            }
+            Data::Fault(f) | Data::KernelFault(f) => {
+                let flags = flags_of(ev);
+                let unstable = match flags {
+                    Some(fl) => fl & UNSTABLE_BIT != 0,
+                    None => self.unstable_since.is_some(),
+                };
+                self.observe_flags(ev, ctx);
+                if !unstable {
+                    return;
+                }
+                let kthread = ev.task_flags & PF_KTHREAD != 0;
+                let remote = f.current_mm != 0 && f.current_mm != ev.mm;
+                if !kthread && !remote {
+                    // The dying owner, or one of its user worker threads
+                    // (PF_USER_WORKER vhost tasks, PF_IO_WORKER io_uring
+                    // workers): they share the mm and die with it.
+                    ctx.stats.owner_faults_ignored += 1;
+                    return;
+                }
+                let out = outcome(f);
+                let w = self.window(ctx, ev.pid);
+                w.w.push(ctx.note(ev));
+                if kthread {
+                    w.kthread += 1;
+                } else {
+                    w.remote += 1;
+                }
+                match out {
+                    Outcome::Sigbus => w.sigbus += 1,
+                    Outcome::OtherError => w.other_error += 1,
+                    Outcome::Handled => {
+                        w.handled += 1;
+                        if w.first_handled.is_none() {
+                            w.first_handled = Some((f.address, f.ret.unwrap_or(0)));
+                        }
+                    }
+                    Outcome::HandledRaced => w.raced += 1,
+                    Outcome::Retry => w.retry += 1,
+                    Outcome::NoPage => w.nopage += 1,
+                    Outcome::Unknown => w.unknown += 1,
+                }
+            }
+            _ => {}
+        }
+        let open = self.window.is_some();
+        self.taint.settle(open);
+    }
+
+    fn window(&mut self, ctx: &Ctx<'_>, pid: u32) -> &mut FaultWindow {
+        let seeds: Vec<Noted> = self
+            .victims
+            .iter()
+            .chain(self.unstable_since.iter())
+            .chain(self.kthread_users.iter().filter(|n| n.ev.pid == pid))
+            .cloned()
+            .collect();
+        let taint = &self.taint;
+        self.window.get_or_insert_with(|| {
+            let mut w = Window::new(ctx, taint);
+            w.evidence.extend(&seeds);
+            FaultWindow {
+                w,
+                sigbus: 0,
+                other_error: 0,
+                handled: 0,
+                raced: 0,
+                retry: 0,
+                nopage: 0,
+                unknown: 0,
+                kthread: 0,
+                remote: 0,
+                first_handled: None,
+            }
+        })
+    }
+
+    pub(crate) fn end(&mut self, close: Close, ctx: &mut Ctx<'_>) {
+        let Some(w) = self.window.take() else {
+            return;
+        };
+        let (who, whom) = match (w.kthread > 0, w.remote > 0) {
+            (true, true) => (
+                "kernel threads and remote (non-owner) tasks",
+                "Kernel threads and remote (non-owner) tasks",
+            ),
+            (true, false) => (
+                "a kernel thread using the mm (kthread_use_mm)",
+                "A kernel thread using the mm (kthread_use_mm)",
+            ),
+            _ => (
+                "a task that does not own the mm (remote access)",
+                "A task that does not own the mm (remote access)",
+            ),
+        };
+        let counted = format!(
+            "{} fault(s): {} SIGBUS, {} other error, {} handled without error, {} handled \
+             while the flag was being set, {} result unknown",
+            w.sigbus + w.other_error + w.handled + w.raced + w.unknown + w.retry + w.nopage,
+            w.sigbus,
+            w.other_error,
+            w.handled,
+            w.raced,
+            w.unknown
+        );
+        let (grade, result, explanation) = if w.handled > 0 {
+            let (addr, ret) = w.first_handled.unwrap_or((0, 0));
+            (
+                Grade::Violation,
+                format!("handled (vm_fault_t {ret:#x}, no error bit)"),
+                format!(
+                    "A fault by {who} at {addr:#x} on this mm after the OOM reaper set \
+                     MMF_UNSTABLE returned without VM_FAULT_ERROR: check_stable_address_space \
+                     should have turned it into SIGBUS, so reaped memory may have been \
+                     re-instantiated as zeros ({counted})."
+                ),
+            )
+        } else if w.unknown > 0 {
+            (
+                Grade::Uncertain,
+                "unknown (tracepoint rung)".to_owned(),
+                format!(
+                    "{whom} faulted on this mm after the OOM reaper set MMF_UNSTABLE; the \
+                     tracepoint rung does not see the fault's result, so whether the kernel \
+                     refused it with SIGBUS cannot be told ({counted})."
+                ),
+            )
+        } else if w.raced > 0 && w.sigbus + w.other_error == 0 {
+            (
+                Grade::NearMissObserved,
+                "handled; MMF_UNSTABLE was set during the fault".to_owned(),
+                format!(
+                    "{whom} faulted on this mm while the OOM reaper was setting MMF_UNSTABLE: \
+                     the fault began before the flag was set, so its stability check could \
+                     pass before the reaper started and the page it installed held real \
+                     data; legal ({counted})."
+                ),
+            )
+        } else if w.sigbus + w.other_error > 0 {
+            (
+                Grade::NearMissObserved,
+                if w.other_error == 0 {
+                    "sigbus".to_owned()
+                } else {
+                    "error".to_owned()
+                },
+                format!(
+                    "{whom} faulted on this mm after the OOM reaper set MMF_UNSTABLE and the \
+                     kernel refused the fault (VM_FAULT_SIGBUS from \
+                     check_stable_address_space): the protection held ({counted})."
+                ),
+            )
+        } else {
+            // Only retried or driver-handled faults: no verdict.
+            ctx.stats.windows_without_verdict += 1;
+            return;
+        };
+        let mut d = details([
+            ("fault_result", Value::from(result)),
+            ("sigbus_count", Value::from(w.sigbus)),
+            ("error_count", Value::from(w.other_error)),
+            ("handled_count", Value::from(w.handled)),
+            ("handled_during_flag_set_count", Value::from(w.raced)),
+            ("unknown_count", Value::from(w.unknown)),
+            ("retry_count", Value::from(w.retry)),
+            ("nopage_count", Value::from(w.nopage)),
+            ("kthread_faults", Value::from(w.kthread)),
+            ("remote_faults", Value::from(w.remote)),
+        ]);
+        if let Some((addr, _)) = w.first_handled {
+            d.insert("first_handled_address".into(), hex(addr));
+            d.insert(
+                "caveat".into(),
+                Value::from(
+                    "the fault record carries no VMA flags: a handled fault on a VM_SHARED \
+                     mapping (which the reaper skips) or on a present PTE would look the same",
+                ),
+            );
+        }
+        let verdict = Verdict {
+            kind: KIND,
+            grade,
+            key: self.key,
+            explanation,
+            details: d,
+            close,
+        };
+        emit(ctx, w.w, verdict);
+    }
+}

@@ -1,0 +1,357 @@
+//! Data-driven tests: every `tests/data/*.jsonl` trace is analysed exactly as
+//! `monitor analyze` would, and the report is compared with the snapshot next
+//! to it (`*.findings`). `UPDATE_EXPECT=1` refreshes both the traces (from
+//! `scenarios.rs`) and the snapshots.
+//!
+//! Snapshots can be refreshed blindly, so [`EXPECTED`] pins the verdicts that
+//! matter independently: for each fixture, the exact list of
+//! (kind, severity) it must produce and the exit status.
+
+use std::{fmt::Write as _, fs, path::Path};
+
+use expect_test::expect_file;
+use monitor_detector::{FileAnalyzer, Report, event::Event, finding::Finding};
+
+use super::scenarios;
+
+/// (fixture, expected findings in order as (kind, severity), exit status).
+type Expectation = (&'static str, &'static [(&'static str, &'static str)], u8);
+
+const EXPECTED: &[Expectation] = &[
+    ("benign_function_rung", &[], 0),
+    ("benign_tracepoint_host", &[], 0),
+    ("error_malformed_line", &[], 2),
+    ("error_missing_header", &[], 2),
+    ("migration_completes", &[], 0),
+    (
+        "migration_entry_in_temp_stack",
+        &[("leftover_migration_entry", "violation")],
+        1,
+    ),
+    (
+        "migration_repeated_wait",
+        &[("leftover_migration_entry", "uncertain")],
+        1,
+    ),
+    (
+        "migration_skip_temp_stack",
+        &[("leftover_migration_entry", "near_miss")],
+        1,
+    ),
+    ("migration_tracepoint_host", &[], 0),
+    ("mm_reuse_function_rung", &[], 0),
+    ("mm_reuse_tracepoint_rung", &[], 0),
+    ("reaper_510_nested_own_reap", &[], 0),
+    (
+        "reaper_510_overlap_before_barrier",
+        &[("reaper_exit_overlap", "near_miss")],
+        1,
+    ),
+    (
+        "reaper_510_overlap_unmap_vmas",
+        &[("reaper_exit_overlap", "violation")],
+        1,
+    ),
+    (
+        "reaper_6x_exit_end_inside_reap",
+        &[("reaper_exit_overlap", "violation")],
+        1,
+    ),
+    (
+        "reaper_6x_legal_overlap",
+        &[("reaper_exit_overlap", "near_miss")],
+        1,
+    ),
+    (
+        "reaper_6x_mmdrop_inside_reap",
+        &[("reaper_exit_overlap", "violation")],
+        1,
+    ),
+    (
+        "reaper_cross_cpu_swapped",
+        &[("reaper_exit_overlap", "near_miss")],
+        1,
+    ),
+    (
+        "reaper_loss_line_in_window",
+        &[("reaper_exit_overlap", "uncertain")],
+        1,
+    ),
+    (
+        "reaper_seq_gap_in_window",
+        &[("reaper_exit_overlap", "uncertain")],
+        1,
+    ),
+    (
+        "reaper_tp_exit_end_inside_reap",
+        &[("reaper_exit_overlap", "violation")],
+        1,
+    ),
+    (
+        "reaper_tp_reap_after_exit_end",
+        &[("reaper_exit_overlap", "violation")],
+        1,
+    ),
+    (
+        "reaper_unknown_kernel",
+        &[("reaper_exit_overlap", "near_miss")],
+        1,
+    ),
+    (
+        "uffd_copy_inside_remap_window",
+        &[("uffd_copy_vs_mm_change", "violation")],
+        1,
+    ),
+    ("uffd_copy_no_change", &[], 0),
+    (
+        "uffd_fork_eagain_function",
+        &[("uffd_copy_vs_mm_change", "near_miss")],
+        1,
+    ),
+    (
+        "uffd_fork_eagain_tracepoint",
+        &[("uffd_copy_vs_mm_change", "near_miss")],
+        1,
+    ),
+    (
+        "uffd_remove_overlap_legal",
+        &[("uffd_copy_vs_mm_change", "near_miss")],
+        1,
+    ),
+    (
+        "uffd_violation_across_gap",
+        &[("uffd_copy_vs_mm_change", "uncertain")],
+        1,
+    ),
+    (
+        "unstable_flag_set_during_fault",
+        &[("unstable_mm_fault", "near_miss")],
+        1,
+    ),
+    (
+        "unstable_handled_across_loss",
+        &[("unstable_mm_fault", "uncertain")],
+        1,
+    ),
+    (
+        "unstable_kthread_handled",
+        &[("unstable_mm_fault", "violation")],
+        1,
+    ),
+    (
+        "unstable_kthread_sigbus",
+        &[("unstable_mm_fault", "near_miss")],
+        1,
+    ),
+    ("unstable_owner_and_stable_faults", &[], 0),
+    (
+        "unstable_remote_gup",
+        &[("unstable_mm_fault", "near_miss")],
+        1,
+    ),
+    (
+        "unstable_tracepoint_unknown",
+        &[("unstable_mm_fault", "uncertain")],
+        1,
+    ),
+    (
+        "warn_truncated_last_line",
+        &[("reaper_exit_overlap", "near_miss")],
+        1,
+    ),
+];
+
+fn data_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+}
+
+fn evidence_line(e: &Event) -> String {
+    format!(
+        "seq={:<3} cpu={} t={}.{:09} {:<30} {}[{}]{}",
+        e.seq,
+        e.cpu,
+        e.t / 1_000_000_000,
+        e.t % 1_000_000_000,
+        e.kind(),
+        e.comm,
+        e.pid,
+        if e.is_kthread() { " kthread" } else { "" }
+    )
+}
+
+fn render_finding(s: &mut String, f: &Finding) {
+    let _ = writeln!(
+        s,
+        "- {} {} mm={:#x} gen={} t={}..{}",
+        f.severity.name(),
+        f.kind.name(),
+        f.mm,
+        f.mm_gen,
+        f.start_t,
+        f.end_t
+    );
+    let tasks: Vec<String> = f
+        .tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "{}[{}/{}]{}",
+                t.comm,
+                t.pid,
+                t.tgid,
+                if t.kthread { " kthread" } else { "" }
+            )
+        })
+        .collect();
+    let _ = writeln!(s, "  tasks: {}", tasks.join(", "));
+    let _ = writeln!(s, "  why: {}", f.explanation);
+    for (k, v) in &f.details {
+        let _ = writeln!(s, "  {k}: {v}");
+    }
+    let _ = writeln!(s, "  evidence:");
+    for e in &f.evidence {
+        let _ = writeln!(s, "    {}", evidence_line(e));
+    }
+}
+
+/// The snapshot text for one analysed file.
+fn render(report: &Report) -> String {
+    let mut s = String::new();
+    for f in &report.files {
+        let _ = writeln!(
+            s,
+            "kernel: {}",
+            f.era.as_ref().map_or_else(|| "-".to_owned(), |e| e.label())
+        );
+        let _ = writeln!(s, "rules:");
+        for c in &f.coverage {
+            let _ = writeln!(
+                s,
+                "  {}: {} ({})",
+                c.rule.name(),
+                c.state.name(),
+                c.reason()
+            );
+        }
+        let _ = writeln!(s, "findings: {}", f.findings.len());
+        for x in &f.findings {
+            render_finding(&mut s, x);
+        }
+        for n in &f.notes {
+            let _ = writeln!(s, "note: {n}");
+        }
+        for w in &f.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        if let Some(e) = &f.error {
+            let _ = writeln!(s, "error: {e}");
+        }
+        let st = &f.stats;
+        let _ = writeln!(
+            s,
+            "stats: events={} held={} gaps={} missing={} late={} loss_lines={} lost={} peak_mms={}",
+            st.events,
+            st.held,
+            st.gaps,
+            st.records_missing,
+            st.late_records,
+            st.loss_lines,
+            st.lost_records,
+            st.peak_mms
+        );
+    }
+    let _ = writeln!(s, "exit_status: {}", report.exit_status().code());
+    s
+}
+
+/// Analyses a file the way `monitor analyze` does: line by line.
+pub fn analyze_file(name: &str, text: &str) -> Report {
+    let mut a = FileAnalyzer::new(name);
+    for line in text.split('\n') {
+        a.feed_line(line);
+    }
+    Report::new(vec![a.finish()])
+}
+
+#[test]
+fn fixtures() {
+    // 1. The trace files are up to date with their scenarios.
+    for (name, build) in scenarios::all() {
+        expect_file![format!("../data/{name}.jsonl")].assert_eq(&build().to_jsonl());
+    }
+    for (name, text) in scenarios::broken() {
+        expect_file![format!("../data/{name}.jsonl")].assert_eq(&text);
+    }
+
+    // 2. Walk the data directory: every trace has a snapshot and pinned verdicts.
+    let mut names: Vec<String> = fs::read_dir(data_dir())
+        .expect("tests/data exists")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 30, "found only {} fixtures", names.len());
+    let mut failures = Vec::new();
+    for name in &names {
+        let text = fs::read_to_string(data_dir().join(format!("{name}.jsonl"))).expect("readable");
+        let report = analyze_file(&format!("{name}.jsonl"), &text);
+        expect_file![format!("../data/{name}.findings")].assert_eq(&render(&report));
+
+        let Some((_, want, status)) = EXPECTED.iter().find(|(n, _, _)| n == name) else {
+            failures.push(format!("{name}: no entry in EXPECTED"));
+            continue;
+        };
+        let got: Vec<(&str, &str)> = report
+            .findings()
+            .map(|(_, f)| (f.kind.name(), f.severity.name()))
+            .collect();
+        if got != *want {
+            failures.push(format!("{name}: expected {want:?}, got {got:?}"));
+        }
+        if report.exit_status().code() != *status {
+            failures.push(format!(
+                "{name}: expected exit status {status}, got {}",
+                report.exit_status().code()
+            ));
+        }
+    }
+    for (name, _, _) in EXPECTED {
+        if !names.iter().any(|n| n == name) {
+            failures.push(format!("{name}: listed in EXPECTED but no fixture file"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "fixture failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every finding kind is exercised with every severity it can produce, and
+/// benign look-alikes exist for each rule.
+#[test]
+fn fixtures_cover_every_kind_and_severity() {
+    for kind in monitor_detector::FindingKind::ALL {
+        for sev in monitor_detector::Severity::ALL {
+            let covered = EXPECTED
+                .iter()
+                .any(|(_, f, _)| f.contains(&(kind.name(), sev.name())));
+            assert!(
+                covered,
+                "no fixture produces {}/{}",
+                kind.name(),
+                sev.name()
+            );
+        }
+    }
+    let benign = EXPECTED
+        .iter()
+        .filter(|(_, f, s)| f.is_empty() && *s == 0)
+        .count();
+    assert!(benign >= 8, "{benign} benign fixtures");
+}

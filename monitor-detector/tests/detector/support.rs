@@ -1,0 +1,617 @@
+//! Building traces: a recorder that assigns per-mm sequence numbers the way
+//! the BPF side does (`monitor-ebpf/src/emit.rs`), so fixtures and property
+//! tests produce realistic records without hand-numbering them.
+
+use std::collections::BTreeMap;
+
+use monitor_common::{
+    event::hdr,
+    mmf::{MMF_OOM_SKIP, MMF_UNSTABLE},
+    pf::PF_KTHREAD,
+    vm_flags,
+};
+use monitor_detector::{
+    event::{
+        Data, Event, Exec, ExecMmSwitch, Fault, Fork, MarkVictim, Migrate, MmState, Reap,
+        ReapSource, StackMove, UffdChange, UffdCopy, UffdEventKind, VmaRange,
+    },
+    tracefile::{
+        FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, Loss, Refusal, Summary, to_line,
+    },
+};
+
+/// `PF_RANDOMIZE`: set on every ordinary user task.
+const PF_RANDOMIZE: u32 = 0x0040_0000;
+
+/// A task as the header of a record describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct Task {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: &'static str,
+    pub flags: u32,
+}
+
+pub const fn user(pid: u32, tgid: u32, comm: &'static str) -> Task {
+    Task {
+        pid,
+        tgid,
+        comm,
+        flags: PF_RANDOMIZE,
+    }
+}
+
+pub const fn kthread(pid: u32, comm: &'static str) -> Task {
+    Task {
+        pid,
+        tgid: pid,
+        comm,
+        flags: PF_KTHREAD,
+    }
+}
+
+pub const OOM_REAPER: Task = kthread(40, "oom_reaper");
+pub const KCOMPACTD: Task = kthread(51, "kcompactd0");
+
+/// `mm->flags` of an ordinary 6.x process (dumpable, default coredump
+/// filter, THP) and of a reaped one.
+pub const MM_FLAGS: u64 = 0x0002_00cd;
+pub const MM_FLAGS_UNSTABLE: u64 = MM_FLAGS | (1 << MMF_UNSTABLE) | (1 << 25);
+pub const MM_FLAGS_DEAD: u64 = MM_FLAGS_UNSTABLE | (1 << MMF_OOM_SKIP);
+
+/// One mm generation: its address and the generation id (the ktime of its
+/// first record, as the BPF side stamps it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mm {
+    pub addr: u64,
+    pub generation: u64,
+}
+
+pub const NO_MM: Mm = Mm {
+    addr: 0,
+    generation: 0,
+};
+
+/// A trace being recorded.
+pub struct Trace {
+    pub header: Header,
+    pub lines: Vec<Line>,
+    seqs: BTreeMap<(u64, u64), u64>,
+    pub t: u64,
+    pub cpu: u32,
+}
+
+impl Trace {
+    pub fn new(kernel_release: &str, hooks: Vec<HookStatus>, start_ns: u64) -> Trace {
+        let bpf_object = if kernel_release.starts_with("5.") {
+            "compat"
+        } else {
+            "atomic"
+        };
+        Trace {
+            header: Header {
+                format: FORMAT_NAME.to_owned(),
+                version: FORMAT_VERSION,
+                wire_version: 1,
+                monitor_version: "0.1.0".to_owned(),
+                kernel_release: kernel_release.to_owned(),
+                hostname: "vm-test".to_owned(),
+                bpf_object: bpf_object.to_owned(),
+                start_ktime_ns: start_ns,
+                start_unix_ms: 1_795_000_000_000,
+                hooks,
+                filters: BTreeMap::new(),
+            },
+            lines: Vec::new(),
+            seqs: BTreeMap::new(),
+            t: start_ns,
+            cpu: 0,
+        }
+    }
+
+    /// Advances the clock by `us` microseconds.
+    pub fn wait_us(&mut self, us: u64) -> &mut Self {
+        self.t += us * 1000;
+        self
+    }
+
+    pub fn on_cpu(&mut self, cpu: u32) -> &mut Self {
+        self.cpu = cpu;
+        self
+    }
+
+    /// A new mm generation at `addr`, stamped with the current time.
+    pub fn mm(&self, addr: u64) -> Mm {
+        Mm {
+            addr,
+            generation: self.t,
+        }
+    }
+
+    /// Records one event; returns its sequence number (0 if unsequenced).
+    pub fn emit(&mut self, task: Task, mm: Mm, probe: &str, data: Data) -> u64 {
+        self.emit_flags(task, mm, probe, data, 0)
+    }
+
+    /// Like [`Trace::emit`] with extra header flags (e.g. `END_GENERATION`).
+    pub fn emit_flags(&mut self, task: Task, mm: Mm, probe: &str, data: Data, flags: u32) -> u64 {
+        self.t += 1_000 + u64::from(self.cpu) * 37;
+        let (seq, mut hdr_flags) = if mm.addr == 0 {
+            (0, hdr::UNSEQUENCED)
+        } else {
+            let s = self.seqs.entry((mm.addr, mm.generation)).or_insert(0);
+            *s += 1;
+            (*s, if *s == 1 { hdr::NEW_GENERATION } else { 0 })
+        };
+        if self.header.bpf_object == "compat" {
+            hdr_flags |= hdr::SEQ_NON_ATOMIC;
+        }
+        hdr_flags |= flags;
+        let ev = Event {
+            t: self.t,
+            cpu: self.cpu,
+            pid: task.pid,
+            tgid: task.tgid,
+            comm: task.comm.to_owned(),
+            task_flags: task.flags,
+            mm: mm.addr,
+            mm_gen: if mm.addr == 0 { 0 } else { mm.generation },
+            seq,
+            hdr_flags,
+            probe: probe.to_owned(),
+            data,
+        };
+        self.lines.push(Line::Event(ev));
+        seq
+    }
+
+    /// A record of `mm` that was produced but lost (ring buffer full): its
+    /// sequence number is consumed, nothing is written.
+    pub fn lose_record(&mut self, mm: Mm) {
+        *self.seqs.entry((mm.addr, mm.generation)).or_insert(0) += 1;
+    }
+
+    pub fn loss(&mut self, kinds: &[(&str, u64)]) {
+        self.lines.push(Line::Loss(Loss {
+            t: self.t + 500,
+            lost: kinds.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
+        }));
+    }
+
+    /// Swaps the last two lines: two CPUs took their sequence numbers in one
+    /// order and reserved ring space in the other.
+    pub fn swap_last_two(&mut self) {
+        let n = self.lines.len();
+        if n >= 2 {
+            self.lines.swap(n - 1, n - 2);
+        }
+    }
+
+    pub fn summary(&mut self, lost: u64) {
+        let events = self
+            .lines
+            .iter()
+            .filter(|l| matches!(l, Line::Event(_)))
+            .count() as u64;
+        self.lines.push(Line::Summary(Summary {
+            produced: events + lost,
+            delivered: events,
+            lost,
+            ended_by: "duration".to_owned(),
+            duration_ms: (self.t - self.header.start_ktime_ns) / 1_000_000,
+            ..Summary::default()
+        }));
+    }
+
+    pub fn to_jsonl(&self) -> String {
+        let mut s = to_line(&Line::Header(self.header.clone()));
+        s.push('\n');
+        for l in &self.lines {
+            s.push_str(&to_line(l));
+            s.push('\n');
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Payload constructors.
+
+pub fn mark_victim(victim: Task, flags: u64) -> Data {
+    Data::MarkVictim(MarkVictim {
+        victim_pid: victim.pid,
+        victim_tgid: victim.tgid,
+        victim_comm: victim.comm.to_owned(),
+        uid: 1000,
+        mm_flags: flags,
+    })
+}
+
+fn reap(victim_pid: u32, source: ReapSource, ret: i32, flags: u64) -> Reap {
+    Reap {
+        victim_pid,
+        source,
+        ret,
+        mm_flags: flags,
+    }
+}
+
+/// Tracepoint rung: `oom:start_task_reaping(pid)`.
+pub fn reap_start_tp(victim_pid: u32, flags: u64) -> Data {
+    Data::ReapStart(reap(victim_pid, ReapSource::Tracepoint, -1, flags))
+}
+
+pub fn reap_end_tp(victim_pid: u32, flags: u64) -> Data {
+    Data::ReapEnd(reap(victim_pid, ReapSource::Tracepoint, -1, flags))
+}
+
+pub fn reap_skip_tp(victim_pid: u32, flags: u64) -> Data {
+    Data::ReapSkip(reap(victim_pid, ReapSource::Tracepoint, -1, flags))
+}
+
+/// Function rung: `__oom_reap_task_mm` entry / return.
+pub fn reap_start_fn(flags: u64) -> Data {
+    Data::ReapStart(reap(0, ReapSource::Function, -1, flags))
+}
+
+pub fn reap_end_fn(ret: i32, flags: u64) -> Data {
+    Data::ReapEnd(reap(0, ReapSource::Function, ret, flags))
+}
+
+pub fn vma(start: u64, end: u64, flags: u64, address: u64) -> VmaRange {
+    VmaRange {
+        vm_start: start,
+        vm_end: end,
+        vm_flags: flags,
+        address,
+    }
+}
+
+pub fn mm_state(flags: u64) -> MmState {
+    MmState { mm_flags: flags }
+}
+
+pub fn fault(
+    address: u64,
+    flags: u64,
+    current_mm: u64,
+    fault_flags: u32,
+    ret: Option<u32>,
+) -> Fault {
+    Fault {
+        address,
+        mm_flags: flags,
+        current_mm,
+        fault_flags,
+        ret,
+        unstable_at_entry: None,
+    }
+}
+
+/// A function-rung fault whose entry probe recorded whether `MMF_UNSTABLE`
+/// was already set when it began.
+pub fn fault_seen_at_entry(
+    address: u64,
+    flags: u64,
+    current_mm: u64,
+    ret: u32,
+    unstable_at_entry: bool,
+) -> Fault {
+    Fault {
+        unstable_at_entry: Some(unstable_at_entry),
+        ..fault(address, flags, current_mm, 0x214, Some(ret))
+    }
+}
+
+pub fn exec(filename: &str, old_pid: u32) -> Data {
+    Data::Exec(Exec {
+        old_pid,
+        filename: filename.to_owned(),
+    })
+}
+
+pub fn exec_switch(new_comm: &str) -> Data {
+    Data::ExecMmSwitch(ExecMmSwitch {
+        new_comm: new_comm.to_owned(),
+    })
+}
+
+/// The temporary exec stack before/after `shift_arg_pages`.
+pub const TEMP_STACK_FLAGS: u64 = 0x0011_8173 | vm_flags::VM_STACK_INCOMPLETE_SETUP;
+
+pub fn stack_move(start: u64, end: u64, shift: u64, ret: i64) -> StackMove {
+    StackMove {
+        vm_start: start,
+        vm_end: end,
+        vm_flags: TEMP_STACK_FLAGS,
+        shift,
+        ret,
+    }
+}
+
+pub fn migrate(reason: u32) -> Migrate {
+    Migrate {
+        succeeded: 0,
+        failed: 0,
+        thp_succeeded: 0,
+        thp_failed: 0,
+        thp_split: 0,
+        large_folio_split: 0,
+        mode: 1,
+        reason,
+        ptes_set: 0,
+        ptes_removed: 0,
+        start_seen: true,
+    }
+}
+
+/// `MR_COMPACTION`.
+pub const MR_COMPACTION: u32 = 0;
+
+pub fn migrate_end(reason: u32, succeeded: u64, ptes_set: u64, ptes_removed: u64) -> Data {
+    Data::MigrateEnd(Migrate {
+        succeeded,
+        ptes_set,
+        ptes_removed,
+        ..migrate(reason)
+    })
+}
+
+pub fn uffd_copy(dst: u64, ret: i64, mmap_changing: i32) -> UffdCopy {
+    UffdCopy {
+        dst,
+        len: 4096,
+        ret,
+        mmap_changing,
+        fd: 5,
+    }
+}
+
+pub fn uffd_change(kind: UffdEventKind, mmap_changing: i32, start: u64, end: u64) -> UffdChange {
+    UffdChange {
+        kind,
+        mmap_changing,
+        start,
+        end,
+    }
+}
+
+pub fn fork(child: Task, child_mm: u64) -> Data {
+    Data::Fork(Fork {
+        child_pid: child.pid,
+        child_tgid: child.tgid,
+        child_mm,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Hook plans.
+
+fn hook(
+    name: &str,
+    rung: &str,
+    target: Option<&str>,
+    programs: &[&str],
+    refused: Vec<Refusal>,
+) -> HookStatus {
+    HookStatus {
+        hook: name.to_owned(),
+        rung: rung.to_owned(),
+        target: target.map(str::to_owned),
+        programs: programs.iter().map(|p| (*p).to_owned()).collect(),
+        refused,
+    }
+}
+
+fn refused(rung: &str, target: &str, reason: &str) -> Refusal {
+    Refusal {
+        rung: rung.to_owned(),
+        target: target.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Function-rung hook plan (Debian 6.1/6.12 and 5.10 kernels in a VM).
+pub fn hooks_function(release: &str) -> Vec<HookStatus> {
+    let stack_target = if release.starts_with("6.12") {
+        "relocate_vma_down"
+    } else {
+        "shift_arg_pages"
+    };
+    let mfill_target = if release.starts_with("6.12") {
+        "mfill_atomic_copy"
+    } else {
+        "mcopy_atomic"
+    };
+    let f = |name: &str, target: &str| {
+        hook(
+            name,
+            "fentry",
+            Some(target),
+            &[&format!("fentry_{target}"), &format!("fexit_{target}")],
+            Vec::new(),
+        )
+    };
+    vec![
+        f("oom_reap", "__oom_reap_task_mm"),
+        hook(
+            "mark_victim",
+            "tracepoint",
+            Some("oom:mark_victim"),
+            &["tp_mark_victim"],
+            Vec::new(),
+        ),
+        f("exit_mmap", "exit_mmap"),
+        f("unmap_page_range", "unmap_page_range"),
+        f("unmap_vmas", "unmap_vmas"),
+        f("mmdrop", "__mmdrop"),
+        hook(
+            "process_mrelease",
+            "tracepoint",
+            Some("syscalls:sys_enter_process_mrelease"),
+            &[
+                "tp_sys_enter_process_mrelease",
+                "tp_sys_exit_process_mrelease",
+            ],
+            Vec::new(),
+        ),
+        f("remove_migration_ptes", "remove_migration_pte"),
+        hook(
+            "migrate_pages",
+            "tracepoint",
+            Some("migrate:mm_migrate_pages"),
+            &["tp_mm_migrate_pages_start", "tp_mm_migrate_pages_7"],
+            Vec::new(),
+        ),
+        f("try_to_migrate_one", "try_to_migrate_one"),
+        hook(
+            "invalid_migration_vma",
+            "kprobe",
+            Some("invalid_migration_vma"),
+            &["kretprobe_invalid_migration_vma"],
+            vec![refused(
+                "fentry",
+                "invalid_migration_vma",
+                "no BTF FUNC record for this symbol",
+            )],
+        ),
+        f("migration_entry_wait", "migration_entry_wait"),
+        f("stack_move", stack_target),
+        hook(
+            "exec",
+            "tracepoint",
+            Some("sched:sched_process_exec"),
+            &["tp_sched_process_exec"],
+            Vec::new(),
+        ),
+        hook(
+            "fork",
+            "tracepoint",
+            Some("sched:sched_process_fork"),
+            &["tp_sched_process_fork"],
+            Vec::new(),
+        ),
+        f("handle_mm_fault", "handle_mm_fault"),
+        f("kthread_use_mm", "kthread_use_mm"),
+        f("mfill_copy", mfill_target),
+        f("uffd_ioctl", "userfaultfd_ioctl"),
+        f("uffd_fork", "dup_userfaultfd"),
+        f("uffd_remap", "mremap_userfaultfd_prep"),
+        f("uffd_unmap", "userfaultfd_unmap_prep"),
+        f("uffd_remove", "userfaultfd_remove"),
+        f("uffd_event_wait", "userfaultfd_event_wait_completion"),
+    ]
+}
+
+/// Tracepoint-only hook plan (the 6.18 host: no kprobes, fentry refused).
+pub fn hooks_tracepoint() -> Vec<HookStatus> {
+    let no_kprobes = |target: &str| {
+        vec![
+            refused(
+                "fentry",
+                target,
+                "program load failed: EPERM (ftrace function tracing blocked)",
+            ),
+            refused("kprobe", target, "CONFIG_KPROBES is not set"),
+        ]
+    };
+    let tp = |name: &str, target: &str, progs: &[&str], fn_target: &str| {
+        hook(
+            name,
+            "tracepoint",
+            Some(target),
+            progs,
+            no_kprobes(fn_target),
+        )
+    };
+    let none =
+        |name: &str, fn_target: &str| hook(name, "unavailable", None, &[], no_kprobes(fn_target));
+    vec![
+        tp(
+            "oom_reap",
+            "oom:start_task_reaping",
+            &[
+                "tp_start_task_reaping",
+                "tp_finish_task_reaping",
+                "tp_skip_task_reaping",
+            ],
+            "__oom_reap_task_mm",
+        ),
+        tp(
+            "mark_victim",
+            "oom:mark_victim",
+            &["tp_mark_victim"],
+            "mark_oom_victim",
+        ),
+        tp(
+            "exit_mmap",
+            "mmap:exit_mmap",
+            &["tp_exit_mmap"],
+            "exit_mmap",
+        ),
+        none("unmap_page_range", "unmap_page_range"),
+        none("unmap_vmas", "unmap_vmas"),
+        none("mmdrop", "__mmdrop"),
+        tp(
+            "process_mrelease",
+            "syscalls:sys_enter_process_mrelease",
+            &[
+                "tp_sys_enter_process_mrelease",
+                "tp_sys_exit_process_mrelease",
+            ],
+            "process_mrelease",
+        ),
+        tp(
+            "remove_migration_ptes",
+            "migrate:remove_migration_pte",
+            &["tp_remove_migration_pte", "tp_set_migration_pte"],
+            "remove_migration_pte",
+        ),
+        tp(
+            "migrate_pages",
+            "migrate:mm_migrate_pages",
+            &["tp_mm_migrate_pages_start", "tp_mm_migrate_pages_8"],
+            "migrate_pages",
+        ),
+        none("try_to_migrate_one", "try_to_migrate_one"),
+        none("invalid_migration_vma", "invalid_migration_vma"),
+        none("migration_entry_wait", "migration_entry_wait"),
+        tp(
+            "stack_move",
+            "task:task_rename",
+            &["tp_task_rename"],
+            "relocate_vma_down",
+        ),
+        tp(
+            "exec",
+            "sched:sched_process_exec",
+            &["tp_sched_process_exec"],
+            "begin_new_exec",
+        ),
+        tp(
+            "fork",
+            "sched:sched_process_fork",
+            &["tp_sched_process_fork"],
+            "dup_mmap",
+        ),
+        tp(
+            "handle_mm_fault",
+            "exceptions:page_fault_kernel",
+            &["tp_page_fault_kernel"],
+            "handle_mm_fault",
+        ),
+        none("kthread_use_mm", "kthread_use_mm"),
+        none("mfill_copy", "mfill_atomic_copy"),
+        tp(
+            "uffd_ioctl",
+            "syscalls:sys_exit_ioctl",
+            &["tp_sys_enter_ioctl", "tp_sys_exit_ioctl"],
+            "userfaultfd_ioctl",
+        ),
+        none("uffd_fork", "dup_userfaultfd"),
+        none("uffd_remap", "mremap_userfaultfd_prep"),
+        none("uffd_unmap", "userfaultfd_unmap_prep"),
+        none("uffd_remove", "userfaultfd_remove"),
+        none("uffd_event_wait", "userfaultfd_event_wait_completion"),
+    ]
+}

@@ -1,0 +1,240 @@
+//! Assertions shared by the host and VM tests: each runs a scenario under
+//! `monitor trace` and checks what the monitor recorded, including that the
+//! hooks the check relies on actually fired.
+
+use std::collections::BTreeMap;
+
+use monitor_common::event::hdr;
+use monitor_detector::{Data, Event};
+
+use crate::util::{Recording, TraceRun, scenario};
+
+pub fn hook_rung<'a>(rec: &'a Recording, hook: &str) -> &'a str {
+    rec.header
+        .hooks
+        .iter()
+        .find(|h| h.hook == hook)
+        .map_or("missing", |h| h.rung.as_str())
+}
+
+pub fn assert_attached(rec: &Recording, hooks: &[&str]) {
+    for hook in hooks {
+        assert_ne!(
+            hook_rung(rec, hook),
+            "unavailable",
+            "hook {hook} must be attached: {:#?}",
+            rec.header.hooks
+        );
+        assert_ne!(
+            hook_rung(rec, hook),
+            "missing",
+            "hook {hook} is not in the plan"
+        );
+    }
+}
+
+/// The programs named fired at least once (a hook can attach and never fire,
+/// e.g. an inlined function).
+pub fn assert_fired(rec: &Recording, programs: &[&str]) {
+    let summary = rec.summary.as_ref().expect("summary line");
+    for p in programs {
+        assert!(
+            summary.hits.get(*p).copied().unwrap_or(0) > 0,
+            "program {p} never fired; hits: {:?}",
+            summary.hits
+        );
+    }
+}
+
+/// Every (mm, generation) has sequence numbers 1..=n without gaps or
+/// repeats, unless the recording reports loss (or the compat object, where
+/// two CPUs may share a number). Returns the number of generations.
+pub fn assert_gap_free(rec: &Recording) -> usize {
+    let mut gens: BTreeMap<(u64, u64), Vec<&Event>> = BTreeMap::new();
+    for e in rec.events.iter().filter(|e| e.is_sequenced()) {
+        gens.entry((e.mm, e.mm_gen)).or_default().push(e);
+    }
+    let lossy = !rec.losses.is_empty();
+    let compat = rec.header.bpf_object == "compat";
+    for ((mm, mm_gen), evs) in &gens {
+        let mut seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
+        seqs.sort_unstable();
+        if compat {
+            seqs.dedup();
+        }
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        if !lossy {
+            assert_eq!(
+                seqs, expected,
+                "mm {mm:#x} gen {mm_gen}: sequence has gaps or repeats"
+            );
+        }
+        if let Some(first) = evs.iter().find(|e| e.seq == 1) {
+            assert_ne!(
+                first.hdr_flags & hdr::NEW_GENERATION,
+                0,
+                "seq 1 must start a generation"
+            );
+        }
+    }
+    gens.len()
+}
+
+/// A memcg OOM whose victim is really reaped: for the victim's mm, in
+/// sequence order, mark_victim, reap start, reap end, then exit_mmap.
+pub fn oom_reap(extra_args: &[&str]) -> Recording {
+    let run = TraceRun::start("oom", extra_args);
+    let report = scenario(&["oom-reap", "--release-ms", "4000"]);
+    let (rec, stderr) = run.stop();
+    let victim = report["victim_pid"].as_u64().expect("victim pid") as u32;
+    assert_attached(&rec, &["mark_victim", "oom_reap", "exit_mmap"]);
+    let mark = rec
+        .events
+        .iter()
+        .find(|e| matches!(&e.data, Data::MarkVictim(v) if v.victim_tgid == victim))
+        .unwrap_or_else(|| panic!("no mark_victim for victim {victim}; monitor said:\n{stderr}"));
+    assert_ne!(
+        mark.mm, 0,
+        "mark_victim must carry the victim's mm (signal->oom_mm)"
+    );
+    let gen_events = rec.generation(mark.mm, mark.mm_gen);
+    let kinds: Vec<&str> = gen_events.iter().map(|e| e.kind()).collect();
+    let pos = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("no {k} for the victim's mm; its events: {kinds:?}"))
+    };
+    let (m, s, f, x) = (
+        pos("mark_victim"),
+        pos("reap_start"),
+        pos("reap_end"),
+        pos("exit_mmap_end"),
+    );
+    assert!(m < s && s < f && f < x, "wrong order: {kinds:?}");
+    let reaper = gen_events[s];
+    assert!(
+        reaper.is_kthread(),
+        "reap_start must come from the oom_reaper kernel thread"
+    );
+    assert_eq!(reaper.comm, "oom_reaper");
+    if let Data::ReapEnd(r) = &gen_events[f].data {
+        assert_ne!(
+            r.mm_flags & (1 << monitor_common::mmf::MMF_UNSTABLE),
+            0,
+            "reaper sets MMF_UNSTABLE"
+        );
+    }
+    if rec.header.bpf_object == "atomic" {
+        let seqs: Vec<u64> = gen_events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "victim mm sequence has gaps"
+        );
+    }
+    assert_gap_free(&rec);
+    rec
+}
+
+/// UFFDIO_COPY while the mm changes: every -EAGAIN is recorded, with the
+/// uffd's target mm resolved.
+pub fn uffd_race(event: &str, extra_args: &[&str]) -> (Recording, serde_json::Value) {
+    let run = TraceRun::start("uffd", extra_args);
+    let report = scenario(&["uffd-race", "--event", event, "--delay-ms", "500"]);
+    let (rec, _) = run.stop();
+    assert_attached(&rec, &["uffd_ioctl"]);
+    let pid = report["pid"].as_u64().expect("pid") as u32;
+    let copies: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.tgid == pid)
+        .filter_map(|e| match &e.data {
+            Data::UffdCopy(c) => Some((e, c)),
+            _ => None,
+        })
+        .collect();
+    let eagain = copies.iter().filter(|(_, c)| c.ret == -11).count() as u64;
+    let ok = copies.iter().filter(|(_, c)| c.ret == 4096).count() as u64;
+    assert_eq!(
+        eagain,
+        report["copies_eagain"].as_u64().expect("eagain"),
+        "EAGAIN count ({event})"
+    );
+    assert_eq!(
+        ok,
+        report["copies_ok"].as_u64().expect("ok"),
+        "successful copies ({event})"
+    );
+    assert!(
+        copies.iter().all(|(e, _)| e.mm != 0),
+        "uffd_copy without an mm"
+    );
+    assert!(
+        copies
+            .iter()
+            .filter(|(_, c)| c.ret == -11)
+            .all(|(_, c)| c.mmap_changing > 0),
+        "an -EAGAIN copy must see mmap_changing > 0"
+    );
+    if event == "fork" {
+        assert!(
+            rec.events
+                .iter()
+                .any(|e| e.tgid == pid && e.kind() == "fork"),
+            "fork not recorded"
+        );
+    }
+    (rec, report)
+}
+
+/// Execs of `exe`: each has its stack-move window (exec_mm_switch → exec) on
+/// its new mm.
+pub fn exec_windows(rec: &Recording, exe: &str, at_least: usize) {
+    assert_attached(rec, &["exec", "stack_move"]);
+    let execs: Vec<&Event> = rec
+        .events
+        .iter()
+        .filter(|e| matches!(&e.data, Data::Exec(x) if x.filename == exe))
+        .collect();
+    assert!(
+        execs.len() >= at_least,
+        "expected {at_least} execs of {exe}, saw {}",
+        execs.len()
+    );
+    for e in &execs {
+        let gen_events = rec.generation(e.mm, e.mm_gen);
+        let switch = gen_events.iter().position(|x| x.kind() == "exec_mm_switch");
+        let exec = gen_events.iter().position(|x| std::ptr::eq(*x, *e));
+        assert!(
+            switch.is_some() && switch < exec,
+            "exec_mm_switch must precede exec: {gen_events:?}"
+        );
+    }
+}
+
+/// Migration batches with the given `reason` moved pages and their PTE counts
+/// were aggregated in the kernel.
+pub fn migration_batches(rec: &Recording, reason: u32) {
+    assert_attached(rec, &["migrate_pages"]);
+    let ends: Vec<_> = rec
+        .events
+        .iter()
+        .filter_map(|e| match &e.data {
+            Data::MigrateEnd(m) if m.reason == reason => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert!(!ends.is_empty(), "no migration batch with reason {reason}");
+    assert!(
+        ends.iter().map(|m| m.succeeded).sum::<u64>() > 0,
+        "reason {reason}: nothing migrated"
+    );
+    assert!(
+        ends.iter().all(|m| m.start_seen),
+        "batch counters must cover whole batches"
+    );
+    let summary = rec.summary.as_ref().expect("summary");
+    let ptes: u64 = ends.iter().map(|m| m.ptes_set).sum();
+    assert!(summary.stats.get("migration_pte_set").copied().unwrap_or(0) >= ptes);
+}

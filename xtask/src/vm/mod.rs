@@ -1,0 +1,371 @@
+//! `cargo xtask vm`: boot Debian kernels under QEMU (TCG) with a busybox
+//! initramfs, run the VM test module of the monitor's integration tests inside,
+//! and report pass/fail per test and per kernel with the guest log on failure.
+//!
+//! Artifacts are kept under `target/vm-cache/` (downloads, unpacked kernels)
+//! and `target/vm-runs/<kernel>/` (initramfs, console.txt, results.txt).
+
+mod apt;
+mod cpio;
+mod guest;
+mod image;
+pub mod kernels;
+mod qemu;
+mod report;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use guest::{Mode, Payload};
+use kernels::{KERNELS, Kernel};
+use report::Report;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Kernel(s) to boot: a short name (5.10, 6.1, 6.12), a package name, or `all`.
+    #[arg(long, default_value = "all")]
+    kernel: Vec<String>,
+    /// Test name filters passed to the guest's test binary (default: every VM test).
+    tests: Vec<String>,
+    /// Guest memory in MiB (split over two NUMA nodes).
+    #[arg(long, default_value_t = 1024)]
+    mem: u32,
+    /// Per-VM timeout in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Boot a failed VM once more before reporting it (TCG timing is noisy).
+    #[arg(long, default_value_t = 1)]
+    retries: u32,
+    /// Do not rebuild the binaries (use what is in target/release).
+    #[arg(long)]
+    no_build: bool,
+    /// Do not stream the guest console.
+    #[arg(long, short)]
+    quiet: bool,
+    /// List the kernels of the matrix and exit.
+    #[arg(long)]
+    list: bool,
+    /// Check the harness itself: a wrong expectation, a guest panic, a hang and
+    /// a silent guest must each make a run fail (on the first kernel given).
+    #[arg(long)]
+    self_test: bool,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    eprintln!("xtask vm: cargo {}", args.join(" "));
+    let out = Command::new("cargo")
+        .args(args)
+        .current_dir(workspace_root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo")?;
+    if !out.status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(out)
+}
+
+/// Builds the release monitor, the scenario binary and the integration test
+/// binary; returns their paths.
+fn build(no_build: bool) -> anyhow::Result<Payload> {
+    let target = workspace_root().join("target/release");
+    let tests = if no_build {
+        newest_test_binary(&target.join("deps"))?
+    } else {
+        cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "monitor",
+            "--bin",
+            "monitor",
+        ])?;
+        cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "xtask",
+            "--bin",
+            "scenario",
+        ])?;
+        let out = cargo(&[
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            "monitor",
+            "--test",
+            "tests",
+            "--no-run",
+            "--message-format=json",
+        ])?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "tests")
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .context("cargo did not report the integration test executable")?
+    };
+    Ok(Payload {
+        monitor: target.join("monitor"),
+        scenario: target.join("scenario"),
+        tests,
+        busybox: ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .context("busybox not found: install busybox-static (scripts/setup.sh --for-tests)")?,
+    })
+}
+
+fn newest_test_binary(deps: &Path) -> anyhow::Result<PathBuf> {
+    fs::read_dir(deps)?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("tests-") && !n.contains('.')
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+        .context("no built test binary; run without --no-build")
+}
+
+struct Prepared {
+    vmlinuz: PathBuf,
+    modules: Vec<(String, Vec<u8>)>,
+}
+
+fn prepare(kernel: &Kernel) -> anyhow::Result<Prepared> {
+    let cache = workspace_root().join("target/vm-cache");
+    let t = Instant::now();
+    let apt = apt::Apt::new(&cache, kernel.suite)?;
+    let deb = apt.download(kernel.package, &cache.join("debs"))?;
+    let unpacked = image::unpack(&deb, &cache.join("kernels").join(kernel.package))?;
+    let modules = image::modules(&unpacked, kernels::MODULES)?;
+    eprintln!(
+        "xtask vm: {} ready ({}, {} modules: {}) in {:.1}s",
+        kernel.name,
+        unpacked.release,
+        modules.len(),
+        modules
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Prepared {
+        vmlinuz: unpacked.vmlinuz,
+        modules,
+    })
+}
+
+/// Boots once; returns the verdict (None = pass) and the parsed report.
+fn run_once(
+    args: &Args,
+    kernel: &Kernel,
+    prep: &Prepared,
+    payload: &Payload,
+    mode: Mode,
+    filter: &[String],
+    tag: &str,
+) -> anyhow::Result<(Option<String>, Report, PathBuf)> {
+    let dir = workspace_root()
+        .join("target/vm-runs")
+        .join(format!("{}{tag}", kernel.name));
+    fs::create_dir_all(&dir)?;
+    let initrd = dir.join("initrd.cpio");
+    guest::write_initramfs(&initrd, payload, &prep.modules, mode, filter, kernel.name)?;
+    let res = qemu::boot(&qemu::Boot {
+        label: kernel.name,
+        kernel: &prep.vmlinuz,
+        initrd: &initrd,
+        dir: &dir,
+        mem_mb: args.mem,
+        timeout: Duration::from_secs(args.timeout),
+        quiet: args.quiet,
+    })?;
+    let text = fs::read_to_string(&res.results).unwrap_or_default();
+    let report = Report::parse(&text);
+    let verdict = match res.ending {
+        qemu::Ending::Panic => Some("the guest kernel panicked or locked up".to_owned()),
+        qemu::Ending::Timeout => Some(format!("timed out after {}s", args.timeout)),
+        qemu::Ending::PoweredOff => report.verdict(),
+    };
+    eprintln!(
+        "xtask vm: {} {} in {:.1}s",
+        kernel.name,
+        if verdict.is_none() {
+            "passed"
+        } else {
+            "FAILED"
+        },
+        res.elapsed.as_secs_f64()
+    );
+    if let Some(why) = &verdict {
+        show_guest_log(kernel.name, why, &res.console, &res.results);
+    }
+    Ok((verdict, report, dir))
+}
+
+fn show_guest_log(name: &str, why: &str, console: &Path, results: &Path) {
+    eprintln!("xtask vm: ---- {name} failed: {why}");
+    let console = fs::read_to_string(console).unwrap_or_default();
+    let lines: Vec<&str> = console.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(150)..];
+    eprintln!("xtask vm: ---- guest console (last {} lines):", tail.len());
+    for l in tail {
+        eprintln!("  {l}");
+    }
+    eprintln!("xtask vm: ---- guest test output ({}):", results.display());
+    for l in fs::read_to_string(results).unwrap_or_default().lines() {
+        eprintln!("  {l}");
+    }
+    eprintln!("xtask vm: ---- end of guest log");
+}
+
+fn select(names: &[String]) -> anyhow::Result<Vec<&'static Kernel>> {
+    if names.iter().any(|n| n == "all") {
+        return Ok(KERNELS.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            kernels::find(n).with_context(|| {
+                let known: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+                format!("unknown kernel {n:?} (known: {}, or all)", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    if args.list {
+        for k in KERNELS {
+            println!(
+                "{:<5} {:<40} {} ({})",
+                k.name,
+                k.package,
+                k.suite.name(),
+                k.why
+            );
+        }
+        return Ok(());
+    }
+    let kernels = select(&args.kernel)?;
+    let payload = build(args.no_build)?;
+    if args.self_test {
+        return self_test(args, kernels[0], &payload);
+    }
+    let filter = if args.tests.is_empty() {
+        vec!["vm::".to_owned()]
+    } else {
+        args.tests.clone()
+    };
+    let start = Instant::now();
+    let mut summary = Vec::new();
+    for kernel in &kernels {
+        let prep = prepare(kernel)?;
+        let mut attempt = 0;
+        let outcome = loop {
+            let (verdict, report, dir) =
+                run_once(args, kernel, &prep, &payload, Mode::Tests, &filter, "")?;
+            match verdict {
+                None => break (None, report, dir, attempt),
+                Some(_) if attempt < args.retries => {
+                    attempt += 1;
+                    eprintln!(
+                        "xtask vm: retrying {} (attempt {})",
+                        kernel.name,
+                        attempt + 1
+                    );
+                }
+                Some(why) => break (Some(why), report, dir, attempt),
+            }
+        };
+        summary.push((kernel, outcome));
+    }
+    eprintln!(
+        "\nxtask vm: summary ({:.0}s)",
+        start.elapsed().as_secs_f64()
+    );
+    let mut failed = Vec::new();
+    for (kernel, (verdict, report, dir, retries)) in &summary {
+        let status = match (verdict, retries) {
+            (None, 0) => "PASS".to_owned(),
+            (None, n) => format!("PASS (after {n} retry)"),
+            (Some(why), _) => format!("FAIL: {why}"),
+        };
+        eprintln!(
+            "  {:<5} {} [{}]  {}",
+            kernel.name,
+            status,
+            kernel.package,
+            dir.display()
+        );
+        eprint!("{report}");
+        if verdict.is_some() {
+            failed.push(kernel.name);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("VM tests failed on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Each broken guest must be reported as a failure, with its log.
+fn self_test(args: &Args, kernel: &Kernel, payload: &Payload) -> anyhow::Result<()> {
+    let prep = prepare(kernel)?;
+    let short = Args {
+        timeout: args.timeout.min(45),
+        retries: 0,
+        kernel: args.kernel.clone(),
+        tests: Vec::new(),
+        mem: args.mem,
+        no_build: true,
+        quiet: args.quiet,
+        list: false,
+        self_test: true,
+    };
+    let cases: [(&str, Mode, Vec<String>); 4] = [
+        (
+            "wrong expectation",
+            Mode::Tests,
+            vec!["vm_selftest::".to_owned()],
+        ),
+        ("guest panic", Mode::Panic, Vec::new()),
+        ("timeout", Mode::Hang, Vec::new()),
+        ("missing output", Mode::Silent, Vec::new()),
+    ];
+    let mut undetected = Vec::new();
+    for (name, mode, filter) in cases {
+        eprintln!("xtask vm: self-test: {name}");
+        let (verdict, _, _) = run_once(&short, kernel, &prep, payload, mode, &filter, "-selftest")?;
+        match verdict {
+            Some(why) => eprintln!("xtask vm: self-test: {name}: detected ({why})"),
+            None => undetected.push(name),
+        }
+    }
+    if !undetected.is_empty() {
+        bail!(
+            "the harness reported success for: {}",
+            undetected.join(", ")
+        );
+    }
+    eprintln!("xtask vm: self-test passed: every broken guest was reported as a failure");
+    Ok(())
+}

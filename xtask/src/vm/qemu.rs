@@ -1,0 +1,162 @@
+//! Booting one guest under QEMU (TCG: KVM hangs on these machines), streaming
+//! its console, enforcing a timeout and stopping early on a kernel panic or
+//! lockup.
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+pub struct Boot<'a> {
+    pub label: &'a str,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub dir: &'a Path,
+    pub mem_mb: u32,
+    pub timeout: Duration,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// QEMU exited by itself (the guest powered off).
+    PoweredOff,
+    /// A panic or lockup was seen on the console.
+    Panic,
+    /// The timeout expired.
+    Timeout,
+}
+
+pub struct BootResult {
+    pub ending: Ending,
+    pub console: PathBuf,
+    pub results: PathBuf,
+    pub elapsed: Duration,
+}
+
+/// Console lines that mean the guest kernel is broken.
+const FATAL: &[&str] = &[
+    "Kernel panic",
+    "BUG: soft lockup",
+    "watchdog: BUG:",
+    "rcu_sched self-detected stall",
+    "BUG: unable to handle",
+    "Oops:",
+    "general protection fault",
+];
+
+pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootResult> {
+    fs::create_dir_all(b.dir)?;
+    let console = b.dir.join("console.txt");
+    let results = b.dir.join("results.txt");
+    let _ = fs::remove_file(&results);
+    let half = b.mem_mb / 2;
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "2"])
+        .args(["-m", &format!("{}M", b.mem_mb)])
+        // Two NUMA nodes, one CPU each (migrate_pages(2) between them).
+        .args(["-object", &format!("memory-backend-ram,id=m0,size={half}M")])
+        .args([
+            "-object",
+            &format!("memory-backend-ram,id=m1,size={}M", b.mem_mb - half),
+        ])
+        .args(["-numa", "node,nodeid=0,cpus=0,memdev=m0"])
+        .args(["-numa", "node,nodeid=1,cpus=1,memdev=m1"])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-nodefaults",
+        ])
+        .args(["-serial", "stdio"])
+        .args(["-serial", &format!("file:{}", results.display())])
+        .arg("-kernel")
+        .arg(b.kernel)
+        .arg("-initrd")
+        .arg(b.initrd)
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet loglevel=4 \
+             transparent_hugepage=madvise",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+    let stdout = child.stdout.take().context("qemu stdout")?;
+    let fatal = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let fatal = fatal.clone();
+        let label = b.label.to_owned();
+        let quiet = b.quiet;
+        let mut log = fs::File::create(&console)?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let t = start.elapsed().as_secs_f64();
+                let _ = writeln!(log, "[{t:8.3}] {line}");
+                if !quiet {
+                    eprintln!("[{label} {t:7.2}] {line}");
+                }
+                if FATAL.iter().any(|f| line.contains(f)) {
+                    fatal.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let mut ending = Ending::PoweredOff;
+    let mut panic_seen_at: Option<Instant> = None;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if fatal.load(Ordering::Relaxed) {
+            // Give the console a moment to print the backtrace, then stop.
+            let at = *panic_seen_at.get_or_insert_with(Instant::now);
+            if at.elapsed() > Duration::from_secs(2) {
+                ending = Ending::Panic;
+                let _ = child.kill();
+                break;
+            }
+        }
+        if start.elapsed() > b.timeout {
+            ending = Ending::Timeout;
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.wait();
+    let _ = reader.join();
+    if ending == Ending::PoweredOff && fatal.load(Ordering::Relaxed) {
+        // panic=-1 makes QEMU exit on its own right after a panic.
+        ending = Ending::Panic;
+    }
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    if !stderr.trim().is_empty() {
+        let mut log = fs::OpenOptions::new().append(true).open(&console)?;
+        writeln!(log, "--- qemu stderr ---\n{stderr}")?;
+    }
+    Ok(BootResult {
+        ending,
+        console,
+        results,
+        elapsed: start.elapsed(),
+    })
+}
