@@ -36,6 +36,9 @@ fn repo() -> PathBuf {
 
 struct Daemon {
     child: Child,
+    /// Where the daemon's stdout (one JSON line per finding) goes.
+    stdout: PathBuf,
+    _stdout_dir: TempDir,
     /// The monitor's own pid (the child may be a wrapper: setpriv, strace).
     pid: u32,
     addr: SocketAddr,
@@ -73,8 +76,10 @@ impl Daemon {
 
     /// Spawns `cmd` (which runs `monitor run ...`) and waits until it serves.
     fn spawn(mut cmd: Command) -> Daemon {
+        let stdout_dir = TempDir::new("daemon-stdout");
+        let stdout = stdout_dir.path().join("stdout.jsonl");
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
@@ -113,11 +118,24 @@ impl Daemon {
         let pid = monitor_pid(child.id()).expect("the monitor process");
         Daemon {
             child,
+            stdout,
+            _stdout_dir: stdout_dir,
             pid,
             addr,
             stderr: rx,
             startup,
         }
+    }
+
+    /// The findings the daemon logged on stdout so far.
+    fn logged_findings(&self) -> Vec<monitor_detector::Finding> {
+        let text = std::fs::read_to_string(&self.stdout).expect("stdout");
+        text.lines()
+            .map(|l| match parse_line(l) {
+                Ok(Line::Finding(f)) => f,
+                other => panic!("stdout carries only finding lines, got {other:?}: {l}"),
+            })
+            .collect()
     }
 
     fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
@@ -772,11 +790,67 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
         0.0
     );
 
-    // Findings: every kind × severity exists (at zero until a finding).
+    // Findings: every kind × severity exists (at zero until a finding). The
+    // refused copies of the UFFDIO_COPY race are a near miss, counted, logged
+    // on stdout as one JSON line with its evidence, and recorded.
     assert_eq!(
         prom.value(r#"count(mmrace_findings_total{job="mm-race-monitor"})"#),
         12.0
     );
+    if uffd["copies_eagain"].as_u64().unwrap_or(0) > 0 {
+        assert!(
+            prom.value(
+                r#"mmrace_findings_total{job="mm-race-monitor",kind="uffd_copy_vs_mm_change",severity="near_miss"}"#
+            ) >= 1.0,
+            "refused copies must be reported: {uffd}"
+        );
+    }
+    // One log line per counted finding (the daemon counts and logs in one
+    // step on its single thread; a finding may land between two reads).
+    let logged = daemon.logged_findings();
+    let counted_after = daemon.scrape().sum("mmrace_findings_total", &[]);
+    assert!(
+        scrape.sum("mmrace_findings_total", &[]) <= logged.len() as f64
+            && logged.len() as f64 <= counted_after,
+        "{} findings logged, counted {} then {counted_after}",
+        logged.len(),
+        scrape.sum("mmrace_findings_total", &[])
+    );
+    for f in &logged {
+        assert!(!f.evidence.is_empty() && !f.explanation.is_empty(), "{f:?}");
+    }
+    let uffd_pid = uffd["pid"].as_u64().expect("pid") as u32;
+    if uffd["copies_eagain"].as_u64().unwrap_or(0) > 0 {
+        assert!(
+            logged
+                .iter()
+                .any(|f| f.kind.name() == "uffd_copy_vs_mm_change"
+                    && f.tasks.iter().any(|t| t.tgid == uffd_pid)),
+            "no finding names the scenario's tasks: {logged:?}"
+        );
+    }
+
+    // Rule coverage is exactly what the detector computes for this plan.
+    let plan: Vec<monitor_detector::tracefile::HookStatus> = read_record_dir(rec.path())
+        .first()
+        .and_then(|f| match f.lines.first() {
+            Some(Line::Header(h)) => Some(h.hooks.clone()),
+            _ => None,
+        })
+        .expect("the trace file's header has the hook plan");
+    for cov in monitor_detector::coverage(&plan) {
+        for state in ["full", "partial", "disabled"] {
+            assert_eq!(
+                prom.value(&format!(
+                    r#"mmrace_rule_coverage{{job="mm-race-monitor",rule="{}",state="{state}"}}"#,
+                    cov.rule.name()
+                )),
+                if cov.state.name() == state { 1.0 } else { 0.0 },
+                "{} {state}",
+                cov.rule.name()
+            );
+        }
+    }
 
     // Build info, map fill, cost.
     let build = prom.query(r#"mmrace_build_info{job="mm-race-monitor"}"#);
@@ -1008,6 +1082,20 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
         produced_by_hook, delivered_by_hook,
         "records by hook (no loss)"
     );
+    // The recording holds every finding the daemon logged (plus those the
+    // detector closed at shutdown).
+    let recorded: Vec<&monitor_detector::Finding> = files[0]
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Finding(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(recorded.len() >= logged.len());
+    for (r, l) in recorded.iter().zip(&logged) {
+        assert_eq!(*r, l);
+    }
     let victim = oom["victim_pid"].as_u64().expect("victim") as u32;
     assert!(
         files[0]
@@ -1448,4 +1536,59 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
         denied.is_empty(),
         "system calls outside SystemCallFilter: {denied:?}"
     );
+}
+
+/// Without CAP_SYSLOG the kernel hides `userfaultfd_ioctl`'s address unless
+/// `kptr_restrict` is 0 and `perf_event_paranoid` at most 1
+/// (`kallsyms_show_value()`, kernel/kallsyms.c); the
+/// UFFDIO_COPY hook then cannot attribute copies to an mm. The daemon must
+/// say so and report the hook degraded exactly in that case.
+#[test]
+fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
+    require_root();
+    let _g = serial();
+    let sysctl = |name: &str| -> i64 {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(2)
+    };
+    let (kptr, paranoid) = (sysctl("kptr_restrict"), sysctl("perf_event_paranoid"));
+    let hidden = kptr >= 1 || paranoid > 1;
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--bounding-set=-all,+bpf,+perfmon,+sys_admin",
+        "--inh-caps=-all",
+    ])
+    .arg(monitor_bin())
+    .args(["run", "--listen", "127.0.0.1:0"]);
+    let daemon = Daemon::spawn(cmd);
+    let warned = daemon
+        .startup
+        .iter()
+        .any(|l| l.contains("kernel addresses are hidden"));
+    assert_eq!(
+        warned, hidden,
+        "kptr_restrict={kptr} perf_event_paranoid={paranoid}: {:?}",
+        daemon.startup
+    );
+    let degraded = daemon
+        .scrape()
+        .value("mmrace_hook_degraded", &[("hook", "uffd_ioctl")]);
+    assert_eq!(degraded, if hidden { 1.0 } else { 0.0 });
+    if hidden {
+        // The consequence, for real: refused copies arrive without an mm.
+        scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
+        std::thread::sleep(Duration::from_millis(600));
+        let s = daemon.scrape();
+        assert!(
+            s.value(
+                "mmrace_events_lost_total",
+                &[("hook", "uffd_ioctl"), ("reason", "read_error")]
+            ) > 0.0,
+            "copies without an mm are counted as read errors"
+        );
+    }
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{stderr}");
 }

@@ -14,7 +14,9 @@ use monitor_common::{
     maps::{CounterReason, Stat},
     probes::ProbeId,
 };
-use monitor_detector::{FindingKind, Severity, tracefile::HookStatus};
+use monitor_detector::{
+    CoverageState, DetectorStats, FindingKind, RuleCoverage, Severity, tracefile::HookStatus,
+};
 use prometheus::{
     Counter, CounterVec, Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -44,6 +46,9 @@ pub const LOSS_REASONS: [(CounterReason, &str); 3] = [
     (CounterReason::ReadError, "read_error"),
 ];
 
+/// Values of the `what` label of `mmrace_detector_forgotten_total`.
+pub const FORGOTTEN: [&str; 4] = ["mms", "streams", "windows", "batches"];
+
 /// Bucket bounds of the window histograms: 1 µs to ~17 s, ×4 apart (reaping
 /// takes milliseconds, a UFFDIO_COPY microseconds, a stuck window seconds).
 pub fn window_buckets() -> Vec<f64> {
@@ -60,7 +65,19 @@ pub struct StaticInfo<'a> {
     pub maps: &'a [(&'static str, u32)],
     /// The kernel reports `recursion_misses` in `bpf_prog_info` (5.12+).
     pub recursion_misses: bool,
+    /// Each rule's coverage under this hook plan.
+    pub coverage: &'a [RuleCoverage],
+    /// Hooks attached but known not to see what they should (e.g. the
+    /// UFFDIO_COPY hook when kernel addresses are hidden).
+    pub impaired_hooks: &'a [&'a str],
 }
+
+/// The coverage states, label values of `mmrace_rule_coverage`.
+pub const COVERAGE_STATES: [CoverageState; 3] = [
+    CoverageState::Full,
+    CoverageState::Partial,
+    CoverageState::Disabled,
+];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -79,6 +96,9 @@ pub struct Metrics {
     pub hook_rung: IntGaugeVec,
     pub hook_degraded: IntGaugeVec,
     pub rule_coverage: IntGaugeVec,
+    pub detector_tracked_mms: IntGauge,
+    pub detector_forgotten: IntCounterVec,
+    pub detector_records_missing: IntCounter,
     pub map_entries: IntGaugeVec,
     pub map_max_entries: IntGaugeVec,
     pub record_bytes: IntCounter,
@@ -317,7 +337,9 @@ impl Metrics {
             let degraded = match (status, Rung::parse(rung)) {
                 (None, _) => false,
                 (Some(_), None) => true,
-                (Some(_), Some(now)) => best.is_some_and(|best| now > best),
+                (Some(_), Some(now)) => {
+                    best.is_some_and(|best| now > best) || info.impaired_hooks.contains(&h.name)
+                }
             };
             hook_degraded
                 .with_label_values(&[h.name])
@@ -334,6 +356,44 @@ impl Metrics {
                 ),
                 &["rule", "state"],
             )?,
+        );
+
+        for cov in info.coverage {
+            for state in COVERAGE_STATES {
+                rule_coverage
+                    .with_label_values(&[cov.rule.name(), state.name()])
+                    .set(i64::from(cov.state == state));
+            }
+        }
+        let detector_tracked_mms = reg(
+            &r,
+            IntGauge::with_opts(opts(
+                "detector_tracked_mms",
+                "Mm generations the detector holds rule state for (bounded by its limits).",
+            ))?,
+        );
+        let detector_forgotten = reg(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "detector_forgotten_total",
+                    "State the detector had to forget at its memory limits: mms (least \
+                     recently used mm generations), streams (sequence streams), windows (open \
+                     race windows dropped with them), batches (migration batches not tracked).",
+                ),
+                &["what"],
+            )?,
+        );
+        for what in FORGOTTEN {
+            detector_forgotten.with_label_values(&[what]);
+        }
+        let detector_records_missing = reg(
+            &r,
+            IntCounter::with_opts(opts(
+                "detector_records_missing_total",
+                "Records missing from per-mm sequences (gaps the detector declared after its \
+                 reorder window): loss as seen by the detector.",
+            ))?,
         );
 
         let map_entries = reg(
@@ -409,6 +469,9 @@ impl Metrics {
             hook_rung,
             hook_degraded,
             rule_coverage,
+            detector_tracked_mms,
+            detector_forgotten,
+            detector_records_missing,
             map_entries,
             map_max_entries,
             record_bytes,
@@ -470,6 +533,25 @@ impl Metrics {
                 self.bpf_stats.with_label_values(&[s.name()]).inc_by(d);
             }
         }
+    }
+
+    /// Advances the detector's counters from `prev` to `now`.
+    pub fn observe_detector(&self, prev: &DetectorStats, now: &DetectorStats, tracked_mms: usize) {
+        self.detector_tracked_mms.set(tracked_mms as i64);
+        let pairs = [
+            ("mms", prev.mms_evicted, now.mms_evicted),
+            ("streams", prev.streams_evicted, now.streams_evicted),
+            ("windows", prev.windows_dropped, now.windows_dropped),
+            ("batches", prev.batches_dropped, now.batches_dropped),
+        ];
+        for (what, before, after) in pairs {
+            let d = after.saturating_sub(before);
+            if d > 0 {
+                self.detector_forgotten.with_label_values(&[what]).inc_by(d);
+            }
+        }
+        self.detector_records_missing
+            .inc_by(now.records_missing.saturating_sub(prev.records_missing));
     }
 
     /// The exposition text, with the process metrics read now.
@@ -626,6 +708,8 @@ mod tests {
             ring_bytes: 4096,
             maps: &[("MM_SEQ", 65536)],
             recursion_misses: true,
+            coverage: &monitor_detector::coverage(hooks),
+            impaired_hooks: &[],
         })
         .expect("metrics")
     }
@@ -658,6 +742,12 @@ mod tests {
         assert!(t.contains("mmrace_hook_rung{hook=\"oom_reap\",rung=\"excluded\"} 1"));
         assert!(t.contains("mmrace_hook_degraded{hook=\"oom_reap\"} 0"));
         assert!(t.contains("mmrace_bpf_map_max_entries{map=\"MM_SEQ\"} 65536"));
+        // Only exit_mmap is planned: the reaper rule is disabled, and says so.
+        assert!(
+            t.contains("mmrace_rule_coverage{rule=\"reaper_exit_overlap\",state=\"disabled\"} 1")
+        );
+        assert!(t.contains("mmrace_rule_coverage{rule=\"reaper_exit_overlap\",state=\"full\"} 0"));
+        assert!(t.contains("mmrace_detector_forgotten_total{what=\"windows\"} 0"));
         assert!(t.contains("process_resident_memory_bytes "));
         for line in t.lines().filter(|l| !l.starts_with('#')) {
             assert!(
@@ -702,8 +792,38 @@ mod tests {
             t.contains("mmrace_program_hits_total{hook=\"exit_mmap\",program=\"tp_exit_mmap\"} 2")
         );
         assert!(t.contains("mmrace_bpf_stats_total{stat=\"faults_examined\"} 3"));
-        prev = now;
-        let _ = prev;
+        // Counters that went backwards (cannot happen with BPF counts, but a
+        // reloaded map would) do not move the metrics.
+        prev = now.clone();
+        now.hits = vec![(ProbeId::TpExitMmap, 1)];
+        m.observe_counters(&prev, &now);
+        assert!(
+            text(&m).contains(
+                "mmrace_program_hits_total{hook=\"exit_mmap\",program=\"tp_exit_mmap\"} 2"
+            )
+        );
+    }
+
+    #[test]
+    fn impaired_hooks_are_degraded() {
+        let hooks = [status("uffd_ioctl", "tracepoint")];
+        let m = Metrics::new(&StaticInfo {
+            hooks: &hooks,
+            bpf_object: "atomic",
+            kernel_release: "6.18.0",
+            ring_bytes: 4096,
+            maps: &[],
+            recursion_misses: false,
+            coverage: &[],
+            impaired_hooks: &["uffd_ioctl"],
+        })
+        .expect("metrics");
+        let t = text(&m);
+        assert!(t.contains("mmrace_hook_degraded{hook=\"uffd_ioctl\"} 1"));
+        assert!(
+            !t.contains("recursion_misses"),
+            "not exported when the kernel lacks it"
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Ingestion is the session's (shared with `monitor trace`); the daemon adds a
-//! [`sink::DaemonSink`] (metrics, windows, recording), the HTTP endpoints and
-//! a slow timer for map fill and program statistics.
+//! [`sink::DaemonSink`] (the race detector, metrics, windows, finding log
+//! lines, recording), the HTTP endpoints and a slow timer for map fill and
+//! program statistics.
 
 pub mod caps;
 pub mod config;
@@ -33,7 +34,10 @@ use std::{
 
 use anyhow::Context as _;
 use monitor_common::maps::WIRE_VERSION;
-use monitor_detector::tracefile::{FORMAT_NAME, FORMAT_VERSION, Header};
+use monitor_detector::{
+    CoverageState, Detector, DetectorConfig,
+    tracefile::{FORMAT_NAME, FORMAT_VERSION, Header},
+};
 use tokio::net::TcpListener;
 
 use self::{
@@ -196,6 +200,36 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
     };
 
     let kernel_release = sys::kernel_release();
+    let detector = Detector::new(DetectorConfig::new(
+        kernel_release.clone(),
+        session.loaded.hooks.clone(),
+    ));
+    for cov in detector.coverage() {
+        if cov.state != CoverageState::Full {
+            eprintln!(
+                "monitor: rule {} is {}: {}",
+                cov.rule.name(),
+                cov.state.name(),
+                cov.reason()
+            );
+        }
+    }
+    // The UFFDIO_COPY hook identifies userfaultfd files by the address of
+    // userfaultfd_ioctl, which the kernel hides without CAP_SYSLOG
+    // (kptr_restrict, perf_event_paranoid): its records then have no mm.
+    let mut impaired: Vec<&str> = Vec::new();
+    let uffd_attached = session
+        .loaded
+        .hooks
+        .iter()
+        .any(|h| h.hook == "uffd_ioctl" && h.rung != "unavailable");
+    if uffd_attached && session.loaded.config.userfaultfd_ioctl == 0 {
+        eprintln!(
+            "monitor: warning: kernel addresses are hidden (no CAP_SYSLOG?): UFFDIO_COPY records \
+             cannot be attributed to an mm (hook uffd_ioctl reported degraded)"
+        );
+        impaired.push("uffd_ioctl");
+    }
     let metrics = Arc::new(Metrics::new(&StaticInfo {
         hooks: &session.loaded.hooks,
         bpf_object: session.loaded.object.name(),
@@ -203,6 +237,8 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         ring_bytes: cfg.load.ring_bytes,
         maps: &kstats.map_capacities(),
         recursion_misses: kstats.recursion_misses,
+        coverage: detector.coverage(),
+        impaired_hooks: &impaired,
     })?);
     let run_stats = move || stats_fd.is_some() || kstats::sysctl_run_stats_enabled();
     metrics.run_stats_enabled.set(i64::from(run_stats()));
@@ -273,7 +309,13 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         plan::HOOKS.len()
     ));
 
-    let mut sink = DaemonSink::new(metrics.clone(), health.clone(), recorder, counters);
+    let mut sink = DaemonSink::new(
+        metrics.clone(),
+        health.clone(),
+        detector,
+        recorder,
+        counters,
+    );
     let every = cfg.map_fill_every;
     let slow_metrics = metrics.clone();
     // The slow timer lives in the stop future, which the session drops when
@@ -296,6 +338,7 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
     sd_notify("STOPPING=1");
     health.stopping();
     let summary = session.shutdown(&mut sink, ended).await?;
+    sink.finish_detection();
 
     // Detach is checked, not assumed: the object must hold no program and
     // the process no program, link or perf event descriptor.
@@ -315,13 +358,14 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         .and_then(|r| r.finish(&sink.counters, ended.name()));
     eprintln!(
         "monitor: {:.1}s, ended by {}: produced {}, delivered {}, lost {} (ring buffer full), \
-         decode errors {}; detached {} programs (verified){}",
+         decode errors {}, findings {}; detached {} programs (verified){}",
         session.elapsed().as_secs_f64(),
         ended.name(),
         summary.produced,
         summary.delivered,
         summary.lost,
         summary.decode_errors,
+        sink.findings,
         program_ids.len(),
         recorded.map_or(String::new(), |p| format!("; closed {}", p.display())),
     );

@@ -1,15 +1,21 @@
-//! The daemon's [`Sink`]: every record the session delivers updates the
-//! metrics and the window histograms, and goes to the recorder.
+//! The daemon's [`Sink`]: every record the session delivers goes through the
+//! race detector, updates the metrics and the window histograms, and goes to
+//! the recorder. Each finding is counted, written to stdout as one JSON line
+//! (the trace-file `finding` line: kind, severity, mm, tasks, explanation,
+//! details and evidence events; journald keeps it whole) and recorded.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+use std::{
+    io::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
 };
 
 use monitor_detector::{
-    Event,
+    Detector, DetectorStats, Event, Finding,
     event::DecodeError,
-    tracefile::{Line, Loss},
+    tracefile::{Line, Loss, to_line},
 };
 
 use super::{hooks, metrics::Metrics, record::Recorder, windows::WindowTracker};
@@ -70,27 +76,85 @@ impl Health {
 pub struct DaemonSink {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    detector: Detector,
+    /// The detector's statistics at the last flush (metrics advance by the
+    /// difference).
+    detector_stats: DetectorStats,
     windows: WindowTracker,
     pub recorder: Option<Recorder>,
     /// The last counters seen (metrics advance by the difference).
     pub counters: Counters,
     pub delivered: u64,
+    pub findings: u64,
+    stdout_closed: bool,
 }
 
 impl DaemonSink {
     pub fn new(
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        detector: Detector,
         recorder: Option<Recorder>,
         counters: Counters,
     ) -> DaemonSink {
         DaemonSink {
             metrics,
             health,
+            detector,
+            detector_stats: DetectorStats::default(),
             windows: WindowTracker::default(),
             recorder,
             counters,
             delivered: 0,
+            findings: 0,
+            stdout_closed: false,
+        }
+    }
+
+    fn report(&mut self, findings: Vec<Finding>) {
+        for f in findings {
+            self.findings += 1;
+            self.metrics
+                .findings
+                .with_label_values(&[f.kind.name(), f.severity.name()])
+                .inc();
+            let line = Line::Finding(f);
+            if !self.stdout_closed {
+                // One write per line, so concurrent writers and journald never
+                // see half a finding.
+                let mut text = to_line(&line);
+                text.push('\n');
+                let mut out = std::io::stdout().lock();
+                if out
+                    .write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    self.stdout_closed = true;
+                    log::warn!("stdout is closed: findings are only counted and recorded");
+                }
+            }
+            if let Some(r) = &mut self.recorder {
+                r.push(&line);
+            }
+        }
+    }
+
+    fn observe_detector(&mut self) {
+        let now = self.detector.stats();
+        self.metrics
+            .observe_detector(&self.detector_stats, now, self.detector.tracked_mms());
+        self.detector_stats.clone_from(now);
+    }
+
+    /// End of input: the detector closes every window still open and reports
+    /// what they hold. Call after the session's final drain.
+    pub fn finish_detection(&mut self) {
+        let findings = self.detector.finish();
+        self.report(findings);
+        self.observe_detector();
+        if let Some(r) = &mut self.recorder {
+            r.flush(&self.counters);
         }
     }
 }
@@ -111,15 +175,19 @@ impl Sink for DaemonSink {
                 .with_label_values(&[w.name()])
                 .observe(ns as f64 / 1e9);
         }
+        let findings = self.detector.push_event(ev.clone());
         if let Some(r) = &mut self.recorder {
             r.push(&Line::Event(ev));
         }
+        self.report(findings);
     }
 
     fn loss(&mut self, loss: &Loss) {
         if let Some(r) = &mut self.recorder {
             r.push(&Line::Loss(loss.clone()));
         }
+        let findings = self.detector.push_loss(loss);
+        self.report(findings);
     }
 
     fn decode_error(&mut self, _err: &DecodeError) {
@@ -136,6 +204,7 @@ impl Sink for DaemonSink {
 
     fn flush(&mut self) -> anyhow::Result<bool> {
         self.health.drained();
+        self.observe_detector();
         if let Some(r) = &mut self.recorder {
             r.flush(&self.counters);
         }
