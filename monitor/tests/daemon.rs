@@ -1592,3 +1592,86 @@ fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
     let (status, _, stderr) = daemon.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+/// The shipped alerts go off under real conditions: a 4 KiB ring under an
+/// exec storm loses records (`MmRaceEventsLost` fires), a rule the hook plan
+/// cannot cover is disabled (`MmRaceRuleDisabled` pending), and without
+/// CAP_SYSLOG, where the kernel hides addresses, the UFFDIO_COPY hook is
+/// degraded (`MmRaceHookDegraded` pending); no violation alert.
+#[test]
+fn shipped_alerts_go_off_on_real_loss_and_degradation() {
+    require_root();
+    let _g = serial();
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--bounding-set=-all,+bpf,+perfmon,+sys_admin",
+        "--inh-caps=-all",
+    ])
+    .arg(monitor_bin())
+    .args(["run", "--listen", "127.0.0.1:0", "--ring-size", "4K"]);
+    let daemon = Daemon::spawn(cmd);
+    let prom = Prometheus::start(daemon.addr);
+    prom.wait_until("target up", |p| {
+        p.query(r#"up{job="mm-race-monitor"} == 1"#).len() == 1
+    });
+    scenario(&["exec-storm", "--count", "1500", "--exe", "/bin/true"]);
+    let alerts = |state: &str| -> BTreeSet<(String, String)> {
+        prom.api("/api/v1/alerts")["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["state"] == state)
+            .map(|a| {
+                let l = &a["labels"];
+                let detail = ["hook", "rule", "reason", "kind"]
+                    .iter()
+                    .filter_map(|k| l[*k].as_str())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                (l["alertname"].as_str().unwrap_or("").to_owned(), detail)
+            })
+            .collect()
+    };
+    prom.wait_until("MmRaceEventsLost fires", |_| {
+        alerts("firing")
+            .iter()
+            .any(|(n, d)| n == "MmRaceEventsLost" && d.ends_with("ringbuf_full"))
+    });
+    let disabled: BTreeSet<String> = prom
+        .query(r#"mmrace_rule_coverage{job="mm-race-monitor",state="disabled"} == 1"#)
+        .iter()
+        .filter_map(|s| s["metric"]["rule"].as_str().map(str::to_owned))
+        .collect();
+    let degraded: BTreeSet<String> = prom
+        .query(r#"mmrace_hook_degraded{job="mm-race-monitor"} == 1"#)
+        .iter()
+        .filter_map(|s| s["metric"]["hook"].as_str().map(str::to_owned))
+        .collect();
+    let hidden = daemon
+        .startup
+        .iter()
+        .any(|l| l.contains("kernel addresses are hidden"));
+    assert_eq!(degraded.contains("uffd_ioctl"), hidden, "{degraded:?}");
+    let pending = alerts("pending");
+    for rule in &disabled {
+        assert!(
+            pending.contains(&("MmRaceRuleDisabled".to_owned(), rule.clone())),
+            "{rule} is disabled but its alert is not pending: {pending:?}"
+        );
+    }
+    for hook in &degraded {
+        assert!(
+            pending.contains(&("MmRaceHookDegraded".to_owned(), hook.clone())),
+            "{hook} is degraded but its alert is not pending: {pending:?}"
+        );
+    }
+    let firing = alerts("firing");
+    assert!(
+        !firing
+            .iter()
+            .any(|(n, _)| n == "MmRaceViolation" || n == "MmRaceMonitorDown"),
+        "{firing:?}"
+    );
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{stderr}");
+}
