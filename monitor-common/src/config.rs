@@ -44,10 +44,18 @@ pub enum Field {
     FileFop,
     UffdWqMsgEvent,
     FopsUnlockedIoctl,
+    UffdCtxFeatures,
+    UnmapCtxCtx,
+    UnmapCtxList,
+    UnmapCtxStart,
+    UnmapCtxEnd,
+    ListHeadNext,
+    ListHeadPrev,
+    VmUffdCtxCtx,
 }
 
 /// Number of [`Field`] values.
-pub const FIELD_COUNT: usize = 26;
+pub const FIELD_COUNT: usize = 34;
 
 impl Field {
     /// Every field with the BTF path that resolves it. Paths go through named
@@ -82,6 +90,14 @@ impl Field {
         (Field::FileFop, "file.f_op"),
         (Field::UffdWqMsgEvent, "userfaultfd_wait_queue.msg.event"),
         (Field::FopsUnlockedIoctl, "file_operations.unlocked_ioctl"),
+        (Field::UffdCtxFeatures, "userfaultfd_ctx.features"),
+        (Field::UnmapCtxCtx, "userfaultfd_unmap_ctx.ctx"),
+        (Field::UnmapCtxList, "userfaultfd_unmap_ctx.list"),
+        (Field::UnmapCtxStart, "userfaultfd_unmap_ctx.start"),
+        (Field::UnmapCtxEnd, "userfaultfd_unmap_ctx.end"),
+        (Field::ListHeadNext, "list_head.next"),
+        (Field::ListHeadPrev, "list_head.prev"),
+        (Field::VmUffdCtxCtx, "vm_userfaultfd_ctx.ctx"),
     ];
 
     pub const fn path(self) -> &'static str {
@@ -96,15 +112,6 @@ impl Field {
             Field::TaskFlags | Field::TaskMm | Field::MmFlags | Field::VmaVmMm
         )
     }
-}
-
-/// [`Config::flags`] bits.
-pub mod flags {
-    /// Emit an event for every exec, not only for exec'ing tasks inside a window.
-    pub const TRACE_ALL_EXECS: u32 = 1 << 0;
-    /// Drop the per-mm sequence entry at `__mmdrop` (function rung attached) rather
-    /// than at the end of `exit_mmap` (tracepoint rung).
-    pub const SEQ_END_AT_MMDROP: u32 = 1 << 1;
 }
 
 /// The whole `.rodata` configuration. Plain integers only (it is patched into
@@ -124,7 +131,7 @@ pub struct Config {
     /// `f_op->unlocked_ioctl` is this is a userfaultfd (data symbols such as
     /// `userfaultfd_fops` are missing without CONFIG_KALLSYMS_ALL); 0 if unknown.
     pub userfaultfd_ioctl: u64,
-    /// [`flags`] bits.
+    /// Reserved for future flags (0).
     pub flags: u32,
     pub _pad1: u32,
 }
@@ -150,8 +157,12 @@ impl Config {
 
 const _: () = {
     assert!(size_of::<Config>() == 4 * FIELD_COUNT + 4 + 4 + 8 + 8 + 4 + 4);
+    assert!(
+        FIELD_COUNT.is_multiple_of(2),
+        "keep the offsets table a multiple of 8 bytes (adjust _pad0)"
+    );
     assert!(size_of::<Config>().is_multiple_of(8));
-    assert!(Field::FopsUnlockedIoctl as usize == FIELD_COUNT - 1);
+    assert!(Field::VmUffdCtxCtx as usize == FIELD_COUNT - 1);
 };
 
 #[cfg(test)]

@@ -456,12 +456,25 @@ pub struct Fault {
     /// `current->mm`: differs from the header's mm for a remote (GUP) access;
     /// non-zero for a kernel thread only between `kthread_use_mm`/`unuse`.
     pub current_mm: u64,
+    /// `vma->vm_flags` of the faulting VMA (function rung; 0 on the tracepoint
+    /// rung). The reaper skips `VM_SHARED` file mappings, so a handled fault
+    /// there is not data loss.
+    pub vm_flags: u64,
     /// `FAULT_FLAG_*` (function rung) or the x86 page-fault error code (tracepoint rung).
     pub fault_flags: u32,
     /// `vm_fault_t` returned by `handle_mm_fault` (valid if `has_ret`).
     pub ret: u32,
     pub has_ret: u32,
-    pub _pad0: u32,
+    /// [`fault_entry`] bits: what the hook saw when the fault began.
+    pub entry_flags: u32,
+}
+
+/// [`Fault::entry_flags`] bits.
+pub mod fault_entry {
+    /// The fault's entry was observed (the bits below are meaningful).
+    pub const SEEN: u32 = 1 << 0;
+    /// `MMF_UNSTABLE` was already set when the fault began.
+    pub const UNSTABLE: u32 = 1 << 1;
 }
 
 /// [`EventId::UffdCopy`], [`EventId::MfillStart`], [`EventId::MfillEnd`].
@@ -538,7 +551,7 @@ const _: () = {
     assert!(size_of::<ExecMmSwitch>() == 16);
     assert!(size_of::<StackMove>() == 40);
     assert!(size_of::<Migrate>() == 80);
-    assert!(size_of::<Fault>() == 40);
+    assert!(size_of::<Fault>() == 48);
     assert!(size_of::<UffdCopy>() == 32);
     assert!(size_of::<UffdChange>() == 24);
     assert!(size_of::<Fork>() == 16);

@@ -24,6 +24,57 @@ pub const VICTIMS_MAX_ENTRIES: u32 = 4096;
 pub const TASKS: &str = "TASKS";
 pub const TASKS_MAX_ENTRIES: u32 = 16_384;
 
+/// Arguments saved at a function entry for the matching return program (the
+/// kprobe rung has no arguments at return), and per-task brackets:
+/// [`StashKey`] → [`Stash`] (LRU: a task that dies inside a call ages out).
+pub const STASH: &str = "STASH";
+pub const STASH_MAX_ENTRIES: u32 = 16_384;
+
+/// Small global state written by userspace after planning and read by the
+/// programs: index [`state::FLAGS`] holds [`state`] flag bits.
+pub const STATE: &str = "STATE";
+pub const STATE_ENTRIES: u32 = 8;
+
+/// Indices and flags of [`STATE`].
+pub mod state {
+    /// Runtime flag bits (index 0).
+    pub const FLAGS: u32 = 0;
+    /// `__mmdrop` is hooked: it, not the end of `exit_mmap`, ends a generation.
+    pub const END_AT_MMDROP: u64 = 1 << 0;
+}
+
+/// Key of [`STASH`]: one slot per (thread, hook).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StashKey {
+    pub tid: u32,
+    pub slot: u32,
+}
+
+/// Value of [`STASH`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stash {
+    pub args: [u64; 4],
+}
+
+/// Stash slots (one per hook family that needs entry state at return).
+pub mod slot {
+    pub const OOM_REAP: u32 = 1;
+    pub const EXIT_MMAP: u32 = 2;
+    pub const UNMAP_PAGE_RANGE: u32 = 3;
+    pub const UNMAP_VMAS: u32 = 4;
+    pub const STACK_MOVE: u32 = 5;
+    pub const MFILL: u32 = 6;
+    pub const FAULT: u32 = 7;
+    pub const DUP_UFFD: u32 = 8;
+    pub const UFFD_IOCTL: u32 = 9;
+    pub const UFFD_WAIT: u32 = 10;
+    pub const UFFD_PREP: u32 = 11;
+    pub const MARK_VICTIM: u32 = 12;
+    pub const MIGRATE: u32 = 13;
+}
+
 /// Per-CPU `u64` counters, [`COUNTER_REASONS`] × [`crate::event::MAX_EVENT_ID`].
 pub const COUNTERS: &str = "COUNTERS";
 /// Per-CPU `u64` hit counts, indexed by [`crate::probes::ProbeId`].
@@ -159,6 +210,8 @@ impl Stat {
 }
 
 const _: () = {
+    assert!(size_of::<StashKey>() == 8);
+    assert!(size_of::<Stash>() == 32);
     assert!(size_of::<MmSeq>() == 16);
     assert!(size_of::<TaskScratch>() == 56);
     assert!((Stat::ALL.len() as u32) <= STATS_ENTRIES);

@@ -145,6 +145,7 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
                     address: 0x7f3c_1b00_0000,
                     mm_flags: 0x2_00cd,
                     current_mm: mm,
+                    vm_flags: 0,
                     fault_flags: 0x214,
                     ret: Some(0),
                     unstable_at_entry: Some(false),

@@ -180,6 +180,10 @@ pub struct Fault {
     pub mm_flags: u64,
     #[serde(with = "hex_u64")]
     pub current_mm: u64,
+    /// `vma->vm_flags` of the faulting VMA; 0 when the hook cannot see it
+    /// (tracepoint rung, older recordings).
+    #[serde(default, with = "hex_u64")]
+    pub vm_flags: u64,
     pub fault_flags: u32,
     /// `vm_fault_t` result, `None` when the hook cannot see it (tracepoint rung).
     pub ret: Option<u32>,
@@ -330,11 +334,11 @@ impl From<wire::Fault> for Fault {
             address: p.address,
             mm_flags: p.mm_flags,
             current_mm: p.current_mm,
+            vm_flags: p.vm_flags,
             fault_flags: p.fault_flags,
             ret: (p.has_ret != 0).then_some(p.ret),
-            // The wire record's entry bits (`Fault::entry_flags`, being added
-            // to monitor-common) map here once they land.
-            unstable_at_entry: None,
+            unstable_at_entry: (p.entry_flags & wire::fault_entry::SEEN != 0)
+                .then_some(p.entry_flags & wire::fault_entry::UNSTABLE != 0),
         }
     }
 }

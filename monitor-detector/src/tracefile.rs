@@ -107,8 +107,9 @@ pub struct Loss {
 }
 
 impl Loss {
+    /// Total records lost (saturating: a corrupt line cannot overflow it).
     pub fn total(&self) -> u64 {
-        self.lost.values().sum()
+        self.lost.values().fold(0u64, |a, b| a.saturating_add(*b))
     }
 }
 

@@ -90,8 +90,21 @@ pub fn is_tracked(mm: u64) -> bool {
     mm != 0 && MM_SEQ.get_ptr(mm).is_some()
 }
 
-/// Result of sequencing: (seq, generation, header flags).
-struct Sequenced(u64, u64, u32);
+/// Result of sequencing. `emit` is false for an untracked mm under an
+/// `IfTracked` policy. A plain struct, not an `Option` (see `kernel.rs`).
+struct Sequenced {
+    emit: bool,
+    seq: u64,
+    generation: u64,
+    flags: u32,
+}
+
+const SKIP: Sequenced = Sequenced {
+    emit: false,
+    seq: 0,
+    generation: 0,
+    flags: 0,
+};
 
 /// Atomically adds one to `*p` and returns the new value, as a single
 /// `BPF_ATOMIC | BPF_DW | BPF_ADD | BPF_FETCH` instruction (kernels 5.12+).
@@ -130,38 +143,49 @@ fn next_seq(entry: *mut MmSeq) -> u64 {
     }
 }
 
-/// `None` means "do not emit" (an untracked mm under an `IfTracked` policy).
 #[inline(always)]
-fn sequence(mm: u64, policy: Seq, ts: u64, id: EventId) -> Option<Sequenced> {
+fn unsequenced(flags: u32) -> Sequenced {
+    Sequenced {
+        emit: true,
+        seq: 0,
+        generation: 0,
+        flags: hdr::UNSEQUENCED | flags,
+    }
+}
+
+#[inline(always)]
+fn sequence(mm: u64, policy: Seq, ts: u64, id: EventId) -> Sequenced {
     let base = if crate::ATOMIC_SEQ { 0 } else { hdr::SEQ_NON_ATOMIC };
     if mm == 0 || policy == Seq::None {
-        return Some(Sequenced(0, 0, hdr::UNSEQUENCED));
+        return unsequenced(0);
     }
     let mut flags = base;
-    let entry = match MM_SEQ.get_ptr_mut(mm) {
-        Some(e) => e,
-        None => {
-            if policy != Seq::Track {
-                return None;
-            }
-            let fresh = MmSeq { last: 0, gen_ns: ts };
-            // NOEXIST: if another CPU created the entry in between, we use theirs.
-            if MM_SEQ.insert(mm, fresh, BPF_NOEXIST).is_ok() {
-                flags |= hdr::NEW_GENERATION;
-            }
-            match MM_SEQ.get_ptr_mut(mm) {
-                Some(e) => e,
-                None => {
-                    count(CounterReason::SeqMapFull, id);
-                    return Some(Sequenced(0, 0, hdr::UNSEQUENCED | hdr::SEQ_MAP_FULL));
-                }
-            }
+    // A null pointer, not an Option, past this point (see `kernel.rs`).
+    let mut entry = MM_SEQ.get_ptr_mut(mm).unwrap_or_default();
+    if entry.is_null() {
+        if policy != Seq::Track {
+            return SKIP;
         }
-    };
+        let fresh = MmSeq { last: 0, gen_ns: ts };
+        // NOEXIST: if another CPU created the entry in between, we use theirs.
+        if MM_SEQ.insert(mm, fresh, BPF_NOEXIST).is_ok() {
+            flags |= hdr::NEW_GENERATION;
+        }
+        entry = MM_SEQ.get_ptr_mut(mm).unwrap_or_default();
+        if entry.is_null() {
+            count(CounterReason::SeqMapFull, id);
+            return unsequenced(hdr::SEQ_MAP_FULL);
+        }
+    }
     let seq = next_seq(entry);
-    // SAFETY: valid map value pointer.
+    // SAFETY: valid, non-null map value pointer.
     let generation = unsafe { (*entry).gen_ns };
-    Some(Sequenced(seq, generation, flags))
+    Sequenced {
+        emit: true,
+        seq,
+        generation,
+        flags,
+    }
 }
 
 /// Emits one record about `mm`. `fill` writes the payload (pre-zeroed).
@@ -175,9 +199,15 @@ pub fn emit<P: Payload>(
     fill: impl FnOnce(&mut P) -> bool,
 ) -> bool {
     let ts = now();
-    let Some(Sequenced(seq, mm_gen, mut flags)) = sequence(mm, policy, ts, id) else {
+    let Sequenced {
+        emit,
+        seq,
+        generation: mm_gen,
+        mut flags,
+    } = sequence(mm, policy, ts, id);
+    if !emit {
         return false;
-    };
+    }
     count(CounterReason::Produced, id);
     let Some(mut entry) = EVENTS.reserve::<Record<P>>(0) else {
         count(CounterReason::RingbufFull, id);
@@ -189,7 +219,7 @@ pub fn emit<P: Payload>(
     let rec = entry.as_mut_ptr();
     let pid_tgid = bpf_get_current_pid_tgid();
     let task = kernel::current_task();
-    let task_flags = kernel::task_flags(task).unwrap_or(0);
+    let task_flags = kernel::task_flags(task);
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     // SAFETY: `rec` points to reserved ring buffer memory sized for Record<P>.
     // The payload is zeroed before `fill` so no stale ring data leaks out.
@@ -231,28 +261,27 @@ pub fn emit<P: Payload>(
     true
 }
 
-/// The current task's scratch entry, created on demand.
+/// The current task's scratch entry, created on demand (null if the map is full).
 #[inline(always)]
-pub fn task_scratch(tid: u32) -> Option<*mut TaskScratch> {
-    if let Some(p) = TASKS.get_ptr_mut(tid) {
-        return Some(p);
+pub fn task_scratch(tid: u32) -> *mut TaskScratch {
+    let p = task_scratch_existing(tid);
+    if !p.is_null() {
+        return p;
     }
     let zero = TaskScratch::default();
-    if TASKS.insert(tid, zero, BPF_NOEXIST).is_err() {
-        // Either another program created it (fine) or the map is full.
-        if let Some(p) = TASKS.get_ptr_mut(tid) {
-            return Some(p);
-        }
+    // Either this creates it, another program just did (fine), or the map is full.
+    let _ = TASKS.insert(tid, zero, BPF_NOEXIST);
+    let p = task_scratch_existing(tid);
+    if p.is_null() {
         stat(Stat::TaskMapFull);
-        return None;
     }
-    TASKS.get_ptr_mut(tid)
+    p
 }
 
-/// The current task's scratch entry if it exists.
+/// The current task's scratch entry if it exists, else null.
 #[inline(always)]
-pub fn task_scratch_existing(tid: u32) -> Option<*mut TaskScratch> {
-    TASKS.get_ptr_mut(tid)
+pub fn task_scratch_existing(tid: u32) -> *mut TaskScratch {
+    TASKS.get_ptr_mut(tid).unwrap_or_default()
 }
 
 #[inline(always)]

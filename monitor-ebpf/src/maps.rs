@@ -2,13 +2,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
     event::MAX_EVENT_ID,
     maps::{
-        COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, MM_SEQ_MAX_ENTRIES, MmSeq, STATS_ENTRIES,
-        TASKS_MAX_ENTRIES, TaskScratch, VICTIMS_MAX_ENTRIES,
+        COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, MM_SEQ_MAX_ENTRIES, MmSeq, STASH_MAX_ENTRIES,
+        STATE_ENTRIES, STATS_ENTRIES, Stash, StashKey, TASKS_MAX_ENTRIES, TaskScratch,
+        VICTIMS_MAX_ENTRIES,
     },
     probes::MAX_PROBES,
 };
@@ -30,6 +31,20 @@ pub static VICTIMS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(VICTIMS_
 #[map]
 pub static TASKS: LruHashMap<u32, TaskScratch> =
     LruHashMap::with_max_entries(TASKS_MAX_ENTRIES, 0);
+
+/// Function arguments kept from entry to return, one slot per (thread, hook);
+/// an entry's presence also marks the thread as inside that function.
+#[map]
+pub static STASH: LruHashMap<StashKey, Stash> = LruHashMap::with_max_entries(STASH_MAX_ENTRIES, 0);
+
+/// mm → ktime of its stack move's start, while exec moves its temporary stack.
+#[map]
+pub static STACK_MOVES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
+
+/// Runtime state written by userspace after planning (`monitor_common::maps::state`)
+/// and in-flight counters the programs keep (indices in `crate::stash::inflight`).
+#[map]
+pub static STATE: Array<u64> = Array::with_max_entries(STATE_ENTRIES, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_ENTRIES, 0);

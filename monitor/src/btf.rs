@@ -356,12 +356,20 @@ impl Btf {
 
     /// Parameter count of function `name`'s prototype.
     pub fn func_param_count(&self, name: &str) -> Option<usize> {
+        self.func_params(name).map(|p| p.len())
+    }
+
+    /// Parameter types of function `name` (C-like spellings), if it has a BTF
+    /// `FUNC` record.
+    pub fn func_params(&self, name: &str) -> Option<Vec<String>> {
         let id = self.named(name, |t| matches!(t, Ty::Func { .. }))?;
         let Ty::Func { proto } = self.ty(id)?.ty else {
             return None;
         };
         match &self.ty(proto)?.ty {
-            Ty::FuncProto { params, .. } => Some(params.len()),
+            Ty::FuncProto { params, .. } => {
+                Some(params.iter().map(|p| self.type_name(*p, 0)).collect())
+            }
             _ => None,
         }
     }

@@ -15,13 +15,13 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader, Pod,
-    maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, Program, ProgramError, TracePoint},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
 };
 use monitor_common::{
-    config::{CONFIG_SYMBOL, Config, Field, flags},
+    config::{CONFIG_SYMBOL, Config, Field},
     event::EventId,
-    maps::{self as names, CounterReason, Stat},
+    maps::{self as names, CounterReason, Stat, state},
     probes::ProbeId,
 };
 use monitor_detector::tracefile::{HookStatus, Refusal};
@@ -29,7 +29,7 @@ use thiserror::Error;
 
 use crate::{
     btf::{Btf, BtfError},
-    plan::{self, Attach, Candidate, HookSpec, Proto, Rung},
+    plan::{self, Attach, Candidate, Func, HookSpec, Proto, Rung},
     sys,
 };
 
@@ -98,6 +98,8 @@ pub struct LoadOptions {
     pub max_rung: Rung,
     /// Only plan these hooks (`None` = all).
     pub only_hooks: Option<Vec<String>>,
+    /// Make these hooks fail on purpose (tests of the degradation path).
+    pub break_hooks: Vec<String>,
 }
 
 impl Default for LoadOptions {
@@ -107,6 +109,7 @@ impl Default for LoadOptions {
             ring_bytes: names::EVENTS_DEFAULT_BYTES,
             max_rung: Rung::Fentry,
             only_hooks: None,
+            break_hooks: Vec::new(),
         }
     }
 }
@@ -162,7 +165,6 @@ pub fn build_config(
         }
     }
     config.wakeup_bytes = u64::from(ring_bytes / 16).max(4096);
-    config.flags = flags::TRACE_ALL_EXECS;
     let syms = sys::Kallsyms::load(|n| n == "userfaultfd_ioctl");
     config.userfaultfd_ioctl = syms.address("userfaultfd_ioctl").unwrap_or(0);
     Ok((config, missing))
@@ -228,11 +230,19 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
     };
 
+    let symbols = plan::function_symbols();
+    let kallsyms = sys::Kallsyms::load(|name| {
+        let base = name.split('.').next().unwrap_or(name);
+        symbols.contains(&base)
+    });
     let mut planner = Planner {
         btf: &btf,
         aya_btf: &aya_btf,
         missing: missing_fields.iter().map(|(f, _)| *f).collect(),
         max_rung: opts.max_rung,
+        break_hooks: &opts.break_hooks,
+        kallsyms,
+        traceable: None,
         tracefs: None,
         mounted_tracefs: false,
     };
@@ -244,6 +254,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             continue;
         }
         hooks.push(planner.plan_hook(&mut ebpf, spec));
+    }
+    // With __mmdrop hooked, it (not the end of exit_mmap) ends a generation.
+    if hooks
+        .iter()
+        .any(|h| h.hook == "mmdrop" && h.rung != "unavailable")
+    {
+        set_state_flag(&mut ebpf, state::END_AT_MMDROP)?;
     }
     let mounted_tracefs = planner.mounted_tracefs;
     Ok(Loaded {
@@ -261,10 +278,19 @@ struct Planner<'a> {
     aya_btf: &'a aya::Btf,
     missing: BTreeSet<Field>,
     max_rung: Rung,
+    /// Hooks made to fail on purpose (`--test-break-hook`).
+    break_hooks: &'a [String],
+    kallsyms: sys::Kallsyms,
+    /// Names in `available_filter_functions` (the functions ftrace, and so
+    /// fentry and kprobes on these kernels, can attach to), if readable.
+    traceable: Option<Option<BTreeSet<String>>>,
     /// Result of making tracefs available (tried once, lazily).
     tracefs: Option<Result<(), String>>,
     mounted_tracefs: bool,
 }
+
+/// Symbol used for hooks broken on purpose: no kernel has it.
+const BOGUS: &str = "monitor_test_no_such_symbol";
 
 /// A short, single-line reason from an aya program error.
 fn summarize(e: &ProgramError) -> String {
@@ -274,6 +300,8 @@ fn summarize(e: &ProgramError) -> String {
             verifier_log,
         } => {
             let log = verifier_log.to_string();
+            log::debug!("verifier log:\n{log}");
+            // The verifier ends with statistics; the error is the last other line.
             let last = log
                 .lines()
                 .map(str::trim)
@@ -281,9 +309,14 @@ fn summarize(e: &ProgramError) -> String {
                     !l.is_empty()
                         && !l.starts_with("processed")
                         && !l.starts_with("verification time")
+                        && !l.starts_with("stack depth")
+                        && !l.starts_with("mark_precise")
                 })
                 .unwrap_or("");
-            if last.is_empty() {
+            if io_error.raw_os_error() == Some(libc::EPERM) && last.is_empty() {
+                "the kernel refused to load it (EPERM: ftrace-based attachment is blocked here)"
+                    .to_owned()
+            } else if last.is_empty() {
                 format!("rejected by the kernel: {io_error}")
             } else {
                 format!("rejected by the verifier: {io_error}: {last}")
@@ -314,16 +347,37 @@ fn unload(prog: &mut Program) {
     };
 }
 
+fn set_state_flag(ebpf: &mut Ebpf, bit: u64) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(names::STATE)
+        .ok_or_else(|| LoadError::Object("state map missing".into()))?;
+    let mut state: Array<&mut MapData, u64> =
+        Array::try_from(map).map_err(|e| LoadError::Object(e.to_string()))?;
+    let cur = state.get(&state::FLAGS, 0).unwrap_or(0);
+    state
+        .set(state::FLAGS, cur | bit, 0)
+        .map_err(|e| LoadError::Object(e.to_string()))
+}
+
+/// Whether the kernel can do kprobes at all (PMU or tracefs interface).
+fn kprobes_supported() -> bool {
+    Path::new("/sys/bus/event_source/devices/kprobe").exists()
+        || Path::new(sys::TRACEFS).join("kprobe_events").exists()
+        || Path::new("/sys/kernel/debug/tracing/kprobe_events").exists()
+}
+
 impl Planner<'_> {
     fn plan_hook(&mut self, ebpf: &mut Ebpf, spec: &HookSpec) -> HookStatus {
         let mut refused = Vec::new();
+        let broken = self.break_hooks.iter().any(|h| h == spec.name);
         for cand in spec.candidates {
-            match self.try_candidate(ebpf, cand) {
-                Ok(()) => {
+            let target = if broken { BOGUS } else { cand.target };
+            match self.try_candidate(ebpf, cand, broken) {
+                Ok(symbol) => {
                     return HookStatus {
                         hook: spec.name.to_owned(),
                         rung: cand.rung.name().to_owned(),
-                        target: Some(cand.target.to_owned()),
+                        target: Some(symbol.unwrap_or_else(|| cand.target.to_owned())),
                         programs: cand
                             .programs
                             .iter()
@@ -334,7 +388,7 @@ impl Planner<'_> {
                 }
                 Err(reason) => refused.push(Refusal {
                     rung: cand.rung.name().to_owned(),
-                    target: cand.target.to_owned(),
+                    target: target.to_owned(),
                     reason,
                 }),
             }
@@ -348,7 +402,14 @@ impl Planner<'_> {
         }
     }
 
-    fn try_candidate(&mut self, ebpf: &mut Ebpf, cand: &Candidate) -> Result<(), String> {
+    /// Tries one candidate; on success returns the symbol attached to (for
+    /// function rungs; a compiler clone may have been chosen).
+    fn try_candidate(
+        &mut self,
+        ebpf: &mut Ebpf,
+        cand: &Candidate,
+        broken: bool,
+    ) -> Result<Option<String>, String> {
         if cand.rung < self.max_rung {
             return Err(format!("not tried: --max-rung is {}", self.max_rung.name()));
         }
@@ -358,72 +419,177 @@ impl Planner<'_> {
                 field.path()
             ));
         }
+        // Resolve every program's attach point before touching the kernel.
+        let mut resolved: Vec<(ProbeId, Attach, String)> = Vec::new();
         for prog in cand.programs {
-            self.check_prerequisites(prog.attach)?;
+            let target = match (prog.attach, cand.func) {
+                (
+                    Attach::FEntry | Attach::FExit | Attach::KProbe | Attach::KRetProbe,
+                    Some(func),
+                ) => {
+                    let symbol = if broken {
+                        BOGUS
+                    } else {
+                        prog.symbol.unwrap_or(func.symbol)
+                    };
+                    self.check_function(cand.rung, &func, symbol)?
+                }
+                (Attach::TpBtf { tracepoint, proto }, _) => {
+                    let tracepoint = if broken { BOGUS } else { tracepoint };
+                    self.check_tracepoint(tracepoint, proto)?;
+                    tracepoint.to_owned()
+                }
+                (Attach::Tracepoint { category, name }, _) => {
+                    let name = if broken { BOGUS } else { name };
+                    self.check_classic_tracepoint(category, name)?;
+                    name.to_owned()
+                }
+                (_, None) => return Err("function rung without a function (plan bug)".into()),
+            };
+            resolved.push((prog.probe, prog.attach, target));
         }
         let mut loaded: Vec<&'static str> = Vec::new();
-        for prog in cand.programs {
-            if let Err(e) = self.load_attach(ebpf, prog.probe, prog.attach) {
-                for name in loaded.iter().chain(std::iter::once(&prog.probe.program())) {
+        for (probe, attach, target) in &resolved {
+            if let Err(e) = self.load_attach(ebpf, *probe, *attach, target) {
+                for name in loaded.iter().chain(std::iter::once(&probe.program())) {
                     if let Some(p) = ebpf.program_mut(name) {
                         unload(p);
                     }
                 }
                 return Err(e);
             }
-            loaded.push(prog.probe.program());
+            loaded.push(probe.program());
         }
-        Ok(())
+        Ok(cand.func.map(|_| {
+            let mut targets: Vec<&str> = resolved.iter().map(|(_, _, t)| t.as_str()).collect();
+            targets.dedup();
+            targets.join("+")
+        }))
     }
 
-    /// Checks that can be made without touching the kernel.
-    fn check_prerequisites(&mut self, attach: Attach) -> Result<(), String> {
-        match attach {
-            Attach::TpBtf { tracepoint, proto } => {
-                let Some(args) = self.btf.tracepoint_proto(tracepoint) else {
-                    return Err(format!(
-                        "tracepoint {tracepoint} does not exist on this kernel"
-                    ));
-                };
-                let ok = match proto {
-                    Proto::Arity(n) => args.len() == n,
-                    Proto::Leading(want) => {
-                        args.len() >= want.len() && want.iter().zip(&args).all(|(w, a)| w == a)
-                    }
-                };
-                if ok {
-                    Ok(())
-                } else {
-                    let want = match proto {
-                        Proto::Arity(n) => format!("{n} arguments"),
-                        Proto::Leading(w) => format!("({}, …)", w.join(", ")),
-                    };
-                    Err(format!(
-                        "tracepoint {tracepoint} has prototype ({}) here; the program expects {want}",
-                        args.join(", ")
-                    ))
-                }
+    fn check_tracepoint(&self, tracepoint: &str, proto: Proto) -> Result<(), String> {
+        let Some(args) = self.btf.tracepoint_proto(tracepoint) else {
+            return Err(format!(
+                "tracepoint {tracepoint} does not exist on this kernel"
+            ));
+        };
+        let ok = match proto {
+            Proto::Arity(n) => args.len() == n,
+            Proto::Leading(want) => {
+                args.len() >= want.len() && want.iter().zip(&args).all(|(w, a)| w == a)
             }
-            Attach::Tracepoint { category, name } => {
-                self.ensure_tracefs()?;
-                let id = Path::new(sys::TRACEFS)
-                    .join("events")
-                    .join(category)
-                    .join(name)
-                    .join("id");
-                let debug_id = Path::new("/sys/kernel/debug/tracing/events")
-                    .join(category)
-                    .join(name)
-                    .join("id");
-                if id.exists() || debug_id.exists() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "tracepoint {category}:{name} does not exist on this kernel"
-                    ))
-                }
-            }
+        };
+        if ok {
+            return Ok(());
         }
+        let want = match proto {
+            Proto::Arity(n) => format!("{n} arguments"),
+            Proto::Leading(w) => format!("({}, …)", w.join(", ")),
+        };
+        Err(format!(
+            "tracepoint {tracepoint} has prototype ({}) here; the program expects {want}",
+            args.join(", ")
+        ))
+    }
+
+    fn check_classic_tracepoint(&mut self, category: &str, name: &str) -> Result<(), String> {
+        self.ensure_tracefs()?;
+        let exists = [
+            Path::new(sys::TRACEFS),
+            Path::new("/sys/kernel/debug/tracing"),
+        ]
+        .iter()
+        .any(|root| {
+            root.join("events")
+                .join(category)
+                .join(name)
+                .join("id")
+                .exists()
+        });
+        if exists {
+            Ok(())
+        } else {
+            Err(format!(
+                "tracepoint {category}:{name} does not exist on this kernel"
+            ))
+        }
+    }
+
+    fn traceable(&mut self) -> Option<&BTreeSet<String>> {
+        if self.traceable.is_none() {
+            let _ = self.ensure_tracefs();
+            let read = |root: &str| {
+                std::fs::read_to_string(Path::new(root).join("available_filter_functions")).ok()
+            };
+            let list = read(sys::TRACEFS).or_else(|| read("/sys/kernel/debug/tracing"));
+            self.traceable = Some(list.map(|text| {
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .map(str::to_owned)
+                    .collect()
+            }));
+        }
+        self.traceable.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Checks a function candidate without loading anything; returns the
+    /// symbol to attach to.
+    fn check_function(&mut self, rung: Rung, func: &Func, symbol: &str) -> Result<String, String> {
+        // The prototype the programs assume, when the kernel's BTF describes it.
+        if let Some(params) = self.btf.func_params(symbol) {
+            if let Some(n) = func.arity
+                && params.len() != n
+            {
+                return Err(format!(
+                    "{symbol} takes {} arguments here ({}); the program expects {n}",
+                    params.len(),
+                    params.join(", ")
+                ));
+            }
+            if symbol == func.symbol {
+                for (i, want) in func.params {
+                    match params.get(*i) {
+                        Some(have) if have == want => {}
+                        have => {
+                            return Err(format!(
+                                "{symbol} argument {i} is {} here; the program expects {want}",
+                                have.map_or("missing", String::as_str)
+                            ));
+                        }
+                    }
+                }
+            }
+        } else if rung == Rung::Fentry {
+            return Err(format!(
+                "no BTF FUNC record for {symbol} (inlined, renamed, or dropped by pahole): fentry needs one"
+            ));
+        }
+        let symbols = self.kallsyms.text_symbols(symbol);
+        let chosen = match rung {
+            Rung::Fentry => symbols.iter().find(|s| *s == symbol).cloned(),
+            _ => symbols.first().cloned(),
+        };
+        let Some(chosen) = chosen else {
+            return Err(if symbols.is_empty() {
+                format!("{symbol} is not in /proc/kallsyms (inlined or renamed on this kernel)")
+            } else {
+                format!(
+                    "only compiler clones of {symbol} exist ({}); fentry needs the function itself",
+                    symbols.join(", ")
+                )
+            });
+        };
+        if rung == Rung::Kprobe && !kprobes_supported() {
+            return Err("kprobes are not available on this kernel (CONFIG_KPROBES is off)".into());
+        }
+        if let Some(list) = self.traceable()
+            && !list.contains(&chosen)
+        {
+            return Err(format!(
+                "{chosen} is notrace (not in available_filter_functions: inline, noinstr or blacklisted)"
+            ));
+        }
+        Ok(chosen)
     }
 
     fn ensure_tracefs(&mut self) -> Result<(), String> {
@@ -444,26 +610,40 @@ impl Planner<'_> {
         ebpf: &mut Ebpf,
         probe: ProbeId,
         attach: Attach,
+        target: &str,
     ) -> Result<(), String> {
         let name = probe.program();
         let prog = ebpf
             .program_mut(name)
             .ok_or_else(|| format!("program {name} is missing from the BPF object"))?;
+        let attach_err = |e: ProgramError| format!("attach failed: {}", summarize(&e));
         match attach {
-            Attach::TpBtf { tracepoint, .. } => {
+            Attach::TpBtf { .. } => {
                 let p: &mut BtfTracePoint =
                     prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load(tracepoint, self.aya_btf)
-                    .map_err(|e| summarize(&e))?;
-                p.attach()
-                    .map_err(|e| format!("attach failed: {}", summarize(&e)))?;
+                p.load(target, self.aya_btf).map_err(|e| summarize(&e))?;
+                p.attach().map_err(attach_err)?;
             }
-            Attach::Tracepoint { category, name: tp } => {
+            Attach::Tracepoint { category, .. } => {
                 let p: &mut TracePoint =
                     prog.try_into().map_err(|e: ProgramError| e.to_string())?;
                 p.load().map_err(|e| summarize(&e))?;
-                p.attach(category, tp)
-                    .map_err(|e| format!("attach failed: {}", summarize(&e)))?;
+                p.attach(category, target).map_err(attach_err)?;
+            }
+            Attach::FEntry => {
+                let p: &mut FEntry = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+                p.load(target, self.aya_btf).map_err(|e| summarize(&e))?;
+                p.attach().map_err(attach_err)?;
+            }
+            Attach::FExit => {
+                let p: &mut FExit = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+                p.load(target, self.aya_btf).map_err(|e| summarize(&e))?;
+                p.attach().map_err(attach_err)?;
+            }
+            Attach::KProbe | Attach::KRetProbe => {
+                let p: &mut KProbe = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
+                p.load().map_err(|e| summarize(&e))?;
+                p.attach(target, 0).map_err(attach_err)?;
             }
         }
         Ok(())

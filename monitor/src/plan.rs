@@ -1,11 +1,12 @@
 //! The hook plan, declared as data.
 //!
-//! Each [`HookSpec`] lists candidate ways to observe one kernel code path, best
-//! first: function hooks (fentry/fexit, then kprobe/kretprobe, each under every
-//! name the function has had) and then a tracepoint substitute. The loader
-//! tries them in order and keeps the first whose programs all load and attach;
-//! every better candidate that was refused is recorded with the reason. The
-//! choice is made by trying, never by kernel version.
+//! Each [`HookSpec`] lists candidate ways to observe one kernel code path in
+//! order of preference: for the function hooks, fentry/fexit first, then
+//! kprobe/kretprobe (each under every name and signature the function has
+//! had), then a tracepoint substitute. The loader tries them in order and keeps
+//! the first whose programs all load and attach; every better candidate that
+//! was refused is recorded with the reason. The choice is made by trying,
+//! never by kernel version.
 
 use monitor_common::{config::Field, probes::ProbeId};
 
@@ -58,12 +59,32 @@ pub enum Attach {
         category: &'static str,
         name: &'static str,
     },
+    /// fentry/fexit on the candidate's function (needs BTF and ftrace).
+    FEntry,
+    FExit,
+    /// kprobe/kretprobe on the candidate's function or a compiler clone of it.
+    KProbe,
+    KRetProbe,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct Prog {
     pub probe: ProbeId,
     pub attach: Attach,
+    /// For function rungs: attach to this symbol instead of the candidate's.
+    pub symbol: Option<&'static str>,
+}
+
+/// The function a function-rung candidate attaches to, and the prototype its
+/// programs assume (checked against BTF when the kernel describes it).
+#[derive(Clone, Copy, Debug)]
+pub struct Func {
+    pub symbol: &'static str,
+    /// Parameter types at given positions (BTF spellings, typedef names kept).
+    pub params: &'static [(usize, &'static str)],
+    /// Exact parameter count, if the programs read the return value with fexit
+    /// (whose position follows the arguments) or depend on it.
+    pub arity: Option<usize>,
 }
 
 /// One way to cover a hook: a set of programs that must all attach.
@@ -72,6 +93,8 @@ pub struct Candidate {
     pub rung: Rung,
     /// What is attached to, for humans (`oom:start_task_reaping`, a symbol, …).
     pub target: &'static str,
+    /// For function rungs: the function and its expected prototype.
+    pub func: Option<Func>,
     pub programs: &'static [Prog],
     /// Kernel fields the programs read; a missing one refuses the candidate.
     pub fields: &'static [Field],
@@ -83,234 +106,625 @@ pub struct HookSpec {
     pub name: &'static str,
     /// The kernel path it observes.
     pub what: &'static str,
+    /// One of the six function hooks the product is built around (their best
+    /// rung is a function hook; `monitor check --strict` insists on it).
+    pub primary: bool,
     pub candidates: &'static [Candidate],
 }
 
 const fn tp(probe: ProbeId, tracepoint: &'static str, proto: Proto) -> Prog {
-    Prog {
-        probe,
-        attach: Attach::TpBtf { tracepoint, proto },
-    }
+    p(probe, Attach::TpBtf { tracepoint, proto })
 }
 
 const fn syscall_tp(probe: ProbeId, name: &'static str) -> Prog {
-    Prog {
+    p(
         probe,
-        attach: Attach::Tracepoint {
+        Attach::Tracepoint {
             category: "syscalls",
             name,
         },
+    )
+}
+
+const fn p(probe: ProbeId, attach: Attach) -> Prog {
+    Prog {
+        probe,
+        attach,
+        symbol: None,
     }
 }
 
+/// A function-rung program attached to another symbol than its candidate's.
+const fn p_at(probe: ProbeId, attach: Attach, symbol: &'static str) -> Prog {
+    Prog {
+        probe,
+        attach,
+        symbol: Some(symbol),
+    }
+}
+
+const fn func(
+    symbol: &'static str,
+    params: &'static [(usize, &'static str)],
+    arity: Option<usize>,
+) -> Func {
+    Func {
+        symbol,
+        params,
+        arity,
+    }
+}
+
+/// fentry(+fexit) and kprobe(+kretprobe) candidates for one function.
+macro_rules! fn_rungs {
+    ($symbol:literal, $params:expr, $arity:expr, fields: $fields:expr,
+     fentry: [$($fe:expr),*], kprobe: [$($kp:expr),*]) => {
+        [
+            Candidate {
+                rung: Rung::Fentry,
+                target: $symbol,
+                func: Some(func($symbol, $params, $arity)),
+                programs: &[$($fe),*],
+                fields: $fields,
+            },
+            Candidate {
+                rung: Rung::Kprobe,
+                target: $symbol,
+                func: Some(func($symbol, $params, $arity)),
+                programs: &[$($kp),*],
+                fields: $fields,
+            },
+        ]
+    };
+}
+
+use Attach::{FEntry, FExit, KProbe, KRetProbe};
+use ProbeId as P;
+
 const INT: Proto = Proto::Leading(&["int"]);
+const MM: &[(usize, &str)] = &[(0, "struct mm_struct *")];
+const VMA: &str = "struct vm_area_struct *";
+
+const OOM_REAP: [Candidate; 2] = fn_rungs!("__oom_reap_task_mm", MM, Some(1), fields: &[],
+    fentry: [p(P::FentryOomReap, FEntry), p(P::FexitOomReap, FExit)],
+    kprobe: [p(P::KprobeOomReap, KProbe), p(P::KretprobeOomReap, KRetProbe)]);
+const EXIT_MMAP: [Candidate; 2] = fn_rungs!("exit_mmap", MM, Some(1), fields: &[],
+    fentry: [p(P::FentryExitMmap, FEntry), p(P::FexitExitMmap, FExit)],
+    kprobe: [p(P::KprobeExitMmap, KProbe), p(P::KretprobeExitMmap, KRetProbe)]);
+const UNMAP_PAGE_RANGE: [Candidate; 2] = fn_rungs!("unmap_page_range",
+    &[(0, "struct mmu_gather *"), (1, VMA), (2, "unsigned long")], None,
+    fields: &[Field::VmaVmStart, Field::VmaVmEnd, Field::VmaVmFlags],
+    fentry: [p(P::FentryUnmapPageRange, FEntry), p(P::FexitUnmapPageRange, FExit)],
+    kprobe: [p(P::KprobeUnmapPageRange, KProbe), p(P::KretprobeUnmapPageRange, KRetProbe)]);
+const UNMAP_VMAS: [Candidate; 2] = fn_rungs!("unmap_vmas", &[(0, "struct mmu_gather *")], None,
+    fields: &[Field::MmuGatherMm],
+    fentry: [p(P::FentryUnmapVmas, FEntry), p(P::FexitUnmapVmas, FExit)],
+    kprobe: [p(P::KprobeUnmapVmas, KProbe), p(P::KretprobeUnmapVmas, KRetProbe)]);
+const MMDROP: [Candidate; 2] = fn_rungs!("__mmdrop", MM, Some(1), fields: &[],
+    fentry: [p(P::FentryMmdrop, FEntry)],
+    kprobe: [p(P::KprobeMmdrop, KProbe)]);
+const STACK_FIELDS: &[Field] = &[Field::VmaVmStart, Field::VmaVmEnd, Field::VmaVmFlags];
+const RELOCATE_VMA_DOWN: [Candidate; 2] = fn_rungs!("relocate_vma_down",
+    &[(0, VMA), (1, "unsigned long")], Some(2), fields: STACK_FIELDS,
+    fentry: [p(P::FentryStackMove, FEntry), p(P::FexitStackMove, FExit)],
+    kprobe: [p(P::KprobeStackMove, KProbe), p(P::KretprobeStackMove, KRetProbe)]);
+const SHIFT_ARG_PAGES: [Candidate; 2] = fn_rungs!("shift_arg_pages",
+    &[(0, VMA), (1, "unsigned long")], Some(2), fields: STACK_FIELDS,
+    fentry: [p(P::FentryStackMove, FEntry), p(P::FexitStackMove, FExit)],
+    kprobe: [p(P::KprobeStackMove, KProbe), p(P::KretprobeStackMove, KRetProbe)]);
+const REMOVE_MIGRATION_PTES: [Candidate; 2] = fn_rungs!("remove_migration_ptes", &[], None,
+    fields: &[],
+    fentry: [p(P::FentryRemoveMigrationPtes, FEntry)],
+    kprobe: [p(P::KprobeRemoveMigrationPtes, KProbe)]);
+const REMOVE_MIGRATION_PTE: [Candidate; 2] = fn_rungs!("remove_migration_pte",
+    &[(1, VMA), (2, "unsigned long")], None,
+    fields: &[Field::VmaVmStart, Field::VmaVmEnd, Field::VmaVmFlags],
+    fentry: [p(P::FentryRemoveMigrationPte, FEntry)],
+    kprobe: [p(P::KprobeRemoveMigrationPte, KProbe)]);
+const TRY_TO_MIGRATE_ONE: [Candidate; 2] = fn_rungs!("try_to_migrate_one",
+    &[(1, VMA), (2, "unsigned long")], None, fields: &[Field::VmaVmFlags],
+    fentry: [p(P::FentryTryToMigrateOne, FEntry)],
+    kprobe: [p(P::KprobeTryToMigrateOne, KProbe)]);
+const MIGRATION_ENTRY_WAIT: [Candidate; 2] = fn_rungs!("migration_entry_wait",
+    &[(0, "struct mm_struct *"), (2, "unsigned long")], None, fields: &[],
+    fentry: [p(P::FentryMigrationEntryWait, FEntry)],
+    kprobe: [p(P::KprobeMigrationEntryWait, KProbe)]);
+const HANDLE_MM_FAULT: [Candidate; 2] = fn_rungs!("handle_mm_fault",
+    &[(0, VMA), (1, "unsigned long"), (2, "unsigned int")], Some(4), fields: &[],
+    fentry: [p(P::FentryFault, FEntry), p(P::FexitFault, FExit)],
+    kprobe: [p(P::KprobeFault, KProbe), p(P::KretprobeFault, KRetProbe)]);
+const KTHREAD_USE_MM: [Candidate; 2] = fn_rungs!("kthread_use_mm", MM, Some(1), fields: &[],
+    fentry: [p(P::FentryKthreadUseMm, FEntry)],
+    kprobe: [p(P::KprobeKthreadUseMm, KProbe)]);
+const UFFD_FIELDS: &[Field] = &[Field::UffdCtxMm, Field::UffdCtxMmapChanging];
+const MFILL_CTX: [Candidate; 2] = fn_rungs!("mfill_atomic_copy",
+    &[(0, "struct userfaultfd_ctx *"), (1, "unsigned long"), (3, "unsigned long")], Some(5),
+    fields: UFFD_FIELDS,
+    fentry: [p(P::FentryMfillCtx, FEntry), p(P::FexitMfillCtx, FExit)],
+    kprobe: [p(P::KprobeMfillCtx, KProbe), p(P::KretprobeMfillCtx, KRetProbe)]);
+const MFILL_MM: [Candidate; 2] = fn_rungs!("mfill_atomic_copy",
+    &[(0, "struct mm_struct *"), (1, "unsigned long"), (3, "unsigned long")], Some(6),
+    fields: &[],
+    fentry: [p(P::FentryMfillMm, FEntry), p(P::FexitMfillMm, FExit)],
+    kprobe: [p(P::KprobeMfillMm, KProbe), p(P::KretprobeMfillMm, KRetProbe)]);
+const MCOPY_ATOMIC: [Candidate; 2] = fn_rungs!("mcopy_atomic",
+    &[(0, "struct mm_struct *"), (1, "unsigned long"), (3, "unsigned long")], Some(6),
+    fields: &[],
+    fentry: [p(P::FentryMfillMm, FEntry), p(P::FexitMfillMm, FExit)],
+    kprobe: [p(P::KprobeMfillMm, KProbe), p(P::KretprobeMfillMm, KRetProbe)]);
+const UFFD_IOCTL: [Candidate; 2] = fn_rungs!("userfaultfd_ioctl",
+    &[(0, "struct file *"), (1, "unsigned int"), (2, "unsigned long")], Some(3),
+    fields: &[Field::FilePrivateData, Field::UffdCtxMm, Field::UffdCtxMmapChanging],
+    fentry: [p(P::FexitUffdIoctl, FExit)],
+    kprobe: [p(P::KprobeUffdIoctl, KProbe), p(P::KretprobeUffdIoctl, KRetProbe)]);
+const DUP_UFFD: [Candidate; 2] = fn_rungs!("dup_userfaultfd",
+    &[(0, VMA), (1, "struct list_head *")], Some(2),
+    fields: &[Field::VmaUffdCtx, Field::UffdCtxMm, Field::UffdCtxMmapChanging],
+    fentry: [p(P::FentryDupUffd, FEntry), p(P::FexitDupUffd, FExit)],
+    kprobe: [p(P::KprobeDupUffd, KProbe), p(P::KretprobeDupUffd, KRetProbe)]);
+const UFFD_WAIT: [Candidate; 2] = fn_rungs!("userfaultfd_event_wait_completion",
+    &[(0, "struct userfaultfd_ctx *"), (1, "struct userfaultfd_wait_queue *")], Some(2),
+    fields: &[Field::UffdCtxMm, Field::UffdCtxMmapChanging, Field::UffdWqMsgEvent],
+    fentry: [p(P::FexitUffdWait, FExit)],
+    kprobe: [p(P::KprobeUffdWait, KProbe), p(P::KretprobeUffdWait, KRetProbe)]);
+const UFFD_REMAP: [Candidate; 2] = fn_rungs!("mremap_userfaultfd_prep",
+    &[(0, VMA), (1, "struct vm_userfaultfd_ctx *")], Some(2),
+    fields: &[Field::VmUffdCtxCtx, Field::VmaUffdCtx, Field::UffdCtxMm],
+    fentry: [p(P::FexitMremapUffdPrep, FExit)],
+    kprobe: [p(P::KprobeMremapUffdPrep, KProbe), p(P::KretprobeMremapUffdPrep, KRetProbe)]);
+const UFFD_UNMAP: [Candidate; 2] = fn_rungs!("userfaultfd_unmap_prep",
+    &[(1, "unsigned long"), (2, "unsigned long"), (3, "struct list_head *")], Some(4),
+    fields: &[
+        Field::ListHeadNext,
+        Field::ListHeadPrev,
+        Field::UnmapCtxCtx,
+        Field::UnmapCtxList,
+        Field::UnmapCtxStart,
+        Field::UnmapCtxEnd,
+        Field::UffdCtxMm,
+    ],
+    fentry: [p(P::FexitUnmapUffdPrep, FExit)],
+    kprobe: [p(P::KprobeUnmapUffdPrep, KProbe), p(P::KretprobeUnmapUffdPrep, KRetProbe)]);
+const UFFD_REMOVE: [Candidate; 2] = fn_rungs!("userfaultfd_remove",
+    &[(0, VMA), (1, "unsigned long"), (2, "unsigned long")], None,
+    fields: &[Field::VmaUffdCtx, Field::UffdCtxFeatures, Field::UffdCtxMm],
+    fentry: [p(P::FentryUffdRemove, FEntry)],
+    kprobe: [p(P::KprobeUffdRemove, KProbe)]);
+const MARK_OOM_VICTIM: [Candidate; 2] = fn_rungs!("mark_oom_victim",
+    &[(0, "struct task_struct *")], Some(1),
+    fields: &[Field::TaskSignal, Field::SignalOomMm, Field::TaskPid, Field::TaskTgid],
+    fentry: [p(P::FexitMarkOomVictim, FExit)],
+    kprobe: [p(P::KprobeMarkOomVictim, KProbe), p(P::KretprobeMarkOomVictim, KRetProbe)]);
+
+/// Concatenates candidate arrays at compile time.
+macro_rules! cands {
+    ($($c:expr),* $(,)?) => {{
+        const PARTS: &[&[Candidate]] = &[$(&$c),*];
+        const N: usize = {
+            let mut n = 0;
+            let mut i = 0;
+            while i < PARTS.len() {
+                n += PARTS[i].len();
+                i += 1;
+            }
+            n
+        };
+        const ALL: [Candidate; N] = {
+            let mut out = [TP_PLACEHOLDER; N];
+            let (mut k, mut i) = (0, 0);
+            while i < PARTS.len() {
+                let mut j = 0;
+                while j < PARTS[i].len() {
+                    out[k] = PARTS[i][j];
+                    k += 1;
+                    j += 1;
+                }
+                i += 1;
+            }
+            out
+        };
+        &ALL
+    }};
+}
+
+const TP_PLACEHOLDER: Candidate = Candidate {
+    rung: Rung::Tracepoint,
+    target: "",
+    func: None,
+    programs: &[],
+    fields: &[],
+};
+
+const fn tp_cand(
+    target: &'static str,
+    programs: &'static [Prog],
+    fields: &'static [Field],
+) -> [Candidate; 1] {
+    [Candidate {
+        rung: Rung::Tracepoint,
+        target,
+        func: None,
+        programs,
+        fields,
+    }]
+}
+
+const VICTIM_FIELDS: &[Field] = &[
+    Field::TaskSignal,
+    Field::SignalOomMm,
+    Field::TaskPid,
+    Field::TaskTgid,
+];
+const UFFD_TP_FIELDS: &[Field] = &[
+    Field::TaskFiles,
+    Field::FilesFdt,
+    Field::FdtableFd,
+    Field::FdtableMaxFds,
+    Field::FileFop,
+    Field::FopsUnlockedIoctl,
+    Field::FilePrivateData,
+    Field::UffdCtxMm,
+    Field::UffdCtxMmapChanging,
+];
 
 /// Every hook, in the order `monitor check` prints them.
 pub const HOOKS: &[HookSpec] = &[
     HookSpec {
-        name: "mark_victim",
-        what: "mark_oom_victim(): the OOM killer picked a victim (signal->oom_mm)",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "oom:mark_victim",
-            programs: &[tp(
-                ProbeId::TpMarkVictim,
-                "mark_victim",
-                Proto::Leading(&["struct task_struct *"]),
-            )],
-            fields: &[
-                Field::TaskSignal,
-                Field::SignalOomMm,
-                Field::TaskPid,
-                Field::TaskTgid,
-            ],
-        }],
-    },
-    HookSpec {
         name: "oom_reap",
-        what: "__oom_reap_task_mm(): the reaper unmaps a victim's mm",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "oom:start_task_reaping/finish_task_reaping/skip_task_reaping",
-            programs: &[
-                tp(ProbeId::TpStartReaping, "start_task_reaping", INT),
-                tp(ProbeId::TpFinishReaping, "finish_task_reaping", INT),
-                tp(ProbeId::TpSkipReaping, "skip_task_reaping", INT),
-            ],
-            fields: &[],
-        }],
+        what: "__oom_reap_task_mm(): the reaper (or process_mrelease) unmaps a victim's mm",
+        primary: true,
+        candidates: cands!(
+            OOM_REAP,
+            tp_cand(
+                "oom:start_task_reaping/finish_task_reaping (the oom_reaper kthread only)",
+                &[
+                    tp(P::TpStartReaping, "start_task_reaping", INT),
+                    tp(P::TpFinishReaping, "finish_task_reaping", INT),
+                ],
+                &[],
+            ),
+        ),
     },
     HookSpec {
         name: "exit_mmap",
         what: "exit_mmap(): the last mm_users reference tears the address space down",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "mmap:exit_mmap",
-            programs: &[tp(
-                ProbeId::TpExitMmap,
-                "exit_mmap",
-                Proto::Leading(&["struct mm_struct *"]),
-            )],
-            fields: &[],
-        }],
+        primary: true,
+        candidates: cands!(
+            EXIT_MMAP,
+            tp_cand(
+                "mmap:exit_mmap (end of exit_mmap only)",
+                &[tp(
+                    P::TpExitMmap,
+                    "exit_mmap",
+                    Proto::Leading(&["struct mm_struct *"])
+                )],
+                &[],
+            ),
+        ),
     },
     HookSpec {
-        name: "exec",
-        what: "exec_binprm(): exec succeeded (after the stack was relocated)",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "sched:sched_process_exec",
-            programs: &[tp(
-                ProbeId::TpSchedExec,
-                "sched_process_exec",
-                Proto::Leading(&["struct task_struct *", "pid_t", "struct linux_binprm *"]),
-            )],
-            fields: &[Field::BprmFilename],
-        }],
+        name: "unmap_page_range",
+        what: "unmap_page_range() called by the reaper: the zap that can race exit_mmap",
+        primary: true,
+        candidates: cands!(UNMAP_PAGE_RANGE),
+    },
+    HookSpec {
+        name: "remove_migration_ptes",
+        what: "remove_migration_ptes(): migration entries are replaced by the new page",
+        primary: true,
+        candidates: cands!(
+            REMOVE_MIGRATION_PTES,
+            tp_cand(
+                "migrate:remove_migration_pte (per PTE, no mm)",
+                &[tp(
+                    P::TpRemoveMigrationPte,
+                    "remove_migration_pte",
+                    Proto::Arity(3)
+                )],
+                &[],
+            ),
+        ),
     },
     HookSpec {
         name: "stack_move",
         what: "shift_arg_pages()/relocate_vma_down(): exec moves its temporary stack",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "task:task_rename (window start; the window ends at sched:sched_process_exec)",
-            programs: &[tp(
-                ProbeId::TpTaskRename,
-                "task_rename",
-                Proto::Leading(&["struct task_struct *"]),
-            )],
-            fields: &[],
-        }],
-    },
-    HookSpec {
-        name: "migrate_pages",
-        what: "migrate_pages(): a migration batch (compaction, NUMA, migrate_pages(2))",
-        candidates: &[
-            Candidate {
-                rung: Rung::Tracepoint,
-                target: "migrate:mm_migrate_pages_start/mm_migrate_pages (8 args, 6.12+)",
-                programs: &[
-                    tp(
-                        ProbeId::TpMigrateStart,
-                        "mm_migrate_pages_start",
-                        Proto::Arity(2),
-                    ),
-                    tp(ProbeId::TpMigrateEnd8, "mm_migrate_pages", Proto::Arity(8)),
-                ],
-                fields: &[],
-            },
-            Candidate {
-                rung: Rung::Tracepoint,
-                target: "migrate:mm_migrate_pages_start/mm_migrate_pages (7 args)",
-                programs: &[
-                    tp(
-                        ProbeId::TpMigrateStart,
-                        "mm_migrate_pages_start",
-                        Proto::Arity(2),
-                    ),
-                    tp(ProbeId::TpMigrateEnd7, "mm_migrate_pages", Proto::Arity(7)),
-                ],
-                fields: &[],
-            },
-        ],
-    },
-    HookSpec {
-        name: "set_migration_pte",
-        what: "try_to_migrate_one(): a migration entry is installed (counted per batch)",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "migrate:set_migration_pte",
-            programs: &[tp(
-                ProbeId::TpSetMigrationPte,
-                "set_migration_pte",
-                Proto::Arity(3),
-            )],
-            fields: &[],
-        }],
-    },
-    HookSpec {
-        name: "remove_migration_ptes",
-        what: "remove_migration_ptes()/remove_migration_pte(): migration entries are removed",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "migrate:remove_migration_pte",
-            programs: &[tp(
-                ProbeId::TpRemoveMigrationPte,
-                "remove_migration_pte",
-                Proto::Arity(3),
-            )],
-            fields: &[],
-        }],
-    },
-    HookSpec {
-        name: "handle_mm_fault",
-        what: "handle_mm_fault(): faults on MMF_UNSTABLE mms or by kernel threads",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "exceptions:page_fault_kernel",
-            programs: &[tp(
-                ProbeId::TpPageFaultKernel,
-                "page_fault_kernel",
-                Proto::Leading(&["unsigned long", "struct pt_regs *", "unsigned long"]),
-            )],
-            fields: &[],
-        }],
-    },
-    HookSpec {
-        name: "fork",
-        what: "kernel_clone(): fork of a tracked mm (after the userfaultfd fork handshake)",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "sched:sched_process_fork",
-            programs: &[tp(
-                ProbeId::TpSchedFork,
-                "sched_process_fork",
-                Proto::Leading(&["struct task_struct *", "struct task_struct *"]),
-            )],
-            fields: &[],
-        }],
-    },
-    HookSpec {
-        name: "uffd_ioctl",
-        what: "userfaultfd_ioctl(UFFDIO_COPY): result of every copy (-EAGAIN while the mm changes)",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "syscalls:sys_enter_ioctl/sys_exit_ioctl",
-            programs: &[
-                syscall_tp(ProbeId::TpSysEnterIoctl, "sys_enter_ioctl"),
-                syscall_tp(ProbeId::TpSysExitIoctl, "sys_exit_ioctl"),
+        primary: true,
+        candidates: cands!(
+            [
+                RELOCATE_VMA_DOWN[0],
+                SHIFT_ARG_PAGES[0],
+                RELOCATE_VMA_DOWN[1],
+                SHIFT_ARG_PAGES[1]
             ],
-            fields: &[
-                Field::TaskFiles,
-                Field::FilesFdt,
-                Field::FdtableFd,
-                Field::FdtableMaxFds,
-                Field::FileFop,
-                Field::FopsUnlockedIoctl,
-                Field::FilePrivateData,
-                Field::UffdCtxMm,
-                Field::UffdCtxMmapChanging,
-            ],
-        }],
+            tp_cand(
+                "task:task_rename (window start; the window ends at sched:sched_process_exec)",
+                &[tp(
+                    P::TpTaskRename,
+                    "task_rename",
+                    Proto::Leading(&["struct task_struct *"])
+                )],
+                &[],
+            ),
+        ),
+    },
+    HookSpec {
+        name: "mfill_copy",
+        what: "mcopy_atomic()/mfill_atomic_copy(): UFFDIO_COPY fills pages",
+        primary: true,
+        candidates: cands!([
+            MFILL_CTX[0],
+            MFILL_MM[0],
+            MCOPY_ATOMIC[0],
+            MFILL_CTX[1],
+            MFILL_MM[1],
+            MCOPY_ATOMIC[1],
+        ]),
+    },
+    HookSpec {
+        name: "mark_victim",
+        what: "mark_oom_victim(): the OOM killer picked a victim (signal->oom_mm)",
+        primary: false,
+        candidates: cands!(
+            tp_cand(
+                "oom:mark_victim",
+                &[tp(
+                    P::TpMarkVictim,
+                    "mark_victim",
+                    Proto::Leading(&["struct task_struct *"])
+                )],
+                VICTIM_FIELDS,
+            ),
+            MARK_OOM_VICTIM,
+        ),
+    },
+    HookSpec {
+        name: "reap_skip",
+        what: "oom_reap_task_mm(): the reaper skipped a victim (lock busy or MMF_OOM_SKIP)",
+        primary: false,
+        candidates: cands!(tp_cand(
+            "oom:skip_task_reaping",
+            &[tp(P::TpSkipReaping, "skip_task_reaping", INT)],
+            &[],
+        )),
+    },
+    HookSpec {
+        name: "unmap_vmas",
+        what: "unmap_vmas() inside exit_mmap: the read-locked zap phase",
+        primary: false,
+        candidates: cands!(UNMAP_VMAS),
+    },
+    HookSpec {
+        name: "mmdrop",
+        what: "__mmdrop(): the mm_struct is freed (its address may be reused)",
+        primary: false,
+        candidates: cands!(MMDROP),
     },
     HookSpec {
         name: "process_mrelease",
         what: "process_mrelease(2): a reap driven by userspace (lmkd, systemd-oomd)",
-        candidates: &[Candidate {
-            rung: Rung::Tracepoint,
-            target: "syscalls:sys_enter_process_mrelease/sys_exit_process_mrelease",
-            programs: &[
-                syscall_tp(ProbeId::TpSysEnterMrelease, "sys_enter_process_mrelease"),
-                syscall_tp(ProbeId::TpSysExitMrelease, "sys_exit_process_mrelease"),
+        primary: false,
+        candidates: cands!(tp_cand(
+            "syscalls:sys_enter_process_mrelease/sys_exit_process_mrelease",
+            &[
+                syscall_tp(P::TpSysEnterMrelease, "sys_enter_process_mrelease"),
+                syscall_tp(P::TpSysExitMrelease, "sys_exit_process_mrelease"),
             ],
-            fields: &[],
-        }],
+            &[],
+        )),
+    },
+    HookSpec {
+        name: "exec",
+        what: "exec_binprm(): exec succeeded (after the stack was relocated)",
+        primary: false,
+        candidates: cands!(tp_cand(
+            "sched:sched_process_exec",
+            &[tp(
+                P::TpSchedExec,
+                "sched_process_exec",
+                Proto::Leading(&["struct task_struct *", "pid_t", "struct linux_binprm *"]),
+            )],
+            &[Field::BprmFilename],
+        )),
+    },
+    HookSpec {
+        name: "migrate_pages",
+        what: "migrate_pages(): a migration batch (compaction, NUMA, migrate_pages(2))",
+        primary: false,
+        candidates: cands!(
+            tp_cand(
+                "migrate:mm_migrate_pages_start/mm_migrate_pages (8 args, 6.12+)",
+                &[
+                    tp(P::TpMigrateStart, "mm_migrate_pages_start", Proto::Arity(2)),
+                    tp(P::TpMigrateEnd8, "mm_migrate_pages", Proto::Arity(8)),
+                ],
+                &[],
+            ),
+            tp_cand(
+                "migrate:mm_migrate_pages_start/mm_migrate_pages (7 args)",
+                &[
+                    tp(P::TpMigrateStart, "mm_migrate_pages_start", Proto::Arity(2)),
+                    tp(P::TpMigrateEnd7, "mm_migrate_pages", Proto::Arity(7)),
+                ],
+                &[],
+            ),
+            [Candidate {
+                rung: Rung::Kprobe,
+                target: "migrate_pages (bracket only: no success counts)",
+                func: Some(func(
+                    "migrate_pages",
+                    &[(4, "enum migrate_mode"), (5, "int")],
+                    None
+                )),
+                programs: &[
+                    p(P::KprobeMigratePages, KProbe),
+                    p(P::KretprobeMigratePages, KRetProbe)
+                ],
+                fields: &[],
+            }],
+        ),
+    },
+    HookSpec {
+        name: "set_migration_pte",
+        what: "try_to_migrate_one(): a migration entry is installed (counted per batch)",
+        primary: false,
+        candidates: cands!(tp_cand(
+            "migrate:set_migration_pte",
+            &[tp(
+                P::TpSetMigrationPte,
+                "set_migration_pte",
+                Proto::Arity(3)
+            )],
+            &[],
+        )),
+    },
+    HookSpec {
+        name: "remove_migration_pte",
+        what: "remove_migration_pte(): the per-VMA rmap callback, with the mm",
+        primary: false,
+        candidates: cands!(REMOVE_MIGRATION_PTE),
+    },
+    HookSpec {
+        name: "try_to_migrate_one",
+        what: "try_to_migrate_one(): a migration entry going into a temporary exec stack",
+        primary: false,
+        candidates: cands!(TRY_TO_MIGRATE_ONE),
+    },
+    HookSpec {
+        name: "invalid_migration_vma",
+        what: "invalid_migration_vma(): the rmap walk skips a temporary exec stack",
+        primary: false,
+        candidates: cands!([Candidate {
+            rung: Rung::Kprobe,
+            target: "invalid_migration_vma",
+            func: Some(func("invalid_migration_vma", &[(0, VMA)], None)),
+            programs: &[p(P::KprobeInvalidMigrationVma, KProbe)],
+            fields: &[Field::VmaVmFlags],
+        }]),
+    },
+    HookSpec {
+        name: "migration_entry_wait",
+        what: "migration_entry_wait(): a fault found a migration entry",
+        primary: false,
+        candidates: cands!(MIGRATION_ENTRY_WAIT),
+    },
+    HookSpec {
+        name: "handle_mm_fault",
+        what: "handle_mm_fault(): faults on MMF_UNSTABLE mms, by kernel threads or remote tasks",
+        primary: false,
+        candidates: cands!(
+            HANDLE_MM_FAULT,
+            tp_cand(
+                "exceptions:page_fault_kernel (entry only, no result, no remote faults)",
+                &[tp(
+                    P::TpPageFaultKernel,
+                    "page_fault_kernel",
+                    Proto::Leading(&["unsigned long", "struct pt_regs *", "unsigned long"]),
+                )],
+                &[],
+            ),
+        ),
+    },
+    HookSpec {
+        name: "kthread_use_mm",
+        what: "kthread_use_mm()/kthread_unuse_mm(): a kernel thread borrows a user mm",
+        primary: false,
+        candidates: cands!([
+            Candidate {
+                programs: &[
+                    p(P::FentryKthreadUseMm, FEntry),
+                    p_at(P::FentryKthreadUnuseMm, FEntry, "kthread_unuse_mm"),
+                ],
+                ..KTHREAD_USE_MM[0]
+            },
+            Candidate {
+                programs: &[
+                    p(P::KprobeKthreadUseMm, KProbe),
+                    p_at(P::KprobeKthreadUnuseMm, KProbe, "kthread_unuse_mm"),
+                ],
+                ..KTHREAD_USE_MM[1]
+            },
+        ]),
+    },
+    HookSpec {
+        name: "fork",
+        what: "kernel_clone(): fork of a tracked mm (after the userfaultfd fork handshake)",
+        primary: false,
+        candidates: cands!(tp_cand(
+            "sched:sched_process_fork",
+            &[tp(
+                P::TpSchedFork,
+                "sched_process_fork",
+                Proto::Leading(&["struct task_struct *", "struct task_struct *"]),
+            )],
+            &[],
+        )),
+    },
+    HookSpec {
+        name: "uffd_ioctl",
+        what: "userfaultfd_ioctl(UFFDIO_COPY): the result of every copy (-EAGAIN while the mm changes)",
+        primary: false,
+        candidates: cands!(
+            UFFD_IOCTL,
+            tp_cand(
+                "syscalls:sys_enter_ioctl/sys_exit_ioctl",
+                &[
+                    syscall_tp(P::TpSysEnterIoctl, "sys_enter_ioctl"),
+                    syscall_tp(P::TpSysExitIoctl, "sys_exit_ioctl"),
+                ],
+                UFFD_TP_FIELDS,
+            ),
+        ),
+    },
+    HookSpec {
+        name: "uffd_fork",
+        what: "dup_userfaultfd(): fork raises the parent ctx's mmap_changing",
+        primary: false,
+        candidates: cands!(DUP_UFFD),
+    },
+    HookSpec {
+        name: "uffd_remap",
+        what: "mremap_userfaultfd_prep(): mremap raises mmap_changing (EVENT_REMAP)",
+        primary: false,
+        candidates: cands!(UFFD_REMAP),
+    },
+    HookSpec {
+        name: "uffd_unmap",
+        what: "userfaultfd_unmap_prep(): munmap raises mmap_changing (EVENT_UNMAP)",
+        primary: false,
+        candidates: cands!(UFFD_UNMAP),
+    },
+    HookSpec {
+        name: "uffd_remove",
+        what: "userfaultfd_remove(): MADV_DONTNEED/REMOVE raises mmap_changing (EVENT_REMOVE)",
+        primary: false,
+        candidates: cands!(UFFD_REMOVE),
+    },
+    HookSpec {
+        name: "uffd_event_wait",
+        what: "userfaultfd_event_wait_completion(): the monitor read the event; the window closes",
+        primary: false,
+        candidates: cands!(UFFD_WAIT),
     },
 ];
 
 /// Finds a hook by name.
 pub fn hook(name: &str) -> Option<&'static HookSpec> {
     HOOKS.iter().find(|h| h.name == name)
+}
+
+/// Every function symbol any candidate may attach to.
+pub fn function_symbols() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = HOOKS
+        .iter()
+        .flat_map(|h| h.candidates.iter())
+        .flat_map(|c| {
+            let base = c.func.map(|f| f.symbol);
+            c.programs.iter().filter_map(move |p| p.symbol.or(base))
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 #[cfg(test)]
@@ -325,22 +739,62 @@ mod tests {
         for h in HOOKS {
             assert!(names.insert(h.name), "duplicate hook {}", h.name);
             assert!(!h.candidates.is_empty(), "{} has no candidate", h.name);
-            let rungs: Vec<Rung> = h.candidates.iter().map(|c| c.rung).collect();
-            let mut sorted = rungs.clone();
-            sorted.sort();
-            assert_eq!(
-                rungs, sorted,
-                "{}: candidates must be best rung first",
-                h.name
-            );
             for c in h.candidates {
-                assert!(!c.programs.is_empty());
+                assert!(
+                    !c.programs.is_empty(),
+                    "{}: empty candidate {}",
+                    h.name,
+                    c.target
+                );
+                let function = matches!(c.rung, Rung::Fentry | Rung::Kprobe);
+                assert_eq!(function, c.func.is_some(), "{}: {} func", h.name, c.target);
+                for p in c.programs {
+                    let ok = matches!(
+                        (c.rung, p.attach),
+                        (Rung::Fentry, FEntry | FExit)
+                            | (Rung::Kprobe, KProbe | KRetProbe)
+                            | (
+                                Rung::Tracepoint,
+                                Attach::TpBtf { .. } | Attach::Tracepoint { .. }
+                            )
+                    );
+                    assert!(
+                        ok,
+                        "{}: {:?} does not belong to rung {:?}",
+                        h.name, p.probe, c.rung
+                    );
+                    let prefix = match p.attach {
+                        FEntry => "fentry_",
+                        FExit => "fexit_",
+                        KProbe => "kprobe_",
+                        KRetProbe => "kretprobe_",
+                        Attach::TpBtf { .. } | Attach::Tracepoint { .. } => "tp_",
+                    };
+                    assert!(
+                        p.probe.program().starts_with(prefix),
+                        "{:?} naming",
+                        p.probe
+                    );
+                }
+            }
+            if h.primary {
+                assert_eq!(
+                    h.candidates[0].rung,
+                    Rung::Fentry,
+                    "{}: primary hooks start at fentry",
+                    h.name
+                );
             }
         }
+        assert_eq!(
+            HOOKS.iter().filter(|h| h.primary).count(),
+            6,
+            "the six function hooks"
+        );
     }
 
-    /// Every tracepoint-rung program in the BPF object is used by some hook,
-    /// so nothing is built that the loader can never attach.
+    /// Every program in the BPF object is used by some hook, so nothing is
+    /// built that the loader can never attach.
     #[test]
     fn every_probe_is_planned() {
         let planned: BTreeSet<ProbeId> = HOOKS

@@ -334,6 +334,67 @@ impl Scrape {
     }
 }
 
+/// The hook plan as the daemon exports it (`mmrace_hook_rung == 1`), for
+/// hooks that are not excluded.
+fn plan_from_scrape(s: &Scrape) -> Vec<monitor_detector::tracefile::HookStatus> {
+    s.samples
+        .iter()
+        .filter(|x| x.name == "mmrace_hook_rung" && x.value == 1.0)
+        .filter(|x| x.labels["rung"] != "excluded")
+        .map(|x| monitor_detector::tracefile::HookStatus {
+            hook: x.labels["hook"].clone(),
+            rung: x.labels["rung"].clone(),
+            target: None,
+            programs: Vec::new(),
+            refused: Vec::new(),
+        })
+        .collect()
+}
+
+/// Hooks the daemon should report degraded: below their best rung
+/// (`monitor check`'s definition), plus `impaired` ones.
+fn expected_degraded(
+    plan: &[monitor_detector::tracefile::HookStatus],
+    impaired: &[&str],
+) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = monitor::cli::check::degraded(plan)
+        .iter()
+        .map(|h| h.hook.clone())
+        .collect();
+    out.extend(impaired.iter().map(|h| (*h).to_owned()));
+    out
+}
+
+/// "N of M hooks attached" from the daemon's start-up lines.
+fn hooks_attached(startup: &[String]) -> (usize, usize) {
+    startup
+        .iter()
+        .find_map(|l| {
+            let rest = l.strip_prefix("monitor: ")?;
+            let (n, rest) = rest.split_once(" of ")?;
+            let (m, rest) = rest.split_once(' ')?;
+            rest.starts_with("hooks attached")
+                .then(|| (n.parse().ok(), m.parse().ok()))
+                .and_then(|(n, m)| Some((n?, m?)))
+        })
+        .expect("the 'N of M hooks attached' line")
+}
+
+/// Programs attached, from the "serving metrics" line.
+fn programs_attached(startup: &[String]) -> usize {
+    startup
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("monitor: serving metrics on ")?
+                .rsplit_once("; ")?
+                .1
+                .strip_suffix(" programs attached")?
+                .parse()
+                .ok()
+        })
+        .expect("programs attached")
+}
+
 // ---------------------------------------------------------------------------
 // A real Prometheus.
 
@@ -763,32 +824,50 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
             "compaction migrated pages but no migration window: {compact}"
         );
     }
-    // Windows the tracepoint rung cannot see exist at zero.
-    assert_eq!(
-        prom.value(
-            r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="exit_mmap"}"#
-        ),
-        0.0
-    );
-
-    // Hook plan: each hook has exactly one rung set; on this host (kprobes
-    // compiled out, fentry refused) every hook is on the tracepoint rung.
+    // Hook plan: each hook has exactly one rung set, the one the daemon
+    // attached it at (its trace file header), and the degraded ones are what
+    // `monitor check` calls degraded.
+    let plan: Vec<monitor_detector::tracefile::HookStatus> = read_record_dir(rec.path())
+        .first()
+        .and_then(|f| match f.lines.first() {
+            Some(Line::Header(h)) => Some(h.hooks.clone()),
+            _ => None,
+        })
+        .expect("the trace file's header has the hook plan");
     let rungs = prom.query(r#"sum by (hook) (mmrace_hook_rung{job="mm-race-monitor"})"#);
     assert_eq!(rungs.len(), monitor::plan::HOOKS.len());
     assert!(rungs.iter().all(|r| r["value"][1] == "1"), "{rungs:?}");
-    for h in monitor::plan::HOOKS {
+    for h in &plan {
         assert_eq!(
             prom.value(&format!(
-                r#"mmrace_hook_rung{{job="mm-race-monitor",hook="{}",rung="tracepoint"}}"#,
-                h.name
+                r#"mmrace_hook_rung{{job="mm-race-monitor",hook="{}",rung="{}"}}"#,
+                h.hook, h.rung
             )),
-            1.0
+            1.0,
+            "{} at {}",
+            h.hook,
+            h.rung
         );
     }
-    assert_eq!(
-        prom.value(r#"sum(mmrace_hook_degraded{job="mm-race-monitor"})"#),
-        0.0
-    );
+    let degraded: BTreeSet<String> = prom
+        .query(r#"mmrace_hook_degraded{job="mm-race-monitor"} == 1"#)
+        .iter()
+        .filter_map(|s| s["metric"]["hook"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(degraded, expected_degraded(&plan, &[]));
+    // A window the tracepoint rung cannot see exists at zero; on the
+    // function rung the victim's exit_mmap was measured.
+    let exit_window = prom
+        .value(r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="exit_mmap"}"#);
+    match plan
+        .iter()
+        .find(|h| h.hook == "exit_mmap")
+        .map(|h| h.rung.as_str())
+    {
+        Some("tracepoint") => assert_eq!(exit_window, 0.0),
+        Some("fentry" | "kprobe") => assert!(exit_window >= 1.0),
+        other => panic!("exit_mmap hook: {other:?}"),
+    }
 
     // Findings: every kind × severity exists (at zero until a finding). The
     // refused copies of the UFFDIO_COPY race are a near miss, counted, logged
@@ -831,13 +910,6 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
     }
 
     // Rule coverage is exactly what the detector computes for this plan.
-    let plan: Vec<monitor_detector::tracefile::HookStatus> = read_record_dir(rec.path())
-        .first()
-        .and_then(|f| match f.lines.first() {
-            Some(Line::Header(h)) => Some(h.hooks.clone()),
-            _ => None,
-        })
-        .expect("the trace file's header has the hook plan");
     for cov in monitor_detector::coverage(&plan) {
         for state in ["full", "partial", "disabled"] {
             assert_eq!(
@@ -1058,14 +1130,16 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
     let s = files[0].summary();
     assert_eq!(s.ended_by, "signal");
     assert_eq!(s.produced, s.delivered + s.lost, "{s:?}");
-    let mut produced_by_hook: BTreeMap<&str, u64> = BTreeMap::new();
+    // Every record's program is in the table for its event kind, and the
+    // per-hook labels of the kernel's per-kind counts match what arrived.
+    let mut produced_by_hook: BTreeMap<String, u64> = BTreeMap::new();
     for (ev, n) in &s.produced_by_event {
         let id = monitor_common::event::EventId::from_name(ev).expect("event name");
         *produced_by_hook
             .entry(hooks::event_hook(id).expect("planned"))
             .or_default() += n;
     }
-    let mut delivered_by_hook: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut delivered_by_hook: BTreeMap<String, u64> = BTreeMap::new();
     for e in files[0].events() {
         let probe = hooks::probe_by_name(&e.probe).expect("known program");
         assert!(
@@ -1074,8 +1148,10 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
             e.probe,
             e.kind()
         );
+        let hook = hooks::probe_hook(probe).expect("planned");
+        assert!(hooks::event_hooks(e.id()).contains(&hook));
         *delivered_by_hook
-            .entry(hooks::probe_hook(probe).expect("planned"))
+            .entry(hooks::event_hook(e.id()).expect("planned"))
             .or_default() += 1;
     }
     assert_eq!(
@@ -1164,10 +1240,9 @@ fn sigterm_detaches_every_program_and_closes_the_trace_files() {
 
     let (status, _, body) = daemon.get("/healthz");
     assert_eq!(status, 200);
-    let hooks_line = format!(
-        "ok: {n} of {n} hooks attached",
-        n = monitor::plan::HOOKS.len()
-    );
+    let (n, m) = hooks_attached(&daemon.startup);
+    assert_eq!(m, monitor::plan::HOOKS.len());
+    let hooks_line = format!("ok: {n} of {m} hooks attached");
     assert!(String::from_utf8_lossy(&body).starts_with(&hooks_line));
 
     scenario(&["exec-storm", "--count", "300", "--exe", "/bin/true"]);
@@ -1179,12 +1254,9 @@ fn sigterm_detaches_every_program_and_closes_the_trace_files() {
     );
 
     let ids = daemon.program_ids();
-    let attached: usize = monitor::plan::HOOKS
-        .iter()
-        .map(|h| h.candidates[0].programs.len())
-        .sum();
-    assert!(
-        ids.len() >= attached - 1,
+    assert_eq!(
+        ids.len(),
+        programs_attached(&daemon.startup),
         "program ids from fdinfo: {ids:?}"
     );
     let (status, took, stderr) = daemon.terminate();
@@ -1469,16 +1541,27 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
         .args(["run", "--listen", "127.0.0.1:0", "--record"])
         .arg(rec.path())
         .args(["--record-max-size", "4K"]);
-    let daemon = Daemon::spawn(cmd);
-    let n = monitor::plan::HOOKS.len();
+    // Baseline: how every hook attaches for full root (`monitor check`).
+    let check = run(Command::new(monitor_bin()).args(["check", "--format", "json"]));
     assert!(
-        daemon
-            .startup
-            .iter()
-            .any(|l| l.contains(&format!("{n} of {n} hooks attached"))),
-        "{:?}",
-        daemon.startup
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
     );
+    let baseline: Value = serde_json::from_slice(&check.stdout).expect("check JSON");
+    let daemon = Daemon::spawn(cmd);
+    let plan = plan_from_scrape(&daemon.scrape());
+    for h in baseline["hooks"].as_array().expect("hooks") {
+        let (hook, rung) = (
+            h["hook"].as_str().expect("hook"),
+            h["rung"].as_str().expect("rung"),
+        );
+        assert!(
+            plan.iter().any(|p| p.hook == hook && p.rung == rung),
+            "with the unit's capabilities {hook} is not at {rung} as for root: {plan:?}"
+        );
+    }
+
     let uffd = scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
     scenario(&["exec-storm", "--count", "30", "--exe", "/bin/true"]);
     std::thread::sleep(Duration::from_millis(600));
@@ -1572,10 +1655,20 @@ fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
         "kptr_restrict={kptr} perf_event_paranoid={paranoid}: {:?}",
         daemon.startup
     );
-    let degraded = daemon
-        .scrape()
-        .value("mmrace_hook_degraded", &[("hook", "uffd_ioctl")]);
-    assert_eq!(degraded, if hidden { 1.0 } else { 0.0 });
+    let scrape = daemon.scrape();
+    let expected = expected_degraded(
+        &plan_from_scrape(&scrape),
+        if hidden { &["uffd_ioctl"] } else { &[] },
+    );
+    assert_eq!(
+        scrape.value("mmrace_hook_degraded", &[("hook", "uffd_ioctl")]),
+        if expected.contains("uffd_ioctl") {
+            1.0
+        } else {
+            0.0
+        }
+    );
+
     if hidden {
         // The consequence, for real: refused copies arrive without an mm.
         scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
@@ -1651,7 +1744,11 @@ fn shipped_alerts_go_off_on_real_loss_and_degradation() {
         .startup
         .iter()
         .any(|l| l.contains("kernel addresses are hidden"));
-    assert_eq!(degraded.contains("uffd_ioctl"), hidden, "{degraded:?}");
+    let expected = expected_degraded(
+        &plan_from_scrape(&daemon.scrape()),
+        if hidden { &["uffd_ioctl"] } else { &[] },
+    );
+    assert_eq!(degraded, expected);
     let pending = alerts("pending");
     for rule in &disabled {
         assert!(

@@ -55,12 +55,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
             .args(fix)
             .args(["--", "-D", "warnings"])
+            // aya-ebpf's build script derives `bpf_target_arch` from the host.
             .env("CARGO_TARGET_DIR", "target/clippy-bpf")
-            // aya-ebpf's build scripts emit `--cfg bpf_target_arch` from this
-            // (aya_build::emit_bpf_target_arch_cfg). Not CARGO_CFG_BPF_TARGET_ARCH:
-            // its presence tells them cargo already passed the cfg, so nothing is
-            // emitted and aya-ebpf-bindings fails to build from a clean target.
-            .env("AYA_BPF_TARGET_ARCH", "x86_64")
             .env_remove("RUSTC")
             .env_remove("RUSTC_WORKSPACE_WRAPPER"),
     )

@@ -31,6 +31,9 @@
 //! uncertain, then near miss).
 
 use monitor_common::{event::hdr, mmf::MMF_UNSTABLE, pf::PF_KTHREAD, vm_fault};
+
+/// `VM_SHARED` in `vma->vm_flags`.
+const VM_SHARED: u64 = 0x8;
 use serde_json::Value;
 
 use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit, hex};
@@ -51,6 +54,9 @@ enum Outcome {
     /// Handled, but the fault began before `MMF_UNSTABLE` was set: its
     /// stability check may have passed before the reaper started (legal).
     HandledRaced,
+    /// Handled on a `VM_SHARED` mapping, which `__oom_reap_task_mm` does not
+    /// zap: the page still holds real data (legal).
+    HandledShared,
     Retry,
     NoPage,
     Unknown,
@@ -63,6 +69,7 @@ fn outcome(f: &Fault) -> Outcome {
         Some(r) if r & vm_fault::ERROR != 0 => Outcome::OtherError,
         Some(r) if r & vm_fault::RETRY != 0 => Outcome::Retry,
         Some(r) if r & vm_fault::NOPAGE != 0 => Outcome::NoPage,
+        Some(_) if f.vm_flags & VM_SHARED != 0 => Outcome::HandledShared,
         Some(_) if f.unstable_at_entry == Some(false) => Outcome::HandledRaced,
         Some(_) => Outcome::Handled,
     }
@@ -75,13 +82,15 @@ struct FaultWindow {
     other_error: u64,
     handled: u64,
     raced: u64,
+    shared: u64,
     retry: u64,
     nopage: u64,
     unknown: u64,
     kthread: u64,
     remote: u64,
     /// The first fault that decided the verdict class, for the details.
-    first_handled: Option<(u64, u32)>,
+    /// (address, vm_fault_t, vm_flags) of the first handled fault.
+    first_handled: Option<(u64, u32, u64)>,
 }
 
 pub(crate) struct State {
@@ -211,10 +220,11 @@ impl State {
                     Outcome::Handled => {
                         w.handled += 1;
                         if w.first_handled.is_none() {
-                            w.first_handled = Some((f.address, f.ret.unwrap_or(0)));
+                            w.first_handled = Some((f.address, f.ret.unwrap_or(0), f.vm_flags));
                         }
                     }
                     Outcome::HandledRaced => w.raced += 1,
+                    Outcome::HandledShared => w.shared += 1,
                     Outcome::Retry => w.retry += 1,
                     Outcome::NoPage => w.nopage += 1,
                     Outcome::Unknown => w.unknown += 1,
@@ -244,6 +254,7 @@ impl State {
                 other_error: 0,
                 handled: 0,
                 raced: 0,
+                shared: 0,
                 retry: 0,
                 nopage: 0,
                 unknown: 0,
@@ -274,16 +285,24 @@ impl State {
         };
         let counted = format!(
             "{} fault(s): {} SIGBUS, {} other error, {} handled without error, {} handled \
-             while the flag was being set, {} result unknown",
-            w.sigbus + w.other_error + w.handled + w.raced + w.unknown + w.retry + w.nopage,
+             while the flag was being set, {} handled on a shared mapping, {} result unknown",
+            w.sigbus
+                + w.other_error
+                + w.handled
+                + w.raced
+                + w.shared
+                + w.unknown
+                + w.retry
+                + w.nopage,
             w.sigbus,
             w.other_error,
             w.handled,
             w.raced,
+            w.shared,
             w.unknown
         );
         let (grade, result, explanation) = if w.handled > 0 {
-            let (addr, ret) = w.first_handled.unwrap_or((0, 0));
+            let (addr, ret, _) = w.first_handled.unwrap_or((0, 0, 0));
             (
                 Grade::Violation,
                 format!("handled (vm_fault_t {ret:#x}, no error bit)"),
@@ -304,7 +323,17 @@ impl State {
                      refused it with SIGBUS cannot be told ({counted})."
                 ),
             )
-        } else if w.raced > 0 && w.sigbus + w.other_error == 0 {
+        } else if w.shared > 0 && w.raced == 0 && w.sigbus + w.other_error == 0 {
+            (
+                Grade::NearMissObserved,
+                "handled on a shared mapping".to_owned(),
+                format!(
+                    "{whom} faulted on this mm after the OOM reaper set MMF_UNSTABLE, on a \
+                     VM_SHARED mapping that __oom_reap_task_mm does not unmap: the page \
+                     still holds real data; legal ({counted})."
+                ),
+            )
+        } else if w.raced + w.shared > 0 && w.sigbus + w.other_error == 0 {
             (
                 Grade::NearMissObserved,
                 "handled; MMF_UNSTABLE was set during the fault".to_owned(),
@@ -340,21 +369,24 @@ impl State {
             ("error_count", Value::from(w.other_error)),
             ("handled_count", Value::from(w.handled)),
             ("handled_during_flag_set_count", Value::from(w.raced)),
+            ("handled_shared_count", Value::from(w.shared)),
             ("unknown_count", Value::from(w.unknown)),
             ("retry_count", Value::from(w.retry)),
             ("nopage_count", Value::from(w.nopage)),
             ("kthread_faults", Value::from(w.kthread)),
             ("remote_faults", Value::from(w.remote)),
         ]);
-        if let Some((addr, _)) = w.first_handled {
+        if let Some((addr, _, vm_flags)) = w.first_handled {
             d.insert("first_handled_address".into(), hex(addr));
-            d.insert(
-                "caveat".into(),
-                Value::from(
-                    "the fault record carries no VMA flags: a handled fault on a VM_SHARED \
-                     mapping (which the reaper skips) or on a present PTE would look the same",
-                ),
-            );
+            if vm_flags == 0 {
+                d.insert(
+                    "caveat".into(),
+                    Value::from(
+                        "the fault record carries no VMA flags: a handled fault on a VM_SHARED \
+                         mapping (which the reaper skips) or on a present PTE would look the same",
+                    ),
+                );
+            }
         }
         let verdict = Verdict {
             kind: KIND,

@@ -5,7 +5,7 @@
 //! here; the detector is then run on the files, never on these builders.
 
 use monitor_common::event::hdr::{END_GENERATION, READ_ERROR};
-use monitor_detector::event::{Data, UffdEventKind};
+use monitor_detector::event::{Data, Fault, UffdEventKind};
 
 use super::support::*;
 
@@ -70,6 +70,10 @@ pub fn all() -> Vec<(&'static str, Builder)> {
         ("mm_reuse_tracepoint_rung", mm_reuse_tracepoint_rung),
         ("unstable_kthread_sigbus", unstable_kthread_sigbus),
         ("unstable_kthread_handled", unstable_kthread_handled),
+        (
+            "unstable_kthread_handled_shared",
+            unstable_kthread_handled_shared,
+        ),
         ("unstable_remote_gup", unstable_remote_gup),
         ("unstable_tracepoint_unknown", unstable_tracepoint_unknown),
         (
@@ -1384,6 +1388,70 @@ fn unstable_kthread_sigbus() -> Trace {
 
 /// 6.12 kthread mode: a fault on the reaped mm returns 0 — the SIGBUS
 /// protection did not apply (zero page instead of data).
+/// 6.12: the vhost kernel thread's fault after the reap is handled, but on a
+/// `VM_SHARED` mapping, which `__oom_reap_task_mm` does not unmap: legal.
+fn unstable_kthread_handled_shared() -> Trace {
+    let mut tr = Trace::new(R612, hooks_function(R612), 36_000_000_000);
+    let victim = user(2311, 2311, "t_vhost_oom");
+    let vhost = kthread(2320, "vhost-2311");
+    tr.on_cpu(0);
+    let mm = tr.mm(MM_VICTIM);
+    tr.emit(
+        vhost,
+        mm,
+        "fentry_kthread_use_mm",
+        Data::KthreadUseMm(mm_state(MM_FLAGS)),
+    );
+    tr.emit(victim, mm, "tp_mark_victim", mark_victim(victim, MM_FLAGS));
+    tr.on_cpu(1);
+    tr.emit(
+        OOM_REAPER,
+        mm,
+        "fentry___oom_reap_task_mm",
+        reap_start_fn(MM_FLAGS | (1 << 25)),
+    );
+    tr.emit(
+        OOM_REAPER,
+        mm,
+        "fexit___oom_reap_task_mm",
+        reap_end_fn(1, MM_FLAGS_UNSTABLE),
+    );
+    tr.on_cpu(0);
+    // VM_READ|VM_WRITE|VM_MAYREAD|VM_MAYWRITE|VM_SHARED|VM_MAYSHARE.
+    let shared = Fault {
+        vm_flags: 0xfb,
+        ..fault(
+            RING + 0x1000,
+            MM_FLAGS_UNSTABLE,
+            MM_VICTIM,
+            0x214,
+            Some(0x0),
+        )
+    };
+    tr.emit(vhost, mm, "fexit_handle_mm_fault", Data::Fault(shared));
+    tr.emit(
+        victim,
+        mm,
+        "fentry_exit_mmap",
+        Data::ExitMmapStart(mm_state(MM_FLAGS_UNSTABLE)),
+    );
+    tr.emit(
+        victim,
+        mm,
+        "fexit_exit_mmap",
+        Data::ExitMmapEnd(mm_state(MM_FLAGS_DEAD)),
+    );
+    tr.emit_flags(
+        victim,
+        mm,
+        "fentry___mmdrop",
+        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        END_GENERATION,
+    );
+    tr.summary(0);
+    tr
+}
+
 fn unstable_kthread_handled() -> Trace {
     let mut tr = Trace::new(R612, hooks_function(R612), 35_000_000_000);
     let victim = user(2211, 2211, "t_vhost_oom");

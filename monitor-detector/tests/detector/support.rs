@@ -282,6 +282,7 @@ pub fn fault(
         address,
         mm_flags: flags,
         current_mm,
+        vm_flags: 0,
         fault_flags,
         ret,
         unstable_at_entry: None,

@@ -31,6 +31,10 @@ pub enum Command {
     Trace(TraceArgs),
     /// Run as a daemon: serve Prometheus metrics, log findings, optionally record.
     Run(RunArgs),
+    /// Show how each hook attaches on this kernel and which detector rules are covered.
+    Check(CheckArgs),
+    /// Run the race detector over recorded trace files.
+    Analyze(AnalyzeArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,6 +77,10 @@ pub struct LoadArgs {
     /// Attach only these hooks (comma-separated names, see `monitor check`).
     #[arg(long, value_name = "HOOK,...", value_delimiter = ',')]
     pub hooks: Option<Vec<String>>,
+    /// Testing only: make this hook's every candidate fail, as if the kernel
+    /// lacked all its symbols and tracepoints.
+    #[arg(long, value_name = "HOOK", hide = true)]
+    pub test_break_hook: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +151,28 @@ pub struct RunArgs {
     /// Validate the configuration, print the effective one (TOML) and exit.
     #[arg(long)]
     pub check_config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Exit non-zero (1) if a hook is below its best rung or a rule is not fully covered.
+    #[arg(long)]
+    pub strict: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Trace files recorded by `monitor trace --output` (or the daemon).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h` or a plain number of seconds.

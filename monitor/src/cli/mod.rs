@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser as _, error::ErrorKind};
 
+pub mod analyze;
 pub mod args;
+pub mod check;
 pub mod run;
 pub mod trace;
 
@@ -23,6 +25,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
         Command::Run(args) => run::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(code) => code,

@@ -30,20 +30,19 @@ impl LoadArgs {
             ring_bytes: self.ring_size,
             max_rung: self.max_rung.into(),
             only_hooks: self.hooks.clone(),
+            break_hooks: self.test_break_hook.clone(),
         }
     }
 
     /// Rejects unknown hook names before anything is loaded.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if let Some(hooks) = &self.hooks {
-            for h in hooks {
-                if crate::plan::hook(h).is_none() {
-                    let known: Vec<&str> = crate::plan::HOOKS.iter().map(|h| h.name).collect();
-                    anyhow::bail!(
-                        "unknown hook {h:?} in --hooks (known: {})",
-                        known.join(", ")
-                    );
-                }
+        for h in self.hooks.iter().flatten().chain(&self.test_break_hook) {
+            if crate::plan::hook(h).is_none() {
+                let known: Vec<&str> = crate::plan::HOOKS.iter().map(|h| h.name).collect();
+                anyhow::bail!(
+                    "unknown hook {h:?} in --hooks (known: {})",
+                    known.join(", ")
+                );
             }
         }
         Ok(())

@@ -351,6 +351,7 @@ pub fn resolve(args: &RunArgs) -> Result<DaemonConfig, ConfigError> {
             ring_bytes,
             max_rung,
             only_hooks: (!cfg.bpf.hooks.is_empty()).then(|| cfg.bpf.hooks.clone()),
+            break_hooks: Vec::new(),
         },
         bpf_stats: cfg.bpf.run_stats,
         record,
@@ -379,7 +380,7 @@ mod tests {
         full.extend_from_slice(argv);
         match Cli::try_parse_from(full).expect("valid flags").command {
             Command::Run(a) => a,
-            Command::Trace(_) => panic!("not run"),
+            _ => panic!("not run"),
         }
     }
 

@@ -23,10 +23,7 @@ use prometheus::{
 };
 
 use super::{hooks, windows::Window};
-use crate::{
-    loader::Counters,
-    plan::{self, Rung},
-};
+use crate::{loader::Counters, plan};
 
 /// Prefix of every metric of the monitor (process metrics use the standard
 /// `process_` names).
@@ -104,6 +101,8 @@ pub struct Metrics {
     pub record_bytes: IntCounter,
     pub record_files: IntCounter,
     pub record_errors: IntCounter,
+    /// The `hook` label of each event kind's counters.
+    event_labels: Vec<(EventId, String)>,
     process: ProcessMetrics,
 }
 
@@ -182,8 +181,17 @@ impl Metrics {
                 &["hook", "event"],
             )?,
         );
-        for id in EventId::ALL {
-            if let Some(hook) = hooks::event_hook(id) {
+        let event_labels: Vec<(EventId, String)> = EventId::ALL
+            .into_iter()
+            .map(|id| {
+                (
+                    id,
+                    hooks::event_hook(id).unwrap_or_else(|| hooks::UNPLANNED.to_owned()),
+                )
+            })
+            .collect();
+        for (id, hook) in &event_labels {
+            if hook != hooks::UNPLANNED {
                 events_produced.with_label_values(&[hook, id.name()]);
             }
         }
@@ -210,10 +218,20 @@ impl Metrics {
                 &["hook", "reason"],
             )?,
         );
+        // Loss is labelled like production (by the hooks of the event kind);
+        // every hook and every shared label exists from the start.
+        let mut loss_labels: Vec<&str> = plan::HOOKS.iter().map(|h| h.name).collect();
+        for (_, hook) in &event_labels {
+            if hook != hooks::UNPLANNED && !loss_labels.contains(&hook.as_str()) {
+                loss_labels.push(hook);
+            }
+        }
         for h in plan::HOOKS {
             events_delivered.with_label_values(&[h.name]);
+        }
+        for hook in loss_labels {
             for (_, reason) in LOSS_REASONS {
-                events_lost.with_label_values(&[h.name, reason]);
+                events_lost.with_label_values(&[hook, reason]);
             }
         }
         let decode_errors = reg(
@@ -325,6 +343,13 @@ impl Metrics {
                 &["hook"],
             )?,
         );
+        // Degraded as `monitor check --strict` sees it (below the hook's best
+        // rung, or unavailable), or attached but impaired; excluded hooks are
+        // not degraded.
+        let below_best: Vec<&str> = crate::cli::check::degraded(info.hooks)
+            .iter()
+            .map(|s| s.hook.as_str())
+            .collect();
         for h in plan::HOOKS {
             let status = info.hooks.iter().find(|s| s.hook == h.name);
             let rung = status.map_or("excluded", |s| s.rung.as_str());
@@ -333,14 +358,8 @@ impl Metrics {
                     .with_label_values(&[h.name, candidate])
                     .set(i64::from(candidate == rung));
             }
-            let best = h.candidates.iter().map(|c| c.rung).min();
-            let degraded = match (status, Rung::parse(rung)) {
-                (None, _) => false,
-                (Some(_), None) => true,
-                (Some(_), Some(now)) => {
-                    best.is_some_and(|best| now > best) || info.impaired_hooks.contains(&h.name)
-                }
-            };
+            let degraded = status.is_some()
+                && (below_best.contains(&h.name) || info.impaired_hooks.contains(&h.name));
             hook_degraded
                 .with_label_values(&[h.name])
                 .set(i64::from(degraded));
@@ -477,14 +496,15 @@ impl Metrics {
             record_bytes,
             record_files,
             record_errors,
+            event_labels,
             process,
         })
     }
 
     /// Advances the counters mirrored from the BPF maps by `now - prev`.
     pub fn observe_counters(&self, prev: &Counters, now: &Counters) {
-        for id in EventId::ALL {
-            let hook = hooks::event_hook(id).unwrap_or(hooks::UNPLANNED);
+        for (id, hook) in &self.event_labels {
+            let (id, hook) = (*id, hook.as_str());
             let delta = |reason| now.get(reason, id).saturating_sub(prev.get(reason, id));
             let produced = delta(CounterReason::Produced);
             if produced > 0 {

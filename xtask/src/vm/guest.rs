@@ -17,10 +17,12 @@ use anyhow::{Context as _, bail};
 use super::cpio::Cpio;
 
 /// What the guest does after boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Run the test binary with the filter.
     Tests,
+    /// Run a shell command (development: `cargo xtask vm --run 'monitor check'`).
+    Command(String),
     /// Harness self-tests: each must make the run fail.
     Panic,
     Hang,
@@ -35,12 +37,19 @@ pub struct Payload {
 }
 
 /// `/init`: mount the pseudo filesystems, load modules, run, power off.
-fn init_script(mode: Mode, filter: &[String], kernel: &str) -> String {
+fn init_script(mode: &Mode, filter: &[String], kernel: &str) -> String {
     let run = match mode {
         Mode::Tests => format!(
             "/bin/vm-tests --ignored --test-threads=1 --nocapture {} > /dev/ttyS1 2>&1\n\
              echo \"VMH exit $?\" > /dev/ttyS1\n",
             filter.join(" ")
+        ),
+        Mode::Command(cmd) => format!(
+            "echo \"VMH command: {}\" > /dev/ttyS1\n\
+             sh -c '{}' > /dev/ttyS1 2>&1\n\
+             echo \"VMH exit $?\" > /dev/ttyS1\n",
+            cmd.replace('"', "'"),
+            cmd.replace('\'', "'\\''")
         ),
         Mode::Panic => "echo 'VMH selftest: crashing the kernel' > /dev/console\n\
                         echo c > /proc/sysrq-trigger\n"
@@ -121,7 +130,7 @@ pub fn write_initramfs(
     out: &Path,
     payload: &Payload,
     modules: &[(String, Vec<u8>)],
-    mode: Mode,
+    mode: &Mode,
     filter: &[String],
     kernel: &str,
 ) -> anyhow::Result<()> {

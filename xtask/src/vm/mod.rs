@@ -47,6 +47,10 @@ pub struct Args {
     /// Do not stream the guest console.
     #[arg(long, short)]
     quiet: bool,
+    /// Run this shell command in the guest instead of the tests and show its
+    /// output (the monitor is /bin/monitor, the scenarios /bin/scenario).
+    #[arg(long, value_name = "CMD")]
+    run: Option<String>,
     /// List the kernels of the matrix and exit.
     #[arg(long)]
     list: bool,
@@ -179,7 +183,7 @@ fn run_once(
     kernel: &Kernel,
     prep: &Prepared,
     payload: &Payload,
-    mode: Mode,
+    mode: &Mode,
     filter: &[String],
     tag: &str,
 ) -> anyhow::Result<(Option<String>, Report, PathBuf)> {
@@ -203,8 +207,20 @@ fn run_once(
     let verdict = match res.ending {
         qemu::Ending::Panic => Some("the guest kernel panicked or locked up".to_owned()),
         qemu::Ending::Timeout => Some(format!("timed out after {}s", args.timeout)),
-        qemu::Ending::PoweredOff => report.verdict(),
+        qemu::Ending::PoweredOff => match mode {
+            Mode::Command(_) => match report.exit_code {
+                Some(0) => None,
+                Some(c) => Some(format!("the command exited with {c}")),
+                None => Some("the command never finished".to_owned()),
+            },
+            _ => report.verdict(),
+        },
     };
+    if let Mode::Command(_) = mode {
+        for line in text.lines() {
+            println!("[{}] {line}", kernel.name);
+        }
+    }
     eprintln!(
         "xtask vm: {} {} in {:.1}s",
         kernel.name,
@@ -270,6 +286,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.self_test {
         return self_test(args, kernels[0], &payload);
     }
+    if let Some(cmd) = &args.run {
+        let mut failed = Vec::new();
+        for kernel in &kernels {
+            let prep = prepare(kernel)?;
+            let mode = Mode::Command(cmd.clone());
+            if run_once(args, kernel, &prep, &payload, &mode, &[], "-run")?
+                .0
+                .is_some()
+            {
+                failed.push(kernel.name);
+            }
+        }
+        if !failed.is_empty() {
+            bail!("the command failed on {}", failed.join(", "));
+        }
+        return Ok(());
+    }
     let filter = if args.tests.is_empty() {
         vec!["vm::".to_owned()]
     } else {
@@ -282,7 +315,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let mut attempt = 0;
         let outcome = loop {
             let (verdict, report, dir) =
-                run_once(args, kernel, &prep, &payload, Mode::Tests, &filter, "")?;
+                run_once(args, kernel, &prep, &payload, &Mode::Tests, &filter, "")?;
             match verdict {
                 None => break (None, report, dir, attempt),
                 Some(_) if attempt < args.retries => {
@@ -339,6 +372,7 @@ fn self_test(args: &Args, kernel: &Kernel, payload: &Payload) -> anyhow::Result<
         no_build: true,
         quiet: args.quiet,
         list: false,
+        run: None,
         self_test: true,
     };
     let cases: [(&str, Mode, Vec<String>); 4] = [
@@ -354,7 +388,8 @@ fn self_test(args: &Args, kernel: &Kernel, payload: &Payload) -> anyhow::Result<
     let mut undetected = Vec::new();
     for (name, mode, filter) in cases {
         eprintln!("xtask vm: self-test: {name}");
-        let (verdict, _, _) = run_once(&short, kernel, &prep, payload, mode, &filter, "-selftest")?;
+        let (verdict, _, _) =
+            run_once(&short, kernel, &prep, payload, &mode, &filter, "-selftest")?;
         match verdict {
             Some(why) => eprintln!("xtask vm: self-test: {name}: detected ({why})"),
             None => undetected.push(name),

@@ -1,0 +1,114 @@
+//! `monitor check`: attach every hook as `run`/`trace` would, print which rung
+//! each one got (and why every better candidate was refused) and which
+//! detector rules that covers, then detach.
+
+use std::process::ExitCode;
+
+use monitor_detector::{CoverageState, RuleCoverage, coverage, tracefile::HookStatus};
+use serde_json::json;
+
+use super::args::{CheckArgs, Format};
+use crate::{loader, plan, sys};
+
+/// The rung of a hook's most preferred candidate.
+fn best_rung(hook: &str) -> &'static str {
+    plan::hook(hook).map_or("unavailable", |h| h.candidates[0].rung.name())
+}
+
+fn rung_rank(rung: &str) -> u8 {
+    match rung {
+        "fentry" => 0,
+        "kprobe" => 1,
+        "tracepoint" => 2,
+        _ => 3,
+    }
+}
+
+/// Hooks below their best rung.
+pub fn degraded(hooks: &[HookStatus]) -> Vec<&HookStatus> {
+    hooks
+        .iter()
+        .filter(|h| rung_rank(&h.rung) > rung_rank(best_rung(&h.hook)))
+        .collect()
+}
+
+fn table(hooks: &[HookStatus], rules: &[RuleCoverage], object: &str) -> String {
+    let mut out = format!(
+        "kernel {} ({} BPF object)\n\nHOOK                   RUNG         TARGET\n",
+        sys::kernel_release(),
+        object
+    );
+    for h in hooks {
+        let primary = plan::hook(&h.hook).is_some_and(|s| s.primary);
+        out.push_str(&format!(
+            "{:<22} {:<12} {}{}\n",
+            h.hook,
+            h.rung,
+            h.target.as_deref().unwrap_or("-"),
+            if primary { "  (function hook)" } else { "" }
+        ));
+        for r in &h.refused {
+            out.push_str(&format!(
+                "    refused {:<10} {}: {}\n",
+                r.rung, r.target, r.reason
+            ));
+        }
+    }
+    out.push_str("\nRULE                         COVERAGE  \n");
+    for r in rules {
+        out.push_str(&format!(
+            "{:<28} {:<9} {}\n",
+            r.rule.name(),
+            r.state.name(),
+            r.reason()
+        ));
+    }
+    out
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    args.load.validate()?;
+    sys::check_privileges()?;
+    let mut loaded = loader::load(&args.load.options())?;
+    let rules = coverage(&loaded.hooks);
+    match args.format {
+        Format::Table => print!("{}", table(&loaded.hooks, &rules, loaded.object.name())),
+        Format::Json => {
+            let v = json!({
+                "kernel_release": sys::kernel_release(),
+                "bpf_object": loaded.object.name(),
+                "hooks": loaded.hooks,
+                "rules": rules.iter().map(|r| json!({
+                    "rule": r.rule.name(),
+                    "coverage": r.state.name(),
+                    "reasons": r.reasons,
+                    "missing_hooks": r.missing_hooks,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{v}");
+        }
+    }
+    loaded.detach_all();
+    let degraded = degraded(&loaded.hooks);
+    let uncovered: Vec<&RuleCoverage> = rules
+        .iter()
+        .filter(|r| r.state != CoverageState::Full)
+        .collect();
+    if args.strict && (!degraded.is_empty() || !uncovered.is_empty()) {
+        let hooks: Vec<String> = degraded
+            .iter()
+            .map(|h| format!("{} ({} < {})", h.hook, h.rung, best_rung(&h.hook)))
+            .collect();
+        let rules: Vec<String> = uncovered
+            .iter()
+            .map(|r| format!("{} ({})", r.rule.name(), r.state.name()))
+            .collect();
+        eprintln!(
+            "monitor: check --strict failed: degraded hooks: [{}]; rules not fully covered: [{}]",
+            hooks.join(", "),
+            rules.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
