@@ -48,8 +48,10 @@ fi
 if [ "$for_tests" -eq 1 ]; then
     # qemu + busybox: VM tests on Debian kernels; dpkg-dev tools and xz/zstd:
     # unpacking kernel packages and modules; prometheus: the daemon's scrape
-    # test (promtool too); util-linux: setpriv for the unprivileged-user test.
-    pkgs=(qemu-system-x86 busybox-static xz-utils zstd prometheus util-linux procps)
+    # test (promtool too); util-linux: setpriv for the unprivileged-user test
+    # and the daemon's capability tests; systemd (systemd-analyze) and strace:
+    # checking the daemon's unit and its system-call filter.
+    pkgs=(qemu-system-x86 busybox-static xz-utils zstd prometheus util-linux procps systemd strace)
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

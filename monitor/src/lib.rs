@@ -1,11 +1,13 @@
 //! Userspace of the mm race monitor: loading and attaching the BPF programs,
-//! reading their records, and the commands (`trace`, `analyze`).
+//! reading their records, and the commands (`trace`, `analyze`, the `run`
+//! daemon).
 //!
 //! The pure parts (event model, trace format, detector) live in
 //! `monitor-detector`; this crate does the IO around them.
 
 pub mod btf;
 pub mod cli;
+pub mod daemon;
 pub mod ingest;
 pub mod loader;
 pub mod plan;

@@ -735,6 +735,15 @@ impl Loaded {
         }
     }
 
+    /// Unmounts tracefs now if the loader mounted it. Classic tracepoints need
+    /// it only to resolve their ids at attach time; the daemon calls this
+    /// before dropping CAP_SYS_ADMIN, which unmounting needs.
+    pub fn release_tracefs(&mut self) {
+        if std::mem::take(&mut self.mounted_tracefs) {
+            sys::unmount_tracefs();
+        }
+    }
+
     /// Program ids still loaded from this object (for checks after detach).
     pub fn loaded_program_names(&self) -> Vec<String> {
         self.ebpf

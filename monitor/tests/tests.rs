@@ -5,6 +5,11 @@
 //!   compaction, sequence numbering and loss accounting, asserted on the trace
 //!   files the monitor recorded. These need root and the `scenario` binary
 //!   (`cargo build -p xtask --bin scenario`; `scripts/test.sh` does it).
+//! - `daemon`: `monitor run` scraped by a real Prometheus while scenarios
+//!   run; promtool on the exposition and the alert rules; every dashboard
+//!   and rule query run against Prometheus; docs/metrics.md against the
+//!   scrape; the systemd unit's sandbox exercised; SIGTERM, capabilities and
+//!   bad input. Root, the `scenario` binary and the `prometheus` package.
 //! - `vm`: the same kind of checks inside QEMU guests running Debian kernels
 //!   (`#[ignore]` on the host; `cargo xtask vm` runs them in the guest).
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
@@ -12,6 +17,7 @@
 
 mod checks;
 mod cli;
+mod daemon;
 mod host;
 mod util;
 mod vm;

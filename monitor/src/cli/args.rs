@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Trace race-window events for a while, print them, optionally record a trace file.
     Trace(TraceArgs),
+    /// Run as a daemon: serve Prometheus metrics, log findings, optionally record.
+    Run(RunArgs),
     /// Show how each hook attaches on this kernel and which detector rules are covered.
     Check(CheckArgs),
     /// Run the race detector over recorded trace files.
@@ -103,6 +105,52 @@ pub struct TraceArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+/// `monitor run`. Every option is also a config file key (`--config`); a flag
+/// given on the command line overrides the file, so none has a clap default
+/// (the defaults live in `daemon::config` and docs/deployment.md).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML, see docs/deployment.md); flags override it.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address for /metrics and /healthz [default: 127.0.0.1:10416]; port 0 picks a free one.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Record rotating trace files into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Start a new trace file when the current one reaches this size [default: 64M].
+    #[arg(long, value_name = "BYTES")]
+    pub record_max_size: Option<String>,
+    /// Start a new trace file when the current one is this old [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    pub record_max_age: Option<String>,
+    /// Keep at most this many trace files, deleting the oldest [default: 10].
+    #[arg(long, value_name = "N")]
+    pub record_max_files: Option<u32>,
+    /// Kernel BTF to resolve struct layouts from [default: /sys/kernel/btf/vmlinux].
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+    /// Ring buffer size: a power of two of at least 4K [default: 4M].
+    #[arg(long, value_name = "BYTES")]
+    pub ring_size: Option<String>,
+    /// Use no hook rung better than this one [default: fentry].
+    #[arg(long, value_enum)]
+    pub max_rung: Option<RungArg>,
+    /// Attach only these hooks (comma-separated names) [default: all].
+    #[arg(long, value_name = "HOOK,...", value_delimiter = ',')]
+    pub hooks: Option<Vec<String>>,
+    /// Have the kernel count BPF program run time (BPF_ENABLE_STATS, 5.8+).
+    #[arg(long)]
+    pub bpf_stats: bool,
+    /// Keep every capability after attach (debugging; the default drops them).
+    #[arg(long)]
+    pub keep_capabilities: bool,
+    /// Validate the configuration, print the effective one (TOML) and exit.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use clap::{Parser as _, error::ErrorKind};
 pub mod analyze;
 pub mod args;
 pub mod check;
+pub mod run;
 pub mod trace;
 
 use args::{Cli, Command};
@@ -23,6 +24,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args),
         Command::Analyze(args) => analyze::run(args),
     };

@@ -1,0 +1,293 @@
+//! Slow-changing kernel-side facts, read on a timer (`metrics.map_fill_interval`):
+//! how full the BPF hash maps are, and what the kernel itself counts about
+//! each program (`bpf_prog_info`: run time and runs while statistics are
+//! enabled, and recursion misses, 5.12+).
+//!
+//! It works on duplicates of the loader's file descriptors, taken right after
+//! attach, so it needs no capability later and does not borrow the session.
+//! Holding a program fd keeps the program loaded (not attached): the daemon
+//! drops this collector before it detaches and verifies that nothing is left.
+
+use std::{
+    collections::HashSet,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _},
+    time::Duration,
+};
+
+use aya::{
+    maps::{HashMap, Map, MapData},
+    programs::ProgramFd,
+};
+use monitor_common::{
+    maps::{self as names, MmSeq, TaskScratch},
+    probes::ProbeId,
+};
+
+/// Map values as plain bytes: only keys are read, and the wire structs do not
+/// implement `aya::Pod` (monitor-common does not depend on aya).
+type MmSeqBytes = [u8; size_of::<MmSeq>()];
+type TaskBytes = [u8; size_of::<TaskScratch>()];
+
+use super::{hooks, metrics::Metrics};
+use crate::loader::Loaded;
+
+/// Prefix of the kernel's `struct bpf_prog_info` (include/uapi/linux/bpf.h),
+/// up to the last field the daemon reads. The kernel copies
+/// `min(our size, its size)` bytes and reports how many in `info_len`, so a
+/// field is valid only if `info_len` covers it.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct ProgInfo {
+    type_: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
+    name: [u8; 16],
+    ifindex: u32,
+    flags: u32,
+    netns_dev: u64,
+    netns_ino: u64,
+    nr_jited_ksyms: u32,
+    nr_jited_func_lens: u32,
+    jited_ksyms: u64,
+    jited_func_lens: u64,
+    btf_id: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    nr_func_info: u32,
+    nr_line_info: u32,
+    line_info: u64,
+    jited_line_info: u64,
+    nr_jited_line_info: u32,
+    line_info_rec_size: u32,
+    jited_line_info_rec_size: u32,
+    nr_prog_tags: u32,
+    prog_tags: u64,
+    /// 5.1+.
+    run_time_ns: u64,
+    run_cnt: u64,
+    /// 5.12+.
+    recursion_misses: u64,
+}
+
+const _: () = {
+    assert!(std::mem::offset_of!(ProgInfo, run_time_ns) == 192);
+    assert!(std::mem::offset_of!(ProgInfo, recursion_misses) == 208);
+    assert!(size_of::<ProgInfo>() == 216);
+};
+
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
+#[repr(C)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// The program's info and how many bytes of it the kernel filled in.
+fn prog_info(fd: &ProgramFd) -> io::Result<(ProgInfo, usize)> {
+    let mut info = ProgInfo::default();
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_fd().as_raw_fd() as u32,
+        info_len: size_of::<ProgInfo>() as u32,
+        info: (&raw mut info) as u64,
+    };
+    // SAFETY: `attr` points at a writable buffer of `info_len` bytes that
+    // outlives the call; the kernel writes at most that many.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &raw mut attr,
+            size_of::<InfoAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((info, attr.info_len as usize))
+}
+
+enum FillMap {
+    MmSeq(HashMap<MapData, u64, MmSeqBytes>),
+    Tasks(HashMap<MapData, u32, TaskBytes>),
+    Victims(HashMap<MapData, u32, u64>),
+}
+
+/// A program of this daemon, for `bpf_prog_info`.
+struct Prog {
+    probe: ProbeId,
+    id: u32,
+    fd: ProgramFd,
+    seen_run_ns: u64,
+    seen_runs: u64,
+    seen_misses: u64,
+}
+
+pub struct KernelStats {
+    maps: Vec<(&'static str, u32, FillMap)>,
+    progs: Vec<Prog>,
+    /// The kernel's `bpf_prog_info` has `recursion_misses` (5.12+).
+    pub recursion_misses: bool,
+}
+
+/// Duplicates the map's fd and opens it as a typed hash map.
+fn dup_map(loaded: &Loaded, name: &str) -> anyhow::Result<(u32, Map)> {
+    let data = match loaded.ebpf.map(name) {
+        Some(Map::HashMap(d) | Map::LruHashMap(d)) => d,
+        Some(_) => anyhow::bail!("map {name} is not a hash map"),
+        None => anyhow::bail!("map {name} is missing from the BPF object"),
+    };
+    let fd = data.fd().as_fd().try_clone_to_owned()?;
+    let dup = MapData::from_fd(fd)?;
+    let max = dup.info()?.max_entries();
+    let map = match loaded.ebpf.map(name) {
+        Some(Map::LruHashMap(_)) => Map::LruHashMap(dup),
+        _ => Map::HashMap(dup),
+    };
+    Ok((max, map))
+}
+
+impl KernelStats {
+    /// Takes what it needs from the freshly attached object.
+    pub fn new(loaded: &Loaded) -> anyhow::Result<KernelStats> {
+        let mut maps = Vec::new();
+        let (max, m) = dup_map(loaded, names::MM_SEQ)?;
+        maps.push((names::MM_SEQ, max, FillMap::MmSeq(HashMap::try_from(m)?)));
+        let (max, m) = dup_map(loaded, names::TASKS)?;
+        maps.push((names::TASKS, max, FillMap::Tasks(HashMap::try_from(m)?)));
+        let (max, m) = dup_map(loaded, names::VICTIMS)?;
+        maps.push((names::VICTIMS, max, FillMap::Victims(HashMap::try_from(m)?)));
+
+        let mut progs = Vec::new();
+        let mut recursion_misses = false;
+        for (name, prog) in loaded.ebpf.programs() {
+            let Some(probe) = hooks::probe_by_name(name) else {
+                continue;
+            };
+            // Unloaded programs (refused candidates) have no fd.
+            let Ok(fd) = prog.fd() else { continue };
+            let fd = fd.try_clone()?;
+            let (info, len) = prog_info(&fd)?;
+            recursion_misses |= len >= size_of::<ProgInfo>();
+            progs.push(Prog {
+                probe,
+                id: info.id,
+                fd,
+                seen_run_ns: info.run_time_ns,
+                seen_runs: info.run_cnt,
+                seen_misses: info.recursion_misses,
+            });
+        }
+        Ok(KernelStats {
+            maps,
+            progs,
+            recursion_misses,
+        })
+    }
+
+    /// Map names and capacities.
+    pub fn map_capacities(&self) -> Vec<(&'static str, u32)> {
+        self.maps.iter().map(|(n, max, _)| (*n, *max)).collect()
+    }
+
+    /// Kernel ids of the attached programs.
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.progs.iter().map(|p| p.id).collect()
+    }
+
+    /// Counts a map's entries. Keys are deduplicated because a key deleted
+    /// during the walk makes `BPF_MAP_GET_NEXT_KEY` restart from the first
+    /// one; the walk is bounded by the map's capacity, so its cost is too.
+    fn count(map: &FillMap, max: u32) -> Result<usize, aya::maps::MapError> {
+        fn walk<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
+            m: &HashMap<MapData, K, V>,
+            max: u32,
+        ) -> Result<usize, aya::maps::MapError> {
+            let mut seen = HashSet::new();
+            for key in m.keys().take(2 * max as usize) {
+                seen.insert(key?);
+            }
+            Ok(seen.len())
+        }
+        match map {
+            FillMap::MmSeq(m) => walk(m, max),
+            FillMap::Tasks(m) => walk(m, max),
+            FillMap::Victims(m) => walk(m, max),
+        }
+    }
+
+    /// Reads everything once and updates the metrics. Returns the number of
+    /// reads that failed (logged).
+    pub fn refresh(&mut self, metrics: &Metrics) -> usize {
+        let mut failed = 0;
+        for (name, max, map) in &self.maps {
+            match Self::count(map, *max) {
+                Ok(n) => metrics.map_entries.with_label_values(&[name]).set(n as i64),
+                Err(e) => {
+                    failed += 1;
+                    log::warn!("reading the fill of BPF map {name}: {e}");
+                }
+            }
+        }
+        for p in &mut self.progs {
+            let (info, len) = match prog_info(&p.fd) {
+                Ok(v) => v,
+                Err(e) => {
+                    failed += 1;
+                    log::warn!("reading bpf_prog_info of {}: {e}", p.probe.program());
+                    continue;
+                }
+            };
+            let hook = hooks::probe_hook(p.probe).unwrap_or(hooks::UNPLANNED);
+            let labels = [hook, p.probe.program()];
+            if len >= std::mem::offset_of!(ProgInfo, recursion_misses) {
+                let run_ns = info.run_time_ns.saturating_sub(p.seen_run_ns);
+                metrics
+                    .program_run_seconds
+                    .with_label_values(&labels)
+                    .inc_by(Duration::from_nanos(run_ns).as_secs_f64());
+                metrics
+                    .program_runs
+                    .with_label_values(&labels)
+                    .inc_by(info.run_cnt.saturating_sub(p.seen_runs));
+                p.seen_run_ns = p.seen_run_ns.max(info.run_time_ns);
+                p.seen_runs = p.seen_runs.max(info.run_cnt);
+            }
+            if let Some(m) = &metrics.program_recursion_misses
+                && len >= size_of::<ProgInfo>()
+            {
+                m.with_label_values(&labels)
+                    .inc_by(info.recursion_misses.saturating_sub(p.seen_misses));
+                p.seen_misses = p.seen_misses.max(info.recursion_misses);
+            }
+        }
+        failed
+    }
+
+    /// Whether the reads the daemon does after attach work with the current
+    /// effective capabilities (used to decide whether CAP_BPF must be kept).
+    pub fn reads_work(&self) -> bool {
+        let maps_ok = self
+            .maps
+            .iter()
+            .all(|(_, max, m)| Self::count(m, (*max).min(16)).is_ok());
+        let progs_ok = self.progs.iter().all(|p| prog_info(&p.fd).is_ok());
+        maps_ok && progs_ok
+    }
+}
+
+/// Whether the kernel counts BPF run time globally (`kernel.bpf_stats_enabled`).
+pub fn sysctl_run_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
+}

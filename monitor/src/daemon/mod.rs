@@ -1,0 +1,374 @@
+//! `monitor run`: the long-running daemon.
+//!
+//! ```text
+//! config (file + flags) ─► bind the listener ─► Session::start (load, attach)
+//!   ─► unmount tracefs, dup map/program fds ─► drop capabilities
+//!   ─► serve /metrics and /healthz ─► Session::run(DaemonSink) until SIGTERM
+//!   ─► Session::shutdown (detach, drain, account) ─► verify nothing is left
+//!   ─► close the trace file with its summary ─► exit 0
+//! ```
+//!
+//! Ingestion is the session's (shared with `monitor trace`); the daemon adds a
+//! [`sink::DaemonSink`] (the race detector, metrics, windows, finding log
+//! lines, recording), the HTTP endpoints and a slow timer for map fill and
+//! program statistics.
+
+pub mod caps;
+pub mod config;
+pub mod hooks;
+pub mod http;
+pub mod kstats;
+pub mod metrics;
+pub mod record;
+pub mod sink;
+pub mod windows;
+
+use std::{
+    io,
+    net::SocketAddr,
+    os::fd::OwnedFd,
+    process::ExitCode,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use monitor_common::maps::WIRE_VERSION;
+use monitor_detector::{
+    CoverageState, Detector, DetectorConfig,
+    tracefile::{FORMAT_NAME, FORMAT_VERSION, Header},
+};
+use tokio::net::TcpListener;
+
+use self::{
+    config::DaemonConfig,
+    http::{Handler, Response},
+    kstats::KernelStats,
+    metrics::{CONTENT_TYPE, Metrics, StaticInfo},
+    record::Recorder,
+    sink::{DaemonSink, Health},
+};
+use crate::{
+    cli::args::RunArgs,
+    plan,
+    session::{Session, Signals},
+    sys,
+};
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = config::resolve(args)?;
+    if args.check_config {
+        print!("{}", cfg.effective.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(r) = &cfg.record
+        && !r.dir.is_dir()
+    {
+        anyhow::bail!(
+            "cannot record into {}: not a directory (create it first)",
+            r.dir.display()
+        );
+    }
+    sys::check_privileges()?;
+    // Bind before loading anything: a taken port is reported at once and
+    // leaves the kernel untouched.
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    listener
+        .set_nonblocking(true)
+        .context("configuring the listening socket")?;
+    // One thread: capabilities are per thread, and dropping them must cover
+    // the whole process.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(daemon(cfg, listener))
+}
+
+/// The HTTP endpoints.
+struct Endpoints {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+impl Handler for Endpoints {
+    fn get(&self, path: &str) -> Response {
+        match path {
+            "/metrics" => Response {
+                status: 200,
+                content_type: CONTENT_TYPE,
+                body: self.metrics.render(),
+            },
+            "/healthz" => match self.health.check() {
+                Ok(msg) => Response::text(200, msg),
+                Err(why) => Response::text(503, format!("unhealthy: {why}\n")),
+            },
+            "/" => Response::text(
+                200,
+                "mm race monitor\n/metrics  Prometheus metrics\n/healthz  health check\n",
+            ),
+            _ => Response::text(404, "not found (try /metrics or /healthz)\n"),
+        }
+    }
+}
+
+/// Tells systemd (`Type=notify`) about state changes; a no-op elsewhere.
+fn sd_notify(state: &str) {
+    use std::os::{linux::net::SocketAddrExt as _, unix::net::UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let res = match bytes.strip_prefix(b"@") {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr)),
+        None => sock.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = res {
+        log::warn!("notifying systemd ({state}): {e}");
+    }
+}
+
+/// BPF objects this process still holds: programs, links and perf events
+/// (how tracepoint programs are attached), from `/proc/self/fd`.
+pub fn bpf_attachments_held() -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        let t = target.to_string_lossy();
+        if t == "anon_inode:bpf-prog"
+            || t == "anon_inode:bpf_link"
+            || t == "anon_inode:[perf_event]"
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn print_plan(session: &Session) -> usize {
+    let hooks = &session.loaded.hooks;
+    let attached = hooks.iter().filter(|h| h.rung != "unavailable").count();
+    eprintln!(
+        "monitor: {} of {} hooks attached (kernel {}, {} BPF object)",
+        attached,
+        hooks.len(),
+        sys::kernel_release(),
+        session.loaded.object.name()
+    );
+    for h in hooks {
+        if h.target.is_none() {
+            let why = h
+                .refused
+                .last()
+                .map_or("no candidate".to_owned(), |r| r.reason.clone());
+            eprintln!("monitor: hook {} unavailable: {why}", h.hook);
+        }
+    }
+    attached
+}
+
+async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::Result<ExitCode> {
+    let mut signals = Signals::install()?;
+    let mut session = Session::start(&cfg.load)?;
+    let attached = print_plan(&session);
+    session.loaded.release_tracefs();
+    // Loading parsed the kernel's BTF (several MB, twice) into memory that
+    // is free now; hand it back so the daemon's resident size reflects what
+    // it keeps, not its start-up peak.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+
+    let mut kstats =
+        KernelStats::new(&session.loaded).context("reading BPF map and program info")?;
+    let program_ids = kstats.program_ids();
+    let stats_fd: Option<OwnedFd> = if cfg.bpf_stats {
+        Some(aya::sys::enable_stats(aya::sys::Stats::RunTime).context(
+            "bpf.run_stats: BPF_ENABLE_STATS failed (needs kernel 5.8+ and CAP_SYS_ADMIN)",
+        )?)
+    } else {
+        None
+    };
+
+    let kernel_release = sys::kernel_release();
+    let detector = Detector::new(DetectorConfig::new(
+        kernel_release.clone(),
+        session.loaded.hooks.clone(),
+    ));
+    for cov in detector.coverage() {
+        if cov.state != CoverageState::Full {
+            eprintln!(
+                "monitor: rule {} is {}: {}",
+                cov.rule.name(),
+                cov.state.name(),
+                cov.reason()
+            );
+        }
+    }
+    // The UFFDIO_COPY hook identifies userfaultfd files by the address of
+    // userfaultfd_ioctl, which the kernel hides without CAP_SYSLOG
+    // (kptr_restrict, perf_event_paranoid): its records then have no mm.
+    let mut impaired: Vec<&str> = Vec::new();
+    let uffd_attached = session
+        .loaded
+        .hooks
+        .iter()
+        .any(|h| h.hook == "uffd_ioctl" && h.rung != "unavailable");
+    if uffd_attached && session.loaded.config.userfaultfd_ioctl == 0 {
+        eprintln!(
+            "monitor: warning: kernel addresses are hidden (no CAP_SYSLOG?): UFFDIO_COPY records \
+             cannot be attributed to an mm (hook uffd_ioctl reported degraded)"
+        );
+        impaired.push("uffd_ioctl");
+    }
+    let metrics = Arc::new(Metrics::new(&StaticInfo {
+        hooks: &session.loaded.hooks,
+        bpf_object: session.loaded.object.name(),
+        kernel_release: &kernel_release,
+        ring_bytes: cfg.load.ring_bytes,
+        maps: &kstats.map_capacities(),
+        recursion_misses: kstats.recursion_misses,
+        coverage: detector.coverage(),
+        impaired_hooks: &impaired,
+    })?);
+    let run_stats = move || stats_fd.is_some() || kstats::sysctl_run_stats_enabled();
+    metrics.run_stats_enabled.set(i64::from(run_stats()));
+
+    if cfg.drop_capabilities {
+        let dropped = caps::drop_after_attach(|| kstats.reads_work())
+            .context("dropping capabilities after attach")?;
+        eprintln!(
+            "monitor: capabilities after attach: {}{}",
+            caps::names(dropped.after.effective),
+            if dropped.kept_bpf {
+                " (this kernel needs it to read BPF maps: kernel.unprivileged_bpf_disabled)"
+            } else {
+                ""
+            }
+        );
+    }
+
+    // The first trace file is created with the privileges the daemon keeps,
+    // so a directory it could not write to later fails now.
+    let counters = session.loaded.counters();
+    let recorder = match &cfg.record {
+        Some(opts) => {
+            let header = Header {
+                format: FORMAT_NAME.to_owned(),
+                version: FORMAT_VERSION,
+                wire_version: WIRE_VERSION,
+                monitor_version: env!("CARGO_PKG_VERSION").to_owned(),
+                kernel_release: kernel_release.clone(),
+                hostname: sys::hostname(),
+                bpf_object: session.loaded.object.name().to_owned(),
+                start_ktime_ns: session.start_ktime,
+                start_unix_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                hooks: session.loaded.hooks.clone(),
+                filters: Default::default(),
+            };
+            Some(Recorder::start(
+                opts.clone(),
+                header,
+                metrics.clone(),
+                &counters,
+            )?)
+        }
+        None => None,
+    };
+    metrics.observe_counters(&Default::default(), &counters);
+    kstats.refresh(&metrics);
+
+    let health = Arc::new(Health::new(attached, session.loaded.hooks.len()));
+    let listener = TcpListener::from_std(listener).context("registering the listener")?;
+    let addr: SocketAddr = listener.local_addr().context("listener address")?;
+    let server = tokio::spawn(http::serve(
+        listener,
+        Arc::new(Endpoints {
+            metrics: metrics.clone(),
+            health: health.clone(),
+        }),
+        http::Limits::default(),
+    ));
+    eprintln!(
+        "monitor: serving metrics on http://{addr}/metrics (and /healthz); {} programs attached",
+        program_ids.len()
+    );
+    sd_notify(&format!(
+        "READY=1\nSTATUS={attached} of {} hooks attached, serving http://{addr}/metrics",
+        plan::HOOKS.len()
+    ));
+
+    let mut sink = DaemonSink::new(
+        metrics.clone(),
+        health.clone(),
+        detector,
+        recorder,
+        counters,
+    );
+    let every = cfg.map_fill_every;
+    let slow_metrics = metrics.clone();
+    // The slow timer lives in the stop future, which the session drops when
+    // it returns: the program fds the collector holds are closed before the
+    // programs are detached and the detach is verified.
+    let stop = async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    kstats.refresh(&slow_metrics);
+                    slow_metrics.run_stats_enabled.set(i64::from(run_stats()));
+                }
+                why = signals.recv() => return why,
+            }
+        }
+    };
+    let ended = session.run(&mut sink, stop).await?;
+    sd_notify("STOPPING=1");
+    health.stopping();
+    let summary = session.shutdown(&mut sink, ended).await?;
+    sink.finish_detection();
+
+    // Detach is checked, not assumed: the object must hold no program and
+    // the process no program, link or perf event descriptor.
+    let still_loaded = session.loaded.loaded_program_names();
+    let held = bpf_attachments_held().context("listing /proc/self/fd")?;
+    if !still_loaded.is_empty() || held != 0 {
+        anyhow::bail!(
+            "detach incomplete: programs still loaded: [{}], BPF program/link/perf descriptors \
+             still open: {held}",
+            still_loaded.join(", ")
+        );
+    }
+    server.abort();
+    let recorded = sink
+        .recorder
+        .take()
+        .and_then(|r| r.finish(&sink.counters, ended.name()));
+    eprintln!(
+        "monitor: {:.1}s, ended by {}: produced {}, delivered {}, lost {} (ring buffer full), \
+         decode errors {}, findings {}; detached {} programs (verified){}",
+        session.elapsed().as_secs_f64(),
+        ended.name(),
+        summary.produced,
+        summary.delivered,
+        summary.lost,
+        summary.decode_errors,
+        sink.findings,
+        program_ids.len(),
+        recorded.map_or(String::new(), |p| format!("; closed {}", p.display())),
+    );
+    drop(session);
+    Ok(ExitCode::SUCCESS)
+}

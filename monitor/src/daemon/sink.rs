@@ -1,0 +1,213 @@
+//! The daemon's [`Sink`]: every record the session delivers goes through the
+//! race detector, updates the metrics and the window histograms, and goes to
+//! the recorder. Each finding is counted, written to stdout as one JSON line
+//! (the trace-file `finding` line: kind, severity, mm, tasks, explanation,
+//! details and evidence events; journald keeps it whole) and recorded.
+
+use std::{
+    io::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use monitor_detector::{
+    Detector, DetectorStats, Event, Finding,
+    event::DecodeError,
+    tracefile::{Line, Loss, to_line},
+};
+
+use super::{hooks, metrics::Metrics, record::Recorder, windows::WindowTracker};
+use crate::{loader::Counters, session::Sink, sys};
+
+/// What `/healthz` reports.
+pub struct Health {
+    last_drain_ns: AtomicU64,
+    stopping: AtomicBool,
+    attached: usize,
+    planned: usize,
+}
+
+/// The session drains the ring at least every 100 ms; a loop silent for this
+/// long is stuck.
+pub const STALL_NS: u64 = 5_000_000_000;
+
+impl Health {
+    pub fn new(attached: usize, planned: usize) -> Health {
+        Health {
+            last_drain_ns: AtomicU64::new(sys::ktime_ns()),
+            stopping: AtomicBool::new(false),
+            attached,
+            planned,
+        }
+    }
+
+    pub fn drained(&self) {
+        self.last_drain_ns.store(sys::ktime_ns(), Ordering::Relaxed);
+    }
+
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// `Ok(message)` when healthy, `Err(reason)` otherwise.
+    pub fn check(&self) -> Result<String, String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err("stopping".to_owned());
+        }
+        let idle = sys::ktime_ns().saturating_sub(self.last_drain_ns.load(Ordering::Relaxed));
+        if idle > STALL_NS {
+            return Err(format!(
+                "the ring buffer has not been read for {:.1}s",
+                idle as f64 / 1e9
+            ));
+        }
+        if self.attached == 0 {
+            return Err("no hook is attached".to_owned());
+        }
+        Ok(format!(
+            "ok: {} of {} hooks attached\n",
+            self.attached, self.planned
+        ))
+    }
+}
+
+pub struct DaemonSink {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    detector: Detector,
+    /// The detector's statistics at the last flush (metrics advance by the
+    /// difference).
+    detector_stats: DetectorStats,
+    windows: WindowTracker,
+    pub recorder: Option<Recorder>,
+    /// The last counters seen (metrics advance by the difference).
+    pub counters: Counters,
+    pub delivered: u64,
+    pub findings: u64,
+    stdout_closed: bool,
+}
+
+impl DaemonSink {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        detector: Detector,
+        recorder: Option<Recorder>,
+        counters: Counters,
+    ) -> DaemonSink {
+        DaemonSink {
+            metrics,
+            health,
+            detector,
+            detector_stats: DetectorStats::default(),
+            windows: WindowTracker::default(),
+            recorder,
+            counters,
+            delivered: 0,
+            findings: 0,
+            stdout_closed: false,
+        }
+    }
+
+    fn report(&mut self, findings: Vec<Finding>) {
+        for f in findings {
+            self.findings += 1;
+            self.metrics
+                .findings
+                .with_label_values(&[f.kind.name(), f.severity.name()])
+                .inc();
+            let line = Line::Finding(f);
+            if !self.stdout_closed {
+                // One write per line, so concurrent writers and journald never
+                // see half a finding.
+                let mut text = to_line(&line);
+                text.push('\n');
+                let mut out = std::io::stdout().lock();
+                if out
+                    .write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    self.stdout_closed = true;
+                    log::warn!("stdout is closed: findings are only counted and recorded");
+                }
+            }
+            if let Some(r) = &mut self.recorder {
+                r.push(&line);
+            }
+        }
+    }
+
+    fn observe_detector(&mut self) {
+        let now = self.detector.stats();
+        self.metrics
+            .observe_detector(&self.detector_stats, now, self.detector.tracked_mms());
+        self.detector_stats.clone_from(now);
+    }
+
+    /// End of input: the detector closes every window still open and reports
+    /// what they hold. Call after the session's final drain.
+    pub fn finish_detection(&mut self) {
+        let findings = self.detector.finish();
+        self.report(findings);
+        self.observe_detector();
+        if let Some(r) = &mut self.recorder {
+            r.flush(&self.counters);
+        }
+    }
+}
+
+impl Sink for DaemonSink {
+    fn event(&mut self, ev: Event) {
+        self.delivered += 1;
+        let hook = hooks::probe_by_name(&ev.probe)
+            .and_then(hooks::probe_hook)
+            .unwrap_or(hooks::UNPLANNED);
+        self.metrics
+            .events_delivered
+            .with_label_values(&[hook])
+            .inc();
+        if let Some((w, ns)) = self.windows.observe(&ev) {
+            self.metrics
+                .windows
+                .with_label_values(&[w.name()])
+                .observe(ns as f64 / 1e9);
+        }
+        let findings = self.detector.push_event(ev.clone());
+        if let Some(r) = &mut self.recorder {
+            r.push(&Line::Event(ev));
+        }
+        self.report(findings);
+    }
+
+    fn loss(&mut self, loss: &Loss) {
+        if let Some(r) = &mut self.recorder {
+            r.push(&Line::Loss(loss.clone()));
+        }
+        let findings = self.detector.push_loss(loss);
+        self.report(findings);
+    }
+
+    fn decode_error(&mut self, _err: &DecodeError) {
+        self.metrics.decode_errors.inc();
+        if let Some(r) = &mut self.recorder {
+            r.decode_error();
+        }
+    }
+
+    fn counters(&mut self, counters: &Counters) {
+        self.metrics.observe_counters(&self.counters, counters);
+        self.counters.clone_from(counters);
+    }
+
+    fn flush(&mut self) -> anyhow::Result<bool> {
+        self.health.drained();
+        self.observe_detector();
+        if let Some(r) = &mut self.recorder {
+            r.flush(&self.counters);
+        }
+        Ok(true)
+    }
+}

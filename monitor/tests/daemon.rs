@@ -1,0 +1,1774 @@
+//! `monitor run` on the host kernel, as root, checked from the outside: a
+//! real Prometheus (the Debian package) scrapes it while scenarios run and is
+//! queried through its HTTP API; promtool checks the exposition and the alert
+//! rules; every query in the dashboards and rules runs against that
+//! Prometheus; docs/metrics.md is compared with the scrape; the systemd unit
+//! is verified and its capability set and system-call filter are exercised;
+//! bad input gets one line and exit code 2; SIGTERM detaches every program
+//! (checked against the kernel's program list) and closes the trace files.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::unix::net::UnixDatagram,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use monitor::daemon::{hooks, record};
+use monitor_detector::tracefile::{Line, Summary, parse_line};
+use serde_json::Value;
+
+use crate::util::{monitor_bin, require_root, run, scenario, serial, tempdir::TempDir};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// A running daemon.
+
+struct Daemon {
+    child: Child,
+    /// Where the daemon's stdout (one JSON line per finding) goes.
+    stdout: PathBuf,
+    _stdout_dir: TempDir,
+    /// The monitor's own pid (the child may be a wrapper: setpriv, strace).
+    pid: u32,
+    addr: SocketAddr,
+    stderr: mpsc::Receiver<String>,
+    /// Stderr lines up to "serving metrics".
+    startup: Vec<String>,
+}
+
+/// The monitor process: `child` itself, or its first descendant running the
+/// monitor binary (under `strace -f`, which forks).
+fn monitor_pid(child: u32) -> Option<u32> {
+    let exe = std::fs::canonicalize(monitor_bin()).ok()?;
+    let mut todo = vec![child];
+    while let Some(pid) = todo.pop() {
+        if std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref() == Some(&exe) {
+            return Some(pid);
+        }
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        todo.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    None
+}
+
+impl Daemon {
+    fn start(args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(monitor_bin());
+        cmd.arg("run").args(["--listen", "127.0.0.1:0"]).args(args);
+        Daemon::spawn(cmd)
+    }
+
+    /// Spawns `cmd` (which runs `monitor run ...`) and waits until it serves.
+    fn spawn(mut cmd: Command) -> Daemon {
+        let stdout_dir = TempDir::new("daemon-stdout");
+        let stdout = stdout_dir.path().join("stdout.jsonl");
+        let mut child = cmd
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut startup = Vec::new();
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let addr = line
+                        .strip_prefix("monitor: serving metrics on http://")
+                        .and_then(|rest| rest.split('/').next())
+                        .map(|a| a.parse::<SocketAddr>().expect("address in the log line"));
+                    startup.push(line);
+                    if let Some(a) = addr {
+                        break a;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().expect("wait");
+                    panic!(
+                        "{cmd:?} did not start serving ({status}); stderr:\n{}",
+                        startup.join("\n")
+                    );
+                }
+            }
+        };
+        let pid = monitor_pid(child.id()).expect("the monitor process");
+        Daemon {
+            child,
+            stdout,
+            _stdout_dir: stdout_dir,
+            pid,
+            addr,
+            stderr: rx,
+            startup,
+        }
+    }
+
+    /// The findings the daemon logged on stdout so far.
+    fn logged_findings(&self) -> Vec<monitor_detector::Finding> {
+        let text = std::fs::read_to_string(&self.stdout).expect("stdout");
+        text.lines()
+            .map(|l| match parse_line(l) {
+                Ok(Line::Finding(f)) => f,
+                other => panic!("stdout carries only finding lines, got {other:?}: {l}"),
+            })
+            .collect()
+    }
+
+    fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        http_get(self.addr, path)
+    }
+
+    fn scrape(&self) -> Scrape {
+        let (status, head, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+            "{head}"
+        );
+        Scrape::parse(&String::from_utf8(body).expect("utf-8 exposition"))
+    }
+
+    /// Kernel ids of the BPF programs this process holds (`/proc/PID/fdinfo`).
+    fn program_ids(&self) -> BTreeSet<u32> {
+        let mut ids = BTreeSet::new();
+        for e in std::fs::read_dir(format!("/proc/{}/fdinfo", self.pid)).expect("fdinfo") {
+            let text = std::fs::read_to_string(e.expect("entry").path()).unwrap_or_default();
+            if let Some(id) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+            {
+                ids.insert(id);
+            }
+        }
+        ids
+    }
+
+    fn status_field(&self, field: &str) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("{field} not in /proc/PID/status"))
+    }
+
+    /// SIGTERM; returns the exit status, how long it took and the rest of stderr.
+    fn terminate(mut self) -> (ExitStatus, Duration, String) {
+        let start = Instant::now();
+        // SAFETY: signalling our own (grand)child.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("the daemon did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = start.elapsed();
+        let mut err = String::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            err.push_str(&l);
+            err.push('\n');
+        }
+        (status, took, err)
+    }
+}
+
+/// A minimal HTTP/1.0 GET (HTTP/1.0 keeps Go servers from chunking).
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end: {}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    (status, head, raw[split + 4..].to_vec())
+}
+
+// ---------------------------------------------------------------------------
+// The exposition format.
+
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+struct Scrape {
+    text: String,
+    /// Family name → type.
+    types: BTreeMap<String, String>,
+    samples: Vec<Sample>,
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s;
+    while let Some(eq) = rest.find("=\"") {
+        let key = rest[..eq].trim_start_matches(',').trim().to_owned();
+        let mut value = String::new();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut end = 0;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(if n == 'n' { '\n' } else { n });
+                    }
+                }
+                '"' => {
+                    end = eq + 2 + i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.insert(key, value);
+        rest = &rest[end..];
+    }
+    out
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Scrape {
+        let mut types = BTreeMap::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                let mut it = t.split_whitespace();
+                let (name, ty) = (it.next().expect("name"), it.next().expect("type"));
+                types.insert(name.to_owned(), ty.to_owned());
+            } else if !line.starts_with('#') && !line.trim().is_empty() {
+                let (series, value) = line.rsplit_once(' ').expect("sample value");
+                let (name, labels) = match series.split_once('{') {
+                    Some((n, l)) => (n, parse_labels(l.trim_end_matches('}'))),
+                    None => (series, BTreeMap::new()),
+                };
+                samples.push(Sample {
+                    name: name.to_owned(),
+                    labels,
+                    value: value
+                        .parse()
+                        .unwrap_or_else(|_| panic!("bad value: {line}")),
+                });
+            }
+        }
+        Scrape {
+            text: text.to_owned(),
+            types,
+            samples,
+        }
+    }
+
+    fn names(&self) -> BTreeSet<&str> {
+        self.samples.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The value of the one series with these labels (a subset match).
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
+        found[0].value
+    }
+
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+}
+
+/// The hook plan as the daemon exports it (`mmrace_hook_rung == 1`), for
+/// hooks that are not excluded.
+fn plan_from_scrape(s: &Scrape) -> Vec<monitor_detector::tracefile::HookStatus> {
+    s.samples
+        .iter()
+        .filter(|x| x.name == "mmrace_hook_rung" && x.value == 1.0)
+        .filter(|x| x.labels["rung"] != "excluded")
+        .map(|x| monitor_detector::tracefile::HookStatus {
+            hook: x.labels["hook"].clone(),
+            rung: x.labels["rung"].clone(),
+            target: None,
+            programs: Vec::new(),
+            refused: Vec::new(),
+        })
+        .collect()
+}
+
+/// Hooks the daemon should report degraded: below their best rung
+/// (`monitor check`'s definition), plus `impaired` ones.
+fn expected_degraded(
+    plan: &[monitor_detector::tracefile::HookStatus],
+    impaired: &[&str],
+) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = monitor::cli::check::degraded(plan)
+        .iter()
+        .map(|h| h.hook.clone())
+        .collect();
+    out.extend(impaired.iter().map(|h| (*h).to_owned()));
+    out
+}
+
+/// "N of M hooks attached" from the daemon's start-up lines.
+fn hooks_attached(startup: &[String]) -> (usize, usize) {
+    startup
+        .iter()
+        .find_map(|l| {
+            let rest = l.strip_prefix("monitor: ")?;
+            let (n, rest) = rest.split_once(" of ")?;
+            let (m, rest) = rest.split_once(' ')?;
+            rest.starts_with("hooks attached")
+                .then(|| (n.parse().ok(), m.parse().ok()))
+                .and_then(|(n, m)| Some((n?, m?)))
+        })
+        .expect("the 'N of M hooks attached' line")
+}
+
+/// Programs attached, from the "serving metrics" line.
+fn programs_attached(startup: &[String]) -> usize {
+    startup
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("monitor: serving metrics on ")?
+                .rsplit_once("; ")?
+                .1
+                .strip_suffix(" programs attached")?
+                .parse()
+                .ok()
+        })
+        .expect("programs attached")
+}
+
+// ---------------------------------------------------------------------------
+// A real Prometheus.
+
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "expected {from:?} exactly once in the shipped Prometheus config"
+    );
+    text.replace(from, to)
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Prometheus {
+    /// Runs Prometheus on the shipped config (deploy/prometheus/prometheus.yml)
+    /// with the daemon as target, the shipped rules, 1 s intervals.
+    fn start(target: SocketAddr) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let shipped = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml"))
+            .expect("deploy/prometheus/prometheus.yml");
+        let rules = repo().join("deploy/prometheus/mm-race-monitor.rules.yml");
+        let mut config = replace_once(&shipped, "localhost:10416", &target.to_string());
+        config = replace_once(
+            &config,
+            "/etc/prometheus/rules/mm-race-monitor.rules.yml",
+            &rules.display().to_string(),
+        );
+        config = replace_once(&config, "scrape_interval: 15s", "scrape_interval: 1s");
+        config = replace_once(&config, "scrape_timeout: 5s", "scrape_timeout: 1s");
+        config = format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\n{config}");
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write config");
+        let check = run(Command::new("promtool")
+            .arg("check")
+            .arg("config")
+            .arg(&config_path));
+        assert!(
+            check.status.success(),
+            "promtool check config: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (apt install prometheus; scripts/setup.sh --for-tests)");
+        let p = Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        loop {
+            if TcpStream::connect(addr).is_ok() && http_get(addr, "/-/ready").0 == 200 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "Prometheus not ready after 60 s: {}",
+                std::fs::read_to_string(p._dir.path().join("prometheus.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    fn api(&self, path_and_query: &str) -> Value {
+        let (status, head, body) = http_get(self.addr, path_and_query);
+        let v: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{path_and_query}: {e}: {head}"));
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("success")),
+            "{path_and_query}: {v}"
+        );
+        v["data"].clone()
+    }
+
+    /// An instant query; returns the result vector.
+    fn query(&self, expr: &str) -> Vec<Value> {
+        let data = self.api(&format!("/api/v1/query?query={}", url_encode(expr)));
+        match data["resultType"].as_str() {
+            Some("vector") => data["result"].as_array().cloned().unwrap_or_default(),
+            Some("scalar") => vec![data["result"].clone()],
+            other => panic!("{expr}: unexpected result type {other:?}"),
+        }
+    }
+
+    /// The value of a query that must return exactly one series.
+    fn value(&self, expr: &str) -> f64 {
+        let r = self.query(expr);
+        assert_eq!(r.len(), 1, "{expr} returned {r:?}");
+        r[0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{expr}: {r:?}"))
+    }
+
+    fn wait_until(&self, what: &str, cond: impl Fn(&Prometheus) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PromQL: the metric names an expression uses.
+
+/// Binary operators and modifiers.
+const PROMQL_KEYWORDS: &[&str] = &[
+    "and", "or", "unless", "bool", "offset", "atan2", "inf", "nan",
+];
+/// Modifiers followed by a parenthesised list of label names.
+const PROMQL_LABEL_LISTS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+/// Aggregation operators (`sum by (x) (...)`: not followed by a parenthesis).
+const PROMQL_AGGREGATIONS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+];
+
+/// Metric names in a PromQL expression: identifiers that are not function
+/// calls, aggregations, keywords, label names (in braces or grouping lists),
+/// numbers, durations or strings.
+fn promql_metric_names(expr: &str) -> BTreeSet<String> {
+    let b = expr.as_bytes();
+    let skip_quoted = |mut i: usize| {
+        let q = b[i];
+        i += 1;
+        while i < b.len() && b[i] != q {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i + 1
+    };
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'"' || c == b'\'' || c == b'`' {
+            i = skip_quoted(i);
+        } else if c == b'{' {
+            while i < b.len() && b[i] != b'}' {
+                i = if b[i] == b'"' { skip_quoted(i) } else { i + 1 };
+            }
+            i += 1;
+        } else if c == b'[' {
+            while i < b.len() && b[i] != b']' {
+                i += 1;
+            }
+            i += 1;
+        } else if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                i += 1;
+            }
+            let word = &expr[start..i];
+            let mut j = i;
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            let call = j < b.len() && b[j] == b'(';
+            if PROMQL_LABEL_LISTS.contains(&word) {
+                if call {
+                    while j < b.len() && b[j] != b')' {
+                        j += 1;
+                    }
+                    i = j + 1;
+                }
+            } else if !call
+                && !PROMQL_KEYWORDS.contains(&word.to_ascii_lowercase().as_str())
+                && !PROMQL_AGGREGATIONS.contains(&word)
+            {
+                names.insert(word.to_owned());
+            }
+        } else if c.is_ascii_digit() || c == b'.' {
+            // Numbers and durations (0.99, 5m, 1e3).
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn promql_names_are_extracted() {
+    let names = |e: &str| promql_metric_names(e).into_iter().collect::<Vec<_>>();
+    assert_eq!(
+        names(
+            r#"sum by (job, le) (rate(a_total{x="{y}", z=~"$i"}[5m] offset 1d)) > 2 * b_total or on(job) vector(0)"#
+        ),
+        ["a_total", "b_total"]
+    );
+    assert_eq!(
+        names("histogram_quantile(0.99, sum without (le) (rate(h_bucket[1m]))) / c:rule"),
+        ["c:rule", "h_bucket"]
+    );
+    assert_eq!(names(r#"up{job="m"} == 0 and bool count(x)"#), ["up", "x"]);
+}
+
+/// Grafana's variables, given values a test query can run with.
+fn substitute_grafana(expr: &str, template_vars: &BTreeSet<String>) -> String {
+    let builtins = [
+        ("__rate_interval", "1m"),
+        ("__interval", "15s"),
+        ("__range", "1h"),
+        ("__range_s", "3600"),
+    ];
+    let mut out = String::new();
+    let mut rest = expr;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (name, len) = if let Some(inner) = after.strip_prefix('{') {
+            let end = inner.find('}').expect("closing brace of ${var}");
+            (&inner[..end], end + 2)
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        if let Some((_, v)) = builtins.iter().find(|(n, _)| *n == name) {
+            out.push_str(v);
+        } else if template_vars.contains(name) {
+            // Every dashboard variable is used in a regex matcher.
+            out.push_str(".*");
+        } else {
+            panic!("unknown Grafana variable ${name} in {expr}");
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every panel (rows included) of a dashboard.
+fn panels(v: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in v["panels"].as_array().into_iter().flatten() {
+        out.push(p);
+        out.extend(panels(p));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Trace files.
+
+struct RecordFile {
+    path: PathBuf,
+    lines: Vec<Line>,
+}
+
+fn read_record_dir(dir: &Path) -> Vec<RecordFile> {
+    record::list_files(dir)
+        .expect("list record dir")
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read trace file");
+            let lines = text
+                .lines()
+                .enumerate()
+                .map(|(i, l)| {
+                    parse_line(l).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1))
+                })
+                .collect();
+            RecordFile { path, lines }
+        })
+        .collect()
+}
+
+impl RecordFile {
+    /// The file is complete: a header first and a summary last.
+    fn summary(&self) -> &Summary {
+        assert!(
+            matches!(self.lines.first(), Some(Line::Header(_))),
+            "{}: no header",
+            self.path.display()
+        );
+        match self.lines.last() {
+            Some(Line::Summary(s)) => s,
+            _ => panic!("{}: does not end with a summary", self.path.display()),
+        }
+    }
+
+    fn events(&self) -> impl Iterator<Item = &monitor_detector::Event> {
+        self.lines.iter().filter_map(|l| match l {
+            Line::Event(e) => Some(e),
+            _ => None,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+/// Acceptance 1–3: Prometheus scrapes the daemon through a reaped OOM victim,
+/// a UFFDIO_COPY race and a compaction; the series hold the expected values;
+/// the exposition and the rules pass promtool; every dashboard and rule query
+/// runs and every metric name they use is exported; every exported family is
+/// documented with its type.
+#[test]
+fn prometheus_scrapes_the_daemon_through_real_races() {
+    require_root();
+    let _g = serial();
+    let rec = TempDir::new("daemon-rec");
+    let daemon = Daemon::start(&["--record", rec.path().to_str().expect("utf-8")]);
+    let prom = Prometheus::start(daemon.addr);
+    prom.wait_until("target up", |p| {
+        p.query(r#"up{job="mm-race-monitor"} == 1"#).len() == 1
+    });
+
+    let produced = |p: &Prometheus, hook: &str, event: &str| {
+        p.value(&format!(
+            r#"mmrace_events_produced_total{{job="mm-race-monitor",hook="{hook}",event="{event}"}}"#
+        ))
+    };
+    let before_victims = produced(&prom, "mark_victim", "mark_victim");
+    let oom = scenario(&["oom-reap", "--release-ms", "4000"]);
+    let uffd = scenario(&["uffd-race", "--event", "fork", "--delay-ms", "300"]);
+    let compact = scenario(&["compact", "--mb", "64"]);
+    // Let the counters be polled and scraped twice more.
+    std::thread::sleep(Duration::from_millis(2500));
+    let scrape = daemon.scrape();
+
+    // Events by hook, from Prometheus.
+    assert!(produced(&prom, "mark_victim", "mark_victim") >= before_victims + 1.0);
+    assert!(produced(&prom, "oom_reap", "reap_start") >= 1.0);
+    assert!(produced(&prom, "oom_reap", "reap_end") >= 1.0);
+    assert!(produced(&prom, "exit_mmap", "exit_mmap_end") >= 1.0);
+    let copies = uffd["copies_ok"].as_u64().expect("copies")
+        + uffd["copies_eagain"].as_u64().expect("eagain");
+    assert!(produced(&prom, "uffd_ioctl", "uffd_copy") >= copies as f64);
+    assert!(produced(&prom, "fork", "fork") >= 1.0);
+    assert_eq!(
+        prom.value(r#"sum(mmrace_events_lost_total{job="mm-race-monitor"})"#),
+        0.0,
+        "no record may be lost with the default ring"
+    );
+    assert_eq!(
+        prom.value(r#"sum(mmrace_decode_errors_total{job="mm-race-monitor"})"#),
+        0.0
+    );
+
+    // Race windows: the reaper's window was measured; compaction migrated.
+    let reaping = r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="reaping"}"#;
+    assert!(
+        prom.value(reaping) >= 1.0,
+        "no reaping window; scenario: {oom}"
+    );
+    assert!(
+        prom.value(r#"mmrace_window_duration_seconds_sum{job="mm-race-monitor",window="reaping"}"#)
+            > 0.0
+    );
+    if compact["pgmigrate_success"].as_u64().unwrap_or(0) > 0 {
+        assert!(
+            prom.value(
+                r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="migration"}"#
+            ) >= 1.0,
+            "compaction migrated pages but no migration window: {compact}"
+        );
+    }
+    // Hook plan: each hook has exactly one rung set, the one the daemon
+    // attached it at (its trace file header), and the degraded ones are what
+    // `monitor check` calls degraded.
+    let plan: Vec<monitor_detector::tracefile::HookStatus> = read_record_dir(rec.path())
+        .first()
+        .and_then(|f| match f.lines.first() {
+            Some(Line::Header(h)) => Some(h.hooks.clone()),
+            _ => None,
+        })
+        .expect("the trace file's header has the hook plan");
+    let rungs = prom.query(r#"sum by (hook) (mmrace_hook_rung{job="mm-race-monitor"})"#);
+    assert_eq!(rungs.len(), monitor::plan::HOOKS.len());
+    assert!(rungs.iter().all(|r| r["value"][1] == "1"), "{rungs:?}");
+    for h in &plan {
+        assert_eq!(
+            prom.value(&format!(
+                r#"mmrace_hook_rung{{job="mm-race-monitor",hook="{}",rung="{}"}}"#,
+                h.hook, h.rung
+            )),
+            1.0,
+            "{} at {}",
+            h.hook,
+            h.rung
+        );
+    }
+    let degraded: BTreeSet<String> = prom
+        .query(r#"mmrace_hook_degraded{job="mm-race-monitor"} == 1"#)
+        .iter()
+        .filter_map(|s| s["metric"]["hook"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(degraded, expected_degraded(&plan, &[]));
+    // A window the tracepoint rung cannot see exists at zero; on the
+    // function rung the victim's exit_mmap was measured.
+    let exit_window = prom
+        .value(r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="exit_mmap"}"#);
+    match plan
+        .iter()
+        .find(|h| h.hook == "exit_mmap")
+        .map(|h| h.rung.as_str())
+    {
+        Some("tracepoint") => assert_eq!(exit_window, 0.0),
+        Some("fentry" | "kprobe") => assert!(exit_window >= 1.0),
+        other => panic!("exit_mmap hook: {other:?}"),
+    }
+
+    // Findings: every kind × severity exists (at zero until a finding). The
+    // refused copies of the UFFDIO_COPY race are a near miss, counted, logged
+    // on stdout as one JSON line with its evidence, and recorded.
+    assert_eq!(
+        prom.value(r#"count(mmrace_findings_total{job="mm-race-monitor"})"#),
+        12.0
+    );
+    if uffd["copies_eagain"].as_u64().unwrap_or(0) > 0 {
+        assert!(
+            prom.value(
+                r#"mmrace_findings_total{job="mm-race-monitor",kind="uffd_copy_vs_mm_change",severity="near_miss"}"#
+            ) >= 1.0,
+            "refused copies must be reported: {uffd}"
+        );
+    }
+    // One log line per counted finding (the daemon counts and logs in one
+    // step on its single thread; a finding may land between two reads).
+    let logged = daemon.logged_findings();
+    let counted_after = daemon.scrape().sum("mmrace_findings_total", &[]);
+    assert!(
+        scrape.sum("mmrace_findings_total", &[]) <= logged.len() as f64
+            && logged.len() as f64 <= counted_after,
+        "{} findings logged, counted {} then {counted_after}",
+        logged.len(),
+        scrape.sum("mmrace_findings_total", &[])
+    );
+    for f in &logged {
+        assert!(!f.evidence.is_empty() && !f.explanation.is_empty(), "{f:?}");
+    }
+    let uffd_pid = uffd["pid"].as_u64().expect("pid") as u32;
+    if uffd["copies_eagain"].as_u64().unwrap_or(0) > 0 {
+        assert!(
+            logged
+                .iter()
+                .any(|f| f.kind.name() == "uffd_copy_vs_mm_change"
+                    && f.tasks.iter().any(|t| t.tgid == uffd_pid)),
+            "no finding names the scenario's tasks: {logged:?}"
+        );
+    }
+
+    // Rule coverage is exactly what the detector computes for this plan.
+    for cov in monitor_detector::coverage(&plan) {
+        for state in ["full", "partial", "disabled"] {
+            assert_eq!(
+                prom.value(&format!(
+                    r#"mmrace_rule_coverage{{job="mm-race-monitor",rule="{}",state="{state}"}}"#,
+                    cov.rule.name()
+                )),
+                if cov.state.name() == state { 1.0 } else { 0.0 },
+                "{} {state}",
+                cov.rule.name()
+            );
+        }
+    }
+
+    // Build info, map fill, cost.
+    let build = prom.query(r#"mmrace_build_info{job="mm-race-monitor"}"#);
+    assert_eq!(build.len(), 1);
+    assert_eq!(
+        build[0]["metric"]["kernel"].as_str(),
+        Some(monitor::sys::kernel_release().as_str())
+    );
+    assert_eq!(
+        prom.value(r#"mmrace_bpf_map_max_entries{job="mm-race-monitor",map="MM_SEQ"}"#),
+        f64::from(monitor_common::maps::MM_SEQ_MAX_ENTRIES)
+    );
+    assert!(prom.value(r#"max(mmrace_bpf_map_entries{job="mm-race-monitor"} / mmrace_bpf_map_max_entries{job="mm-race-monitor"})"#) <= 1.0);
+    assert!(prom.value(r#"process_resident_memory_bytes{job="mm-race-monitor"}"#) > 1e6);
+    assert!(prom.value(r#"process_cpu_seconds_total{job="mm-race-monitor"}"#) > 0.0);
+    assert!(
+        prom.value(r#"sum(mmrace_program_hits_total{job="mm-race-monitor",hook="oom_reap"})"#)
+            >= 2.0
+    );
+
+    // Acceptance 2: promtool on the scraped text and on the rules.
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.text.as_bytes())
+        .expect("feed promtool");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules_file = repo().join("deploy/prometheus/mm-race-monitor.rules.yml");
+    let out = run(Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules_file));
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Acceptance 3, rules: Prometheus loaded and evaluated every rule without
+    // error; each query runs and uses only exported metrics (or `up`).
+    let mut exported: BTreeSet<String> = scrape.names().into_iter().map(str::to_owned).collect();
+    exported.insert("up".to_owned());
+    prom.wait_until("every rule evaluated", |p| {
+        let groups = p.api("/api/v1/rules");
+        groups["groups"].as_array().into_iter().flatten().all(|g| {
+            g["rules"].as_array().into_iter().flatten().all(|r| {
+                r["lastEvaluation"]
+                    .as_str()
+                    .is_some_and(|t| !t.starts_with("0001"))
+            })
+        })
+    });
+    let groups = prom.api("/api/v1/rules");
+    let rules: Vec<&Value> = groups["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .collect();
+    let shipped_rules = std::fs::read_to_string(&rules_file).expect("rules");
+    assert_eq!(
+        rules.len(),
+        shipped_rules.matches("- alert:").count(),
+        "Prometheus did not load every rule"
+    );
+    for r in &rules {
+        assert_eq!(r["health"], "ok", "rule {}: {r}", r["name"]);
+        let expr = r["query"].as_str().expect("query");
+        prom.query(expr);
+        for name in promql_metric_names(expr) {
+            assert!(
+                exported.contains(&name),
+                "rule {} uses {name}, which is not exported",
+                r["name"]
+            );
+        }
+    }
+
+    // Acceptance 3, dashboards: every panel query and variable query runs
+    // and returns series; every metric it uses is exported.
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("dashboards")).expect("dashboards/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let vars: BTreeSet<String> = dash["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            vars.contains("datasource"),
+            "{}: no datasource variable",
+            path.display()
+        );
+        for v in dash["templating"]["list"].as_array().into_iter().flatten() {
+            let Some(q) = v["query"]["query"].as_str() else {
+                continue;
+            };
+            // Grafana's label_values(SELECTOR, LABEL): the selector must
+            // return series carrying the label.
+            let inner = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("unsupported variable query {q}"));
+            let (selector, label) = inner
+                .rsplit_once(',')
+                .expect("label_values(selector, label)");
+            let result = prom.query(&substitute_grafana(selector.trim(), &vars));
+            assert!(
+                result.iter().any(|s| s["metric"][label.trim()].is_string()),
+                "variable {}: {q} finds no {label}",
+                v["name"]
+            );
+            checked += 1;
+        }
+        for p in panels(&dash) {
+            let Some(targets) = p["targets"].as_array() else {
+                continue;
+            };
+            assert_eq!(
+                p["datasource"]["uid"],
+                "${datasource}",
+                "{}: panel {:?} must use the datasource variable",
+                path.display(),
+                p["title"]
+            );
+            for t in targets {
+                assert_eq!(
+                    t["datasource"]["uid"], "${datasource}",
+                    "panel {:?}",
+                    p["title"]
+                );
+                let expr = t["expr"].as_str().expect("expr");
+                let q = substitute_grafana(expr, &vars);
+                let result = prom.query(&q);
+                assert!(
+                    !result.is_empty(),
+                    "panel {:?} returns nothing (every series exists from the start): {q}",
+                    p["title"]
+                );
+                for name in promql_metric_names(&q) {
+                    assert!(
+                        exported.contains(&name),
+                        "panel {:?} uses {name}, which is not exported",
+                        p["title"]
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} dashboard queries found");
+
+    // Every exported family is documented with its type, and vice versa.
+    let doc = std::fs::read_to_string(repo().join("docs/metrics.md")).expect("docs/metrics.md");
+    let documented: BTreeMap<String, String> = doc
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((name.to_owned(), (*cells.get(2)?).to_owned()))
+        })
+        .collect();
+    for (family, ty) in &scrape.types {
+        assert_eq!(
+            documented.get(family),
+            Some(ty),
+            "{family} ({ty}) must be documented in docs/metrics.md with its type"
+        );
+    }
+    for family in documented.keys() {
+        assert!(
+            scrape.types.contains_key(family),
+            "docs/metrics.md documents {family}, which is not exported"
+        );
+    }
+
+    // Stop; the recording accounts for every record, by hook.
+    let ids = daemon.program_ids();
+    let (status, took, stderr) = daemon.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+    assert_programs_gone(&ids);
+    let files = read_record_dir(rec.path());
+    assert_eq!(files.len(), 1, "one file without rotation");
+    let s = files[0].summary();
+    assert_eq!(s.ended_by, "signal");
+    assert_eq!(s.produced, s.delivered + s.lost, "{s:?}");
+    // Every record's program is in the table for its event kind, and the
+    // per-hook labels of the kernel's per-kind counts match what arrived.
+    let mut produced_by_hook: BTreeMap<String, u64> = BTreeMap::new();
+    for (ev, n) in &s.produced_by_event {
+        let id = monitor_common::event::EventId::from_name(ev).expect("event name");
+        *produced_by_hook
+            .entry(hooks::event_hook(id).expect("planned"))
+            .or_default() += n;
+    }
+    let mut delivered_by_hook: BTreeMap<String, u64> = BTreeMap::new();
+    for e in files[0].events() {
+        let probe = hooks::probe_by_name(&e.probe).expect("known program");
+        assert!(
+            hooks::probe_events(probe).contains(&e.id()),
+            "{} emitted {}, not in daemon::hooks::probe_events",
+            e.probe,
+            e.kind()
+        );
+        let hook = hooks::probe_hook(probe).expect("planned");
+        assert!(hooks::event_hooks(e.id()).contains(&hook));
+        *delivered_by_hook
+            .entry(hooks::event_hook(e.id()).expect("planned"))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        produced_by_hook, delivered_by_hook,
+        "records by hook (no loss)"
+    );
+    // The recording holds every finding the daemon logged (plus those the
+    // detector closed at shutdown).
+    let recorded: Vec<&monitor_detector::Finding> = files[0]
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Finding(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(recorded.len() >= logged.len());
+    for (r, l) in recorded.iter().zip(&logged) {
+        assert_eq!(*r, l);
+    }
+    let victim = oom["victim_pid"].as_u64().expect("victim") as u32;
+    assert!(
+        files[0]
+            .events()
+            .any(|e| e.kind() == "mark_victim" && e.subject_pid() == Some(victim)),
+        "the recording has the victim"
+    );
+}
+
+/// The BPF programs with these ids no longer exist in the kernel.
+fn assert_programs_gone(ids: &BTreeSet<u32>) {
+    assert!(!ids.is_empty(), "no program ids were collected");
+    let start = Instant::now();
+    loop {
+        let left: Vec<u32> = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .filter(|id| ids.contains(id))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "programs still loaded after the daemon exited: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Acceptance 5: SIGTERM ends the daemon promptly; every program it attached
+/// is gone from the kernel; rotated and final trace files are complete; the
+/// oldest files beyond the limit were deleted; systemd is told READY and
+/// STOPPING.
+#[test]
+fn sigterm_detaches_every_program_and_closes_the_trace_files() {
+    require_root();
+    let _g = serial();
+    let rec = TempDir::new("daemon-rotate");
+    let notify = TempDir::new("daemon-notify");
+    let sock_path = notify.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut cmd = Command::new(monitor_bin());
+    cmd.env("NOTIFY_SOCKET", &sock_path).args([
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--record",
+        rec.path().to_str().expect("utf-8"),
+        "--record-max-size",
+        "8K",
+        "--record-max-files",
+        "3",
+    ]);
+    let daemon = Daemon::spawn(cmd);
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("READY from the daemon");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(
+        ready.contains(&format!("http://{}/metrics", daemon.addr)),
+        "{ready}"
+    );
+
+    let (status, _, body) = daemon.get("/healthz");
+    assert_eq!(status, 200);
+    let (n, m) = hooks_attached(&daemon.startup);
+    assert_eq!(m, monitor::plan::HOOKS.len());
+    let hooks_line = format!("ok: {n} of {m} hooks attached");
+    assert!(String::from_utf8_lossy(&body).starts_with(&hooks_line));
+
+    scenario(&["exec-storm", "--count", "300", "--exe", "/bin/true"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let scrape = daemon.scrape();
+    assert!(
+        scrape.value("mmrace_record_files_total", &[]) > 3.0,
+        "300 execs must rotate 8K files several times"
+    );
+
+    let ids = daemon.program_ids();
+    assert_eq!(
+        ids.len(),
+        programs_attached(&daemon.startup),
+        "program ids from fdinfo: {ids:?}"
+    );
+    let (status, took, stderr) = daemon.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+    assert!(stderr.contains("(verified)"), "{stderr}");
+    let n = sock.recv(&mut buf).expect("STOPPING from the daemon");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_programs_gone(&ids);
+
+    let files = read_record_dir(rec.path());
+    assert_eq!(files.len(), 3, "at most --record-max-files files are kept");
+    let names: Vec<&PathBuf> = files.iter().map(|f| &f.path).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    for (i, f) in files.iter().enumerate() {
+        let s = f.summary();
+        let last = i == files.len() - 1;
+        assert_eq!(
+            s.ended_by,
+            if last { "signal" } else { "rotated" },
+            "{}",
+            f.path.display()
+        );
+        assert_eq!(
+            s.delivered - s.decode_errors,
+            f.events().count() as u64,
+            "{}: the summary counts the file's events",
+            f.path.display()
+        );
+        if !last {
+            let size = std::fs::metadata(&f.path).expect("size").len();
+            assert!(size >= 8 * 1024, "rotated before the limit: {size}");
+        }
+    }
+    assert!(
+        stderr.contains(&format!("closed {}", files[2].path.display())),
+        "{stderr}"
+    );
+}
+
+/// Capabilities are dropped after attach (CapEff/CapPrm/CapBnd, checked in
+/// /proc), the daemon keeps counting afterwards, and --keep-capabilities
+/// keeps them (so this test can tell the difference).
+#[test]
+fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
+    require_root();
+    let _g = serial();
+    let cfg = TempDir::new("daemon-caps");
+    let file = cfg.path().join("monitor.toml");
+    std::fs::write(&file, "[metrics]\nmap_fill_interval = \"1s\"\n").expect("config");
+    let daemon = Daemon::start(&["--config", file.to_str().expect("utf-8")]);
+    let line = daemon
+        .startup
+        .iter()
+        .find_map(|l| l.strip_prefix("monitor: capabilities after attach: "))
+        .expect("capabilities line")
+        .to_owned();
+    let cap_bpf = 1u64 << 39;
+    let mask = |f: &str| u64::from_str_radix(&daemon.status_field(f), 16).expect("hex mask");
+    let (eff, prm, bnd) = (mask("CapEff:"), mask("CapPrm:"), mask("CapBnd:"));
+    assert_eq!(eff, prm);
+    assert_eq!(eff & !cap_bpf, 0, "only CAP_BPF may remain: {eff:#x}");
+    assert_eq!(bnd & !cap_bpf, 0, "bounding set: {bnd:#x}");
+    assert_eq!(mask("CapInh:"), 0);
+    assert_eq!(mask("CapAmb:"), 0);
+    assert_eq!(daemon.status_field("NoNewPrivs:"), "1");
+    assert_eq!(daemon.status_field("Threads:"), "1");
+    assert_eq!(line.starts_with("cap_bpf"), eff == cap_bpf, "{line}");
+    assert_eq!(line == "none", eff == 0, "{line}");
+
+    let before = daemon.scrape();
+    scenario(&["exec-storm", "--count", "20", "--exe", "/bin/true"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = daemon.scrape();
+    let execs = |s: &Scrape| s.value("mmrace_events_produced_total", &[("event", "exec")]);
+    assert!(execs(&after) >= execs(&before) + 20.0);
+    let hits = |s: &Scrape| s.sum("mmrace_program_hits_total", &[("hook", "exec")]);
+    assert!(hits(&after) >= hits(&before) + 20.0);
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("warn"),
+        "reads failed without capabilities: {stderr}"
+    );
+
+    let kept = Daemon::start(&["--keep-capabilities"]);
+    assert_ne!(
+        u64::from_str_radix(&kept.status_field("CapEff:"), 16).expect("hex") & (1 << 38),
+        0,
+        "--keep-capabilities keeps CAP_PERFMON"
+    );
+    let (status, _, _) = kept.terminate();
+    assert!(status.success());
+}
+
+/// Acceptance 4: port in use, bad config, bad listen address, missing record
+/// directory: one line `monitor: error: ...` and exit code 2, nothing loaded.
+#[test]
+fn bad_input_gets_one_line_and_exit_2() {
+    let fails = |args: &[&str], expect: &str| {
+        let out = run(Command::new(monitor_bin()).arg("run").args(args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{args:?}: expected one line, got:\n{stderr}"
+        );
+        assert!(
+            lines[0].starts_with("monitor: error: "),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            lines[0].contains(expect),
+            "{args:?}: expected {expect:?} in {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    };
+    let dir = TempDir::new("daemon-bad");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    };
+
+    let malformed = write("malformed.toml", "listen = \"127.0.0.1:1\"\n[bpf\n");
+    fails(
+        &["--config", &malformed],
+        &format!("config file {malformed}:2:"),
+    );
+    let unknown = write("unknown.toml", "[record]\nmax_filez = 3\n");
+    fails(
+        &["--config", &unknown],
+        &format!("config file {unknown}:2:1: unknown field `max_filez`"),
+    );
+    let bad_value = write("value.toml", "[bpf]\nring_size = \"3000\"\n");
+    fails(
+        &["--config", &bad_value],
+        &format!(
+            "config file {bad_value}, key bpf.ring_size: ring buffer size \"3000\" must be a power of two"
+        ),
+    );
+    let bad_type = write("type.toml", "[record]\nmax_files = \"ten\"\n");
+    fails(
+        &["--config", &bad_type],
+        "invalid type: string \"ten\", expected u32",
+    );
+    let bad_listen = write("listen.toml", "listen = \"localhost:10416\"\n");
+    fails(
+        &["--config", &bad_listen],
+        &format!(
+            "config file {bad_listen}, key listen: invalid listen address \"localhost:10416\""
+        ),
+    );
+    fails(
+        &["--config", "/nonexistent.toml"],
+        "cannot read config file /nonexistent.toml",
+    );
+    fails(
+        &["--listen", "nonsense"],
+        "--listen: invalid listen address \"nonsense\"",
+    );
+    fails(
+        &["--listen", "127.0.0.1"],
+        "invalid listen address \"127.0.0.1\": expected IP:PORT",
+    );
+    fails(&["--listen", "300.0.0.1:80"], "invalid listen address");
+    fails(
+        &["--record-max-files", "0"],
+        "--record-max-files: must be at least 1",
+    );
+    fails(
+        &["--record-max-age", "10 parsecs"],
+        "--record-max-age: unknown unit",
+    );
+    fails(
+        &["--hooks", "exit_mmap,nope"],
+        "--hooks: unknown hook \"nope\"",
+    );
+    fails(
+        &["--record", "/nonexistent-dir"],
+        "cannot record into /nonexistent-dir: not a directory",
+    );
+
+    // Port in use (needs the privilege check to pass, so root).
+    require_root();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    fails(
+        &["--listen", &addr],
+        &format!("cannot listen on {addr}: Address already in use"),
+    );
+
+    // --check-config prints the effective configuration and exits 0.
+    let out =
+        run(Command::new(monitor_bin()).args(["run", "--check-config", "--ring-size", "64K"]));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ring_size = \"64K\""), "{text}");
+    assert!(text.contains("listen = \"127.0.0.1:10416\""), "{text}");
+}
+
+/// Reads `KEY=` values (space-separated) of the systemd unit.
+fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .flat_map(str::split_whitespace)
+        .collect()
+}
+
+/// Every system call in a `SystemCallFilter=` group, recursively, as
+/// systemd itself lists it.
+fn expand_syscall_group(group: &str, out: &mut BTreeSet<String>) {
+    let o = run(Command::new("systemd-analyze").args(["syscall-filter", group]));
+    assert!(o.status.success(), "systemd-analyze syscall-filter {group}");
+    for line in String::from_utf8_lossy(&o.stdout).lines().skip(1) {
+        let item = line.trim();
+        if item.is_empty() || item.starts_with('#') {
+            continue;
+        }
+        if item.starts_with('@') {
+            expand_syscall_group(item, out);
+        } else {
+            out.insert(item.to_owned());
+        }
+    }
+}
+
+/// The systemd unit: `systemd-analyze verify` accepts it, its offline
+/// exposure score stays low, and the daemon run with exactly its capability
+/// bounding set attaches every hook (the UFFDIO_COPY hook included, which
+/// needs CAP_SYSLOG) while making only system calls its filter allows.
+#[test]
+fn systemd_unit_is_valid_and_its_sandbox_suffices() {
+    require_root();
+    let _g = serial();
+    let unit_path = repo().join("deploy/systemd/mm-race-monitor.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("unit");
+    let exec = unit_values(&unit, "ExecStart");
+    let dir = TempDir::new("daemon-unit");
+    let copy = dir.path().join("mm-race-monitor.service");
+    std::fs::write(&copy, unit.replace(exec[0], &monitor_bin())).expect("write unit");
+    let out = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&copy));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for mm-race-monitor.service: ")
+                .nth(1)
+        })
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score: {text}"));
+    assert!(score <= 3.0, "exposure {score} (was 2.6):\n{text}");
+
+    // The daemon under the unit's capability set, traced.
+    let caps: Vec<String> = unit_values(&unit, "CapabilityBoundingSet")
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    assert!(caps.len() >= 2);
+    let trace = dir.path().join("strace.out");
+    let rec = TempDir::new("daemon-unit-rec");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg("setpriv")
+        .arg(format!("--bounding-set=-all,{}", caps.join(",")))
+        .arg("--inh-caps=-all")
+        .arg(monitor_bin())
+        .args(["run", "--listen", "127.0.0.1:0", "--record"])
+        .arg(rec.path())
+        .args(["--record-max-size", "4K"]);
+    // Baseline: how every hook attaches for full root (`monitor check`).
+    let check = run(Command::new(monitor_bin()).args(["check", "--format", "json"]));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let baseline: Value = serde_json::from_slice(&check.stdout).expect("check JSON");
+    let daemon = Daemon::spawn(cmd);
+    let plan = plan_from_scrape(&daemon.scrape());
+    for h in baseline["hooks"].as_array().expect("hooks") {
+        let (hook, rung) = (
+            h["hook"].as_str().expect("hook"),
+            h["rung"].as_str().expect("rung"),
+        );
+        assert!(
+            plan.iter().any(|p| p.hook == hook && p.rung == rung),
+            "with the unit's capabilities {hook} is not at {rung} as for root: {plan:?}"
+        );
+    }
+
+    let uffd = scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
+    scenario(&["exec-storm", "--count", "30", "--exe", "/bin/true"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(daemon.get("/healthz").0, 200);
+    let s = daemon.scrape();
+    let copies =
+        uffd["copies_ok"].as_u64().expect("ok") + uffd["copies_eagain"].as_u64().expect("eagain");
+    assert!(s.value("mmrace_events_produced_total", &[("event", "uffd_copy")]) >= copies as f64);
+    assert_eq!(
+        s.value(
+            "mmrace_events_lost_total",
+            &[("hook", "uffd_ioctl"), ("reason", "read_error")]
+        ),
+        0.0,
+        "UFFDIO_COPY records must be attributed to their mm (needs CAP_SYSLOG)"
+    );
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+
+    // System calls made by the monitor (after setpriv exec'd it) must be in
+    // the unit's SystemCallFilter.
+    let mut allowed = BTreeSet::new();
+    for item in unit_values(&unit, "SystemCallFilter") {
+        if item.starts_with('@') {
+            expand_syscall_group(item, &mut allowed);
+        } else {
+            allowed.insert(item.to_owned());
+        }
+    }
+    let traced = std::fs::read_to_string(&trace).expect("strace output");
+    let exec_line = format!("execve(\"{}\"", monitor_bin());
+    let mut started = false;
+    let mut used = BTreeSet::new();
+    for line in traced.lines() {
+        let call = line.split_whitespace().nth(1).unwrap_or("");
+        if call.starts_with(&exec_line) {
+            started = true;
+        }
+        if started
+            && let Some(name) = call.split('(').next()
+            && !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            used.insert(name.to_owned());
+        }
+    }
+    assert!(
+        used.contains("bpf") && used.contains("perf_event_open"),
+        "{used:?}"
+    );
+    let denied: Vec<&String> = used.iter().filter(|s| !allowed.contains(*s)).collect();
+    assert!(
+        denied.is_empty(),
+        "system calls outside SystemCallFilter: {denied:?}"
+    );
+}
+
+/// Without CAP_SYSLOG the kernel hides `userfaultfd_ioctl`'s address unless
+/// `kptr_restrict` is 0 and `perf_event_paranoid` at most 1
+/// (`kallsyms_show_value()`, kernel/kallsyms.c); the
+/// UFFDIO_COPY hook then cannot attribute copies to an mm. The daemon must
+/// say so and report the hook degraded exactly in that case.
+#[test]
+fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
+    require_root();
+    let _g = serial();
+    let sysctl = |name: &str| -> i64 {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(2)
+    };
+    let (kptr, paranoid) = (sysctl("kptr_restrict"), sysctl("perf_event_paranoid"));
+    let hidden = kptr >= 1 || paranoid > 1;
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--bounding-set=-all,+bpf,+perfmon,+sys_admin",
+        "--inh-caps=-all",
+    ])
+    .arg(monitor_bin())
+    .args(["run", "--listen", "127.0.0.1:0"]);
+    let daemon = Daemon::spawn(cmd);
+    let warned = daemon
+        .startup
+        .iter()
+        .any(|l| l.contains("kernel addresses are hidden"));
+    assert_eq!(
+        warned, hidden,
+        "kptr_restrict={kptr} perf_event_paranoid={paranoid}: {:?}",
+        daemon.startup
+    );
+    let scrape = daemon.scrape();
+    let expected = expected_degraded(
+        &plan_from_scrape(&scrape),
+        if hidden { &["uffd_ioctl"] } else { &[] },
+    );
+    assert_eq!(
+        scrape.value("mmrace_hook_degraded", &[("hook", "uffd_ioctl")]),
+        if expected.contains("uffd_ioctl") {
+            1.0
+        } else {
+            0.0
+        }
+    );
+
+    if hidden {
+        // The consequence, for real: refused copies arrive without an mm.
+        scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
+        std::thread::sleep(Duration::from_millis(600));
+        let s = daemon.scrape();
+        assert!(
+            s.value(
+                "mmrace_events_lost_total",
+                &[("hook", "uffd_ioctl"), ("reason", "read_error")]
+            ) > 0.0,
+            "copies without an mm are counted as read errors"
+        );
+    }
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+/// The shipped alerts go off under real conditions: a 4 KiB ring under an
+/// exec storm loses records (`MmRaceEventsLost` fires), a rule the hook plan
+/// cannot cover is disabled (`MmRaceRuleDisabled` pending), and without
+/// CAP_SYSLOG, where the kernel hides addresses, the UFFDIO_COPY hook is
+/// degraded (`MmRaceHookDegraded` pending); no violation alert.
+#[test]
+fn shipped_alerts_go_off_on_real_loss_and_degradation() {
+    require_root();
+    let _g = serial();
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--bounding-set=-all,+bpf,+perfmon,+sys_admin",
+        "--inh-caps=-all",
+    ])
+    .arg(monitor_bin())
+    .args(["run", "--listen", "127.0.0.1:0", "--ring-size", "4K"]);
+    let daemon = Daemon::spawn(cmd);
+    let prom = Prometheus::start(daemon.addr);
+    prom.wait_until("target up", |p| {
+        p.query(r#"up{job="mm-race-monitor"} == 1"#).len() == 1
+    });
+    scenario(&["exec-storm", "--count", "1500", "--exe", "/bin/true"]);
+    let alerts = |state: &str| -> BTreeSet<(String, String)> {
+        prom.api("/api/v1/alerts")["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["state"] == state)
+            .map(|a| {
+                let l = &a["labels"];
+                let detail = ["hook", "rule", "reason", "kind"]
+                    .iter()
+                    .filter_map(|k| l[*k].as_str())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                (l["alertname"].as_str().unwrap_or("").to_owned(), detail)
+            })
+            .collect()
+    };
+    prom.wait_until("MmRaceEventsLost fires", |_| {
+        alerts("firing")
+            .iter()
+            .any(|(n, d)| n == "MmRaceEventsLost" && d.ends_with("ringbuf_full"))
+    });
+    let disabled: BTreeSet<String> = prom
+        .query(r#"mmrace_rule_coverage{job="mm-race-monitor",state="disabled"} == 1"#)
+        .iter()
+        .filter_map(|s| s["metric"]["rule"].as_str().map(str::to_owned))
+        .collect();
+    let degraded: BTreeSet<String> = prom
+        .query(r#"mmrace_hook_degraded{job="mm-race-monitor"} == 1"#)
+        .iter()
+        .filter_map(|s| s["metric"]["hook"].as_str().map(str::to_owned))
+        .collect();
+    let hidden = daemon
+        .startup
+        .iter()
+        .any(|l| l.contains("kernel addresses are hidden"));
+    let expected = expected_degraded(
+        &plan_from_scrape(&daemon.scrape()),
+        if hidden { &["uffd_ioctl"] } else { &[] },
+    );
+    assert_eq!(degraded, expected);
+    let pending = alerts("pending");
+    for rule in &disabled {
+        assert!(
+            pending.contains(&("MmRaceRuleDisabled".to_owned(), rule.clone())),
+            "{rule} is disabled but its alert is not pending: {pending:?}"
+        );
+    }
+    for hook in &degraded {
+        assert!(
+            pending.contains(&("MmRaceHookDegraded".to_owned(), hook.clone())),
+            "{hook} is degraded but its alert is not pending: {pending:?}"
+        );
+    }
+    let firing = alerts("firing");
+    assert!(
+        !firing
+            .iter()
+            .any(|(n, _)| n == "MmRaceViolation" || n == "MmRaceMonitorDown"),
+        "{firing:?}"
+    );
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{stderr}");
+}
