@@ -120,3 +120,71 @@ fn unwritable_output() {
         "cannot write trace file /tmp: is a directory",
     );
 }
+
+/// The detector's fixtures (recorded or hand-built trace files).
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/../monitor-detector/tests/data/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn analyze(files: &[&str]) -> (Option<i32>, String, String) {
+    let out = run(Command::new(monitor_bin()).arg("analyze").args(files));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `monitor analyze`: 0 without findings, 1 with findings, 2 on bad input
+/// (errors win), with the file and line of the problem.
+#[test]
+fn analyze_exit_codes() {
+    let benign = fixture("benign_function_rung.jsonl");
+    let (code, out, err) = analyze(&[&benign]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("findings: none"), "{out}");
+
+    let violation = fixture("uffd_copy_inside_remap_window.jsonl");
+    let (code, out, err) = analyze(&[&benign, &violation]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("violation  uffd_copy_vs_mm_change"),
+        "the finding must be shown: {out}"
+    );
+    assert!(err.is_empty(), "{err}");
+
+    let malformed = fixture("error_malformed_line.jsonl");
+    let (code, out, err) = analyze(&[&violation, &malformed]);
+    assert_eq!(code, Some(2), "errors win over findings: {out}{err}");
+    assert!(
+        err.contains("error_malformed_line.jsonl:12: malformed line"),
+        "the error names file and line: {err}"
+    );
+    assert!(
+        out.contains("violation  uffd_copy_vs_mm_change"),
+        "the good file is still analyzed: {out}"
+    );
+
+    let (code, _, err) = analyze(&["/nonexistent/trace.jsonl"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("monitor: error: /nonexistent/trace.jsonl: cannot read"),
+        "{err}"
+    );
+
+    let (code, out, err) = analyze(&[&fixture("error_missing_header.jsonl")]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("error_missing_header.jsonl:1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn analyze_needs_a_file() {
+    fails_with(
+        &["analyze"],
+        "the following required arguments were not provided: <FILE>...",
+    );
+}

@@ -1,11 +1,14 @@
 //! Real-kernel tests on the host (6.18 here: tracepoint rung only). Each test
 //! asserts on what the monitor recorded, and that the hooks it relies on fired.
 
+use std::process::Command;
+
 use monitor_detector::Data;
+use serde_json::Value;
 
 use crate::{
     checks,
-    util::{TraceRun, require_root, scenario, serial},
+    util::{TraceRun, monitor_bin, require_root, run, scenario, serial},
 };
 
 #[test]
@@ -101,4 +104,136 @@ fn every_uffdio_copy_eagain_is_recorded() {
         let (rec, _) = checks::uffd_race(event, &[]);
         checks::assert_fired(&rec, &["tp_sys_enter_ioctl", "tp_sys_exit_ioctl"]);
     }
+}
+
+/// `monitor check` on this host: every hook is attached or says, for every
+/// rung it tried, why not; the hooks the tracepoint fallback relies on are
+/// attached; every rule not fully covered says what it cannot see.
+#[test]
+fn check_explains_every_hook_and_rule() {
+    require_root();
+    let _g = serial();
+    let out = run(Command::new(monitor_bin()).args(["check", "--format", "json"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("check JSON");
+    let hooks = v["hooks"].as_array().expect("hooks");
+    assert_eq!(hooks.len(), 27, "one entry per hook of the plan");
+    for h in hooks {
+        let rung = h["rung"].as_str().expect("rung");
+        let refused = h["refused"].as_array().expect("refused");
+        for r in refused {
+            let reason = r["reason"].as_str().unwrap_or("");
+            assert!(reason.len() > 10, "a refusal without a reason: {h}");
+        }
+        if rung == "unavailable" {
+            assert!(h["target"].is_null(), "{h}");
+            assert!(!refused.is_empty(), "unavailable without a reason: {h}");
+        } else {
+            assert!(["fentry", "kprobe", "tracepoint"].contains(&rung), "{h}");
+            assert!(h["target"].is_string(), "{h}");
+            assert!(
+                !h["programs"].as_array().expect("programs").is_empty(),
+                "{h}"
+            );
+        }
+    }
+    // The tracepoint fallback exists on every supported kernel (5.10+).
+    for name in [
+        "mark_victim",
+        "reap_skip",
+        "oom_reap",
+        "exit_mmap",
+        "exec",
+        "fork",
+        "migrate_pages",
+        "handle_mm_fault",
+        "uffd_ioctl",
+    ] {
+        let h = hooks
+            .iter()
+            .find(|h| h["hook"] == name)
+            .unwrap_or_else(|| panic!("no hook {name}"));
+        assert_ne!(h["rung"], "unavailable", "{h}");
+    }
+    let rules = v["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 4, "{rules:?}");
+    for r in rules {
+        let coverage = r["coverage"].as_str().expect("coverage");
+        assert!(["full", "partial", "disabled"].contains(&coverage), "{r}");
+        assert_eq!(
+            coverage == "full",
+            r["reasons"].as_array().expect("reasons").is_empty(),
+            "a rule not fully covered says why, a full one has nothing to say: {r}"
+        );
+    }
+    // Nothing stays loaded after `check` (tests that load programs hold
+    // the same lock).
+    let left: Vec<String> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_owned))
+        .filter(|n| n == "tp_mark_victim")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "monitor check left programs loaded: {left:?}"
+    );
+}
+
+/// A hook whose every candidate fails (as if the kernel lacked its symbols
+/// and tracepoints) is reported with a reason per rung, disables the rule
+/// that needs it, and costs nothing else: the other hooks still record.
+#[test]
+fn a_hook_that_cannot_attach_disables_its_rule_and_nothing_else() {
+    require_root();
+    let _g = serial();
+    let run = TraceRun::start("broken", &["--test-break-hook", "oom_reap"]);
+    let report = scenario(&["oom-reap", "--release-ms", "2000"]);
+    let (rec, stderr) = run.stop();
+    let h = rec
+        .header
+        .hooks
+        .iter()
+        .find(|h| h.hook == "oom_reap")
+        .expect("oom_reap in the header");
+    assert_eq!(h.rung, "unavailable", "{h:?}");
+    assert!(
+        !h.refused.is_empty()
+            && h.refused
+                .iter()
+                .all(|r| r.reason.contains("monitor_test_no_such_symbol")),
+        "every rung tried must name the missing symbol: {h:?}"
+    );
+    assert!(
+        stderr.contains("monitor: hook oom_reap unavailable: ")
+            && stderr
+                .contains("monitor: rule reaper_exit_overlap disabled: oom_reap is unavailable"),
+        "the user is told what is missing and what it costs:\n{stderr}"
+    );
+    let victim = report["victim_pid"].as_u64().expect("victim pid") as u32;
+    assert!(
+        rec.events
+            .iter()
+            .any(|e| matches!(&e.data, Data::MarkVictim(v) if v.victim_tgid == victim)),
+        "mark_victim must still be recorded"
+    );
+    assert!(
+        !rec.events
+            .iter()
+            .any(|e| matches!(e.kind(), "reap_start" | "reap_end")),
+        "no reaping record can come from a hook that is not attached"
+    );
+    checks::assert_fired(&rec, &["tp_mark_victim", "tp_exit_mmap"]);
+    let analysis = monitor_detector::analyze_texts([("broken", rec.text.as_str())]);
+    let table = analysis.render_table();
+    assert!(
+        table.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() > 2 && w[0] == "reaper_exit_overlap" && w[1] == "disabled"
+        }),
+        "{table}"
+    );
 }

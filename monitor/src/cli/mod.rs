@@ -50,12 +50,22 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
         _ => {
+            // clap's first paragraph (e.g. "… not provided:" and the
+            // arguments on the following lines), joined into one line.
             let text = e.to_string();
-            let first = text
+            let first: Vec<&str> = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid command line")
-                .trim_start_matches("error: ");
+                .map(str::trim)
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let first = first.join(" ");
+            let first = first.trim_start_matches("error: ");
+            let first = if first.is_empty() {
+                "invalid command line"
+            } else {
+                first
+            };
             eprintln!("monitor: error: {first} (see monitor --help)");
             ExitCode::from(EXIT_ERROR)
         }

@@ -183,6 +183,17 @@ fn print_plan(hooks: &[HookStatus], object: &str) {
             }
         }
     }
+    // What the missing hooks cost, per detector rule.
+    for r in monitor_detector::coverage(hooks) {
+        if r.state != monitor_detector::CoverageState::Full {
+            eprintln!(
+                "monitor: rule {} {}: {} (details: monitor check)",
+                r.rule.name(),
+                r.state.name(),
+                r.reasons.first().map_or("", String::as_str)
+            );
+        }
+    }
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
