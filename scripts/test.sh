@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: setup, format, lint (host and BPF
-# crates), unit and integration tests (including the real host kernel, as
-# root).
+# crates), unit and integration tests (the real host kernel as root, and a real
+# Prometheus), then the VM matrix: Debian 5.10, 6.1 and 6.12 kernels under QEMU,
+# after a self-test of the VM harness.
 #
 #   scripts/test.sh            everything
 set -euo pipefail
@@ -33,5 +34,11 @@ cargo build --release --locked -p xtask --bin scenario
 
 step "unit and integration tests (host kernel $(uname -r), as root)"
 cargo test --locked
+
+step "VM harness self-test (a wrong expectation, a panic, a hang, a silent guest must each fail)"
+cargo xtask vm --kernel 6.1 --self-test --quiet
+
+step "VM matrix: Debian 5.10, 6.1, 6.12 under QEMU (TCG, two NUMA nodes)"
+cargo xtask vm --kernel all --quiet
 
 echo "test: all passed in $(( $(date +%s) - start ))s" >&2
