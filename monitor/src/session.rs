@@ -21,10 +21,21 @@ use crate::{
     sys,
 };
 
-/// How often the reader drains the ring without a wakeup.
+/// How often the reader drains the ring without a wakeup while records flow.
+/// The BPF side wakes the reader only once `wakeup_bytes` are pending, so
+/// this bounds the latency of a trickle of records.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
-/// How often the BPF counters are polled (loss, hits, stats).
+/// After drains that found nothing the interval doubles up to this, so an
+/// idle monitor wakes about once a second (the first record after a quiet
+/// spell waits at most this long; a burst still wakes the reader at once).
+pub const IDLE_DRAIN_EVERY: Duration = Duration::from_secs(1);
+/// How often the BPF counters are polled (loss, hits, stats) while records
+/// flow. Reading them is a few hundred map lookups (one system call each).
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often they are polled when no record arrived since the last poll:
+/// ring-buffer loss needs records, so only the slow counters (hits, map
+/// full, read errors) can move, and an idle daemon stays near zero CPU.
+pub const IDLE_POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// Where decoded records go.
 pub trait Sink {
@@ -50,6 +61,8 @@ pub struct Session {
     started: Instant,
     pub delivered: u64,
     pub decode_errors: u64,
+    /// When the counters were last polled, and `delivered` then.
+    polled: (Instant, u64),
 }
 
 /// Why a session ended.
@@ -87,6 +100,7 @@ impl Session {
             started: Instant::now(),
             delivered: 0,
             decode_errors: 0,
+            polled: (Instant::now(), 0),
         })
     }
 
@@ -108,6 +122,7 @@ impl Session {
     }
 
     fn poll_counters(&mut self, sink: &mut dyn Sink) -> Counters {
+        self.polled = (Instant::now(), self.delivered);
         let counters = self.loaded.counters();
         if let Some(loss) = self.losses.update(&counters, sys::ktime_ns()) {
             log::warn!("{} records lost (ring buffer full)", loss.total());
@@ -123,35 +138,31 @@ impl Session {
         sink: &mut dyn Sink,
         stop: impl Future<Output = Ended>,
     ) -> anyhow::Result<Ended> {
-        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
-        let mut poll_tick = tokio::time::interval(POLL_EVERY);
         tokio::pin!(stop);
-        enum Wake {
-            Data,
-            Poll,
-            Stop(Ended),
-        }
+        let mut drain_every = DRAIN_EVERY;
         loop {
-            let wake = tokio::select! {
+            tokio::select! {
                 r = self.ring.wait_readable() => {
                     r.context("waiting on the ring buffer")?;
-                    Wake::Data
                 }
-                _ = drain_tick.tick() => Wake::Data,
-                _ = poll_tick.tick() => Wake::Poll,
-                why = &mut stop => Wake::Stop(why),
+                () = tokio::time::sleep(drain_every) => {}
+                why = &mut stop => return Ok(why),
+            }
+            let before = self.delivered;
+            self.drain(sink);
+            drain_every = if self.delivered == before {
+                (drain_every * 2).min(IDLE_DRAIN_EVERY)
+            } else {
+                DRAIN_EVERY
             };
-            match wake {
-                Wake::Data => {
-                    self.drain(sink);
-                    if !sink.flush()? {
-                        return Ok(Ended::Sink);
-                    }
-                }
-                Wake::Poll => {
-                    self.poll_counters(sink);
-                }
-                Wake::Stop(why) => return Ok(why),
+            if !sink.flush()? {
+                return Ok(Ended::Sink);
+            }
+            let since_poll = self.polled.0.elapsed();
+            if since_poll >= IDLE_POLL_EVERY
+                || (since_poll >= POLL_EVERY && self.delivered != self.polled.1)
+            {
+                self.poll_counters(sink);
             }
         }
     }

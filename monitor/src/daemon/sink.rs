@@ -29,8 +29,8 @@ pub struct Health {
     planned: usize,
 }
 
-/// The session drains the ring at least every 100 ms; a loop silent for this
-/// long is stuck.
+/// The session drains the ring at least every second (`IDLE_DRAIN_EVERY`);
+/// a loop silent for this long is stuck.
 pub const STALL_NS: u64 = 5_000_000_000;
 
 impl Health {
