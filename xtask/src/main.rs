@@ -2,6 +2,7 @@
 //! builds the BPF crate for use (monitor/build.rs does, through aya-build); it
 //! only lints it.
 
+mod bench;
 mod clippy;
 mod vm;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run clippy on the host crates and on the BPF crate (for its BPF target).
     Clippy(clippy::Args),
+    /// Measure the monitor's overhead (host, VM rungs, detector, daemon).
+    Bench(bench::Args),
     /// Boot Debian kernels under QEMU and run the VM tests inside.
     Vm(vm::Args),
 }
@@ -29,5 +32,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Clippy(a) => clippy::run(&a),
         Command::Vm(a) => vm::run(&a),
+        Command::Bench(a) => bench::run(&a),
     }
 }

@@ -60,7 +60,7 @@ pub struct Args {
     self_test: bool,
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_owned)
@@ -358,6 +358,40 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("VM tests failed on {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// Boots `kernel` once with the binaries in target/release (build them
+/// first), runs `cmd` in the guest and returns its output (stdout and
+/// stderr). For `cargo xtask bench`.
+pub fn run_in_guest(kernel: &str, cmd: &str, timeout: Duration) -> anyhow::Result<String> {
+    let kernel = *select(&[kernel.to_owned()])?.first().context("no kernel")?;
+    let args = Args {
+        kernel: vec![kernel.name.to_owned()],
+        tests: Vec::new(),
+        mem: 1024,
+        timeout: timeout.as_secs(),
+        retries: 0,
+        no_build: true,
+        quiet: true,
+        run: Some(cmd.to_owned()),
+        list: false,
+        self_test: false,
+    };
+    let payload = build(false)?;
+    let prep = prepare(kernel)?;
+    let (verdict, _, dir) = run_once(
+        &args,
+        kernel,
+        &prep,
+        &payload,
+        &Mode::Command(cmd.to_owned()),
+        &[],
+        "-bench",
+    )?;
+    if let Some(why) = verdict {
+        bail!("{why} (log in {})", dir.display());
+    }
+    Ok(fs::read_to_string(dir.join("results.txt"))?)
 }
 
 /// Each broken guest must be reported as a failure, with its log.

@@ -5,6 +5,7 @@
 //! (pids, counts, timings); tests assert on what the *monitor* recorded and
 //! use this report only to know which pid or mm to look for.
 
+mod bench;
 mod churn;
 mod compact;
 mod exec;
@@ -49,6 +50,9 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Benign churn: exits, munmap, execs, compaction, quiet UFFDIO_COPY.
     Churn(churn::ChurnArgs),
+    /// Overhead: each workload without and with `monitor trace`, alternating;
+    /// optionally the highest UFFDIO_COPY event rate with zero ring loss.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Mrelease(a) => mrelease::run(&a),
         Command::Migrate(a) => migrate::run(&a),
         Command::Churn(a) => churn::run(&a),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(report) => {

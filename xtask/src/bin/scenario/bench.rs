@@ -1,0 +1,492 @@
+//! Overhead benchmarks, run where they are measured (the host, or a guest).
+//!
+//! Each workload runs `rounds` times without the monitor and `rounds` times
+//! with `monitor trace` attached, alternating (without, with, without, …), so
+//! slow drift of the machine affects both sides alike; the monitor is attached
+//! before and detached after each measured run, outside the timing. The
+//! result per workload is the median of the per-pair ratios (with / without)
+//! and their spread (min, max). Nothing here asserts a timing.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::{
+    hold::{fork_child, touch_anon},
+    sys::{self, Memcg, wait_child},
+    uffd::Uffd,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// 40 × (mmap 64 MiB, touch every page, munmap): the page-fault and
+    /// unmap paths.
+    Faults,
+    /// 3000 × fork + exec of a small static binary (`--exe`).
+    Exec,
+    /// Page migration: 80 × migrate_pages(2) of 16 MiB between two NUMA
+    /// nodes if there are two, else 16 × (fragment 64 MiB, compact_memory).
+    Migration,
+    /// 40 memcg OOM kills in a row (32 MiB limit): mark_victim, reaping,
+    /// exit_mmap.
+    Oom,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The monitor binary to attach.
+    #[arg(long, default_value = "monitor")]
+    monitor: String,
+    /// A monitor configuration to measure, `NAME=ARGS` (ARGS: extra `monitor
+    /// trace` arguments separated by spaces), e.g. `kprobe=--max-rung kprobe`.
+    /// Repeatable: every round runs the workload once bare and once per
+    /// variant, so variants are compared within the same run. Default: one
+    /// variant, `default=` (the best rung the kernel allows).
+    #[arg(long, value_name = "NAME=ARGS", value_parser = parse_variant)]
+    variant: Vec<Variant>,
+    /// Workloads to run (default: all).
+    #[arg(long, value_enum)]
+    workload: Vec<Workload>,
+    /// Measured runs per side.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Scale of each run (1 = the documented size).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Also measure the highest UFFDIO_COPY event rate with zero loss.
+    #[arg(long)]
+    burst: bool,
+    /// Program (and arguments) for the exec storm: a small static binary.
+    #[arg(long, default_value = "/bin/busybox true")]
+    exe: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Variant {
+    name: String,
+    args: Vec<String>,
+}
+
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    let (name, args) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=ARGS, e.g. kprobe=--max-rung kprobe"))?;
+    if name.is_empty() {
+        return Err(format!("{s:?}: the variant needs a name"));
+    }
+    Ok(Variant {
+        name: name.to_owned(),
+        args: args.split_whitespace().map(str::to_owned).collect(),
+    })
+}
+
+impl BenchArgs {
+    fn variants(&self) -> Vec<Variant> {
+        if self.variant.is_empty() {
+            vec![Variant {
+                name: "default".to_owned(),
+                args: Vec::new(),
+            }]
+        } else {
+            self.variant.clone()
+        }
+    }
+}
+
+/// A `monitor trace` attached for one measured run.
+struct Attached {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    /// The monitor's CPU time (ns) once its hooks were attached.
+    cpu_at_attach: u64,
+}
+
+/// What a monitor said and spent while attached.
+struct Detached {
+    summary: String,
+    /// User + system CPU of the monitor process while attached (its reader
+    /// thread: draining the ring, decoding, the detector), seconds.
+    cpu_s: f64,
+}
+
+/// CPU time a process has run, in nanoseconds (`/proc/PID/schedstat`).
+fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Attached {
+    fn start(monitor: &str, extra: &[String], ring: Option<&str>) -> anyhow::Result<Attached> {
+        let mut cmd = Command::new(monitor);
+        cmd.args(["trace", "--quiet"]).args(extra);
+        if let Some(r) = ring {
+            cmd.args(["--ring-size", r]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {monitor}"))?;
+        let stderr = child.stderr.take().context("monitor stderr")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(l) if l.contains("hooks attached") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("the monitor did not attach within 120 s");
+                }
+            }
+        }
+        let cpu_at_attach = cpu_ns(child.id());
+        Ok(Attached {
+            child,
+            stderr: rx,
+            cpu_at_attach,
+        })
+    }
+
+    /// Stops the monitor; returns its summary line (produced/delivered/lost)
+    /// and the CPU it spent while attached.
+    fn stop(mut self) -> anyhow::Result<Detached> {
+        let cpu = cpu_ns(self.child.id()).saturating_sub(self.cpu_at_attach);
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait()?;
+        let mut summary = String::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            if l.contains("traced, ended by") {
+                summary = l;
+            }
+        }
+        if !status.success() {
+            bail!("the monitor exited with {status}");
+        }
+        Ok(Detached {
+            summary,
+            cpu_s: cpu as f64 / 1e9,
+        })
+    }
+}
+
+/// `<key> N` from the monitor's summary line (`produced`, `lost`).
+fn count(summary: &str, key: &str) -> Option<u64> {
+    let rest = summary.split(&format!("{key} ")).nth(1)?;
+    rest.split_whitespace()
+        .next()?
+        .trim_end_matches(',')
+        .parse()
+        .ok()
+}
+
+fn faults(scale: f64) -> anyhow::Result<()> {
+    let len = 64 << 20;
+    for _ in 0..((40.0 * scale) as usize).max(1) {
+        let p = touch_anon(len)?;
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(p.cast(), len) };
+    }
+    Ok(())
+}
+
+fn exec(scale: f64, exe: &str) -> anyhow::Result<()> {
+    let mut words = exe.split_whitespace();
+    let prog = words.next().context("--exe is empty")?;
+    let rest: Vec<&str> = words.collect();
+    for _ in 0..((3000.0 * scale) as usize).max(1) {
+        let status = Command::new(prog)
+            .args(&rest)
+            .status()
+            .with_context(|| format!("exec {exe}"))?;
+        if !status.success() {
+            bail!("{exe} failed");
+        }
+    }
+    Ok(())
+}
+
+fn two_nodes() -> bool {
+    std::fs::read_to_string("/sys/devices/system/node/online").is_ok_and(|s| s.trim() != "0")
+}
+
+fn migration(scale: f64) -> anyhow::Result<()> {
+    if two_nodes() {
+        let len = 16 << 20;
+        let p = touch_anon(len)?;
+        for i in 0..((80.0 * scale) as usize).max(1) {
+            let (from, to): (u64, u64) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
+            // SAFETY: single-word node masks.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_migrate_pages,
+                    0,
+                    64,
+                    &raw const from,
+                    &raw const to,
+                )
+            };
+            if rc < 0 {
+                bail!("migrate_pages: {}", std::io::Error::last_os_error());
+            }
+        }
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(p.cast(), len) };
+    } else {
+        let page = sys::page_size();
+        for _ in 0..((16.0 * scale) as usize).max(1) {
+            let len = 64 << 20;
+            let p = touch_anon(len)?;
+            for off in (0..len).step_by(2 * page) {
+                // SAFETY: inside our mapping.
+                unsafe { libc::madvise(p.add(off).cast(), page, libc::MADV_DONTNEED) };
+            }
+            std::fs::write("/proc/sys/vm/compact_memory", "1")?;
+            // SAFETY: our own mapping.
+            unsafe { libc::munmap(p.cast(), len) };
+        }
+    }
+    Ok(())
+}
+
+fn oom(scale: f64) -> anyhow::Result<()> {
+    // SAFETY: getpid has no preconditions.
+    let memcg = Memcg::create(
+        &format!("mmrace-bench-{}", unsafe { libc::getpid() }),
+        32 << 20,
+    )?;
+    for _ in 0..((40.0 * scale) as usize).max(1) {
+        let pid = fork_child(|| {
+            // SAFETY: getpid has no preconditions.
+            if memcg.add(unsafe { libc::getpid() }).is_err() {
+                return 1;
+            }
+            loop {
+                let _ = touch_anon(1 << 20);
+            }
+        })?;
+        wait_child(pid, Duration::from_secs(60))?;
+    }
+    Ok(())
+}
+
+fn run_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    match w {
+        Workload::Faults => faults(args.scale)?,
+        Workload::Exec => exec(args.scale, &args.exe)?,
+        Workload::Migration => migration(args.scale)?,
+        Workload::Oom => oom(args.scale)?,
+    }
+    Ok(t.elapsed())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn bench_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Value> {
+    let variants = args.variants();
+    // One untimed warm-up run.
+    run_workload(w, args)?;
+    let mut base = Vec::new();
+    let mut with = vec![Vec::new(); variants.len()];
+    let mut ratios = vec![Vec::new(); variants.len()];
+    let mut lost = vec![0u64; variants.len()];
+    let mut produced = vec![0u64; variants.len()];
+    let mut cpu = vec![0f64; variants.len()];
+    for _ in 0..args.rounds {
+        let b = run_workload(w, args)?.as_secs_f64();
+        base.push(b);
+        for (i, v) in variants.iter().enumerate() {
+            let attached = Attached::start(&args.monitor, &v.args, None)?;
+            let m = run_workload(w, args)?.as_secs_f64();
+            let d = attached.stop()?;
+            lost[i] += count_of(&d.summary, "lost")?;
+            produced[i] += count_of(&d.summary, "produced")?;
+            cpu[i] += d.cpu_s;
+            ratios[i].push(m / b);
+            with[i].push(m);
+        }
+    }
+    let per_variant: Vec<Value> = variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (lo, hi) = ratios[i]
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+            json!({
+                "variant": v.name,
+                "monitor_args": v.args,
+                "median_ratio": median(&mut ratios[i].clone()),
+                "min_ratio": lo,
+                "max_ratio": hi,
+                "median_with_s": median(&mut with[i]),
+                "events_per_run": produced[i] / args.rounds.max(1) as u64,
+                "events_lost": lost[i],
+                "monitor_cpu_s_per_run": cpu[i] / args.rounds.max(1) as f64,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "workload": format!("{w:?}").to_lowercase(),
+        "rounds": args.rounds,
+        "median_without_s": median(&mut base),
+        "variants": per_variant,
+    }))
+}
+
+/// UFFDIO_COPY calls that fail fast (-EEXIST on a filled page): each is one
+/// ioctl, one record. `threads` threads each run `count` of them, paced at
+/// `rate`/s per thread (0 = flat out); returns the achieved total rate.
+fn uffd_burst(count: u64, rate: u64, threads: usize) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| std::thread::spawn(move || uffd_burst_thread(count, rate)))
+        .collect();
+    for w in workers {
+        w.join()
+            .map_err(|_| anyhow::anyhow!("burst thread panicked"))??;
+    }
+    Ok((count * threads as u64) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn uffd_burst_thread(count: u64, rate: u64) -> anyhow::Result<()> {
+    let page = sys::page_size();
+    let uffd = Uffd::open(0)?;
+    let area = sys::mmap_anon(page)?;
+    uffd.register_missing(area, page)?;
+    let src = touch_anon(page)?;
+    if uffd.copy(area, src, page) <= 0 {
+        bail!("priming UFFDIO_COPY failed");
+    }
+    let start = Instant::now();
+    for i in 0..count {
+        let _ = uffd.copy(area, src, page);
+        if rate > 0 && i % 1000 == 0 {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per variant: paced rates up to what the generator can reach with the
+/// monitor attached, then flat out on every CPU; each step two seconds long
+/// (at the target rate), with the records produced and lost.
+fn burst(args: &BenchArgs) -> anyhow::Result<Value> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let probe = uffd_burst(20_000, 0, 1)?;
+    let alone_one = uffd_burst(((probe * 2.0) as u64).max(10_000), 0, 1)?;
+    let alone_all = uffd_burst(((alone_one * 2.0) as u64).max(10_000), 0, cpus)?;
+    let mut per_variant = Vec::new();
+    for v in args.variants() {
+        let mut best = 0.0_f64;
+        let mut tried = Vec::new();
+        let mut step = |target: Option<u64>, threads: usize| -> anyhow::Result<bool> {
+            let attached = Attached::start(&args.monitor, &v.args, None)?;
+            let (count, rate) = match target {
+                Some(r) => (r * 2 / threads as u64, r / threads as u64),
+                // About two seconds' worth, whatever the machine.
+                None => (((alone_one * 2.0) as u64).max(10_000), 0),
+            };
+            let achieved = uffd_burst(count, rate, threads)?;
+            let d = attached.stop()?;
+            let l = count_of(&d.summary, "lost")?;
+            let p = count_of(&d.summary, "produced")?;
+            tried.push(json!({
+                "target_rate": target,
+                "threads": threads,
+                "achieved_rate": achieved,
+                "produced": p,
+                "lost": l,
+                "monitor_cpu_s": d.cpu_s,
+                "monitor_ns_per_record": if p > 0 { d.cpu_s * 1e9 / p as f64 } else { 0.0 },
+            }));
+            if l == 0 {
+                best = best.max(achieved);
+            }
+            // Paced steps stop when the generator can no longer keep up.
+            Ok(l == 0 && target.is_none_or(|r| achieved > r as f64 * 0.9))
+        };
+        for rate in [
+            100_000u64, 250_000, 500_000, 1_000_000, 1_500_000, 2_000_000,
+        ] {
+            if rate as f64 > alone_all * 1.05 || !step(Some(rate), cpus)? {
+                break;
+            }
+        }
+        step(None, cpus)?;
+        per_variant.push(json!({
+            "variant": v.name,
+            "max_rate_without_loss": best,
+            "steps": tried,
+        }));
+    }
+    Ok(json!({
+        "workload": "burst",
+        "generator_rate_unmonitored_one_thread": alone_one,
+        "generator_rate_unmonitored": alone_all,
+        "threads": cpus,
+        "variants": per_variant,
+    }))
+}
+
+fn count_of(summary: &str, key: &str) -> anyhow::Result<u64> {
+    count(summary, key).with_context(|| format!("no {key:?} in the monitor's summary: {summary:?}"))
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<Value> {
+    let workloads = if args.workload.is_empty() {
+        vec![
+            Workload::Faults,
+            Workload::Exec,
+            Workload::Migration,
+            Workload::Oom,
+        ]
+    } else {
+        args.workload.clone()
+    };
+    let mut results = Vec::new();
+    for w in workloads {
+        eprintln!("bench: {w:?}");
+        results.push(bench_workload(w, args)?);
+    }
+    if args.burst {
+        eprintln!("bench: burst");
+        results.push(burst(args)?);
+    }
+    Ok(json!({
+        "scenario": "bench",
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "results": results,
+    }))
+}
