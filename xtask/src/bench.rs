@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     only: Vec<Part>,
     /// Measured rounds per workload on the host.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 11)]
     rounds: usize,
     /// Measured rounds per workload in the VM.
     #[arg(long, default_value_t = 5)]
@@ -235,10 +235,18 @@ fn print_workloads(where_: &str, v: &Value) {
         v["kernel"].as_str().unwrap_or("?")
     );
     println!(
-        "  {:<10} {:<11} {:>8} {:>16} {:>10} {:>12} {:>6}",
-        "workload", "variant", "ratio", "spread", "bare s", "events/run", "lost"
+        "  {:<10} {:<11} {:>8} {:>15} {:>8} {:>15} {:>7} {:>10} {:>5} {:>9}",
+        "workload",
+        "variant",
+        "wall",
+        "(min–max)",
+        "cpu",
+        "(min–max)",
+        "bare s",
+        "events/run",
+        "lost",
+        "monitor s"
     );
-    // monitor CPU: the monitor process's own CPU while attached, per run.
     for r in v["results"].as_array().into_iter().flatten() {
         let w = r["workload"].as_str().unwrap_or("?");
         if w == "burst" {
@@ -277,17 +285,42 @@ fn print_workloads(where_: &str, v: &Value) {
             continue;
         }
         for x in r["variants"].as_array().into_iter().flatten() {
+            let f = |k: &str| x[k].as_f64().unwrap_or(f64::NAN);
             println!(
-                "  {:<10} {:<11} {:>7.3}x {:>7.3}–{:<7.3} {:>10.3} {:>12} {:>6}  monitor CPU {:.3} s/run",
+                "  {:<10} {:<11} {:>7.3}x {:>6.3}–{:<7.3} {:>7.3}x {:>6.3}–{:<7.3} {:>7.3} {:>10} {:>5} {:>9.3}",
                 w,
                 x["variant"].as_str().unwrap_or("?"),
-                x["median_ratio"].as_f64().unwrap_or(f64::NAN),
-                x["min_ratio"].as_f64().unwrap_or(f64::NAN),
-                x["max_ratio"].as_f64().unwrap_or(f64::NAN),
+                f("median_ratio"),
+                f("min_ratio"),
+                f("max_ratio"),
+                f("cpu_median_ratio"),
+                f("cpu_min_ratio"),
+                f("cpu_max_ratio"),
                 r["median_without_s"].as_f64().unwrap_or(f64::NAN),
                 x["events_per_run"],
                 x["events_lost"],
-                x["monitor_cpu_s_per_run"].as_f64().unwrap_or(0.0),
+                f("monitor_cpu_s_per_run"),
+            );
+            let bpf = &x["bpf"];
+            let progs: Vec<String> = bpf["programs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{} {}x{:.0}ns",
+                        p["program"].as_str().unwrap_or("?"),
+                        p["calls"],
+                        p["ns_per_call"].as_f64().unwrap_or(0.0)
+                    )
+                })
+                .collect();
+            println!(
+                "  {:<22} BPF {:.2} ms/run ({:.2}% of the workload's CPU): {}",
+                "",
+                bpf["bpf_ms_per_run"].as_f64().unwrap_or(0.0),
+                100.0 * bpf["share_of_workload_cpu"].as_f64().unwrap_or(0.0),
+                progs.join(", ")
             );
         }
     }

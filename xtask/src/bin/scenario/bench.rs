@@ -19,6 +19,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::{
+    bpfstats::{self, StatsEnabled},
     hold::{fork_child, touch_anon},
     sys::{self, Memcg, wait_child},
     uffd::Uffd,
@@ -286,15 +287,38 @@ fn oom(scale: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Duration> {
-    let t = Instant::now();
+/// User + system CPU of this process and its waited-for children, seconds.
+fn cpu_time() -> f64 {
+    let get = |who| {
+        // SAFETY: getrusage writes into the struct we pass.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::getrusage(who, &raw mut ru) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    };
+    get(libc::RUSAGE_SELF) + get(libc::RUSAGE_CHILDREN)
+}
+
+/// One run: (wall seconds, CPU seconds of the workload's own processes). The
+/// BPF programs run in the context of the task that hits the hook, so their
+/// cost shows in both; CPU time is less sensitive to scheduling noise.
+fn run_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<(f64, f64)> {
+    let (t, c) = (Instant::now(), cpu_time());
     match w {
         Workload::Faults => faults(args.scale)?,
         Workload::Exec => exec(args.scale, &args.exe)?,
         Workload::Migration => migration(args.scale)?,
         Workload::Oom => oom(args.scale)?,
     }
-    Ok(t.elapsed())
+    Ok((t.elapsed().as_secs_f64(), cpu_time() - c))
+}
+
+/// (median, min, max) of a sample.
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let lo = v.iter().copied().fold(f64::MAX, f64::min);
+    let hi = v.iter().copied().fold(f64::MIN, f64::max);
+    (median(&mut v.to_vec()), lo, hi)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -314,43 +338,69 @@ fn bench_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Value> {
     let variants = args.variants();
     // One untimed warm-up run.
     run_workload(w, args)?;
-    let mut base = Vec::new();
-    let mut with = vec![Vec::new(); variants.len()];
-    let mut ratios = vec![Vec::new(); variants.len()];
-    let mut lost = vec![0u64; variants.len()];
-    let mut produced = vec![0u64; variants.len()];
-    let mut cpu = vec![0f64; variants.len()];
-    for _ in 0..args.rounds {
-        let b = run_workload(w, args)?.as_secs_f64();
+    let (mut base, mut base_cpu) = (Vec::new(), Vec::new());
+    let n = variants.len();
+    let (mut with, mut ratios, mut cpu_ratios) = (
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+    );
+    let mut lost = vec![0u64; n];
+    let mut produced = vec![0u64; n];
+    let mut cpu = vec![0f64; n];
+    for round in 0..args.rounds {
+        // Sides in a rotating order (bare first, then second, …), so that
+        // what a run leaves behind (freed memory, caches) favours none.
+        let mut results: Vec<Option<(f64, f64)>> = vec![None; n + 1];
+        for k in 0..=n {
+            let side = (round + k) % (n + 1);
+            results[side] = Some(if side == 0 {
+                run_workload(w, args)?
+            } else {
+                let i = side - 1;
+                let attached = Attached::start(&args.monitor, &variants[i].args, None)?;
+                let r = run_workload(w, args)?;
+                let d = attached.stop()?;
+                lost[i] += count_of(&d.summary, "lost")?;
+                produced[i] += count_of(&d.summary, "produced")?;
+                cpu[i] += d.cpu_s;
+                r
+            });
+        }
+        let (b, bc) = results[0].context("bare run")?;
         base.push(b);
-        for (i, v) in variants.iter().enumerate() {
-            let attached = Attached::start(&args.monitor, &v.args, None)?;
-            let m = run_workload(w, args)?.as_secs_f64();
-            let d = attached.stop()?;
-            lost[i] += count_of(&d.summary, "lost")?;
-            produced[i] += count_of(&d.summary, "produced")?;
-            cpu[i] += d.cpu_s;
+        base_cpu.push(bc);
+        for i in 0..n {
+            let (m, mc) = results[i + 1].context("monitored run")?;
             ratios[i].push(m / b);
+            cpu_ratios[i].push(mc / bc.max(1e-6));
             with[i].push(m);
         }
+    }
+    let mut profiles = Vec::new();
+    for v in &variants {
+        profiles.push(profile(w, args, v)?);
     }
     let per_variant: Vec<Value> = variants
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let (lo, hi) = ratios[i]
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+            let (med, lo, hi) = stats(&ratios[i]);
+            let (cmed, clo, chi) = stats(&cpu_ratios[i]);
             json!({
                 "variant": v.name,
                 "monitor_args": v.args,
-                "median_ratio": median(&mut ratios[i].clone()),
+                "median_ratio": med,
                 "min_ratio": lo,
                 "max_ratio": hi,
+                "cpu_median_ratio": cmed,
+                "cpu_min_ratio": clo,
+                "cpu_max_ratio": chi,
                 "median_with_s": median(&mut with[i]),
                 "events_per_run": produced[i] / args.rounds.max(1) as u64,
                 "events_lost": lost[i],
                 "monitor_cpu_s_per_run": cpu[i] / args.rounds.max(1) as f64,
+                "bpf": profiles[i],
             })
         })
         .collect();
@@ -358,7 +408,47 @@ fn bench_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Value> {
         "workload": format!("{w:?}").to_lowercase(),
         "rounds": args.rounds,
         "median_without_s": median(&mut base),
+        "median_cpu_without_s": median(&mut base_cpu),
         "variants": per_variant,
+    }))
+}
+
+/// One more monitored run with the kernel's BPF statistics on: the time the
+/// monitor's programs ran, in total and per program and call. Exact, unlike
+/// the wall-clock ratios, but blind to the cost of reaching a program
+/// (trampoline, kprobe trap, tracepoint dispatch).
+fn profile(w: Workload, args: &BenchArgs, v: &Variant) -> anyhow::Result<Value> {
+    let before = bpfstats::snapshot().context("listing BPF programs")?;
+    let attached = Attached::start(&args.monitor, &v.args, None)?;
+    let stats = StatsEnabled::on().context("enabling kernel.bpf_stats_enabled")?;
+    let s0 = bpfstats::snapshot()?;
+    let (_, workload_cpu) = run_workload(w, args)?;
+    let s1 = bpfstats::snapshot()?;
+    drop(stats);
+    attached.stop()?;
+    let mut progs: Vec<(String, u64, u64)> = s1
+        .iter()
+        .filter(|(id, _)| !before.contains_key(id))
+        .map(|(id, (name, now))| {
+            let then = s0.get(id).map(|x| x.1).unwrap_or_default();
+            (
+                name.clone(),
+                now.run_cnt.saturating_sub(then.run_cnt),
+                now.run_time_ns.saturating_sub(then.run_time_ns),
+            )
+        })
+        .filter(|p| p.1 > 0)
+        .collect();
+    progs.sort_by_key(|p| std::cmp::Reverse(p.2));
+    let total_ns: u64 = progs.iter().map(|p| p.2).sum();
+    Ok(json!({
+        "bpf_ms_per_run": total_ns as f64 / 1e6,
+        "share_of_workload_cpu": total_ns as f64 / 1e9 / workload_cpu.max(1e-6),
+        "programs": progs.iter().take(6).map(|(name, calls, ns)| json!({
+            "program": name,
+            "calls": calls,
+            "ns_per_call": *ns as f64 / (*calls).max(1) as f64,
+        })).collect::<Vec<_>>(),
     }))
 }
 

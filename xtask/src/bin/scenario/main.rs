@@ -6,6 +6,7 @@
 //! use this report only to know which pid or mm to look for.
 
 mod bench;
+mod bpfstats;
 mod churn;
 mod compact;
 mod exec;
@@ -16,6 +17,7 @@ mod oom;
 mod sys;
 mod uffd;
 mod uffd_race;
+mod uffd_storm;
 mod vhost;
 
 use std::process::ExitCode;
@@ -50,6 +52,9 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Benign churn: exits, munmap, execs, compaction, quiet UFFDIO_COPY.
     Churn(churn::ChurnArgs),
+    /// Many records fast: UFFDIO_COPY onto a filled page (-EEXIST), one
+    /// record per call.
+    UffdStorm(uffd_storm::UffdStormArgs),
     /// Overhead: each workload without and with `monitor trace`, alternating;
     /// optionally the highest UFFDIO_COPY event rate with zero ring loss.
     Bench(bench::BenchArgs),
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Command::Mrelease(a) => mrelease::run(&a),
         Command::Migrate(a) => migrate::run(&a),
         Command::Churn(a) => churn::run(&a),
+        Command::UffdStorm(a) => uffd_storm::run(&a),
         Command::Bench(a) => bench::run(&a),
     };
     match result {
