@@ -486,7 +486,10 @@ pub struct UffdCopy {
     /// Bytes copied (>0) or -errno (`-EAGAIN` = refused because the mm is changing);
     /// 0 on [`EventId::MfillStart`].
     pub ret: i64,
-    /// `ctx->mmap_changing` as read by the hook (-1 if unknown).
+    /// `ctx->mmap_changing` as read by the hook (-1 if unknown). For
+    /// [`EventId::UffdCopy`] on the tracepoint and kprobe rungs, the larger of
+    /// the values at the ioctl's entry and return; on fexit, at return only
+    /// (the uffd monitor may lower it between a copy's `-EAGAIN` and then).
     pub mmap_changing: i32,
     pub fd: i32,
 }

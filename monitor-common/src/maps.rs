@@ -41,6 +41,19 @@ pub mod state {
     pub const FLAGS: u32 = 0;
     /// `__mmdrop` is hooked: it, not the end of `exit_mmap`, ends a generation.
     pub const END_AT_MMDROP: u64 = 1 << 0;
+    /// Indices 1..=3 are in-flight counters the programs keep (reaps, exits,
+    /// migration batches).
+    pub const INFLIGHT_LAST: u32 = 3;
+    /// The fault gate (index 4): non-zero while an mm may be unstable. The
+    /// page-fault programs return at once while it is 0, so ordinary faults
+    /// cost one array read. Programs open it (store 1) when they see an OOM
+    /// victim marked, a reap start or a `process_mrelease`; userspace closes
+    /// it once no victim mm is alive and nothing opened it for a while
+    /// (`monitor/src/gate.rs`).
+    pub const FAULT_GATE: u32 = 4;
+    /// Times a program opened the fault gate (index 5): userspace re-reads it
+    /// after closing the gate and reopens the gate if it moved meanwhile.
+    pub const GATE_OPENS: u32 = 5;
 }
 
 /// Key of [`STASH`]: one slot per (thread, hook).

@@ -108,3 +108,20 @@ pub fn any(index: u32) -> bool {
 pub fn flag(bit: u64) -> bool {
     STATE.get(state::FLAGS).is_some_and(|v| *v & bit != 0)
 }
+
+/// Opens the fault gate (`state::FAULT_GATE`): an mm may have become
+/// unstable (OOM victim marked, reaping started, `process_mrelease`).
+#[inline(always)]
+pub fn open_fault_gate() {
+    if let Some(p) = STATE.get_ptr_mut(state::FAULT_GATE) {
+        // SAFETY: valid, aligned array value pointer; a plain store.
+        unsafe { core::ptr::write_volatile(p, 1) };
+    }
+    add(state::GATE_OPENS, 1);
+}
+
+/// Whether the fault programs should look at faults at all.
+#[inline(always)]
+pub fn fault_gate_open() -> bool {
+    STATE.get(state::FAULT_GATE).is_some_and(|v| *v != 0)
+}

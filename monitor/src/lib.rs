@@ -8,6 +8,7 @@
 pub mod btf;
 pub mod cli;
 pub mod daemon;
+pub mod gate;
 pub mod ingest;
 pub mod loader;
 pub mod plan;

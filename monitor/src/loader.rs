@@ -658,6 +658,10 @@ pub struct Counters {
     /// Hits per probe id.
     pub hits: Vec<(ProbeId, u64)>,
     pub stats: Vec<(Stat, u64)>,
+    /// The fault gate (`state::FAULT_GATE`) is open.
+    pub fault_gate_open: bool,
+    /// Times a program opened the fault gate (`state::GATE_OPENS`).
+    pub fault_gate_opens: u64,
 }
 
 impl Counters {
@@ -684,6 +688,24 @@ impl Loaded {
             .take_map(names::EVENTS)
             .ok_or_else(|| LoadError::Object("ring buffer map missing".into()))?;
         RingBuf::try_from(map).map_err(|e| LoadError::Object(e.to_string()))
+    }
+
+    /// A value of the `STATE` array (`monitor_common::maps::state`).
+    pub fn state(&self, index: u32) -> Option<u64> {
+        let map = self.ebpf.map(names::STATE)?;
+        let a: Array<&MapData, u64> = Array::try_from(map).ok()?;
+        a.get(&index, 0).ok()
+    }
+
+    /// Writes a value of the `STATE` array.
+    pub fn set_state(&mut self, index: u32, value: u64) -> anyhow::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(names::STATE)
+            .ok_or_else(|| anyhow::anyhow!("state map missing"))?;
+        let mut a: Array<&mut MapData, u64> = Array::try_from(map)?;
+        a.set(index, value, 0)?;
+        Ok(())
     }
 
     /// Reads the per-CPU counter maps.
@@ -725,6 +747,8 @@ impl Loaded {
                 .map(|s| (*s, sum(&map, *s as u32)))
                 .collect();
         }
+        out.fault_gate_open = self.state(state::FAULT_GATE).is_some_and(|v| v != 0);
+        out.fault_gate_opens = self.state(state::GATE_OPENS).unwrap_or(0);
         out
     }
 

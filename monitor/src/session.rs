@@ -9,13 +9,17 @@ use std::{
 };
 
 use anyhow::Context as _;
-use monitor_common::{event::EventId, maps::CounterReason};
+use monitor_common::{
+    event::EventId,
+    maps::{CounterReason, state},
+};
 use monitor_detector::{
     Event,
     tracefile::{Loss, Summary},
 };
 
 use crate::{
+    gate::{Decision, FaultGate},
     ingest::{LossTracker, Ring},
     loader::{self, Counters, LoadOptions, Loaded},
     sys,
@@ -63,6 +67,7 @@ pub struct Session {
     pub decode_errors: u64,
     /// When the counters were last polled, and `delivered` then.
     polled: (Instant, u64),
+    gate: FaultGate,
 }
 
 /// Why a session ended.
@@ -101,15 +106,20 @@ impl Session {
             delivered: 0,
             decode_errors: 0,
             polled: (Instant::now(), 0),
+            gate: FaultGate::new(sys::ktime_ns()),
         })
     }
 
     fn drain(&mut self, sink: &mut dyn Sink) {
-        let (delivered, decode_errors) = (&mut self.delivered, &mut self.decode_errors);
+        let (delivered, decode_errors, gate) =
+            (&mut self.delivered, &mut self.decode_errors, &mut self.gate);
         self.ring.drain(|bytes| {
             *delivered += 1;
             match Event::decode(bytes) {
-                Ok(ev) => sink.event(ev),
+                Ok(ev) => {
+                    gate.observe(&ev);
+                    sink.event(ev);
+                }
                 Err(e) => {
                     *decode_errors += 1;
                     if *decode_errors <= 5 {
@@ -121,7 +131,35 @@ impl Session {
         });
     }
 
+    /// Closes the fault gate when no victim mm is alive (see `gate.rs`).
+    fn update_gate(&mut self) {
+        let (Some(open), Some(opens)) = (
+            self.loaded.state(state::FAULT_GATE),
+            self.loaded.state(state::GATE_OPENS),
+        ) else {
+            return;
+        };
+        let now = sys::ktime_ns();
+        if self.gate.decide(now, open != 0, opens) != Decision::Close {
+            return;
+        }
+        if let Err(e) = self.loaded.set_state(state::FAULT_GATE, 0) {
+            log::warn!("closing the fault gate: {e:#}");
+            return;
+        }
+        let reopen = self
+            .loaded
+            .state(state::GATE_OPENS)
+            .is_none_or(|opens| self.gate.closed(now, opens));
+        if reopen {
+            let _ = self.loaded.set_state(state::FAULT_GATE, 1);
+        } else {
+            log::info!("fault gate closed: no OOM victim's mm is alive");
+        }
+    }
+
     fn poll_counters(&mut self, sink: &mut dyn Sink) -> Counters {
+        self.update_gate();
         self.polled = (Instant::now(), self.delivered);
         let counters = self.loaded.counters();
         if let Some(loss) = self.losses.update(&counters, sys::ktime_ns()) {

@@ -153,6 +153,24 @@ impl Daemon {
         Scrape::parse(&String::from_utf8(body).expect("utf-8 exposition"))
     }
 
+    /// Scrapes until `cond` holds. The daemon drains its ring every 100 ms
+    /// and polls the BPF counters every 250 ms while records flow, backing
+    /// off to 1 s and 2 s when idle, so a fixed sleep would race it.
+    fn scrape_until(&self, what: &str, cond: impl Fn(&Scrape) -> bool) -> Scrape {
+        let start = Instant::now();
+        loop {
+            let s = self.scrape();
+            if cond(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "after 10 s: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Kernel ids of the BPF programs this process holds (`/proc/PID/fdinfo`).
     fn program_ids(&self) -> BTreeSet<u32> {
         let mut ids = BTreeSet::new();
@@ -1245,13 +1263,10 @@ fn sigterm_detaches_every_program_and_closes_the_trace_files() {
     let hooks_line = format!("ok: {n} of {m} hooks attached");
     assert!(String::from_utf8_lossy(&body).starts_with(&hooks_line));
 
-    scenario(&["exec-storm", "--count", "300", "--exe", "/bin/true"]);
-    std::thread::sleep(Duration::from_millis(300));
-    let scrape = daemon.scrape();
-    assert!(
-        scrape.value("mmrace_record_files_total", &[]) > 3.0,
-        "300 execs must rotate 8K files several times"
-    );
+    scenario(&["uffd-storm", "--count", "1000"]);
+    daemon.scrape_until("1000 records must rotate 8K files several times", |s| {
+        s.value("mmrace_record_files_total", &[]) > 3.0
+    });
 
     let ids = daemon.program_ids();
     assert_eq!(
@@ -1330,13 +1345,12 @@ fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
     assert_eq!(line == "none", eff == 0, "{line}");
 
     let before = daemon.scrape();
-    scenario(&["exec-storm", "--count", "20", "--exe", "/bin/true"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    let after = daemon.scrape();
-    let execs = |s: &Scrape| s.value("mmrace_events_produced_total", &[("event", "exec")]);
-    assert!(execs(&after) >= execs(&before) + 20.0);
-    let hits = |s: &Scrape| s.sum("mmrace_program_hits_total", &[("hook", "exec")]);
-    assert!(hits(&after) >= hits(&before) + 20.0);
+    scenario(&["uffd-storm", "--count", "20"]);
+    let copies = |s: &Scrape| s.value("mmrace_events_produced_total", &[("event", "uffd_copy")]);
+    let hits = |s: &Scrape| s.sum("mmrace_program_hits_total", &[("hook", "uffd_ioctl")]);
+    daemon.scrape_until("20 more copies and hook hits are counted", |after| {
+        copies(after) >= copies(&before) + 20.0 && hits(after) >= hits(&before) + 20.0
+    });
     let (status, _, stderr) = daemon.terminate();
     assert!(status.success(), "{stderr}");
     assert!(
@@ -1564,12 +1578,12 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
 
     let uffd = scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
     scenario(&["exec-storm", "--count", "30", "--exe", "/bin/true"]);
-    std::thread::sleep(Duration::from_millis(600));
     assert_eq!(daemon.get("/healthz").0, 200);
-    let s = daemon.scrape();
     let copies =
         uffd["copies_ok"].as_u64().expect("ok") + uffd["copies_eagain"].as_u64().expect("eagain");
-    assert!(s.value("mmrace_events_produced_total", &[("event", "uffd_copy")]) >= copies as f64);
+    let s = daemon.scrape_until("every UFFDIO_COPY is counted", |s| {
+        s.value("mmrace_events_produced_total", &[("event", "uffd_copy")]) >= copies as f64
+    });
     assert_eq!(
         s.value(
             "mmrace_events_lost_total",
@@ -1672,23 +1686,65 @@ fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
     if hidden {
         // The consequence, for real: refused copies arrive without an mm.
         scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
-        std::thread::sleep(Duration::from_millis(600));
-        let s = daemon.scrape();
-        assert!(
+        daemon.scrape_until("copies without an mm are counted as read errors", |s| {
             s.value(
                 "mmrace_events_lost_total",
-                &[("hook", "uffd_ioctl"), ("reason", "read_error")]
-            ) > 0.0,
-            "copies without an mm are counted as read errors"
-        );
+                &[("hook", "uffd_ioctl"), ("reason", "read_error")],
+            ) > 0.0
+        });
     }
     let (status, _, stderr) = daemon.terminate();
     assert!(status.success(), "{stderr}");
 }
 
-/// The shipped alerts go off under real conditions: a 4 KiB ring under an
-/// exec storm loses records (`MmRaceEventsLost` fires), a rule the hook plan
-/// cannot cover is disabled (`MmRaceRuleDisabled` pending), and without
+/// The fault gate: closed at start, so the fault programs count their hits
+/// but examine no fault; an OOM victim marked by the kernel opens it from
+/// BPF, faults are examined from then on, and the daemon exports both.
+#[test]
+fn an_oom_victim_opens_the_fault_gate() {
+    require_root();
+    let _g = serial();
+    let daemon = Daemon::start(&[]);
+    let examined = |s: &Scrape| s.value("mmrace_bpf_stats_total", &[("stat", "faults_examined")]);
+    let fault_hits =
+        |s: &Scrape| s.sum("mmrace_program_hits_total", &[("hook", "handle_mm_fault")]);
+    let gate = |s: &Scrape| s.value("mmrace_fault_gate_open", &[]);
+    let before = daemon.scrape();
+    assert_eq!(gate(&before), 0.0, "the gate starts closed");
+    // exec copies its arguments onto the new stack from kernel mode: kernel
+    // page faults, which the tracepoint rung sees.
+    scenario(&["exec-storm", "--count", "50", "--exe", "/bin/true"]);
+    let closed = daemon.scrape_until("the fault hooks count exec's faults", |s| {
+        fault_hits(s) >= fault_hits(&before) + 50.0
+    });
+    assert_eq!(
+        examined(&closed),
+        examined(&before),
+        "a closed gate examines no fault"
+    );
+    assert_eq!(closed.value("mmrace_fault_gate_opens_total", &[]), 0.0);
+
+    scenario(&["oom-reap", "--release-ms", "4000"]);
+    let open = daemon.scrape_until("the victim opened the gate", |s| {
+        gate(s) == 1.0 && s.value("mmrace_fault_gate_opens_total", &[]) >= 1.0
+    });
+    let hits = fault_hits(&open);
+    scenario(&["exec-storm", "--count", "50", "--exe", "/bin/true"]);
+    let after = daemon.scrape_until("faults are examined while the gate is open", |s| {
+        fault_hits(s) >= hits + 50.0 && examined(s) > examined(&open)
+    });
+    assert_eq!(
+        gate(&after),
+        1.0,
+        "the gate holds for a minute after the victim"
+    );
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+/// The shipped alerts go off under real conditions: a 4 KiB ring under a
+/// storm of UFFDIO_COPY records loses some (`MmRaceEventsLost` fires), a
+/// rule the hook plan cannot cover is disabled (`MmRaceRuleDisabled` pending), and without
 /// CAP_SYSLOG, where the kernel hides addresses, the UFFDIO_COPY hook is
 /// degraded (`MmRaceHookDegraded` pending); no violation alert.
 #[test]
@@ -1707,7 +1763,7 @@ fn shipped_alerts_go_off_on_real_loss_and_degradation() {
     prom.wait_until("target up", |p| {
         p.query(r#"up{job="mm-race-monitor"} == 1"#).len() == 1
     });
-    scenario(&["exec-storm", "--count", "1500", "--exe", "/bin/true"]);
+    scenario(&["uffd-storm", "--count", "200000"]);
     let alerts = |state: &str| -> BTreeSet<(String, String)> {
         prom.api("/api/v1/alerts")["alerts"]
             .as_array()

@@ -11,6 +11,10 @@
 //! TP_PROTO(unsigned long address, struct pt_regs *regs, unsigned long error_code)
 //! ```
 //!
+//! Gated: while no OOM victim, reap or `process_mrelease` has opened the fault
+//! gate (`state::FAULT_GATE`), every fault program returns after one array
+//! read. Userspace closes the gate once no victim mm is alive.
+//!
 //! Filtered in the kernel: a record only when `current->mm` has `MMF_UNSTABLE`,
 //! or when a kernel thread faults on an mm the monitor already tracks. Ordinary
 //! faults produce nothing. This rung sees neither the fault's result nor remote
@@ -50,6 +54,9 @@ use crate::{
 #[btf_tracepoint(function = "page_fault_kernel")]
 pub fn tp_page_fault_kernel(ctx: BtfTracePointContext) -> u32 {
     hit(ProbeId::TpPageFaultKernel);
+    if !stash::fault_gate_open() {
+        return 0;
+    }
     stat(Stat::FaultsExamined);
     let address: u64 = ctx.arg(0);
     let error_code: u64 = ctx.arg(2);
@@ -135,6 +142,9 @@ fn report(probe: ProbeId, v: Verdict, vma: u64, address: u64, fflags: u64, ret: 
 #[fentry]
 pub fn fentry_fault(ctx: FEntryContext) -> u32 {
     hit(ProbeId::FentryFault);
+    if !stash::fault_gate_open() {
+        return 0;
+    }
     stat(Stat::FaultsExamined);
     let vma: u64 = ctx.arg(0);
     if kernel::mm_is_unstable(kernel::mm_flags(kernel::vma_mm(vma))) {
@@ -146,6 +156,9 @@ pub fn fentry_fault(ctx: FEntryContext) -> u32 {
 #[fexit]
 pub fn fexit_fault(ctx: FExitContext) -> u32 {
     hit(ProbeId::FexitFault);
+    if !stash::fault_gate_open() {
+        return 0;
+    }
     let vma: u64 = ctx.arg(0);
     let v = interesting(vma);
     if !v.report {
@@ -166,6 +179,9 @@ pub fn fexit_fault(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn kprobe_fault(ctx: ProbeContext) -> u32 {
     hit(ProbeId::KprobeFault);
+    if !stash::fault_gate_open() {
+        return 0;
+    }
     stat(Stat::FaultsExamined);
     let vma = ctx.arg::<u64>(0).unwrap_or(0);
     let v = interesting(vma);
@@ -183,6 +199,9 @@ pub fn kprobe_fault(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn kretprobe_fault(ctx: RetProbeContext) -> u32 {
     hit(ProbeId::KretprobeFault);
+    if !stash::fault_gate_open() {
+        return 0;
+    }
     let a = stash::take(slot::FAULT);
     if a.found {
         // Re-read the mm state at return (the reaper may have run meanwhile).

@@ -64,6 +64,7 @@ pub fn tp_mark_victim(ctx: BtfTracePointContext) -> u32 {
 /// Shared by the tracepoint and the `mark_oom_victim` function hooks.
 #[inline(always)]
 pub fn mark_victim(probe: ProbeId, task: u64, uid: u32) {
+    stash::open_fault_gate();
     let mm = kernel::task_oom_mm(task);
     let pid = kernel::task_pid(task);
     if pid != 0 && mm != 0 {
@@ -94,6 +95,9 @@ fn reap_policy(mm: u64, flags: u64) -> Seq {
 
 #[inline(always)]
 fn reaping(probe: ProbeId, id: EventId, pid: u32) {
+    if id == EventId::ReapStart {
+        stash::open_fault_gate();
+    }
     // SAFETY: plain value lookup; the reference is a niche-optimised Option.
     let mm = match unsafe { VICTIMS.get(pid) } {
         Some(v) => *v,
@@ -137,6 +141,7 @@ pub fn tp_skip_task_reaping(ctx: BtfTracePointContext) -> u32 {
 
 #[inline(always)]
 fn reap_entry(probe: ProbeId, mm: u64) {
+    stash::open_fault_gate();
     if stash::put(slot::OOM_REAP, [mm, 0, 0, 0]) {
         stash::enter(inflight::REAPS);
     }

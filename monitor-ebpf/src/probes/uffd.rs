@@ -85,6 +85,10 @@ pub fn tp_sys_enter_ioctl(ctx: TracePointContext) -> u32 {
     }
     let fd = field(&ctx, SYSCALL_ARG0);
     let arg = field(&ctx, SYSCALL_ARG2);
+    // `mmap_changing` at entry: the early check reads it right after this,
+    // and by the syscall's exit the uffd monitor may already have lowered it.
+    let uctx = kernel::file_uffd_ctx(kernel::task_file(kernel::current_task(), fd as u32));
+    let changing = kernel::uffd_ctx_mmap_changing(uctx);
     let s = task_scratch(current_tid());
     if !s.is_null() {
         // SAFETY: valid map value pointer.
@@ -92,6 +96,7 @@ pub fn tp_sys_enter_ioctl(ctx: TracePointContext) -> u32 {
             (*s).brackets |= bracket::UFFD_IOCTL;
             (*s).args[0] = fd;
             (*s).args[1] = arg;
+            (*s).args[2] = changing as u32 as u64;
         }
     }
     0
@@ -105,24 +110,27 @@ pub fn tp_sys_exit_ioctl(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: valid map value pointer.
-    let (fd, arg) = unsafe {
+    let (fd, arg, at_entry) = unsafe {
         if (*s).brackets & bracket::UFFD_IOCTL == 0 {
             return 0;
         }
         (*s).brackets &= !bracket::UFFD_IOCTL;
-        ((*s).args[0], (*s).args[1])
+        ((*s).args[0], (*s).args[1], (*s).args[2] as u32 as i32)
     };
     let ret = field(&ctx, SYSCALL_RET) as i64;
     let uctx = kernel::file_uffd_ctx(kernel::task_file(kernel::current_task(), fd as u32));
-    copy_result(ProbeId::TpSysExitIoctl, uctx, fd as i32, arg, ret);
+    copy_result(ProbeId::TpSysExitIoctl, uctx, fd as i32, arg, ret, at_entry);
     0
 }
 
 /// Emits an [`EventId::UffdCopy`] for a UFFDIO_COPY on `uctx` (0 if unknown).
+/// `at_entry` is `mmap_changing` read when the ioctl began (-1 if not read);
+/// the record carries the larger of it and the value now.
 #[inline(always)]
-fn copy_result(probe: ProbeId, uctx: u64, fd: i32, arg: u64, ret: i64) {
+fn copy_result(probe: ProbeId, uctx: u64, fd: i32, arg: u64, ret: i64, at_entry: i32) {
     let mm = kernel::uffd_ctx_mm(uctx);
-    let changing = kernel::uffd_ctx_mmap_changing(uctx);
+    let now = kernel::uffd_ctx_mmap_changing(uctx);
+    let changing = if at_entry > now { at_entry } else { now };
     emit::<UffdCopy>(probe, EventId::UffdCopy, mm, Seq::Track, |p| {
         p.fd = fd;
         p.mmap_changing = changing;
@@ -161,6 +169,8 @@ pub fn tp_sched_process_fork(ctx: BtfTracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_enter_process_mrelease")]
 pub fn tp_sys_enter_process_mrelease(ctx: TracePointContext) -> u32 {
     hit(ProbeId::TpSysEnterMrelease);
+    // It reaps synchronously: the target's mm becomes unstable.
+    stash::open_fault_gate();
     let pidfd = field(&ctx, SYSCALL_ARG0);
     let flags = field(&ctx, SYSCALL_ARG1);
     emit::<Mrelease>(ProbeId::TpSysEnterMrelease, EventId::MreleaseEnter, 0, Seq::None, |p| {
@@ -194,7 +204,7 @@ pub fn fexit_uffd_ioctl(ctx: FExitContext) -> u32 {
     let file: u64 = ctx.arg(0);
     let ret: u64 = ctx.arg(3);
     let uctx = kernel::read_u64(file, monitor_common::config::Field::FilePrivateData);
-    copy_result(ProbeId::FexitUffdIoctl, uctx, -1, ctx.arg(2), ret as i64);
+    copy_result(ProbeId::FexitUffdIoctl, uctx, -1, ctx.arg(2), ret as i64, -1);
     0
 }
 
@@ -206,7 +216,9 @@ pub fn kprobe_uffd_ioctl(ctx: ProbeContext) -> u32 {
     }
     let file = ctx.arg::<u64>(0).unwrap_or(0);
     let arg = ctx.arg::<u64>(2).unwrap_or(0);
-    stash::put(slot::UFFD_IOCTL, [file, arg, 0, 0]);
+    let uctx = kernel::read_u64(file, monitor_common::config::Field::FilePrivateData);
+    let changing = kernel::uffd_ctx_mmap_changing(uctx);
+    stash::put(slot::UFFD_IOCTL, [file, arg, changing as u32 as u64, 0]);
     0
 }
 
@@ -216,7 +228,9 @@ pub fn kretprobe_uffd_ioctl(ctx: RetProbeContext) -> u32 {
     let a = stash::take(slot::UFFD_IOCTL);
     if a.found {
         let uctx = kernel::read_u64(a.args[0], monitor_common::config::Field::FilePrivateData);
-        copy_result(ProbeId::KretprobeUffdIoctl, uctx, -1, a.args[1], ctx.ret::<u64>() as i64);
+        let ret = ctx.ret::<u64>() as i64;
+        let at_entry = a.args[2] as u32 as i32;
+        copy_result(ProbeId::KretprobeUffdIoctl, uctx, -1, a.args[1], ret, at_entry);
     }
     0
 }

@@ -85,6 +85,8 @@ pub struct Metrics {
     pub events_lost: IntCounterVec,
     pub decode_errors: IntCounter,
     pub bpf_stats: IntCounterVec,
+    pub fault_gate_open: IntGauge,
+    pub fault_gate_opens: IntCounter,
     pub program_hits: IntCounterVec,
     pub program_run_seconds: CounterVec,
     pub program_runs: IntCounterVec,
@@ -255,6 +257,22 @@ impl Metrics {
         for s in Stat::ALL {
             bpf_stats.with_label_values(&[s.name()]);
         }
+        let fault_gate_open = reg(
+            &r,
+            IntGauge::with_opts(opts(
+                "fault_gate_open",
+                "1 while the page-fault programs examine faults (an OOM victim's mm may be \
+                 unstable), 0 while they return at once.",
+            ))?,
+        );
+        let fault_gate_opens = reg(
+            &r,
+            IntCounter::with_opts(opts(
+                "fault_gate_opens_total",
+                "Times a BPF program opened the fault gate (OOM victim marked, reap start, \
+                 process_mrelease).",
+            ))?,
+        );
 
         let program_hits = reg(
             &r,
@@ -480,6 +498,8 @@ impl Metrics {
             events_lost,
             decode_errors,
             bpf_stats,
+            fault_gate_open,
+            fault_gate_opens,
             program_hits,
             program_run_seconds,
             program_runs,
@@ -553,6 +573,9 @@ impl Metrics {
                 self.bpf_stats.with_label_values(&[s.name()]).inc_by(d);
             }
         }
+        self.fault_gate_open.set(i64::from(now.fault_gate_open));
+        self.fault_gate_opens
+            .inc_by(now.fault_gate_opens.saturating_sub(prev.fault_gate_opens));
     }
 
     /// Advances the detector's counters from `prev` to `now`.
@@ -791,6 +814,7 @@ mod tests {
             by_reason: vec![row.clone(); 4],
             hits: vec![(ProbeId::TpExitMmap, 5)],
             stats: vec![(Stat::FaultsExamined, 1)],
+            ..Counters::default()
         };
         row[EventId::ReapStart as usize] = 3;
         let mut now = prev.clone();
@@ -798,6 +822,8 @@ mod tests {
         now.by_reason[CounterReason::RingbufFull as usize] = row;
         now.hits = vec![(ProbeId::TpExitMmap, 7)];
         now.stats = vec![(Stat::FaultsExamined, 4)];
+        now.fault_gate_open = true;
+        now.fault_gate_opens = 2;
         m.observe_counters(&prev, &now);
         m.observe_counters(&now, &now);
         let t = text(&m);
@@ -812,6 +838,8 @@ mod tests {
             t.contains("mmrace_program_hits_total{hook=\"exit_mmap\",program=\"tp_exit_mmap\"} 2")
         );
         assert!(t.contains("mmrace_bpf_stats_total{stat=\"faults_examined\"} 3"));
+        assert!(t.contains("mmrace_fault_gate_open 1"), "{t}");
+        assert!(t.contains("mmrace_fault_gate_opens_total 2"), "{t}");
         // Counters that went backwards (cannot happen with BPF counts, but a
         // reloaded map would) do not move the metrics.
         prev = now.clone();

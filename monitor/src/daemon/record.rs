@@ -105,6 +105,8 @@ pub fn counters_delta(now: &Counters, base: &Counters) -> Counters {
                 (*s, v.saturating_sub(b))
             })
             .collect(),
+        fault_gate_open: now.fault_gate_open,
+        fault_gate_opens: now.fault_gate_opens.saturating_sub(base.fault_gate_opens),
     }
 }
 
@@ -317,6 +319,8 @@ mod tests {
             by_reason: vec![vec![v, 2 * v]; 4],
             hits: vec![(ProbeId::TpExitMmap, 3 * v)],
             stats: vec![(Stat::TaskMapFull, v)],
+            fault_gate_open: true,
+            fault_gate_opens: v,
         };
         let d = counters_delta(&c(5), &c(2));
         assert_eq!(d, c(3));
