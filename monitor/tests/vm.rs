@@ -267,8 +267,9 @@ fn uffd_copy_vs_munmap() {
 }
 
 /// Exec with large argv while compaction runs and migrate_pages(2) moves pages
-/// between the two nodes: every exec's stack move is bracketed on its mm, and
-/// both kinds of migration batch are recorded.
+/// between the two nodes: every exec passes the function hooks, the windows
+/// a migration batch came near are recorded whole on their mm, and both kinds
+/// of migration batch are recorded.
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn exec_storm_under_compaction_and_numa_migration() {
@@ -287,9 +288,8 @@ fn exec_storm_under_compaction_and_numa_migration() {
     let compacted = compactor.join().expect("compaction thread");
     let migrated = migrator.join().expect("migration thread");
     let (rec, _) = run.stop();
-    // Every exec of /bin/true had its temporary stack moved on its new mm,
-    // seen by the function hook itself.
-    checks::exec_windows(&rec, "/bin/true", 60);
+    checks::exec_programs_fired(&rec, 60);
+    let recorded = checks::exec_windows(&rec, "/bin/true");
     checks::assert_fired(&rec, &["fentry_stack_move", "fexit_stack_move"]);
     checks::migration_batches(&rec, 0);
     assert_eq!(
@@ -308,7 +308,9 @@ fn exec_storm_under_compaction_and_numa_migration() {
         );
     }
     assert_no_violation(&rec.findings());
-    println!("compaction: {compacted}\nmigration: {migrated}");
+    println!(
+        "{recorded} of 60 execs overlapped a migration; compaction: {compacted}\nmigration: {migrated}"
+    );
 }
 
 /// Healthy churn produces no finding at all.

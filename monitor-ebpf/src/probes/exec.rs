@@ -28,6 +28,15 @@
 //!
 //! While a stack moves, its mm is in `STACK_MOVES` so the migration hooks can
 //! report what touches it.
+//!
+//! Filtered in the kernel: an exec window is recorded only if a migration can
+//! touch it. Its opening record (`exec_mm_switch`, `stack_move_start`) is
+//! emitted when a migration batch is in flight or the mm is already tracked;
+//! otherwise the window is only noted in `STACK_MOVES`, and a migration hook
+//! that finds the mm there emits the opening record late, just before its own
+//! (`open_window_late`). Closing records follow the mm: emitted only if it is
+//! tracked by then. An exec that no migration comes near costs a few map
+//! lookups and produces nothing.
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel_str_bytes,
@@ -41,11 +50,25 @@ use monitor_common::{
 };
 
 use crate::{
-    emit::{Seq, emit, hit, now},
+    emit::{Seq, emit, hit, is_tracked, now},
     kernel,
     maps::STACK_MOVES,
-    stash,
+    stash::{self, inflight},
 };
+
+/// Bit of a `STACK_MOVES` value (a start time otherwise): the window's
+/// opening record was emitted.
+const START_EMITTED: u64 = 1 << 63;
+
+/// The policy for a record that opens an exec window on `mm`.
+#[inline(always)]
+fn opening_policy(mm: u64) -> Seq {
+    if stash::any(inflight::MIGRATIONS) || is_tracked(mm) {
+        Seq::Track
+    } else {
+        Seq::IfTracked
+    }
+}
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn tp_sched_process_exec(ctx: BtfTracePointContext) -> u32 {
@@ -57,7 +80,8 @@ pub fn tp_sched_process_exec(ctx: BtfTracePointContext) -> u32 {
         0 => kernel::bprm_mm(bprm),
         mm => mm,
     };
-    emit::<Exec>(ProbeId::TpSchedExec, EventId::Exec, mm, Seq::Track, |p| {
+    // Closes the window: recorded only if the window was.
+    emit::<Exec>(ProbeId::TpSchedExec, EventId::Exec, mm, Seq::IfTracked, |p| {
         p.old_pid = old_pid;
         kernel::bprm_filename(bprm, &mut p.filename) && mm != 0
     });
@@ -77,7 +101,8 @@ pub fn tp_task_rename(ctx: BtfTracePointContext) -> u32 {
     if mm == 0 {
         return 0;
     }
-    emit::<ExecMmSwitch>(ProbeId::TpTaskRename, EventId::ExecMmSwitch, mm, Seq::Track, |p| {
+    let policy = opening_policy(mm);
+    emit::<ExecMmSwitch>(ProbeId::TpTaskRename, EventId::ExecMmSwitch, mm, policy, |p| {
         // SAFETY: the helper bounds the copy and validates the pointer.
         unsafe { bpf_probe_read_kernel_str_bytes(comm as *const u8, &mut p.new_comm) }.is_ok()
     });
@@ -87,9 +112,8 @@ pub fn tp_task_rename(ctx: BtfTracePointContext) -> u32 {
 // shift_arg_pages / relocate_vma_down -------------------------------------------
 
 #[inline(always)]
-fn stack_move(probe: ProbeId, id: EventId, vma: u64, shift: u64, ret: i64) -> u64 {
-    let mm = kernel::vma_mm(vma);
-    emit::<StackMove>(probe, id, mm, Seq::Track, |p| {
+fn stack_move(probe: ProbeId, id: EventId, mm: u64, vma: u64, shift: u64, ret: i64, policy: Seq) {
+    emit::<StackMove>(probe, id, mm, policy, |p| {
         p.shift = shift;
         p.ret = ret;
         p.vm_start = kernel::vma_start(vma);
@@ -97,23 +121,48 @@ fn stack_move(probe: ProbeId, id: EventId, vma: u64, shift: u64, ret: i64) -> u6
         p.vm_flags = kernel::vma_flags(vma);
         mm != 0 && p.vm_end != 0
     });
-    mm
 }
 
 #[inline(always)]
 fn stack_move_start(probe: ProbeId, vma: u64, shift: u64) {
-    let mm = stack_move(probe, EventId::StackMoveStart, vma, shift, 0);
-    if mm != 0 {
-        let _ = STACK_MOVES.insert(mm, now(), 0);
+    let mm = kernel::vma_mm(vma);
+    if mm == 0 {
+        return;
     }
+    let mut started = now();
+    if opening_policy(mm) == Seq::Track {
+        stack_move(probe, EventId::StackMoveStart, mm, vma, shift, 0, Seq::Track);
+        started |= START_EMITTED;
+    }
+    let _ = STACK_MOVES.insert(mm, started, 0);
 }
 
 #[inline(always)]
 fn stack_move_end(probe: ProbeId, vma: u64, shift: u64, ret: i64) {
-    let mm = stack_move(probe, EventId::StackMoveEnd, vma, shift, ret);
-    if mm != 0 {
-        let _ = STACK_MOVES.remove(mm);
+    let mm = kernel::vma_mm(vma);
+    if mm == 0 {
+        return;
     }
+    stack_move(probe, EventId::StackMoveEnd, mm, vma, shift, ret, Seq::IfTracked);
+    let _ = STACK_MOVES.remove(mm);
+}
+
+/// A migration hook is about to report something on `mm` (through `vma`):
+/// if exec is moving `mm`'s stack and the window's opening record was not
+/// emitted, emit it now (shift unknown: 0), before the migration's record.
+#[inline(always)]
+pub fn open_window_late(probe: ProbeId, mm: u64, vma: u64) {
+    let Some(p) = STACK_MOVES.get_ptr_mut(mm) else {
+        return;
+    };
+    // SAFETY: valid map value pointer.
+    let started = unsafe { *p };
+    if started & START_EMITTED != 0 {
+        return;
+    }
+    stack_move(probe, EventId::StackMoveStart, mm, vma, 0, 0, Seq::Track);
+    // SAFETY: as above.
+    unsafe { *p = started | START_EMITTED };
 }
 
 #[fentry]

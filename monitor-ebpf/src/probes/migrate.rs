@@ -195,6 +195,7 @@ fn during_stack_move(probe: ProbeId, id: EventId, vma: u64, address: u64) {
     if unsafe { STACK_MOVES.get(mm) }.is_none() {
         return;
     }
+    super::exec::open_window_late(probe, mm, vma);
     vma_event(probe, id, mm, vma, address);
 }
 
@@ -242,6 +243,7 @@ fn try_to_migrate_one(probe: ProbeId, vma: u64, address: u64) {
     }
     let mm = kernel::vma_mm(vma);
     if mm != 0 {
+        super::exec::open_window_late(probe, mm, vma);
         vma_event(probe, EventId::MigrationEntryInTempStack, mm, vma, address);
     }
 }
@@ -273,6 +275,7 @@ pub fn kprobe_invalid_migration_vma(ctx: ProbeContext) -> u32 {
     if kernel::is_temporary_stack(kernel::vma_flags(vma)) {
         let mm = kernel::vma_mm(vma);
         if mm != 0 {
+            super::exec::open_window_late(ProbeId::KprobeInvalidMigrationVma, mm, vma);
             vma_event(ProbeId::KprobeInvalidMigrationVma, EventId::MigrationSkipTempStack, mm, vma, 0);
         }
     }
