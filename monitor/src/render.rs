@@ -1,10 +1,55 @@
 //! Human rendering of events (the `trace` table) and small formatting helpers.
 
 use monitor_common::{mmf, pf, vm_fault};
-use monitor_detector::{Data, Event};
+use monitor_detector::{CoverageState, Data, Event, tracefile::HookStatus};
 
 /// Column header of the event table.
 pub const TABLE_HEADER: &str = "    TIME(s) CPU     PID COMM             EVENT                            MM  GEN:SEQ  DETAILS";
+
+/// What `trace` and the daemon say at start about the hook plan: how many
+/// hooks attached; the unavailable ones, one line per reason (on a kernel
+/// without kprobes most share one); what that costs each detector rule.
+pub fn plan_lines(hooks: &[HookStatus], object: &str) -> Vec<String> {
+    let attached = hooks.iter().filter(|h| h.target.is_some()).count();
+    let mut lines = vec![format!(
+        "{attached} of {} hooks attached (kernel {}, {object} BPF object)",
+        hooks.len(),
+        crate::sys::kernel_release(),
+    )];
+    let mut unavailable: Vec<(String, Vec<&str>)> = Vec::new();
+    for h in hooks.iter().filter(|h| h.target.is_none()) {
+        let why = h
+            .refused
+            .last()
+            .map_or("no candidate".to_owned(), |r| r.reason.clone());
+        match unavailable.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, names)) => names.push(&h.hook),
+            None => unavailable.push((why, vec![&h.hook])),
+        }
+    }
+    for (why, names) in unavailable {
+        let (noun, verb) = if names.len() == 1 {
+            ("hook", "is")
+        } else {
+            ("hooks", "are")
+        };
+        lines.push(format!(
+            "{noun} {} {verb} unavailable: {why}",
+            names.join(", ")
+        ));
+    }
+    for r in monitor_detector::coverage(hooks) {
+        if r.state != CoverageState::Full {
+            lines.push(format!(
+                "rule {} is {}: {} (details: monitor check)",
+                r.rule.name(),
+                r.state.name(),
+                r.reasons.first().map_or("", String::as_str)
+            ));
+        }
+    }
+    lines
+}
 
 /// Names for `enum migrate_reason` (stable since 5.x).
 pub fn migrate_reason(r: u32) -> String {

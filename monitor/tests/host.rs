@@ -218,9 +218,9 @@ fn a_hook_that_cannot_attach_disables_its_rule_and_nothing_else() {
         "every rung tried must name the missing symbol: {h:?}"
     );
     assert!(
-        stderr.contains("monitor: hook oom_reap unavailable: ")
+        stderr.contains("monitor: hook oom_reap is unavailable: ")
             && stderr
-                .contains("monitor: rule reaper_exit_overlap disabled: oom_reap is unavailable"),
+                .contains("monitor: rule reaper_exit_overlap is disabled: oom_reap is unavailable"),
         "the user is told what is missing and what it costs:\n{stderr}"
     );
     let victim = report["victim_pid"].as_u64().expect("victim pid") as u32;

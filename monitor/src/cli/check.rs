@@ -54,7 +54,7 @@ fn table(hooks: &[HookStatus], rules: &[RuleCoverage], object: &str) -> String {
             ));
         }
     }
-    out.push_str("\nRULE                         COVERAGE  \n");
+    out.push_str("\nRULE                         COVERAGE  WHY\n");
     for r in rules {
         out.push_str(&format!(
             "{:<28} {:<9} {}\n",

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use monitor_common::maps::WIRE_VERSION;
 use monitor_detector::{
     Data, Event,
-    tracefile::{FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, Loss, to_line},
+    tracefile::{FORMAT_NAME, FORMAT_VERSION, Header, Line, Loss, to_line},
 };
 
 use super::args::{Format, LoadArgs, TraceArgs};
@@ -162,40 +162,6 @@ impl Sink for TraceSink {
     }
 }
 
-fn print_plan(hooks: &[HookStatus], object: &str) {
-    let attached = hooks.iter().filter(|h| h.rung != "unavailable").count();
-    eprintln!(
-        "monitor: {} of {} hooks attached (kernel {}, {} BPF object)",
-        attached,
-        hooks.len(),
-        sys::kernel_release(),
-        object
-    );
-    for h in hooks {
-        match &h.target {
-            Some(t) => log::info!("hook {:<22} {:<10} {}", h.hook, h.rung, t),
-            None => {
-                let why = h
-                    .refused
-                    .last()
-                    .map_or("no candidate".to_owned(), |r| r.reason.clone());
-                eprintln!("monitor: hook {} unavailable: {why}", h.hook);
-            }
-        }
-    }
-    // What the missing hooks cost, per detector rule.
-    for r in monitor_detector::coverage(hooks) {
-        if r.state != monitor_detector::CoverageState::Full {
-            eprintln!(
-                "monitor: rule {} {}: {} (details: monitor check)",
-                r.rule.name(),
-                r.state.name(),
-                r.reasons.first().map_or("", String::as_str)
-            );
-        }
-    }
-}
-
 pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     args.load.validate()?;
     sys::check_privileges()?;
@@ -246,7 +212,17 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
     if !args.quiet && args.format == Format::Table {
         let _ = writeln!(sink.stdout, "{}", render::TABLE_HEADER);
     }
-    print_plan(&session.loaded.hooks, session.loaded.object.name());
+    for line in render::plan_lines(&session.loaded.hooks, session.loaded.object.name()) {
+        eprintln!("monitor: {line}");
+    }
+    for h in session.loaded.hooks.iter().filter(|h| h.target.is_some()) {
+        log::info!(
+            "hook {:<22} {:<10} {}",
+            h.hook,
+            h.rung,
+            h.target.as_deref().unwrap_or("")
+        );
+    }
 
     let duration = args.duration;
     let stop = async move {

@@ -35,7 +35,7 @@ use std::{
 use anyhow::Context as _;
 use monitor_common::maps::WIRE_VERSION;
 use monitor_detector::{
-    CoverageState, Detector, DetectorConfig,
+    Detector, DetectorConfig,
     tracefile::{FORMAT_NAME, FORMAT_VERSION, Header},
 };
 use tokio::net::TcpListener;
@@ -50,7 +50,7 @@ use self::{
 };
 use crate::{
     cli::args::RunArgs,
-    plan,
+    plan, render,
     session::{Session, Signals},
     sys,
 };
@@ -152,32 +152,18 @@ pub fn bpf_attachments_held() -> io::Result<usize> {
     Ok(n)
 }
 
-fn print_plan(session: &Session) -> usize {
-    let hooks = &session.loaded.hooks;
-    let attached = hooks.iter().filter(|h| h.rung != "unavailable").count();
-    eprintln!(
-        "monitor: {} of {} hooks attached (kernel {}, {} BPF object)",
-        attached,
-        hooks.len(),
-        sys::kernel_release(),
-        session.loaded.object.name()
-    );
-    for h in hooks {
-        if h.target.is_none() {
-            let why = h
-                .refused
-                .last()
-                .map_or("no candidate".to_owned(), |r| r.reason.clone());
-            eprintln!("monitor: hook {} unavailable: {why}", h.hook);
-        }
-    }
-    attached
-}
-
 async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
     let mut session = Session::start(&cfg.load)?;
-    let attached = print_plan(&session);
+    for line in render::plan_lines(&session.loaded.hooks, session.loaded.object.name()) {
+        eprintln!("monitor: {line}");
+    }
+    let attached = session
+        .loaded
+        .hooks
+        .iter()
+        .filter(|h| h.target.is_some())
+        .count();
     session.loaded.release_tracefs();
     // Loading parsed the kernel's BTF (several MB, twice) into memory that
     // is free now; hand it back so the daemon's resident size reflects what
@@ -204,16 +190,6 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         kernel_release.clone(),
         session.loaded.hooks.clone(),
     ));
-    for cov in detector.coverage() {
-        if cov.state != CoverageState::Full {
-            eprintln!(
-                "monitor: rule {} is {}: {}",
-                cov.rule.name(),
-                cov.state.name(),
-                cov.reason()
-            );
-        }
-    }
     // The UFFDIO_COPY hook identifies userfaultfd files by the address of
     // userfaultfd_ioctl, which the kernel hides without CAP_SYSLOG
     // (kptr_restrict, perf_event_paranoid): its records then have no mm.
