@@ -11,7 +11,7 @@
 //! Findings come out once per window, in a deterministic order: the order in
 //! which their windows closed, and at [`Detector::finish`] by (mm, generation).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -338,6 +338,7 @@ impl Detector {
 
     fn on_event(&mut self, ev: Event, out: &mut Vec<Finding>) {
         self.released += 1;
+        let ev = Arc::new(ev);
         let Detector {
             era,
             config,

@@ -27,6 +27,8 @@
 //! are zapped, not removed; THP splits) is only counted in the statistics, and
 //! an exec window overlapping a batch on that rung cannot be attributed to an mm.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit, hex};
@@ -66,7 +68,7 @@ impl Global {
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, ctx: &mut Ctx<'_>) {
         match &ev.data {
             Data::MigrateStart(_) => {
                 self.epoch += 1;
@@ -229,7 +231,7 @@ impl State {
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Global, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, g: &mut Global, ctx: &mut Ctx<'_>) {
         let n = ctx.note(ev);
         match &ev.data {
             Data::ExecMmSwitch(_) => {

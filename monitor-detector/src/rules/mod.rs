@@ -15,7 +15,10 @@
 //! the window was open, or while a bracket it was built from was open, the
 //! finding is `uncertain`, never a violation.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
 
 use serde_json::Value;
 
@@ -41,7 +44,9 @@ pub use coverage::{CoverageState, RuleCoverage, coverage};
 #[derive(Clone, Debug)]
 pub(crate) struct Noted {
     pub(crate) at: u64,
-    pub(crate) ev: Event,
+    /// Shared: an event is often evidence of several windows, and noting it
+    /// must not copy its strings.
+    pub(crate) ev: Arc<Event>,
 }
 
 /// What every rule handler gets besides the event.
@@ -55,10 +60,10 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub(crate) fn note(&self, ev: &Event) -> Noted {
+    pub(crate) fn note(&self, ev: &Arc<Event>) -> Noted {
         Noted {
             at: self.at,
-            ev: ev.clone(),
+            ev: Arc::clone(ev),
         }
     }
 }
@@ -114,7 +119,12 @@ impl Evidence {
     fn into_sorted(self) -> (Vec<Event>, u64) {
         let mut all: Vec<Noted> = self.head.into_iter().chain(self.tail).collect();
         all.sort_by_key(|n| n.at);
-        (all.into_iter().map(|n| n.ev).collect(), self.omitted)
+        (
+            all.into_iter()
+                .map(|n| Arc::unwrap_or_clone(n.ev))
+                .collect(),
+            self.omitted,
+        )
     }
 }
 
@@ -423,7 +433,7 @@ impl MmRules {
         part(&mut self.uffd, || uffd::State::new(key))
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, g: &mut Globals, ctx: &mut Ctx<'_>) {
         match &ev.data {
             Data::MarkVictim(_) | Data::ReapStart(_) => {
                 self.reaper().on_event(ev, &mut g.reaper, ctx);

@@ -27,7 +27,7 @@
 //! reaping tracepoint names a victim pid of the ended generation, and the new
 //! generation has no `mark_victim` of its own.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use serde_json::Value;
 
@@ -248,7 +248,7 @@ impl State {
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Global, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, g: &mut Global, ctx: &mut Ctx<'_>) {
         let n = ctx.note(ev);
         match &ev.data {
             Data::MarkVictim(_) => {

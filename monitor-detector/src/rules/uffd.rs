@@ -26,7 +26,7 @@
 //!   the read lock in parallel with it: legal either way: near miss.
 //! * A copy with no change around it: nothing.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use serde_json::Value;
 
@@ -150,7 +150,7 @@ impl State {
         w
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, ctx: &mut Ctx<'_>) {
         let n = ctx.note(ev);
         match &ev.data {
             Data::UffdChangeBegin(c) => {

@@ -30,6 +30,8 @@
 //! aggregates every fault in it (worst verdict wins: violation, then
 //! uncertain, then near miss).
 
+use std::sync::Arc;
+
 use monitor_common::{event::hdr, mmf::MMF_UNSTABLE, pf::PF_KTHREAD, vm_fault};
 
 /// `VM_SHARED` in `vma->vm_flags`.
@@ -153,13 +155,13 @@ impl State {
     }
 
     /// Any event carrying this mm's flags may show `MMF_UNSTABLE`.
-    pub(crate) fn observe_flags(&mut self, ev: &Event, ctx: &Ctx<'_>) {
+    pub(crate) fn observe_flags(&mut self, ev: &Arc<Event>, ctx: &Ctx<'_>) {
         if self.unstable_since.is_none() && flags_of(ev).is_some_and(|f| f & UNSTABLE_BIT != 0) {
             self.unstable_since = Some(ctx.note(ev));
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, ctx: &mut Ctx<'_>) {
         match &ev.data {
             Data::MarkVictim(_) => {
                 if self.victims.len() < 2 {
