@@ -63,20 +63,6 @@ pub enum Part {
     Daemon,
 }
 
-fn cargo(args: &[&str]) -> anyhow::Result<String> {
-    eprintln!("xtask bench: cargo {}", args.join(" "));
-    let out = Command::new("cargo")
-        .args(args)
-        .current_dir(vm::workspace_root())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo")?;
-    if !out.status.success() {
-        bail!("cargo {} failed", args.join(" "));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn release(bin: &str) -> PathBuf {
     vm::workspace_root().join("target/release").join(bin)
 }
@@ -126,7 +112,7 @@ fn in_vm(args: &Args) -> anyhow::Result<Value> {
 }
 
 fn detector() -> anyhow::Result<Value> {
-    let out = cargo(&[
+    let out = vm::cargo(&[
         "bench",
         "--locked",
         "-p",
@@ -134,6 +120,7 @@ fn detector() -> anyhow::Result<Value> {
         "--bench",
         "replay",
     ])?;
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
     print!("{out}");
     Ok(json!({ "part": "detector", "output": out }))
 }
@@ -334,24 +321,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         &args.only
     };
     if !args.no_build {
-        cargo(&[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "monitor",
-            "--bin",
-            "monitor",
-        ])?;
-        cargo(&[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "xtask",
-            "--bin",
-            "scenario",
-        ])?;
+        vm::build_release_binaries()?;
     }
     let out_dir = vm::workspace_root().join("target/bench");
     fs::create_dir_all(&out_dir)?;

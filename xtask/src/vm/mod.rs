@@ -66,8 +66,10 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_owned)
 }
 
-fn cargo(args: &[&str]) -> anyhow::Result<std::process::Output> {
-    eprintln!("xtask vm: cargo {}", args.join(" "));
+/// Runs cargo in the workspace (stderr passed through); fails unless it
+/// succeeds. Shared with `cargo xtask bench`.
+pub fn cargo(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    eprintln!("xtask: cargo {}", args.join(" "));
     let out = Command::new("cargo")
         .args(args)
         .current_dir(workspace_root())
@@ -80,6 +82,30 @@ fn cargo(args: &[&str]) -> anyhow::Result<std::process::Output> {
     Ok(out)
 }
 
+/// Builds the release `monitor` and `scenario` binaries (what runs in a
+/// guest and what the benchmarks drive).
+pub fn build_release_binaries() -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "monitor",
+        "--bin",
+        "monitor",
+    ])?;
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "xtask",
+        "--bin",
+        "scenario",
+    ])?;
+    Ok(())
+}
+
 /// Builds the release monitor, the scenario binary and the integration test
 /// binary; returns their paths.
 fn build(no_build: bool) -> anyhow::Result<Payload> {
@@ -87,24 +113,7 @@ fn build(no_build: bool) -> anyhow::Result<Payload> {
     let tests = if no_build {
         newest_test_binary(&target.join("deps"))?
     } else {
-        cargo(&[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "monitor",
-            "--bin",
-            "monitor",
-        ])?;
-        cargo(&[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "xtask",
-            "--bin",
-            "scenario",
-        ])?;
+        build_release_binaries()?;
         let out = cargo(&[
             "test",
             "--release",
