@@ -131,37 +131,37 @@ impl Session {
         });
     }
 
-    /// Closes the fault gate when no victim mm is alive (see `gate.rs`).
-    fn update_gate(&mut self) {
-        let (Some(open), Some(opens)) = (
-            self.loaded.state(state::FAULT_GATE),
-            self.loaded.state(state::GATE_OPENS),
-        ) else {
-            return;
-        };
+    /// Closes the fault gate when no victim mm is alive (see `gate.rs`), from
+    /// the gate state just read with the counters; returns whether the gate
+    /// is open afterwards.
+    fn update_gate(&mut self, counters: &Counters) -> bool {
         let now = sys::ktime_ns();
-        if self.gate.decide(now, open != 0, opens) != Decision::Close {
-            return;
+        let open = counters.fault_gate_open;
+        if self.gate.decide(now, open, counters.fault_gate_opens) != Decision::Close {
+            return open;
         }
         if let Err(e) = self.loaded.set_state(state::FAULT_GATE, 0) {
             log::warn!("closing the fault gate: {e:#}");
-            return;
+            return open;
         }
+        // A program may have opened the gate between the read and the close.
         let reopen = self
             .loaded
             .state(state::GATE_OPENS)
             .is_none_or(|opens| self.gate.closed(now, opens));
         if reopen {
             let _ = self.loaded.set_state(state::FAULT_GATE, 1);
+            true
         } else {
             log::info!("fault gate closed: no OOM victim's mm is alive");
+            false
         }
     }
 
     fn poll_counters(&mut self, sink: &mut dyn Sink) -> Counters {
-        self.update_gate();
         self.polled = (Instant::now(), self.delivered);
-        let counters = self.loaded.counters();
+        let mut counters = self.loaded.counters();
+        counters.fault_gate_open = self.update_gate(&counters);
         if let Some(loss) = self.losses.update(&counters, sys::ktime_ns()) {
             log::warn!("{} records lost (ring buffer full)", loss.total());
             sink.loss(&loss);
