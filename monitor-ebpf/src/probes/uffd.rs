@@ -97,6 +97,9 @@ pub fn tp_sys_enter_ioctl(ctx: TracePointContext) -> u32 {
             (*s).args[0] = fd;
             (*s).args[1] = arg;
             (*s).args[2] = changing as u32 as u64;
+            // The ioctl holds the file: the context found here is the one
+            // the exit reports on, without walking the fd table again.
+            (*s).args[3] = uctx;
         }
     }
     0
@@ -110,15 +113,14 @@ pub fn tp_sys_exit_ioctl(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: valid map value pointer.
-    let (fd, arg, at_entry) = unsafe {
+    let (fd, arg, at_entry, uctx) = unsafe {
         if (*s).brackets & bracket::UFFD_IOCTL == 0 {
             return 0;
         }
         (*s).brackets &= !bracket::UFFD_IOCTL;
-        ((*s).args[0], (*s).args[1], (*s).args[2] as u32 as i32)
+        ((*s).args[0], (*s).args[1], (*s).args[2] as u32 as i32, (*s).args[3])
     };
     let ret = field(&ctx, SYSCALL_RET) as i64;
-    let uctx = kernel::file_uffd_ctx(kernel::task_file(kernel::current_task(), fd as u32));
     copy_result(ProbeId::TpSysExitIoctl, uctx, fd as i32, arg, ret, at_entry);
     0
 }
