@@ -54,7 +54,34 @@ const FATAL: &[&str] = &[
     "general protection fault",
 ];
 
+/// Held while a guest runs: one TCG guest saturates both cores of these
+/// machines, so two at once (from two checkouts, or a test and a benchmark)
+/// only stretch each other's timings until one times out.
+const VM_LOCK: &str = "/tmp/mm-race-monitor-vm.lock";
+
+/// Waits for the machine-wide VM lock (`flock`, released when the file closes).
+fn vm_lock(quiet: bool) -> anyhow::Result<fs::File> {
+    use std::os::fd::AsRawFd as _;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(VM_LOCK)
+        .with_context(|| format!("opening the VM lock {VM_LOCK}"))?;
+    // SAFETY: flock on an fd we own; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !quiet {
+            eprintln!("vm: another guest is running on this machine; waiting for {VM_LOCK}");
+        }
+        // SAFETY: as above, blocking this time.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            anyhow::bail!("locking {VM_LOCK}: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(f)
+}
+
 pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootResult> {
+    let _lock = vm_lock(b.quiet)?;
     fs::create_dir_all(b.dir)?;
     let console = b.dir.join("console.txt");
     let results = b.dir.join("results.txt");
