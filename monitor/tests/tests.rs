@@ -16,12 +16,15 @@
 //! - `report`: `monitor analyze --html` opened in headless Chromium
 //!   (`browser`: the DevTools protocol on a pipe) and the Perfetto export
 //!   checked against the trace-event format. Needs Debian's `chromium`.
+//! - `grafana`: the dashboards type-checked against Grafana's published
+//!   schema (`@grafana/schema`, pinned, in `dashboards/schema`).
 //! - `checks`: the assertions host and VM tests share.
 
 mod browser;
 mod checks;
 mod cli;
 mod daemon;
+mod grafana;
 mod host;
 mod report;
 mod util;
