@@ -666,7 +666,7 @@ fn svg(s: &mut String, f: &FileView, x: &FindingView, story: &Story) {
         return;
     }
     let lanes = story.lanes.len().max(1);
-    let width = LEFT + n * COL + 40;
+    let width = LEFT + n * COL + 160;
     let lanes_bottom = TOP + lanes * LANE_H;
     let height = lanes_bottom + BOTTOM;
     let _ = writeln!(
