@@ -264,7 +264,8 @@ fn schema_check_catches_broken_dashboards() {
         return;
     };
     let (_, dash) = dashboards().remove(0);
-    let breakages: [(&str, fn(&mut Value)); 5] = [
+    type Breakage = (&'static str, fn(&mut Value));
+    let breakages: [Breakage; 5] = [
         ("gridPos", |d| {
             d["panels"][1]["gridPos"]["h"] = Value::from("four")
         }),

@@ -461,6 +461,13 @@ fn rule_links_point_at_headings_of_detection_md() {
 // The trace-event format (Chrome's "Trace Event Format" document, as read by
 // Perfetto's JSON importer and chrome://tracing's trace viewer).
 
+/// A complete event's start, end and category.
+type Interval = (f64, f64, String);
+/// (pid, cat, id) of an async slice.
+type AsyncKey = (u64, String, String);
+/// Begins, ends, begin time, end time.
+type AsyncPair = (usize, usize, f64, f64);
+
 fn num(v: &Value) -> Option<f64> {
     v.as_f64().filter(|x| x.is_finite())
 }
@@ -482,8 +489,8 @@ pub fn trace_event_errors(doc: &Value) -> Vec<String> {
     let mut threads: BTreeSet<(u64, u64)> = BTreeSet::new();
     let mut used_procs: BTreeSet<u64> = BTreeSet::new();
     let mut used_threads: BTreeSet<(u64, u64)> = BTreeSet::new();
-    let mut slices: BTreeMap<(u64, u64), Vec<(f64, f64, String)>> = BTreeMap::new();
-    let mut asyncs: BTreeMap<(u64, String, String), (usize, usize, f64, f64)> = BTreeMap::new();
+    let mut slices: BTreeMap<(u64, u64), Vec<Interval>> = BTreeMap::new();
+    let mut asyncs: BTreeMap<AsyncKey, AsyncPair> = BTreeMap::new();
     let mut flows: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for (i, e) in events.iter().enumerate() {
         let at = format!("traceEvents[{i}]");
@@ -720,7 +727,8 @@ fn perfetto_export_is_valid_trace_event_json() {
 fn trace_event_checker_catches_broken_traces() {
     let doc = perfetto(&[data(TRACES[0])]);
     assert!(trace_event_errors(&doc).is_empty());
-    let breakages: [(&str, fn(&mut Vec<Value>)); 5] = [
+    type Breakage = (&'static str, fn(&mut Vec<Value>));
+    let breakages: [Breakage; 5] = [
         ("crosses its parent's end", |ev| {
             let x = ev
                 .iter()
