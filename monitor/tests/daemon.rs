@@ -719,17 +719,13 @@ fn substitute_grafana(expr: &str, template_vars: &BTreeSet<String>) -> String {
 /// Grafana does with them) and uses exported metrics; the near-miss one
 /// marks the UFFDIO_COPY race's near miss, the violation one marks nothing
 /// on a healthy kernel.
-fn annotations_mark_findings(prom: &Prometheus, exported: &BTreeSet<String>, near_miss: bool) {
-    let dash: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("dashboards/mm-race-monitor.json")).expect("read"),
-    )
-    .expect("dashboard json");
-    let vars: BTreeSet<String> = dash["templating"]["list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["name"].as_str().map(str::to_owned))
-        .collect();
+fn annotations_mark_findings(
+    prom: &Prometheus,
+    dash: &Value,
+    vars: &BTreeSet<String>,
+    exported: &BTreeSet<String>,
+    near_miss: bool,
+) {
     let end = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -737,7 +733,7 @@ fn annotations_mark_findings(prom: &Prometheus, exported: &BTreeSet<String>, nea
     let mut marks = BTreeMap::new();
     for a in dash["annotations"]["list"].as_array().expect("annotations") {
         assert_eq!(a["datasource"]["uid"], "${datasource}", "{}", a["name"]);
-        let expr = substitute_grafana(a["target"]["expr"].as_str().expect("expr"), &vars);
+        let expr = substitute_grafana(a["target"]["expr"].as_str().expect("expr"), vars);
         for name in promql_metric_names(&expr) {
             assert!(
                 exported.contains(&name),
@@ -770,7 +766,7 @@ fn annotations_mark_findings(prom: &Prometheus, exported: &BTreeSet<String>, nea
 }
 
 /// Every panel (rows included) of a dashboard.
-fn panels(v: &Value) -> Vec<&Value> {
+pub(crate) fn panels(v: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
     for p in v["panels"].as_array().into_iter().flatten() {
         out.push(p);
@@ -1164,11 +1160,11 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
                 checked += 1;
             }
         }
+        // The finding annotations, as Grafana runs them (a range query).
+        let near_miss = uffd["copies_eagain"].as_u64().unwrap_or(0) > 0;
+        annotations_mark_findings(&prom, &dash, &vars, &exported, near_miss);
     }
     assert!(checked >= 20, "only {checked} dashboard queries found");
-    // The finding annotations, as Grafana runs them (a range query).
-    let near_miss_expected = uffd["copies_eagain"].as_u64().unwrap_or(0) > 0;
-    annotations_mark_findings(&prom, &exported, near_miss_expected);
 
     // Every exported family is documented with its type, and vice versa.
     let doc = std::fs::read_to_string(repo().join("docs/metrics.md")).expect("docs/metrics.md");

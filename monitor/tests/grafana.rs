@@ -21,7 +21,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::util::{run, tempdir::TempDir};
+use crate::{
+    daemon::panels,
+    util::{run, tempdir::TempDir},
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -110,15 +113,6 @@ type DashboardModel = Json<
   }
 >;
 "#;
-
-fn panels(v: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for p in v["panels"].as_array().into_iter().flatten() {
-        out.push(p);
-        out.extend(panels(p));
-    }
-    out
-}
 
 /// The TypeScript module that type-checks one dashboard.
 fn module(dash: &Value) -> String {
