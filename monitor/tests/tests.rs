@@ -13,12 +13,20 @@
 //! - `vm`: the same kind of checks inside QEMU guests running Debian kernels
 //!   (`#[ignore]` on the host; `cargo xtask vm` runs them in the guest).
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
+//! - `report`: `monitor analyze --html` opened in headless Chromium
+//!   (`browser`: the DevTools protocol on a pipe) and the Perfetto export
+//!   checked against the trace-event format. Needs Debian's `chromium`.
+//! - `grafana`: the dashboards type-checked against Grafana's published
+//!   schema (`@grafana/schema`, pinned, in `dashboards/schema`).
 //! - `checks`: the assertions host and VM tests share.
 
+mod browser;
 mod checks;
 mod cli;
 mod daemon;
+mod grafana;
 mod host;
+mod report;
 mod util;
 mod vm;
 mod vm_selftest;
