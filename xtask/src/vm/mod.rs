@@ -69,9 +69,15 @@ pub fn workspace_root() -> PathBuf {
 /// Runs cargo in the workspace (stderr passed through); fails unless it
 /// succeeds. Shared with `cargo xtask bench`.
 pub fn cargo(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    cargo_with_env(args, &[])
+}
+
+/// [`cargo`] with extra environment variables.
+pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<std::process::Output> {
     eprintln!("xtask: cargo {}", args.join(" "));
     let out = Command::new("cargo")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -106,23 +112,21 @@ pub fn build_release_binaries() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the release monitor, the scenario binary and the integration test
-/// binary; returns their paths.
+/// Builds the static (musl) release monitor, scenario binary and
+/// integration test binary, the monitor exactly as `cargo xtask dist` ships
+/// it; returns their paths. Static binaries need no shared libraries in the
+/// guest.
 fn build(no_build: bool) -> anyhow::Result<Payload> {
-    let target = workspace_root().join("target/release");
+    let target = workspace_root().join(format!("target/{}/release", crate::dist::TARGET));
     let tests = if no_build {
         newest_test_binary(&target.join("deps"))?
     } else {
-        build_release_binaries()?;
-        let out = cargo(&[
-            "test",
-            "--release",
-            "--locked",
+        crate::dist::build_static(&["-p", "monitor", "--bin", "monitor", "-p", "xtask", "--bin", "scenario"])?;
+        let out = crate::dist::build_static(&[
             "-p",
             "monitor",
             "--test",
             "tests",
-            "--no-run",
             "--message-format=json",
         ])?;
         String::from_utf8_lossy(&out.stdout)
