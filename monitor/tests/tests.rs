@@ -14,11 +14,18 @@
 //!   (`#[ignore]` on the host; `cargo xtask vm` runs them in the guest).
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
 //! - `checks`: the assertions host and VM tests share.
+//! - `ship`: the release artifacts (`cargo xtask dist --deb --image`): the
+//!   static tarball, Debian 11, lintian, podman, kustomize (`#[ignore]`;
+//!   scripts/test.sh runs them after building the artifacts).
+//! - `vm_systemd`: the `.deb` under systemd as PID 1 in a Debian bookworm
+//!   guest (`cargo xtask vm --systemd`).
 
 mod checks;
 mod cli;
 mod daemon;
 mod host;
+mod ship;
 mod util;
 mod vm;
 mod vm_selftest;
+mod vm_systemd;

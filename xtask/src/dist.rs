@@ -114,8 +114,24 @@ pub fn build_static(extra: &[&str]) -> anyhow::Result<std::process::Output> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    let made = make(args.deb, args.image, args.no_build)?;
+    for p in [Some(made.tarball), made.deb, made.image].into_iter().flatten() {
+        println!("{}", p.display());
+    }
+    Ok(())
+}
+
+/// What [`make`] produced.
+pub struct Artifacts {
+    pub tarball: PathBuf,
+    pub deb: Option<PathBuf>,
+    pub image: Option<PathBuf>,
+}
+
+/// Builds the tarball and, if asked, the package and the image.
+pub fn make(with_deb: bool, with_image: bool, no_build: bool) -> anyhow::Result<Artifacts> {
     let (rev, epoch) = stamp()?;
-    if !args.no_build {
+    if !no_build {
         build_static(&[])?;
     }
     let bin = static_binary();
@@ -169,17 +185,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         tarball.display(),
         fs::metadata(&tarball)?.len()
     );
-    println!("{}", tarball.display());
-
-    if args.deb {
-        let deb = deb(epoch)?;
-        println!("{}", deb.display());
-    }
-    if args.image {
-        let image = image(&rev, epoch)?;
-        println!("{}", image.display());
-    }
-    Ok(())
+    Ok(Artifacts {
+        tarball,
+        deb: if with_deb { Some(deb(epoch)?) } else { None },
+        image: if with_image {
+            Some(image(&rev, epoch)?)
+        } else {
+            None
+        },
+    })
 }
 
 /// A static executable has no `PT_INTERP`: nothing from the host's libc is

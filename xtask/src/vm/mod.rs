@@ -12,6 +12,7 @@ mod image;
 pub mod kernels;
 mod qemu;
 mod report;
+mod systemd;
 
 use std::{
     fs,
@@ -58,6 +59,11 @@ pub struct Args {
     /// a silent guest must each make a run fail (on the first kernel given).
     #[arg(long)]
     self_test: bool,
+    /// Boot a Debian bookworm root file system with systemd as PID 1 instead
+    /// of the busybox initramfs, install the .deb (`cargo xtask dist --deb`,
+    /// built first) and run the `vm_systemd::` tests.
+    #[arg(long)]
+    systemd: bool,
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -166,12 +172,17 @@ struct Prepared {
 }
 
 fn prepare(kernel: &Kernel) -> anyhow::Result<Prepared> {
+    prepare_with(kernel, kernels::MODULES)
+}
+
+/// [`prepare`] with another set of modules (and their dependencies).
+fn prepare_with(kernel: &Kernel, wanted: &[&str]) -> anyhow::Result<Prepared> {
     let cache = workspace_root().join("target/vm-cache");
     let t = Instant::now();
     let apt = apt::Apt::new(&cache, kernel.suite)?;
     let deb = apt.download(kernel.package, &cache.join("debs"))?;
     let unpacked = image::unpack(&deb, &cache.join("kernels").join(kernel.package))?;
-    let modules = image::modules(&unpacked, kernels::MODULES)?;
+    let modules = image::modules(&unpacked, wanted)?;
     eprintln!(
         "xtask vm: {} ready ({}, {} modules: {}) in {:.1}s",
         kernel.name,
@@ -214,6 +225,8 @@ fn run_once(
         mem_mb: args.mem,
         timeout: Duration::from_secs(args.timeout),
         quiet: args.quiet,
+        disk: None,
+        append: "",
     })?;
     let text = fs::read_to_string(&res.results).unwrap_or_default();
     let report = Report::parse(&text);
@@ -295,6 +308,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let kernels = select(&args.kernel)?;
+    if args.systemd {
+        return run_systemd(args, &kernels);
+    }
     let payload = build(args.no_build)?;
     if args.self_test {
         return self_test(args, kernels[0], &payload);
@@ -373,6 +389,43 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--systemd`: the package under systemd as PID 1, on each kernel given.
+fn run_systemd(args: &Args, kernels: &[&'static Kernel]) -> anyhow::Result<()> {
+    let deb = crate::dist::make(true, false, args.no_build)?
+        .deb
+        .context("cargo xtask dist made no .deb")?;
+    let payload = build(args.no_build)?;
+    let filter = if args.tests.is_empty() {
+        vec!["vm_systemd::".to_owned()]
+    } else {
+        args.tests.clone()
+    };
+    let mut failed = Vec::new();
+    for kernel in kernels {
+        let mut attempt = 0;
+        loop {
+            let (verdict, report, dir) = systemd::run(args, kernel, &payload, &deb, &filter)?;
+            eprint!("{report}");
+            match verdict {
+                None => break,
+                Some(_) if attempt < args.retries => {
+                    attempt += 1;
+                    eprintln!("xtask vm: retrying {} (systemd)", kernel.name);
+                }
+                Some(why) => {
+                    eprintln!("xtask vm: {} systemd FAILED: {why} ({})", kernel.name, dir.display());
+                    failed.push(kernel.name);
+                    break;
+                }
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("systemd VM tests failed on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
 /// Boots `kernel` once with the binaries in target/release (build them
 /// first), runs `cmd` in the guest and returns its output (stdout and
 /// stderr). For `cargo xtask bench`.
@@ -389,6 +442,7 @@ pub fn run_in_guest(kernel: &str, cmd: &str, timeout: Duration) -> anyhow::Resul
         run: Some(cmd.to_owned()),
         list: false,
         self_test: false,
+        systemd: false,
     };
     let payload = build(false)?;
     let prep = prepare(kernel)?;
@@ -421,6 +475,7 @@ fn self_test(args: &Args, kernel: &Kernel, payload: &Payload) -> anyhow::Result<
         list: false,
         run: None,
         self_test: true,
+        systemd: false,
     };
     let cases: [(&str, Mode, Vec<String>); 4] = [
         (
