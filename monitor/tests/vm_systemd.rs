@@ -66,7 +66,10 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> 
             start.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}; unit status:\n{}\njournal:\n{}",
             sh_status(&format!("systemctl status --no-pager {UNIT}")).1,
-            sh_status(&format!("journalctl -u {UNIT} --no-pager -n 40 -o short-monotonic")).1
+            sh_status(&format!(
+                "journalctl -u {UNIT} --no-pager -n 40 -o short-monotonic"
+            ))
+            .1
         );
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -104,6 +107,35 @@ fn kernel_programs() -> BTreeSet<u32> {
         .collect()
 }
 
+/// Program ids behind the BPF program and link descriptors a process holds
+/// (`prog_id:` in /proc/PID/fdinfo).
+fn daemon_programs(pid: u32) -> BTreeSet<u32> {
+    let mut ids = BTreeSet::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .flatten()
+    {
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = target.to_string_lossy();
+        if t != "anon_inode:bpf-prog" && t != "anon_inode:bpf_link" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            e.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        ids.extend(
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|v| v.trim().parse::<u32>().ok()),
+        );
+    }
+    ids
+}
+
 /// Writes the shipped config with these lines changed, and restarts the unit.
 fn configure(changes: &[(&str, &str)]) {
     let mut text = std::fs::read_to_string(SHIPPED).expect("saved shipped config");
@@ -113,7 +145,11 @@ fn configure(changes: &[(&str, &str)]) {
     }
     std::fs::write(CONFIG, text).expect("write config");
     sh(&format!("systemctl restart {UNIT}"));
-    wait_until("the restarted unit to run", Duration::from_secs(120), running);
+    wait_until(
+        "the restarted unit to run",
+        Duration::from_secs(120),
+        running,
+    );
 }
 
 fn journal(priority: &str) -> String {
@@ -146,7 +182,9 @@ fn read_lines(path: &Path) -> Vec<Line> {
 #[ignore = "runs in the systemd VM guest (cargo xtask vm --systemd)"]
 fn the_package_runs_under_systemd() {
     assert_eq!(
-        std::fs::read_to_string("/proc/1/comm").expect("/proc/1/comm").trim(),
+        std::fs::read_to_string("/proc/1/comm")
+            .expect("/proc/1/comm")
+            .trim(),
         "systemd",
         "PID 1 must be systemd"
     );
@@ -156,7 +194,11 @@ fn the_package_runs_under_systemd() {
     // dpkg -i: user, directory, conffile, unit enabled and started; READY=1.
     let t = Instant::now();
     sh(&format!("dpkg -i {deb}"));
-    let ready = wait_until("the unit to be active (running)", Duration::from_secs(180), running);
+    let ready = wait_until(
+        "the unit to be active (running)",
+        Duration::from_secs(180),
+        running,
+    );
     note(&format!(
         "systemd: dpkg -i to active (running) in {:.1}s",
         (t.elapsed()).as_secs_f64().max(ready.as_secs_f64())
@@ -168,6 +210,25 @@ fn the_package_runs_under_systemd() {
         "STATUS= from the daemon: {status:?}"
     );
     assert_eq!(show("NRestarts"), "0");
+    // The unit's sandbox costs no hook: as many attach as for plain root.
+    let check = sh("mm-race-monitor check --format json");
+    let v: serde_json::Value = serde_json::from_str(&check).expect("check JSON");
+    let attached = v["hooks"]
+        .as_array()
+        .expect("hooks")
+        .iter()
+        .filter(|h| h["rung"] != "unavailable" && h["rung"] != "excluded")
+        .count();
+    assert!(
+        status.starts_with(&format!("{attached} of 27 hooks attached")),
+        "under systemd: {status:?}; as root outside the unit {attached} hooks attach"
+    );
+    let journal_start = journal("info");
+    assert!(
+        !journal_start.contains("kernel addresses are hidden"),
+        "the unit must keep CAP_SYSLOG and /proc/kallsyms readable:\n{journal_start}"
+    );
+    note(&format!("systemd: {status}"));
     let passwd = sh("getent passwd mm-race-monitor");
     assert!(
         passwd.trim().ends_with(":/nonexistent:/usr/sbin/nologin"),
@@ -191,7 +252,10 @@ fn the_package_runs_under_systemd() {
     let health = curl("http://127.0.0.1:10416/healthz").expect("/healthz answers");
     assert!(health.starts_with("ok: "), "{health}");
     let version = sh("mm-race-monitor --version");
-    assert!(version.contains("(git ") && version.contains("x86_64-unknown-linux-musl"), "{version}");
+    assert!(
+        version.contains("(git ") && version.contains("x86_64-unknown-linux-musl"),
+        "{version}"
+    );
 
     // The watchdog is armed and fed (the last ping moves).
     assert_eq!(show("WatchdogUSec"), "30s");
@@ -202,13 +266,33 @@ fn the_package_runs_under_systemd() {
 
     // Prometheus (the guest's own, on the shipped scrape job) scrapes it.
     let t = Instant::now();
-    wait_until("Prometheus to scrape the daemon", Duration::from_secs(120), || {
-        curl("http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22mm-race-monitor%22%7D")
-            .is_some_and(|r| r.contains(r#""value":["#) && r.contains(r#","1"]"#))
-    });
-    note(&format!("systemd: first Prometheus scrape after {:.0}s", t.elapsed().as_secs_f64()));
+    let prom_diag = || {
+        sh_status(
+            "systemctl status --no-pager prometheus; journalctl -u prometheus --no-pager -n 20; \
+             curl -s http://127.0.0.1:9090/api/v1/targets",
+        )
+        .1
+    };
+    let start = Instant::now();
+    while !curl("http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22mm-race-monitor%22%7D")
+        .is_some_and(|r| r.contains(r#""value":["#) && r.contains(r#","1"]"#))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "Prometheus did not scrape the daemon within 120s:\n{}",
+            prom_diag()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    note(&format!(
+        "systemd: first Prometheus scrape after {:.0}s",
+        t.elapsed().as_secs_f64()
+    ));
     let info = curl("http://127.0.0.1:9090/api/v1/query?query=mmrace_build_info").expect("query");
-    assert!(info.contains(r#""revision":""#) && !info.contains(r#""revision":"unknown""#), "{info}");
+    assert!(
+        info.contains(r#""revision":""#) && !info.contains(r#""revision":"unknown""#),
+        "{info}"
+    );
 
     // Recording + `systemctl reload`: a new file, nothing lost between them.
     configure(&[(
@@ -224,20 +308,34 @@ fn the_package_runs_under_systemd() {
     assert_eq!(trace_files().len(), 1, "{:?}", trace_files());
     let t = Instant::now();
     sh(&format!("systemctl reload {UNIT}"));
-    wait_until("a second trace file after reload", Duration::from_secs(30), || {
-        trace_files().len() == 2
-    });
-    note(&format!("systemd: reload to new trace file in {:.2}s", t.elapsed().as_secs_f64()));
+    wait_until(
+        "a second trace file after reload",
+        Duration::from_secs(30),
+        || trace_files().len() == 2,
+    );
+    note(&format!(
+        "systemd: reload to new trace file in {:.2}s",
+        t.elapsed().as_secs_f64()
+    ));
     assert!(running(), "the unit must stay active through a reload");
     assert_eq!(main_pid(), pid, "reload must not restart the daemon");
     scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
-    let ids: BTreeSet<u32> = kernel_programs().difference(&before).copied().collect();
-    assert!(!ids.is_empty(), "the daemon's programs are in the kernel's list");
+    // The daemon's programs: the prog_id of each BPF descriptor it holds
+    // (systemd loads its own programs for the unit's IPAddressDeny=).
+    let ids = daemon_programs(main_pid());
+    let loaded = kernel_programs();
+    assert!(
+        !ids.is_empty() && ids.is_subset(&loaded) && ids.is_disjoint(&before),
+        "the daemon's programs {ids:?} must be new in the kernel's list {loaded:?}"
+    );
 
     // `systemctl stop`: clean exit, every program gone.
     let t = Instant::now();
     sh(&format!("systemctl stop {UNIT}"));
-    note(&format!("systemd: stop in {:.2}s", t.elapsed().as_secs_f64()));
+    note(&format!(
+        "systemd: stop in {:.2}s",
+        t.elapsed().as_secs_f64()
+    ));
     assert_eq!(show("ActiveState"), "inactive");
     assert_eq!(show("Result"), "success");
     let left: Vec<u32> = kernel_programs().intersection(&ids).copied().collect();
@@ -257,7 +355,11 @@ fn the_package_runs_under_systemd() {
     let (mut events, mut produced, mut delivered, mut lost) = (0u64, 0, 0, 0);
     for (i, f) in files.iter().enumerate() {
         let lines = read_lines(f);
-        assert!(matches!(lines.first(), Some(Line::Header(_))), "{}: header", f.display());
+        assert!(
+            matches!(lines.first(), Some(Line::Header(_))),
+            "{}: header",
+            f.display()
+        );
         let Some(Line::Summary(s)) = lines.last() else {
             panic!("{} does not end with a summary", f.display());
         };
@@ -273,7 +375,9 @@ fn the_package_runs_under_systemd() {
     assert_eq!(lost, 0, "no record may be lost");
     assert_eq!(produced, delivered + lost, "the files' counts add up");
     assert_eq!(events, delivered, "every delivered record is in a file");
-    note(&format!("systemd: {events} records in 2 files around the reload, 0 lost"));
+    note(&format!(
+        "systemd: {events} records in 2 files around the reload, 0 lost"
+    ));
 
     // Watchdog: a stopped (hung) daemon is killed and restarted.
     sh(&format!("rm -f {RECORD_DIR}/*.trace.jsonl"));
@@ -281,15 +385,20 @@ fn the_package_runs_under_systemd() {
     let pid = main_pid();
     let t = Instant::now();
     sh(&format!("kill -STOP {pid}"));
-    wait_until("the watchdog to restart the daemon", Duration::from_secs(240), || {
-        show("NRestarts") == "1" && running() && main_pid() != pid
-    });
+    wait_until(
+        "the watchdog to restart the daemon",
+        Duration::from_secs(240),
+        || show("NRestarts") == "1" && running() && main_pid() != pid,
+    );
     note(&format!(
         "systemd: SIGSTOP to restarted and running again in {:.0}s (WatchdogSec=30s, RestartSec=5s)",
         t.elapsed().as_secs_f64()
     ));
     let log = journal("debug");
-    assert!(log.contains("Watchdog timeout"), "no watchdog timeout in the journal");
+    assert!(
+        log.contains("Watchdog timeout"),
+        "no watchdog timeout in the journal"
+    );
 
     // Priorities: warnings and worse under -p warning, not the banner; near
     // misses at notice.
@@ -325,6 +434,9 @@ fn the_package_runs_under_systemd() {
         "near misses are logged at notice:\n{notices}"
     );
     let info = journal("info");
-    assert!(info.contains("hooks attached"), "the banner is at info:\n{info}");
+    assert!(
+        info.contains("hooks attached"),
+        "the banner is at info:\n{info}"
+    );
     sh(&format!("systemctl stop {UNIT}"));
 }

@@ -95,18 +95,31 @@ pub fn stamp() -> anyhow::Result<(String, u64)> {
     Ok((rev, epoch))
 }
 
-/// `cargo build --release --target x86_64-unknown-linux-musl` of the monitor
-/// (and, with `extra`, more binaries and test executables for the VM guest),
-/// stamped with the commit and `SOURCE_DATE_EPOCH`.
-pub fn build_static(extra: &[&str]) -> anyhow::Result<std::process::Output> {
+/// `cargo build --release --target x86_64-unknown-linux-musl` of the monitor,
+/// the scenario binary and the integration tests (what the VM guests run),
+/// stamped with the commit and `SOURCE_DATE_EPOCH`. One invocation for all
+/// of them, so that features unify once and the monitor is compiled once.
+pub fn build_static() -> anyhow::Result<std::process::Output> {
     let (rev, epoch) = stamp()?;
     let epoch = epoch.to_string();
-    let mut args = vec!["build", "--release", "--locked", "--target", TARGET];
-    if extra.is_empty() {
-        args.extend(["-p", "monitor", "--bin", "monitor"]);
-    } else {
-        args.extend(extra);
-    }
+    let args = [
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        TARGET,
+        "-p",
+        "monitor",
+        "--bin",
+        "monitor",
+        "--test",
+        "tests",
+        "-p",
+        "xtask",
+        "--bin",
+        "scenario",
+        "--message-format=json-render-diagnostics",
+    ];
     cargo_with_env(
         &args,
         &[("MMRACE_GIT_REV", &rev), ("SOURCE_DATE_EPOCH", &epoch)],
@@ -115,7 +128,10 @@ pub fn build_static(extra: &[&str]) -> anyhow::Result<std::process::Output> {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let made = make(args.deb, args.image, args.no_build)?;
-    for p in [Some(made.tarball), made.deb, made.image].into_iter().flatten() {
+    for p in [Some(made.tarball), made.deb, made.image]
+        .into_iter()
+        .flatten()
+    {
         println!("{}", p.display());
     }
     Ok(())
@@ -132,7 +148,7 @@ pub struct Artifacts {
 pub fn make(with_deb: bool, with_image: bool, no_build: bool) -> anyhow::Result<Artifacts> {
     let (rev, epoch) = stamp()?;
     if !no_build {
-        build_static(&[])?;
+        build_static()?;
     }
     let bin = static_binary();
     let data = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
@@ -169,7 +185,12 @@ pub fn make(with_deb: bool, with_image: bool, no_build: bool) -> anyhow::Result<
     }
     copy_tree(&gen_dir.join("man"), &stage.join("man"))?;
     copy_tree(&gen_dir.join("completions"), &stage.join("completions"))?;
-    for f in ["LICENSE-MIT", "LICENSE-APACHE", "LICENSE-GPL-2.0", "README.md"] {
+    for f in [
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+        "LICENSE-GPL-2.0",
+        "README.md",
+    ] {
         copy(&root.join(f), &stage.join(f))?;
     }
     sha256sums(&stage)?;
@@ -371,7 +392,8 @@ fn copy(src: &Path, dst: &Path) -> anyhow::Result<()> {
     if let Some(p) = dst.parent() {
         fs::create_dir_all(p)?;
     }
-    fs::copy(src, dst).with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    fs::copy(src, dst)
+        .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
     Ok(())
 }
 
@@ -461,7 +483,6 @@ fn tar(dir: &Path, stem: &str, out: &Path, epoch: u64) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("gzip writer panicked"))??;
     ensure!(gzipped.status.success(), "gzip failed");
     fs::write(out, gzipped.stdout).with_context(|| format!("writing {}", out.display()))
-
 }
 
 /// `cargo deb` on the static binary and the generated files (the package's
@@ -469,7 +490,15 @@ fn tar(dir: &Path, stem: &str, out: &Path, epoch: u64) -> anyhow::Result<()> {
 fn deb(epoch: u64) -> anyhow::Result<PathBuf> {
     let dist = dist_dir();
     let out = Command::new("cargo")
-        .args(["deb", "--locked", "-p", "monitor", "--no-build", "--target", TARGET])
+        .args([
+            "deb",
+            "--locked",
+            "-p",
+            "monitor",
+            "--no-build",
+            "--target",
+            TARGET,
+        ])
         .arg("--output")
         .arg(&dist)
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
@@ -516,27 +545,28 @@ fn image(rev: &str, epoch: u64) -> anyhow::Result<PathBuf> {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
     let ctr = buildah(&["from", "scratch"])?;
-    let result = (|| -> anyhow::Result<PathBuf> {
-        let bin = static_binary();
-        let root = workspace_root();
-        buildah(&[
-            "copy",
-            "--chmod",
-            "0755",
-            &ctr,
-            &bin.to_string_lossy(),
-            &format!("/usr/bin/{NAME}"),
-        ])?;
-        for f in ["LICENSE-MIT", "LICENSE-APACHE", "LICENSE-GPL-2.0"] {
+    let result =
+        (|| -> anyhow::Result<PathBuf> {
+            let bin = static_binary();
+            let root = workspace_root();
             buildah(&[
                 "copy",
+                "--chmod",
+                "0755",
                 &ctr,
-                &root.join(f).to_string_lossy(),
-                &format!("/usr/share/doc/{NAME}/{f}"),
+                &bin.to_string_lossy(),
+                &format!("/usr/bin/{NAME}"),
             ])?;
-        }
-        let created = rfc3339(epoch);
-        let labels = [
+            for f in ["LICENSE-MIT", "LICENSE-APACHE", "LICENSE-GPL-2.0"] {
+                buildah(&[
+                    "copy",
+                    &ctr,
+                    &root.join(f).to_string_lossy(),
+                    &format!("/usr/share/doc/{NAME}/{f}"),
+                ])?;
+            }
+            let created = rfc3339(epoch);
+            let labels = [
             ("org.opencontainers.image.title", NAME.to_owned()),
             (
                 "org.opencontainers.image.description",
@@ -560,48 +590,48 @@ fn image(rev: &str, epoch: u64) -> anyhow::Result<PathBuf> {
             ),
             ("org.opencontainers.image.vendor", "mm race monitor".to_owned()),
         ];
-        let mut cfg: Vec<String> = vec![
-            "config".into(),
-            "--entrypoint".into(),
-            format!("[\"/usr/bin/{NAME}\"]"),
-            "--cmd".into(),
-            "run".into(),
-            "--port".into(),
-            "10416/tcp".into(),
-            "--stop-signal".into(),
-            "SIGTERM".into(),
-            "--created-by".into(),
-            "cargo xtask dist --image".into(),
-        ];
-        for (k, v) in &labels {
-            cfg.push("--label".into());
-            cfg.push(format!("{k}={v}"));
-        }
-        cfg.push(ctr.clone());
-        buildah(&cfg.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let reference = image_ref();
-        buildah(&[
-            "commit",
-            "--rm",
-            "--timestamp",
-            &epoch.to_string(),
-            &ctr,
-            &reference,
-        ])?;
-        let archive = dist_dir().join(format!("{}.oci.tar", tarball_stem()));
-        let _ = fs::remove_file(&archive);
-        buildah(&[
-            "push",
-            &reference,
-            &format!("oci-archive:{}:{reference}", archive.display()),
-        ])?;
-        eprintln!(
-            "xtask dist: image {reference}, {} ({} bytes)",
-            archive.display(),
-            fs::metadata(&archive)?.len()
-        );
-        Ok(archive)
-    })();
+            let mut cfg: Vec<String> = vec![
+                "config".into(),
+                "--entrypoint".into(),
+                format!("[\"/usr/bin/{NAME}\"]"),
+                "--cmd".into(),
+                "run".into(),
+                "--port".into(),
+                "10416/tcp".into(),
+                "--stop-signal".into(),
+                "SIGTERM".into(),
+                "--created-by".into(),
+                "cargo xtask dist --image".into(),
+            ];
+            for (k, v) in &labels {
+                cfg.push("--label".into());
+                cfg.push(format!("{k}={v}"));
+            }
+            cfg.push(ctr.clone());
+            buildah(&cfg.iter().map(String::as_str).collect::<Vec<_>>())?;
+            let reference = image_ref();
+            buildah(&[
+                "commit",
+                "--rm",
+                "--timestamp",
+                &epoch.to_string(),
+                &ctr,
+                &reference,
+            ])?;
+            let archive = dist_dir().join(format!("{}.oci.tar", tarball_stem()));
+            let _ = fs::remove_file(&archive);
+            buildah(&[
+                "push",
+                &reference,
+                &format!("oci-archive:{}:{reference}", archive.display()),
+            ])?;
+            eprintln!(
+                "xtask dist: image {reference}, {} ({} bytes)",
+                archive.display(),
+                fs::metadata(&archive)?.len()
+            );
+            Ok(archive)
+        })();
     if result.is_err() {
         let _ = buildah(&["rm", &ctr]);
     }
@@ -613,9 +643,10 @@ pub fn rfc3339(secs: u64) -> String {
     let out = Command::new("date")
         .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
         .output();
-    out.ok()
-        .filter(|o| o.status.success())
-        .map_or_else(|| secs.to_string(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    out.ok().filter(|o| o.status.success()).map_or_else(
+        || secs.to_string(),
+        |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+    )
 }
 
 #[cfg(test)]

@@ -157,7 +157,11 @@ pub fn write_initramfs(
     ] {
         let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
         crate::dist::check_static(&data).with_context(|| {
-            format!("{} must be static (built for {})", src.display(), crate::dist::TARGET)
+            format!(
+                "{} must be static (built for {})",
+                src.display(),
+                crate::dist::TARGET
+            )
         })?;
         add_parents(&mut cpio, &mut dirs, dst)?;
         cpio.file(dst, &data, true)?;

@@ -127,14 +127,7 @@ fn build(no_build: bool) -> anyhow::Result<Payload> {
     let tests = if no_build {
         newest_test_binary(&target.join("deps"))?
     } else {
-        crate::dist::build_static(&["-p", "monitor", "--bin", "monitor", "-p", "xtask", "--bin", "scenario"])?;
-        let out = crate::dist::build_static(&[
-            "-p",
-            "monitor",
-            "--test",
-            "tests",
-            "--message-format=json",
-        ])?;
+        let out = crate::dist::build_static()?;
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -413,7 +406,11 @@ fn run_systemd(args: &Args, kernels: &[&'static Kernel]) -> anyhow::Result<()> {
                     eprintln!("xtask vm: retrying {} (systemd)", kernel.name);
                 }
                 Some(why) => {
-                    eprintln!("xtask vm: {} systemd FAILED: {why} ({})", kernel.name, dir.display());
+                    eprintln!(
+                        "xtask vm: {} systemd FAILED: {why} ({})",
+                        kernel.name,
+                        dir.display()
+                    );
                     failed.push(kernel.name);
                     break;
                 }

@@ -89,9 +89,7 @@ fn rootfs() -> anyhow::Result<PathBuf> {
 }
 
 fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
-    let st = cmd
-        .status()
-        .with_context(|| format!("running {cmd:?}"))?;
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     ensure!(st.success(), "{cmd:?} failed ({st})");
     Ok(())
 }
@@ -131,9 +129,7 @@ WantedBy=multi-user.target
 /// The test machine's Prometheus: the shipped scrape job and alert rules.
 fn prometheus_config(root: &Path) -> anyhow::Result<String> {
     let shipped = fs::read_to_string(root.join("deploy/prometheus/prometheus.yml"))?;
-    Ok(format!(
-        "global:\n  evaluation_interval: 15s\n{shipped}"
-    ))
+    Ok(format!("global:\n  evaluation_interval: 15s\n{shipped}"))
 }
 
 /// Copies the cached root file system, adds the package, binaries and the
@@ -185,6 +181,10 @@ fn disk_image(
         stage.join("etc/prometheus/rules/mm-race-monitor.rules.yml"),
     )?;
     fs::write(stage.join("etc/hostname"), "mmrace-systemd\n")?;
+    fs::write(
+        stage.join("etc/hosts"),
+        "127.0.0.1 localhost\n127.0.1.1 mmrace-systemd\n::1 localhost ip6-localhost ip6-loopback\n",
+    )?;
     let image = dir.join("disk.img");
     let _ = fs::remove_file(&image);
     run_cmd(
@@ -220,7 +220,16 @@ exec switch_root /newroot /lib/systemd/systemd
 "#;
     let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut cpio = Cpio::new(BufWriter::new(file));
-    for d in ["/bin", "/dev", "/proc", "/sys", "/etc", "/lib", "/lib/modules", "/newroot"] {
+    for d in [
+        "/bin",
+        "/dev",
+        "/proc",
+        "/sys",
+        "/etc",
+        "/lib",
+        "/lib/modules",
+        "/newroot",
+    ] {
         cpio.dir(d)?;
     }
     cpio.char_dev("/dev/console", 5, 1)?;
@@ -282,7 +291,11 @@ pub fn run(
     eprintln!(
         "xtask vm: {} systemd {} in {:.1}s (boot, tests and power-off)",
         kernel.name,
-        if verdict.is_none() { "passed" } else { "FAILED" },
+        if verdict.is_none() {
+            "passed"
+        } else {
+            "FAILED"
+        },
         res.elapsed.as_secs_f64()
     );
     if let Some(why) = &verdict {
