@@ -236,11 +236,14 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
                 hooks: session.loaded.hooks.clone(),
                 filters: Default::default(),
             };
+            // The first file covers the session from attach: records produced
+            // since then are still in the ring and will be delivered into it,
+            // so its summary counts from zero, not from the counters now.
             Some(Recorder::start(
                 opts.clone(),
                 header,
                 metrics.clone(),
-                &counters,
+                &Default::default(),
             )?)
         }
         None => None,

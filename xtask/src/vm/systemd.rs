@@ -100,7 +100,7 @@ fn runner(kernel: &str) -> String {
         r#"#!/bin/sh
 exec > /dev/ttyS1 2>&1
 echo "VMH kernel {kernel} $(uname -r) systemd=$(systemctl --version | head -1)"
-echo "VMH note boot to multi-user.target: $(systemd-analyze 2>/dev/null | head -1)"
+echo "VMH note systemd guest up for $(cut -d" " -f1 /proc/uptime)s when the tests start"
 export MONITOR_BIN=/usr/bin/mm-race-monitor SCENARIO_BIN=/usr/local/bin/scenario
 export VM_KERNEL={kernel} VM_SYSTEMD=1 RUST_BACKTRACE=1 DEB=/root/mm-race-monitor.deb
 cd /tmp
