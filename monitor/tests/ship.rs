@@ -368,27 +368,13 @@ fn podman(conf: &Path) -> Command {
 }
 
 fn podman_conf(dir: &Path) -> PathBuf {
-    let mut nofile = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    let mut nproc = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the structs.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile);
-        libc::getrlimit(libc::RLIMIT_NPROC, &mut nproc);
-    }
+    // Limits the daemon is happy with (the unit sets LimitNOFILE=1024; it is
+    // single-threaded) and that runc may set here.
     let conf = dir.join("containers.conf");
     std::fs::write(
         &conf,
-        format!(
-            "[containers]\ndefault_ulimits = [\"nofile={n}:{n}\", \"nproc={p}:{p}\"]\n[engine]\nruntime = \"runc\"\n",
-            n = nofile.rlim_max.min(65536),
-            p = nproc.rlim_max.min(65536)
-        ),
+        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+         [engine]\nruntime = \"runc\"\n",
     )
     .expect("containers.conf");
     conf
