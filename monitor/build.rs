@@ -44,13 +44,13 @@ fn strip_dwarf(path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("parsing {}: {e}", path.display()))?;
     let is_dwarf = |name: &[u8]| name.starts_with(b".debug_") || name.starts_with(b".rel.debug_");
     let mut dropped = Vec::new();
-    for section in elf.sections.iter_mut() {
+    for section in &mut elf.sections {
         if is_dwarf(&section.name) {
             section.delete = true;
             dropped.push(section.id());
         }
     }
-    for section in elf.sections.iter_mut() {
+    for section in &mut elf.sections {
         if section
             .sh_info_section
             .is_some_and(|s| dropped.contains(&s))
@@ -58,7 +58,7 @@ fn strip_dwarf(path: &Path) -> anyhow::Result<()> {
             section.delete = true;
         }
     }
-    for sym in elf.symbols.iter_mut() {
+    for sym in &mut elf.symbols {
         if sym.section.is_some_and(|s| dropped.contains(&s)) {
             sym.delete = true;
         }

@@ -16,7 +16,6 @@
 //!   is stopped — stops the pings, and systemd restarts the service.
 
 use std::{
-    future::Future,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
@@ -111,14 +110,12 @@ fn feed(health: Option<&Arc<Health>>) -> bool {
     health.is_some_and(|h| h.check().is_ok())
 }
 
-fn tick(i: Option<&mut tokio::time::Interval>) -> impl Future<Output = ()> + '_ {
-    async move {
-        match i {
-            Some(i) => {
-                i.tick().await;
-            }
-            None => std::future::pending().await,
+async fn tick(i: Option<&mut tokio::time::Interval>) {
+    match i {
+        Some(i) => {
+            i.tick().await;
         }
+        None => std::future::pending().await,
     }
 }
 
