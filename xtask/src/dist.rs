@@ -667,6 +667,22 @@ mod tests {
         let found = embedded_bpf_objects(&blob);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].len(), 64);
-        assert!(check_static(&obj).is_ok());
+    }
+
+    #[test]
+    fn an_interpreter_means_dynamic() {
+        // ELF64 header + one program header (phoff 64, phentsize 56, phnum 1).
+        let exe = |p_type: u8| {
+            let mut e = vec![0u8; 64 + 56];
+            e[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+            e[0x20] = 64;
+            e[0x36] = 56;
+            e[0x38] = 1;
+            e[64] = p_type;
+            e
+        };
+        assert!(check_static(&exe(1)).is_ok(), "PT_LOAD only: static");
+        assert!(check_static(&exe(3)).is_err(), "PT_INTERP: dynamic");
+        assert!(check_static(b"not an elf").is_err());
     }
 }
