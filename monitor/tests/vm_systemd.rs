@@ -107,6 +107,17 @@ fn kernel_programs() -> BTreeSet<u32> {
         .collect()
 }
 
+/// How many hooks `monitor check --format json` attached.
+pub fn hooks_attached_by_check(json: &str) -> usize {
+    let v: serde_json::Value = serde_json::from_str(json).expect("check JSON");
+    v["hooks"]
+        .as_array()
+        .expect("hooks")
+        .iter()
+        .filter(|h| h["rung"] != "unavailable" && h["rung"] != "excluded")
+        .count()
+}
+
 /// Program ids behind the BPF program and link descriptors a process holds
 /// (`prog_id:` in /proc/PID/fdinfo).
 fn daemon_programs(pid: u32) -> BTreeSet<u32> {
@@ -211,14 +222,7 @@ fn the_package_runs_under_systemd() {
     );
     assert_eq!(show("NRestarts"), "0");
     // The unit's sandbox costs no hook: as many attach as for plain root.
-    let check = sh("mm-race-monitor check --format json");
-    let v: serde_json::Value = serde_json::from_str(&check).expect("check JSON");
-    let attached = v["hooks"]
-        .as_array()
-        .expect("hooks")
-        .iter()
-        .filter(|h| h["rung"] != "unavailable" && h["rung"] != "excluded")
-        .count();
+    let attached = hooks_attached_by_check(&sh("mm-race-monitor check --format json"));
     assert!(
         status.starts_with(&format!("{attached} of 27 hooks attached")),
         "under systemd: {status:?}; as root outside the unit {attached} hooks attach"

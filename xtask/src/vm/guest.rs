@@ -102,6 +102,24 @@ fn add_parents(
     Ok(())
 }
 
+/// Adds the modules (in load order, listed in `/etc/modules.order` for
+/// `/init`) and writes the archive out.
+pub fn finish_with_modules(
+    mut cpio: Cpio<BufWriter<fs::File>>,
+    modules: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    let mut order = String::new();
+    for (name, ko) in modules {
+        cpio.file(&format!("/lib/modules/{name}.ko"), ko, false)?;
+        order.push_str(name);
+        order.push('\n');
+    }
+    cpio.file("/etc/modules.order", order.as_bytes(), false)?;
+    let mut w = cpio.finish()?;
+    std::io::Write::flush(&mut w)?;
+    Ok(())
+}
+
 /// Writes the initramfs to `out`.
 pub fn write_initramfs(
     out: &Path,
@@ -166,15 +184,7 @@ pub fn write_initramfs(
         add_parents(&mut cpio, &mut dirs, dst)?;
         cpio.file(dst, &data, true)?;
     }
-    let mut order = String::new();
-    for (name, ko) in modules {
-        cpio.file(&format!("/lib/modules/{name}.ko"), ko, false)?;
-        order.push_str(name);
-        order.push('\n');
-    }
-    cpio.file("/etc/modules.order", order.as_bytes(), false)?;
-    let mut w = cpio.finish()?;
-    std::io::Write::flush(&mut w)?;
+    finish_with_modules(cpio, modules)?;
     if fs::metadata(out)?.len() < 1024 {
         bail!("initramfs {} is implausibly small", out.display());
     }

@@ -223,26 +223,37 @@ fn run_once(
     })?;
     let text = fs::read_to_string(&res.results).unwrap_or_default();
     let report = Report::parse(&text);
-    let verdict = match res.ending {
-        qemu::Ending::Panic => Some("the guest kernel panicked or locked up".to_owned()),
-        qemu::Ending::Timeout => Some(format!("timed out after {}s", args.timeout)),
-        qemu::Ending::PoweredOff => match mode {
-            Mode::Command(_) => match report.exit_code {
-                Some(0) => None,
-                Some(c) => Some(format!("the command exited with {c}")),
-                None => Some("the command never finished".to_owned()),
-            },
-            _ => report.verdict(),
+    let verdict = boot_failure(res.ending, args.timeout).or_else(|| match mode {
+        Mode::Command(_) => match report.exit_code {
+            Some(0) => None,
+            Some(c) => Some(format!("the command exited with {c}")),
+            None => Some("the command never finished".to_owned()),
         },
-    };
+        _ => report.verdict(),
+    });
     if let Mode::Command(_) = mode {
         for line in text.lines() {
             println!("[{}] {line}", kernel.name);
         }
     }
+    conclude(kernel.name, "", verdict.as_deref(), &res);
+    Ok((verdict, report, dir))
+}
+
+/// A failure the way the guest ended shows by itself (`None`: it powered
+/// off; its report decides).
+fn boot_failure(ending: qemu::Ending, timeout: u64) -> Option<String> {
+    match ending {
+        qemu::Ending::Panic => Some("the guest kernel panicked or locked up".to_owned()),
+        qemu::Ending::Timeout => Some(format!("timed out after {timeout}s")),
+        qemu::Ending::PoweredOff => None,
+    }
+}
+
+/// Prints the outcome of a boot, and the guest's log when it failed.
+fn conclude(name: &str, what: &str, verdict: Option<&str>, res: &qemu::BootResult) {
     eprintln!(
-        "xtask vm: {} {} in {:.1}s",
-        kernel.name,
+        "xtask vm: {name} {what}{} in {:.1}s",
         if verdict.is_none() {
             "passed"
         } else {
@@ -250,10 +261,9 @@ fn run_once(
         },
         res.elapsed.as_secs_f64()
     );
-    if let Some(why) = &verdict {
-        show_guest_log(kernel.name, why, &res.console, &res.results);
+    if let Some(why) = verdict {
+        show_guest_log(name, why, &res.console, &res.results);
     }
-    Ok((verdict, report, dir))
 }
 
 fn show_guest_log(name: &str, why: &str, console: &Path, results: &Path) {

@@ -235,16 +235,7 @@ exec switch_root /newroot /lib/systemd/systemd
     cpio.char_dev("/dev/console", 5, 1)?;
     cpio.file("/init", init.as_bytes(), true)?;
     cpio.file("/bin/busybox", &fs::read(busybox)?, true)?;
-    let mut order = String::new();
-    for (name, ko) in modules {
-        cpio.file(&format!("/lib/modules/{name}.ko"), ko, false)?;
-        order.push_str(name);
-        order.push('\n');
-    }
-    cpio.file("/etc/modules.order", order.as_bytes(), false)?;
-    let mut w = cpio.finish()?;
-    std::io::Write::flush(&mut w)?;
-    Ok(())
+    super::guest::finish_with_modules(cpio, modules)
 }
 
 /// Boots `kernel` with the bookworm image and runs the `vm_systemd::` tests.
@@ -283,24 +274,8 @@ pub fn run(
     })?;
     let text = fs::read_to_string(&res.results).unwrap_or_default();
     let report = Report::parse(&text);
-    let verdict = match res.ending {
-        qemu::Ending::Panic => Some("the guest kernel panicked or locked up".to_owned()),
-        qemu::Ending::Timeout => Some(format!("timed out after {}s", args.timeout)),
-        qemu::Ending::PoweredOff => report.verdict(),
-    };
-    eprintln!(
-        "xtask vm: {} systemd {} in {:.1}s (boot, tests and power-off)",
-        kernel.name,
-        if verdict.is_none() {
-            "passed"
-        } else {
-            "FAILED"
-        },
-        res.elapsed.as_secs_f64()
-    );
-    if let Some(why) = &verdict {
-        super::show_guest_log(kernel.name, why, &res.console, &res.results);
-    }
+    let verdict = super::boot_failure(res.ending, args.timeout).or_else(|| report.verdict());
+    super::conclude(kernel.name, "systemd ", verdict.as_deref(), &res);
     if verdict.is_none() {
         let _ = fs::remove_file(&image);
     }
