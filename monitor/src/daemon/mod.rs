@@ -1,9 +1,10 @@
 //! `monitor run`: the long-running daemon.
 //!
 //! ```text
-//! config (file + flags) ─► bind the listener ─► Session::start (load, attach)
-//!   ─► unmount tracefs, dup map/program fds ─► drop capabilities
-//!   ─► serve /metrics and /healthz ─► Session::run(DaemonSink) until SIGTERM
+//! config (file + flags) ─► check + lock the record directory ─► bind the
+//!   listener ─► Session::start (load, attach) ─► unmount tracefs, dup
+//!   map/program fds ─► drop capabilities, switch user ─► start the output
+//!   threads ─► serve /metrics and /healthz ─► Session::run(DaemonSink) until SIGTERM
 //!   ─► Session::shutdown (detach, drain, account) ─► verify nothing is left
 //!   ─► close the trace file with its summary ─► exit 0
 //! ```
@@ -45,12 +46,12 @@ use self::{
     http::{Handler, Response},
     kstats::KernelStats,
     metrics::{CONTENT_TYPE, Metrics, StaticInfo},
-    record::Recorder,
+    record::{RecordDir, Recorder},
     sink::{DaemonSink, Health},
 };
 use crate::{
     cli::args::RunArgs,
-    plan, render,
+    output, plan, render, say,
     session::{Session, Signals},
     sys,
 };
@@ -58,7 +59,7 @@ use crate::{
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::resolve(args)?;
     if args.check_config {
-        print!("{}", cfg.effective.to_toml());
+        output::STDOUT.bytes(cfg.effective.to_toml().into_bytes());
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(r) = &cfg.record
@@ -70,6 +71,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     sys::check_privileges()?;
+    // Checked, handed to the daemon's user and locked before anything is
+    // loaded: a directory in use by another daemon, or writable by others,
+    // is refused at once.
+    let record_dir = cfg
+        .record
+        .as_ref()
+        .map(|r| RecordDir::prepare(r, cfg.user.as_ref()))
+        .transpose()?;
+    if !cfg.listen.ip().is_loopback() {
+        log::warn!(
+            "serving /metrics and /healthz on {} without authentication or TLS: restrict who \
+             can reach it (firewall, IPAddressAllow= in the unit)",
+            cfg.listen
+        );
+    }
     // Bind before loading anything: a taken port is reported at once and
     // leaves the kernel untouched.
     let listener = std::net::TcpListener::bind(cfg.listen)
@@ -83,7 +99,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(daemon(cfg, listener))
+    runtime.block_on(daemon(cfg, listener, record_dir))
 }
 
 /// The HTTP endpoints.
@@ -152,11 +168,16 @@ pub fn bpf_attachments_held() -> io::Result<usize> {
     Ok(n)
 }
 
-async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::Result<ExitCode> {
+async fn daemon(
+    cfg: DaemonConfig,
+    listener: std::net::TcpListener,
+    record_dir: Option<RecordDir>,
+) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
     let mut session = Session::start(&cfg.load)?;
+    sys::wall_offset_ns();
     for line in render::plan_lines(&session.loaded.hooks, session.loaded.object.name()) {
-        eprintln!("monitor: {line}");
+        say!("monitor: {line}");
     }
     let attached = session
         .loaded
@@ -200,7 +221,7 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         .iter()
         .any(|h| h.hook == "uffd_ioctl" && h.rung != "unavailable");
     if uffd_attached && session.loaded.config.userfaultfd_ioctl == 0 {
-        eprintln!(
+        say!(
             "monitor: warning: kernel addresses are hidden (no CAP_SYSLOG?): UFFDIO_COPY records \
              cannot be attributed to an mm (hook uffd_ioctl reported degraded)"
         );
@@ -220,24 +241,41 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
     metrics.run_stats_enabled.set(i64::from(run_stats()));
 
     if cfg.drop_capabilities {
-        let dropped = caps::drop_after_attach(|| kstats.reads_work())
-            .context("dropping capabilities after attach")?;
-        eprintln!(
-            "monitor: capabilities after attach: {}{}",
+        let dropped = caps::drop_after_attach(|| kstats.reads_work(), cfg.user.as_ref())
+            .context("dropping privileges after attach")?;
+        say!(
+            "monitor: capabilities after attach: {}{}; running as {}",
             caps::names(dropped.after.effective),
             if dropped.kept_bpf {
                 " (this kernel needs it to read BPF maps: kernel.unprivileged_bpf_disabled)"
             } else {
                 ""
-            }
+            },
+            dropped.user.as_ref().map_or_else(
+                || "root (security.user = \"root\")".to_owned(),
+                |u| format!("{} (uid {}, gid {})", u.name, u.uid, u.gid)
+            )
+        );
+        if !kstats.reads_work() {
+            log::warn!("reading BPF maps or program info fails after dropping privileges");
+        }
+    } else {
+        say!(
+            "monitor: capabilities kept after attach (--keep-capabilities): {}; running as root",
+            caps::names(caps::get().map_or(0, |c| c.effective))
         );
     }
+    // Threads start only now: they inherit the reduced credentials.
+    output::STDOUT
+        .start_writer()
+        .and_then(|()| output::STDERR.start_writer())
+        .context("starting the output threads")?;
 
     // The first trace file is created with the privileges the daemon keeps,
     // so a directory it could not write to later fails now.
     let counters = session.loaded.counters();
-    let recorder = match &cfg.record {
-        Some(opts) => {
+    let recorder = match (&cfg.record, record_dir) {
+        (Some(opts), Some(dir)) => {
             let header = Header {
                 format: FORMAT_NAME.to_owned(),
                 version: FORMAT_VERSION,
@@ -254,13 +292,14 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
                 filters: Default::default(),
             };
             Some(Recorder::start(
+                dir,
                 opts.clone(),
                 header,
                 metrics.clone(),
                 &counters,
             )?)
         }
-        None => None,
+        _ => None,
     };
     metrics.observe_counters(&Default::default(), &counters);
     kstats.refresh(&metrics);
@@ -276,7 +315,7 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         }),
         http::Limits::default(),
     ));
-    eprintln!(
+    say!(
         "monitor: serving metrics on http://{addr}/metrics (and /healthz); {} programs attached",
         program_ids.len()
     );
@@ -332,9 +371,11 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         .recorder
         .take()
         .and_then(|r| r.finish(&sink.counters, ended.name()));
-    eprintln!(
+    metrics.observe_output();
+    let not_logged = output::STDOUT.dropped();
+    say!(
         "monitor: {:.1}s, ended by {}: produced {}, delivered {}, lost {} (ring buffer full), \
-         decode errors {}, findings {}; detached {} programs (verified){}",
+         decode errors {}, findings {}{}; detached {} programs (verified){}{}",
         session.elapsed().as_secs_f64(),
         ended.name(),
         summary.produced,
@@ -342,8 +383,17 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         summary.lost,
         summary.decode_errors,
         sink.findings,
+        if not_logged > 0 {
+            format!(" ({not_logged} not logged: stdout reader too slow)")
+        } else {
+            String::new()
+        },
         program_ids.len(),
         recorded.map_or(String::new(), |p| format!("; closed {}", p.display())),
+        match metrics.record_dropped.get() {
+            0 => String::new(),
+            n => format!("; {n} events could not be recorded (see the files' loss lines)"),
+        },
     );
     drop(session);
     Ok(ExitCode::SUCCESS)

@@ -4,22 +4,19 @@
 //! (the trace-file `finding` line: kind, severity, mm, tasks, explanation,
 //! details and evidence events; journald keeps it whole) and recorded.
 
-use std::{
-    io::Write as _,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use monitor_detector::{
     Detector, DetectorStats, Event, Finding,
     event::DecodeError,
-    tracefile::{Line, Loss, to_line},
+    tracefile::{Line, Loss},
 };
 
 use super::{hooks, metrics::Metrics, record::Recorder, windows::WindowTracker};
-use crate::{loader::Counters, session::Sink, sys};
+use crate::{loader::Counters, output, session::Sink, sys};
 
 /// What `/healthz` reports.
 pub struct Health {
@@ -119,23 +116,16 @@ impl DaemonSink {
                 .with_label_values(&[f.kind.name(), f.severity.name()])
                 .inc();
             let line = Line::Finding(f);
-            if !self.stdout_closed {
-                // One write per line, so concurrent writers and journald never
-                // see half a finding.
-                let mut text = to_line(&line);
-                text.push('\n');
-                let mut out = std::io::stdout().lock();
-                if out
-                    .write_all(text.as_bytes())
-                    .and_then(|()| out.flush())
-                    .is_err()
-                {
-                    self.stdout_closed = true;
-                    log::warn!("stdout is closed: findings are only counted and recorded");
-                }
+            // With its wall-clock `time`; queued, never blocking the loop
+            // (`crate::output`): a full queue is counted, a closed stdout
+            // said once.
+            let text = crate::tracefile::finding_line(&line);
+            if !self.stdout_closed && !output::STDOUT.line(&text) && output::STDOUT.is_closed() {
+                self.stdout_closed = true;
+                log::warn!("stdout is closed: findings are only counted and recorded");
             }
             if let Some(r) = &mut self.recorder {
-                r.push(&line);
+                r.push_serialized(&line, &text);
             }
         }
     }
@@ -205,6 +195,7 @@ impl Sink for DaemonSink {
     fn flush(&mut self) -> anyhow::Result<bool> {
         self.health.drained();
         self.observe_detector();
+        self.metrics.observe_output();
         if let Some(r) = &mut self.recorder {
             r.flush(&self.counters);
         }
