@@ -93,6 +93,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     listener
         .set_nonblocking(true)
         .context("configuring the listening socket")?;
+    http::widen_backlog(&listener).context("configuring the listening socket")?;
     // One thread: capabilities are per thread, and dropping them must cover
     // the whole process.
     let runtime = tokio::runtime::Builder::new_current_thread()
