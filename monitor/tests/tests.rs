@@ -13,12 +13,16 @@
 //! - `vm`: the same kind of checks inside QEMU guests running Debian kernels
 //!   (`#[ignore]` on the host; `cargo xtask vm` runs them in the guest).
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
+//! - `hostile`: one regression test per defect of the reliability review:
+//!   stalled and closed outputs, a full disk, bad BTF, slowloris peers,
+//!   privileges and files after attach, bounded inputs. Root.
 //! - `checks`: the assertions host and VM tests share.
 
 mod checks;
 mod cli;
 mod daemon;
 mod host;
+mod hostile;
 mod util;
 mod vm;
 mod vm_selftest;

@@ -4,6 +4,7 @@
 
 mod bench;
 mod clippy;
+mod fuzz;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Bench(bench::Args),
     /// Boot Debian kernels under QEMU and run the VM tests inside.
     Vm(vm::Args),
+    /// Run the libFuzzer targets of fuzz/ (cargo-fuzz, nightly), one after the other.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Clippy(a) => clippy::run(&a),
         Command::Vm(a) => vm::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Fuzz(a) => fuzz::run(&a),
     }
 }

@@ -247,13 +247,21 @@ impl Origin<'_> {
 
 /// Merges the file (if any) and the flags, then validates everything.
 pub fn resolve(args: &RunArgs) -> Result<DaemonConfig, ConfigError> {
-    let mut cfg = match &args.config {
+    let cfg = match &args.config {
         Some(path) => read_file(path)?,
         None => FileConfig::default(),
     };
-    let origin = Origin {
-        file: args.config.as_deref(),
-    };
+    merge(cfg, args.config.as_deref(), args)
+}
+
+/// Applies the flags to the file's configuration (read from `file`, for
+/// error messages) and validates the result.
+pub fn merge(
+    mut cfg: FileConfig,
+    file: Option<&Path>,
+    args: &RunArgs,
+) -> Result<DaemonConfig, ConfigError> {
+    let origin = Origin { file };
     // Remember which keys the command line set, to blame the right source.
     let flag = |set: bool, name: &'static str| set.then_some(name);
     let f_listen = flag(args.listen.is_some(), "--listen");

@@ -185,6 +185,17 @@ pub fn is_ours(name: &str) -> bool {
     name.starts_with(PREFIX) && name.ends_with(SUFFIX)
 }
 
+/// Our files in `dir`, oldest first.
+pub fn list_files(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_ours))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 impl Recorder {
     /// Opens the first file; failing here is a start-up error.
     pub fn start(
