@@ -1051,7 +1051,7 @@ fn s2_the_daemon_switches_to_an_unprivileged_user_after_attach() {
         let line = d
             .seen
             .iter()
-            .find(|l| l.contains("capabilities after attach"))
+            .find(|l| l.contains("user after attach"))
             .cloned()
             .expect("line");
         let pid = d.pid();

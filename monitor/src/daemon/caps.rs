@@ -203,6 +203,31 @@ pub fn resolve_user(spec: Option<&str>, passwd: &Path) -> Result<Option<User>, S
     Ok(Some(user))
 }
 
+/// The user to switch to, given what the process may do: without CAP_SETUID
+/// and CAP_SETGID (a narrowed capability set, a container granted only what
+/// loading needs) the default user cannot be had, and the daemon stays uid 0
+/// without capabilities, saying so; a user asked for explicitly must be had.
+pub fn usable_user(user: Option<&User>, explicit: bool) -> Result<Option<&User>, String> {
+    let Some(u) = user else { return Ok(None) };
+    let need = bit(Capability::CAP_SETUID) | bit(Capability::CAP_SETGID);
+    if get().is_ok_and(|c| c.effective & need == need) {
+        return Ok(Some(u));
+    }
+    if explicit {
+        return Err(format!(
+            "security.user is {} but the process lacks CAP_SETUID and CAP_SETGID to switch to it \
+             (grant them, or set security.user = \"root\")",
+            u.name
+        ));
+    }
+    log::warn!(
+        "staying uid 0 (without capabilities) after attach: switching to {} needs CAP_SETUID and \
+         CAP_SETGID; grant them, or set security.user = \"root\" to accept this",
+        u.name
+    );
+    Ok(None)
+}
+
 /// What [`drop_after_attach`] did.
 #[derive(Debug)]
 pub struct Dropped {

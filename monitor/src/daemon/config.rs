@@ -173,6 +173,8 @@ pub struct DaemonConfig {
     pub drop_capabilities: bool,
     /// The user to switch to after attach (`None`: stay root).
     pub user: Option<User>,
+    /// `security.user` was given (not the default).
+    pub user_explicit: bool,
     /// The merged file + flags, for `--check-config`.
     pub effective: FileConfig,
 }
@@ -381,6 +383,7 @@ pub fn merge(
         map_fill_every,
         drop_capabilities: cfg.security.drop_capabilities,
         user,
+        user_explicit: cfg.security.user.is_some(),
         effective: cfg,
     })
 }

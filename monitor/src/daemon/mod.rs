@@ -71,6 +71,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     sys::check_privileges()?;
+    let mut cfg = cfg;
+    if cfg.drop_capabilities {
+        cfg.user = caps::usable_user(cfg.user.as_ref(), cfg.user_explicit)
+            .map_err(anyhow::Error::msg)?
+            .cloned();
+    }
     // Checked, handed to the daemon's user and locked before anything is
     // loaded: a directory in use by another daemon, or writable by others,
     // is refused at once.
@@ -130,22 +136,40 @@ impl Handler for Endpoints {
     }
 }
 
+/// The `NOTIFY_SOCKET` datagram socket, connected before the daemon gives
+/// up root: the socket file is often writable by root only, and a connected
+/// datagram socket is not checked again.
+static NOTIFY: std::sync::OnceLock<Option<std::os::unix::net::UnixDatagram>> =
+    std::sync::OnceLock::new();
+
+fn notify_socket() -> Option<&'static std::os::unix::net::UnixDatagram> {
+    NOTIFY
+        .get_or_init(|| {
+            use std::os::{linux::net::SocketAddrExt as _, unix::net::UnixDatagram};
+            let path = std::env::var_os("NOTIFY_SOCKET")?;
+            let sock = UnixDatagram::unbound().ok()?;
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+            let res = match bytes.strip_prefix(b"@") {
+                Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name)
+                    .and_then(|addr| sock.connect_addr(&addr)),
+                None => sock.connect(&path),
+            };
+            match res {
+                Ok(()) => Some(sock),
+                Err(e) => {
+                    log::warn!("connecting to NOTIFY_SOCKET {}: {e}", path.display());
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
 /// Tells systemd (`Type=notify`) about state changes; a no-op elsewhere.
 fn sd_notify(state: &str) {
-    use std::os::{linux::net::SocketAddrExt as _, unix::net::UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
-    let res = match bytes.strip_prefix(b"@") {
-        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr)),
-        None => sock.send_to(state.as_bytes(), &path),
-    };
-    if let Err(e) = res {
+    if let Some(sock) = notify_socket()
+        && let Err(e) = sock.send(state.as_bytes())
+    {
         log::warn!("notifying systemd ({state}): {e}");
     }
 }
@@ -241,20 +265,27 @@ async fn daemon(
     let run_stats = move || stats_fd.is_some() || kstats::sysctl_run_stats_enabled();
     metrics.run_stats_enabled.set(i64::from(run_stats()));
 
+    notify_socket();
     if cfg.drop_capabilities {
         let dropped = caps::drop_after_attach(|| kstats.reads_work(), cfg.user.as_ref())
             .context("dropping privileges after attach")?;
         say!(
-            "monitor: capabilities after attach: {}{}; running as {}",
+            "monitor: capabilities after attach: {}{}",
             caps::names(dropped.after.effective),
             if dropped.kept_bpf {
                 " (this kernel needs it to read BPF maps: kernel.unprivileged_bpf_disabled)"
             } else {
                 ""
-            },
+            }
+        );
+        say!(
+            "monitor: user after attach: {}",
             dropped.user.as_ref().map_or_else(
                 || "root (security.user = \"root\")".to_owned(),
-                |u| format!("{} (uid {}, gid {})", u.name, u.uid, u.gid)
+                |u| format!(
+                    "{} (uid {}, gid {}, no supplementary groups)",
+                    u.name, u.uid, u.gid
+                )
             )
         );
         if !kstats.reads_work() {
