@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: setup, format, lint (host and BPF
 # crates), unit and integration tests (the real host kernel as root, and a real
-# Prometheus), then the VM matrix: Debian 5.10, 6.1 and 6.12 kernels under QEMU,
-# after a self-test of the VM harness.
+# Prometheus), a fuzz smoke run, then the VM matrix: Debian 5.10, 6.1 and 6.12
+# kernels under QEMU, after a self-test of the VM harness.
 #
 #   scripts/test.sh            everything
 set -euo pipefail
@@ -34,6 +34,9 @@ cargo build --release --locked -p xtask --bin scenario
 
 step "unit and integration tests (host kernel $(uname -r), as root)"
 cargo test --locked
+
+step "fuzz smoke: each libFuzzer target from its seeds, 20000 runs (long runs: cargo xtask fuzz, docs/fuzzing.md)"
+cargo xtask fuzz --runs 20000
 
 step "VM harness self-test (a wrong expectation, a panic, a hang, a silent guest must each fail)"
 cargo xtask vm --kernel 6.1 --self-test --quiet

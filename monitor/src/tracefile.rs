@@ -313,3 +313,47 @@ pub fn finding_line(line: &Line) -> String {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use monitor_detector::{Finding, FindingKind, Severity, tracefile::parse_line};
+
+    use super::*;
+
+    /// Finding lines carry an RFC 3339 `time` of their last evidence event
+    /// (converted from CLOCK_MONOTONIC), and still parse as finding lines.
+    #[test]
+    fn finding_lines_carry_the_wall_clock_time_of_their_deciding_event() {
+        let now = sys::ktime_ns();
+        let line = Line::Finding(Finding {
+            kind: FindingKind::UffdCopyVsMmChange,
+            severity: Severity::NearMiss,
+            mm: 0x1000,
+            mm_gen: 1,
+            tasks: Vec::new(),
+            start_t: now - 5_000_000_000,
+            end_t: now - 2_000_000_000,
+            explanation: "x".to_owned(),
+            details: BTreeMap::new(),
+            evidence: Vec::new(),
+        });
+        let text = finding_line(&line);
+        assert!(text.starts_with(r#"{"type":"finding","time":""#), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let t = humantime::parse_rfc3339(v["time"].as_str().expect("time")).expect("rfc 3339");
+        let ago = std::time::SystemTime::now()
+            .duration_since(t)
+            .expect("in the past");
+        assert!(
+            ago > std::time::Duration::from_millis(1900) && ago < std::time::Duration::from_secs(3),
+            "{ago:?}"
+        );
+        assert_eq!(parse_line(&text), Ok(line));
+        // Other lines are left alone.
+        let loss = Line::Loss(Loss {
+            t: 1,
+            lost: BTreeMap::new(),
+        });
+        assert_eq!(finding_line(&loss), to_line(&loss));
+    }
+}

@@ -1169,3 +1169,22 @@ fn s4_files_are_private_and_trace_drops_capabilities() {
     one_line_error(&o, "the file exists");
     assert_eq!(std::fs::read_to_string(&precious).expect("r"), "keep me");
 }
+
+/// Issue 15: the one-line usage error keeps clap's `tip:`, and every
+/// subcommand's help ends with examples.
+#[test]
+fn usage_errors_keep_the_tip_and_help_has_examples() {
+    let out = run(&mut monitor(&["trace", "--", "--frobnicate"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let out = run(&mut monitor(&["trace", "--frobnicate"]));
+    one_line_error(&out, "unexpected argument '--frobnicate' found; tip: ");
+    for sub in ["trace", "run", "check", "analyze"] {
+        let out = run(&mut monitor(&[sub, "--help"]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("Examples:\n  "),
+            "{sub}: {text}"
+        );
+    }
+}

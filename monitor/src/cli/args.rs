@@ -28,12 +28,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace race-window events for a while, print them, optionally record a trace file.
+    #[command(after_help = "Examples:\n  \
+        sudo monitor trace --duration 30s\n  \
+        sudo monitor trace --comm postgres --output pg.trace.jsonl --quiet\n  \
+        sudo monitor trace --format json --duration 1h30m | jq 'select(.ev == \"mark_victim\")'\n\n\
+        Stops on Ctrl-C, SIGTERM or SIGHUP (detaching everything first); then\n\
+        `monitor analyze FILE` replays a recording through the detector.")]
     Trace(TraceArgs),
     /// Run as a daemon: serve Prometheus metrics, log findings, optionally record.
+    #[command(after_help = "Examples:\n  \
+        sudo monitor run --config /etc/mm-race-monitor/monitor.toml\n  \
+        sudo monitor run --listen 127.0.0.1:10416 --record /var/lib/mm-race-monitor\n  \
+        monitor run --config monitor.toml --check-config\n\n\
+        After attach it drops every capability and runs as --user (default:\n\
+        mm-race-monitor, else nobody). See docs/deployment.md.")]
     Run(RunArgs),
     /// Show how each hook attaches on this kernel and which detector rules are covered.
+    #[command(after_help = "Examples:\n  \
+        sudo monitor check\n  \
+        sudo monitor check --strict --format json\n  \
+        sudo monitor check --btf /boot/vmlinux-$(uname -r).btf")]
     Check(CheckArgs),
     /// Run the race detector over recorded trace files.
+    #[command(after_help = "Examples:\n  \
+        monitor analyze pg.trace.jsonl\n  \
+        monitor analyze /var/lib/mm-race-monitor/mm-race-*.trace.jsonl --format json\n\n\
+        Exit status: 0 no findings, 1 findings, 2 error (errors win).")]
     Analyze(AnalyzeArgs),
 }
 
@@ -68,7 +88,7 @@ pub struct LoadArgs {
     /// Kernel BTF to resolve struct layouts from (must describe the running kernel).
     #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf: PathBuf,
-    /// Ring buffer size: a power of two of at least 4K (suffixes K, M).
+    /// Ring buffer size: a power of two from 4K to 1G (suffixes K, M, G).
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_ring_size)]
     pub ring_size: u32,
     /// Use no hook rung better than this one (to test or benchmark fallbacks).
@@ -85,7 +105,7 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// How long to trace, e.g. 30s, 500ms, 2m (default: until Ctrl-C).
+    /// How long to trace, e.g. 30s, 500ms, 2m, 1h30m (default: until Ctrl-C).
     #[arg(long, short, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Only events of this process (thread-group id), about it, or on its mm.
@@ -138,7 +158,7 @@ pub struct RunArgs {
     /// Kernel BTF to resolve struct layouts from [default: /sys/kernel/btf/vmlinux].
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
-    /// Ring buffer size: a power of two of at least 4K [default: 4M].
+    /// Ring buffer size: a power of two from 4K to 1G [default: 4M].
     #[arg(long, value_name = "BYTES")]
     pub ring_size: Option<String>,
     /// Use no hook rung better than this one [default: fentry].

@@ -52,7 +52,11 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             // A closed stdout (`monitor --help | head -1`) is not an error.
-            output::STDOUT.bytes(e.render().to_string().into_bytes());
+            let mut text = e.render().to_string();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            output::STDOUT.bytes(text.into_bytes());
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
