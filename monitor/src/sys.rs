@@ -150,14 +150,12 @@ pub struct TracefsMount {
 /// The id of the topmost mount at `path` (the last one listed).
 fn mount_id_at(path: &str) -> Option<u64> {
     let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let id = f.next()?.parse().ok()?;
-            let point = f.nth(3)?;
-            (point == path).then_some(id)
-        })
-        .last()
+    text.lines().rev().find_map(|l| {
+        let mut f = l.split(' ');
+        let id = f.next()?.parse().ok()?;
+        let point = f.nth(3)?;
+        (point == path).then_some(id)
+    })
 }
 
 /// Makes sure tracefs is available (classic tracepoints resolve their ids

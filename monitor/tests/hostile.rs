@@ -913,7 +913,10 @@ fn server_done(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 512];
     match s.read(&mut b) {
         Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-        Ok(_) => true,
+        // EOF.
+        Ok(0) => true,
+        // An answer (a 408): the server is done with it too.
+        Ok(_answer) => true,
     }
 }
 
@@ -938,7 +941,7 @@ fn slowloris(
                         .ok();
                 }
                 if i % 2 == 1
-                    && tick % 10 == 0
+                    && tick.is_multiple_of(10)
                     && let Some((s, sent)) = c
                 {
                     let _ = s.write_all(&[head[*sent % head.len()]]);

@@ -230,7 +230,8 @@ impl Recorder {
                 Ok(f) => break (name, f),
                 // Taken (by a file of ours, or planted): the next number.
                 Err(e)
-                    if e.kind() == std::io::ErrorKind::AlreadyExists && self.seq % 10_000 != 0 => {}
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && !self.seq.is_multiple_of(10_000) => {}
                 Err(e) => anyhow::bail!(
                     "cannot create {}: {e}",
                     self.dir.dir.path().join(&name).display()
