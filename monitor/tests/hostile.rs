@@ -146,6 +146,16 @@ impl Proc {
     }
 }
 
+impl Drop for Proc {
+    /// A failed assertion must not leave a monitor running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn monitor(args: &[&str]) -> Command {
     let mut c = Command::new(monitor_bin());
     c.args(args).stdin(Stdio::null());
