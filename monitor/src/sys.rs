@@ -204,6 +204,24 @@ pub fn unmount_tracefs(ours: TracefsMount) {
     unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
 }
 
+/// Raises the soft limit on open files to `want` (at most the hard limit):
+/// the daemon's 256 metrics connections and its BPF descriptors must fit
+/// under the usual soft limit of 1024.
+pub fn raise_fd_limit(want: u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer, then the same struct back; failure leaves
+    // the limit as it was.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < want {
+            r.rlim_cur = want.min(r.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it.
 pub fn raise_memlock() {
     let rlim = libc::rlimit {

@@ -733,6 +733,14 @@ fn u5_inputs_are_bounded() {
     }
 }
 
+/// `setpriv` arguments: nobody, no capability.
+const AS_NOBODY: [&str; 4] = [
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all",
+];
+
 /// U10 and U12: a header from an unknown wire layout, and filters that can
 /// never match, get a warning line.
 #[test]
@@ -755,12 +763,7 @@ fn u10_u12_surprising_input_gets_a_warning() {
     assert!(err.contains("(wire_version) 99, this build has"), "{err}");
 
     let out = run(Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
+        .args(AS_NOBODY)
         .arg(monitor_bin())
         .args([
             "trace",
@@ -903,20 +906,6 @@ fn d6_sigkill_of_trace_leaves_no_tracefs_mount() {
 // ---------------------------------------------------------------------------
 // S1, U2: the endpoint.
 
-/// Raises this process's soft limit on open files.
-fn raise_fd_limit(want: u64) {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid out pointer, then the same struct back.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur = r.rlim_cur.max(want.min(r.rlim_max));
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-    }
-}
-
 /// Whether the server is done with a (non-blocking) connection: closed,
 /// reset, or it answered (a 408).
 fn server_done(s: &mut TcpStream) -> bool {
@@ -972,7 +961,7 @@ fn slowloris(
 fn s1_a_thousand_slow_connections_cannot_starve_the_endpoint() {
     require_root();
     let _g = serial();
-    raise_fd_limit(8192);
+    monitor::sys::raise_fd_limit(8192);
     let mut d = Proc::spawn(daemon(&[]));
     let addr = d.serving();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -395,6 +395,10 @@ mod tests {
     }
 
     fn with_server(f: impl AsyncFnOnce(std::net::SocketAddr)) {
+        with_server_limits(limits(), f);
+    }
+
+    fn with_server_limits(limits: Limits, f: impl AsyncFnOnce(std::net::SocketAddr)) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -402,7 +406,7 @@ mod tests {
         rt.block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let server = tokio::spawn(serve(listener, Arc::new(Echo), limits()));
+            let server = tokio::spawn(serve(listener, Arc::new(Echo), limits));
             f(addr).await;
             server.abort();
         });
@@ -484,15 +488,8 @@ mod tests {
     #[test]
     #[allow(clippy::print_stderr, reason = "the measured latencies")]
     fn a_thousand_slow_connections_do_not_starve_scrapes() {
-        raise_fd_limit(4096);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let server = tokio::spawn(serve(listener, Arc::new(Echo), Limits::default()));
+        crate::sys::raise_fd_limit(4096);
+        with_server_limits(Limits::default(), async |addr| {
             let mut attackers = Vec::new();
             for i in 0..1000 {
                 attackers.push(tokio::spawn(async move {
@@ -534,22 +531,7 @@ mod tests {
             for a in attackers {
                 a.abort();
             }
-            server.abort();
         });
-    }
-
-    /// Raises the soft limit on open files (the test holds 2,000 sockets).
-    pub fn raise_fd_limit(want: u64) {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: valid out pointer, then the same struct back.
-        unsafe {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-            r.rlim_cur = r.rlim_cur.max(want.min(r.rlim_max));
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
     }
 
     #[test]

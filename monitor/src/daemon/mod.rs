@@ -71,6 +71,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     sys::check_privileges()?;
+    sys::raise_fd_limit(4096);
     let mut cfg = cfg;
     if cfg.drop_capabilities {
         cfg.user = caps::usable_user(cfg.user.as_ref(), cfg.user_explicit)
