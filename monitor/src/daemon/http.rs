@@ -198,10 +198,11 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn Handler>, limits: Lim
             }
             Err(e) => {
                 throttle.warn(&e);
-                // EMFILE and friends: free a descriptor, back off instead of
-                // spinning.
-                lock(&conns).evict_oldest();
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE and friends: free a descriptor (then retry soon),
+                // else back off instead of spinning.
+                let freed = lock(&conns).evict_oldest();
+                let pause = if freed { 10 } else { 100 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }
     }
