@@ -130,13 +130,14 @@ pub struct Summary {
     pub decode_errors: u64,
     /// Records left out by `--pid`/`--comm` filters (delivered, not written).
     pub filtered_out: u64,
-    /// Event lines written to this file (absent in files of older builds).
-    #[serde(default)]
+    /// Event lines written to this file (absent when 0, and in files of
+    /// older builds).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub written: u64,
     /// Events the recorder could not write (disk full, write errors beyond
     /// what it could keep buffered); loss lines carry them by kind, so
-    /// Σ loss lines = `lost` + `recorder_dropped`.
-    #[serde(default)]
+    /// Σ loss lines = `lost` + `recorder_dropped`. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub recorder_dropped: u64,
     /// Why the recording ended: `duration`, `signal` or `error`.
     pub ended_by: String,
@@ -148,6 +149,10 @@ pub struct Summary {
     pub hits: BTreeMap<String, u64>,
     /// In-kernel aggregate statistics (migration PTEs, faults examined, …).
     pub stats: BTreeMap<String, u64>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Why a line could not be parsed.
