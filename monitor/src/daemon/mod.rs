@@ -101,8 +101,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .set_nonblocking(true)
         .context("configuring the listening socket")?;
     http::widen_backlog(&listener).context("configuring the listening socket")?;
-    // One thread: capabilities are per thread, and dropping them must cover
-    // the whole process.
+    // One runtime thread: capabilities and credentials are per thread, and
+    // dropping them must cover the whole process; the output writer threads
+    // start only after the drop (`caps::drop_after_attach` checks).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
