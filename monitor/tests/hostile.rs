@@ -814,6 +814,11 @@ fn u10_u12_surprising_input_gets_a_warning() {
         "{err}"
     );
     assert!(err.contains("--pid 4000000000: no such process"), "{err}");
+    // U6: CAP_SYS_RESOURCE is only needed before 5.11.
+    assert!(
+        err.contains("plus CAP_SYS_RESOURCE before Linux 5.11"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------
