@@ -54,6 +54,13 @@ if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
 fi
 
 if [ "$for_tests" -eq 1 ]; then
+    # cargo-fuzz: the fuzz smoke run (libFuzzer, nightly).
+    CARGO_FUZZ_VERSION=0.13.2
+    if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+        say "installing cargo-fuzz $CARGO_FUZZ_VERSION (about 2 minutes)"
+        cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+    fi
+
     # qemu + busybox: VM tests on Debian kernels; dpkg-dev tools and xz/zstd:
     # unpacking kernel packages and modules; prometheus: the daemon's scrape
     # test (promtool too); util-linux: setpriv for the unprivileged-user test

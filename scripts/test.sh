@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: setup, format, lint (host and BPF
 # crates), unit and integration tests (the real host kernel as root, and a real
-# Prometheus), the release artifacts (static tarball on Debian 11, .deb with
-# lintian, podman image, kustomize manifests), then the VM matrix: Debian 5.10,
-# 6.1 and 6.12 kernels under QEMU, after a self-test of the VM harness, and the
-# .deb under systemd as PID 1 in a Debian bookworm guest.
+# Prometheus), a fuzz smoke run, the release artifacts (static tarball on
+# Debian 11, .deb with lintian, podman image, kustomize manifests), then the VM
+# matrix: Debian 5.10, 6.1 and 6.12 kernels under QEMU, after a self-test of
+# the VM harness, and the .deb under systemd as PID 1 in a Debian bookworm guest.
 #
 #   scripts/test.sh            everything
 set -euo pipefail
@@ -36,6 +36,9 @@ cargo build --release --locked -p xtask --bin scenario
 
 step "unit and integration tests (host kernel $(uname -r), as root)"
 cargo test --locked
+
+step "fuzz smoke: each libFuzzer target from its seeds, 20000 runs (long runs: cargo xtask fuzz, docs/fuzzing.md)"
+cargo xtask fuzz --runs 20000
 
 step "release artifacts: static tarball, .deb, container image (cargo xtask dist)"
 cargo xtask dist --deb --image

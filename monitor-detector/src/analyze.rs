@@ -513,7 +513,11 @@ fn render_file(s: &mut String, f: &FileReport) {
         }
     }
     if f.findings.is_empty() {
-        let _ = writeln!(s, "findings: none");
+        let _ = match f.error.as_ref().map(|e| e.line) {
+            None => writeln!(s, "findings: none"),
+            Some(None) => writeln!(s, "findings: not analysed (see the error)"),
+            Some(Some(l)) => writeln!(s, "findings: none before line {l} (not analysed further)"),
+        };
     } else {
         let _ = writeln!(s, "findings:");
         let _ = writeln!(

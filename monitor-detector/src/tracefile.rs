@@ -130,6 +130,15 @@ pub struct Summary {
     pub decode_errors: u64,
     /// Records left out by `--pid`/`--comm` filters (delivered, not written).
     pub filtered_out: u64,
+    /// Event lines written to this file (absent when 0, and in files of
+    /// older builds).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub written: u64,
+    /// Events the recorder could not write (disk full, write errors beyond
+    /// what it could keep buffered); loss lines carry them by kind, so
+    /// Σ loss lines = `lost` + `recorder_dropped`. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recorder_dropped: u64,
     /// Why the recording ended: `duration`, `signal` or `error`.
     pub ended_by: String,
     pub duration_ms: u64,
@@ -140,6 +149,10 @@ pub struct Summary {
     pub hits: BTreeMap<String, u64>,
     /// In-kernel aggregate statistics (migration PTEs, faults examined, …).
     pub stats: BTreeMap<String, u64>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Why a line could not be parsed.
@@ -155,6 +168,9 @@ pub enum LineError {
 impl std::fmt::Display for LineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            // serde reports type errors inside a tagged line without a
+            // position (column 0): then there is none to give.
+            LineError::Malformed { column: 0, message } => f.write_str(message),
             LineError::Malformed { column, message } => write!(f, "column {column}: {message}"),
             LineError::Truncated => f.write_str("line is cut short (interrupted write)"),
         }

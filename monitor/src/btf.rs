@@ -76,6 +76,8 @@ enum Ty {
     /// Struct or union.
     Composite {
         members: Vec<Member>,
+        /// Size in bytes.
+        size: u32,
     },
     /// Pointer, typedef, const, volatile, restrict, type tag: refers to `type_id`.
     Ref {
@@ -194,7 +196,10 @@ impl Btf {
                             bitfield_size,
                         });
                     }
-                    Ty::Composite { members }
+                    Ty::Composite {
+                        members,
+                        size: size_or_type,
+                    }
                 }
                 KIND_ENUM => {
                     off += 8 * vlen;
@@ -285,7 +290,7 @@ impl Btf {
     fn struct_id(&self, name: &str) -> Option<u32> {
         self.named(
             name,
-            |t| matches!(t, Ty::Composite { members } if !members.is_empty()),
+            |t| matches!(t, Ty::Composite { members, .. } if !members.is_empty()),
         )
     }
 
@@ -295,7 +300,7 @@ impl Btf {
         if depth > 8 {
             return None;
         }
-        let Some(Ty::Composite { members }) = self.ty(self.strip(id)).map(|t| &t.ty) else {
+        let Some(Ty::Composite { members, .. }) = self.ty(self.strip(id)).map(|t| &t.ty) else {
             return None;
         };
         for m in members {
@@ -346,6 +351,23 @@ impl Btf {
             return Err(FieldError::BadPath(path.to_owned()));
         }
         Ok(bits / 8)
+    }
+
+    /// Size in bytes of the struct (or union) called `name`.
+    pub fn struct_size(&self, name: &str) -> Option<u32> {
+        match self.ty(self.struct_id(name)?)?.ty {
+            Ty::Composite { size, .. } => Some(size),
+            _ => None,
+        }
+    }
+
+    /// Names of every `FUNC` record (functions the kernel was built with).
+    pub fn func_names(&self) -> impl Iterator<Item = &str> {
+        self.types
+            .iter()
+            .filter(|t| matches!(t.ty, Ty::Func { .. }))
+            .map(|t| self.str_at(t.name_off))
+            .filter(|n| !n.is_empty())
     }
 
     /// Whether the kernel has a BTF `FUNC` record called `name` (a prerequisite
@@ -633,6 +655,7 @@ mod tests {
     /// On a machine with kernel BTF, every field the BPF side needs resolves
     /// (or is known to be optional).
     #[test]
+    #[allow(clippy::print_stderr, reason = "the test says why it did not run")]
     fn host_kernel_fields_resolve() {
         let Ok(data) = std::fs::read("/sys/kernel/btf/vmlinux") else {
             eprintln!("skipped: no /sys/kernel/btf/vmlinux");

@@ -4,8 +4,13 @@
 //!
 //! The pure parts (event model, trace format, detector) live in
 //! `monitor-detector`; this crate does the IO around them.
+//!
+//! Nothing here uses `print!`/`eprintln!`: they panic on a closed stream and
+//! block on a stalled one. Standard streams are written through [`output`].
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod btf;
+pub mod btfcheck;
 pub mod build_info;
 pub mod cli;
 pub mod daemon;
@@ -13,9 +18,11 @@ pub mod gate;
 pub mod ingest;
 pub mod journal;
 pub mod loader;
+pub mod output;
 pub mod plan;
 pub mod render;
 pub mod report;
+pub mod secfs;
 pub mod session;
 pub mod sys;
 pub mod tracefile;

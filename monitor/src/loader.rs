@@ -56,6 +56,8 @@ pub enum LoadError {
     BtfParse { path: PathBuf, err: BtfError },
     #[error("kernel BTF in {path} is unusable: {message}")]
     AyaBtf { path: PathBuf, message: String },
+    #[error("kernel BTF in {path} is refused: {message}")]
+    BtfMismatch { path: PathBuf, message: String },
     #[error(
         "kernel BTF in {path} lacks {what}: the monitor cannot read {field} on this kernel \
          (is this the running kernel's BTF?)"
@@ -122,18 +124,26 @@ pub struct Loaded {
     pub config: Config,
     /// Optional fields the kernel's BTF does not have (hooks needing them are refused).
     pub missing_fields: Vec<(Field, String)>,
-    mounted_tracefs: bool,
+    mounted_tracefs: Option<sys::TracefsMount>,
 }
+
+/// The largest kernel BTF accepted (vmlinux BTF is 4–10 MB).
+pub const MAX_BTF_BYTES: u64 = 256 << 20;
 
 /// Reads and parses kernel BTF, with the errors users need to see.
 pub fn read_btf(path: &Path) -> Result<(Btf, aya::Btf), LoadError> {
-    let data = std::fs::read(path).map_err(|err| LoadError::BtfRead {
-        path: path.to_owned(),
-        err,
-    })?;
+    let data =
+        crate::secfs::read_regular(path, MAX_BTF_BYTES).map_err(|err| LoadError::BtfRead {
+            path: path.to_owned(),
+            err,
+        })?;
     let btf = Btf::parse(&data).map_err(|err| LoadError::BtfParse {
         path: path.to_owned(),
         err,
+    })?;
+    crate::btfcheck::verify(&btf, &data, path).map_err(|message| LoadError::BtfMismatch {
+        path: path.to_owned(),
+        message,
     })?;
     let aya_btf =
         aya::Btf::parse(&data, aya::Endianness::default()).map_err(|e| LoadError::AyaBtf {
@@ -244,7 +254,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         kallsyms,
         traceable: None,
         tracefs: None,
-        mounted_tracefs: false,
+        mounted_tracefs: None,
     };
     let mut hooks = Vec::new();
     for spec in plan::HOOKS {
@@ -286,7 +296,7 @@ struct Planner<'a> {
     traceable: Option<Option<BTreeSet<String>>>,
     /// Result of making tracefs available (tried once, lazily).
     tracefs: Option<Result<(), String>>,
-    mounted_tracefs: bool,
+    mounted_tracefs: Option<sys::TracefsMount>,
 }
 
 /// Symbol used for hooks broken on purpose: no kernel has it.
@@ -760,11 +770,12 @@ impl Loaded {
     }
 
     /// Unmounts tracefs now if the loader mounted it. Classic tracepoints need
-    /// it only to resolve their ids at attach time; the daemon calls this
-    /// before dropping CAP_SYS_ADMIN, which unmounting needs.
+    /// it only to resolve their ids at attach time; the daemon and `trace`
+    /// call this right after attach (before dropping CAP_SYS_ADMIN, which
+    /// unmounting needs), so that no kill leaves it mounted.
     pub fn release_tracefs(&mut self) {
-        if std::mem::take(&mut self.mounted_tracefs) {
-            sys::unmount_tracefs();
+        if let Some(m) = self.mounted_tracefs.take() {
+            sys::unmount_tracefs(m);
         }
     }
 
@@ -781,8 +792,6 @@ impl Loaded {
 impl Drop for Loaded {
     fn drop(&mut self) {
         self.detach_all();
-        if self.mounted_tracefs {
-            sys::unmount_tracefs();
-        }
+        self.release_tracefs();
     }
 }

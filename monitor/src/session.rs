@@ -267,14 +267,19 @@ pub fn summary_from(
             .iter()
             .map(|(s, n)| (s.name().to_owned(), *n))
             .collect(),
+        // Filled by the writer (`written`, `recorder_dropped`).
+        ..Summary::default()
     }
 }
 
 /// SIGINT/SIGTERM handlers, installed before the session announces itself so
-/// that a signal arriving right after attach still ends it cleanly.
+/// that a signal arriving right after attach still ends it cleanly. SIGHUP
+/// ends `trace` too ([`Signals::install_with_hangup`]); the daemon gives it
+/// its own meaning.
 pub struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -283,14 +288,31 @@ impl Signals {
         Ok(Signals {
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            hup: None,
         })
     }
 
-    /// Resolves on SIGINT or SIGTERM.
+    /// Also ends on SIGHUP (the terminal went away).
+    pub fn install_with_hangup() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut s = Signals::install()?;
+        s.hup = Some(signal(SignalKind::hangup()).context("installing the SIGHUP handler")?);
+        Ok(s)
+    }
+
+    /// Resolves on SIGINT or SIGTERM (or SIGHUP, when installed).
     pub async fn recv(&mut self) -> Ended {
+        let Signals { int, term, hup } = self;
+        let hup = async {
+            match hup {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup => {}
         }
         Ended::Signal
     }

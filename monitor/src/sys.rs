@@ -14,8 +14,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum SysError {
     #[error(
-        "the monitor needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE) to load BPF programs; \
-         run it with sudo"
+        "the monitor needs root (or CAP_BPF and CAP_PERFMON, plus CAP_SYS_RESOURCE before Linux \
+         5.11) to load BPF programs; run it with sudo"
     )]
     NotPrivileged,
     #[error(
@@ -141,13 +141,31 @@ impl Kallsyms {
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
+/// The mount made by [`ensure_tracefs`]: its id in `/proc/self/mountinfo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracefsMount {
+    mount_id: Option<u64>,
+}
+
+/// The id of the topmost mount at `path` (the last one listed).
+fn mount_id_at(path: &str) -> Option<u64> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().rev().find_map(|l| {
+        let mut f = l.split(' ');
+        let id = f.next()?.parse().ok()?;
+        let point = f.nth(3)?;
+        (point == path).then_some(id)
+    })
+}
+
 /// Makes sure tracefs is available (classic tracepoints resolve their ids
-/// there). Returns true if this call mounted it (the caller unmounts it at exit).
-pub fn ensure_tracefs() -> Result<bool, SysError> {
+/// there). Returns the mount if this call made one: the caller unmounts it
+/// with [`unmount_tracefs`] as soon as the tracepoints are attached.
+pub fn ensure_tracefs() -> Result<Option<TracefsMount>, SysError> {
     if Path::new(TRACEFS).join("events").is_dir()
         || Path::new("/sys/kernel/debug/tracing/events").is_dir()
     {
-        return Ok(false);
+        return Ok(None);
     }
     let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
     let (src, target, fstype) = (c("tracefs"), c(TRACEFS), c("tracefs"));
@@ -167,13 +185,41 @@ pub fn ensure_tracefs() -> Result<bool, SysError> {
             err: std::io::Error::last_os_error(),
         });
     }
-    Ok(true)
+    Ok(Some(TracefsMount {
+        mount_id: mount_id_at(TRACEFS),
+    }))
 }
 
-pub fn unmount_tracefs() {
+/// Unmounts the tracefs mount this process made, and only it: if another
+/// mount now sits on top of the path (someone mounted tracefs since), it is
+/// left alone.
+pub fn unmount_tracefs(ours: TracefsMount) {
+    let now = mount_id_at(TRACEFS);
+    if ours.mount_id.is_none() || now != ours.mount_id {
+        log::info!("tracefs at {TRACEFS} is not the mount this monitor made any more: left alone");
+        return;
+    }
     let target = std::ffi::CString::new(TRACEFS).unwrap_or_default();
     // SAFETY: valid path; failure is harmless (left mounted).
     unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+}
+
+/// Raises the soft limit on open files to `want` (at most the hard limit):
+/// the daemon's 256 metrics connections and its BPF descriptors must fit
+/// under the usual soft limit of 1024.
+pub fn raise_fd_limit(want: u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer, then the same struct back; failure leaves
+    // the limit as it was.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < want {
+            r.rlim_cur = want.min(r.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it.
@@ -187,15 +233,42 @@ pub fn raise_memlock() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
 }
 
-/// Kernel monotonic time in nanoseconds (the clock `bpf_ktime_get_ns` uses).
-pub fn ktime_ns() -> u64 {
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Kernel monotonic time in nanoseconds (the clock `bpf_ktime_get_ns` uses).
+pub fn ktime_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// `CLOCK_REALTIME − CLOCK_MONOTONIC` in nanoseconds, measured once (the
+/// first call; the daemon and `trace` make it at start-up): adding it to an
+/// event's `t` gives the wall-clock time of the event. Later steps of the
+/// wall clock and time spent suspended are not reflected.
+pub fn wall_offset_ns() -> i128 {
+    static OFFSET: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        // The realtime read bracketed by two monotonic reads; their middle
+        // is the best estimate of when it was taken.
+        let a = clock_ns(libc::CLOCK_MONOTONIC);
+        let wall = clock_ns(libc::CLOCK_REALTIME);
+        let b = clock_ns(libc::CLOCK_MONOTONIC);
+        i128::from(wall) - (i128::from(a) + i128::from(b)) / 2
+    })
+}
+
+/// The wall-clock time of kernel monotonic time `t` (see [`wall_offset_ns`]).
+pub fn wall_time(t: u64) -> std::time::SystemTime {
+    let ns = (i128::from(t) + wall_offset_ns()).max(0);
+    let ns = u64::try_from(ns).unwrap_or(u64::MAX);
+    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)
 }
 
 #[cfg(test)]

@@ -1393,7 +1393,8 @@ fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
     assert_eq!(mask("CapInh:"), 0);
     assert_eq!(mask("CapAmb:"), 0);
     assert_eq!(daemon.status_field("NoNewPrivs:"), "1");
-    assert_eq!(daemon.status_field("Threads:"), "1");
+    // The main thread and the two output writers, started after the drop.
+    assert_eq!(daemon.status_field("Threads:"), "3");
     assert_eq!(line.starts_with("cap_bpf"), eff == cap_bpf, "{line}");
     assert_eq!(line == "none", eff == 0, "{line}");
 
@@ -1588,7 +1589,10 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no exposure score: {text}"));
-    assert!(score <= 3.0, "exposure {score} (was 2.6):\n{text}");
+    // 2.6 before the daemon switched user after attach; CAP_SETUID,
+    // CAP_SETGID (0.3) and CAP_CHOWN (0.2) are what it takes to stop being
+    // root, which the score (0.4 for "runs as root") cannot see.
+    assert!(score <= 3.1, "exposure {score} (was 3.1):\n{text}");
 
     // The daemon under the unit's capability set, traced.
     let caps: Vec<String> = unit_values(&unit, "CapabilityBoundingSet")

@@ -360,8 +360,8 @@ fn podman(conf: &Path) -> Command {
 }
 
 fn podman_conf(dir: &Path) -> PathBuf {
-    // Limits the daemon is happy with (the unit sets LimitNOFILE=1024; it is
-    // single-threaded) and that runc may set here.
+    // Limits that runc may set here (the daemon raises its soft open-file
+    // limit up to the hard one for its metrics connections).
     let conf = dir.join("containers.conf");
     std::fs::write(
         &conf,

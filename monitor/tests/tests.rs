@@ -18,6 +18,9 @@
 //!   checked against the trace-event format. Needs Debian's `chromium`.
 //! - `grafana`: the dashboards type-checked against Grafana's published
 //!   schema (`@grafana/schema`, pinned, in `dashboards/schema`).
+//! - `hostile`: one regression test per defect of the reliability review:
+//!   stalled and closed outputs, a full disk, bad BTF, slowloris peers,
+//!   privileges and files after attach, bounded inputs. Root.
 //! - `checks`: the assertions host and VM tests share.
 //! - `ship`: the release artifacts (`cargo xtask dist --deb --image`): the
 //!   static tarball, Debian 11, lintian, podman, kustomize (`#[ignore]`;
@@ -31,6 +34,7 @@ mod cli;
 mod daemon;
 mod grafana;
 mod host;
+mod hostile;
 mod report;
 mod ship;
 mod util;

@@ -5,6 +5,7 @@
 mod bench;
 mod clippy;
 mod dist;
+mod fuzz;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Vm(vm::Args),
     /// Build the release artifacts: static tarball (and --deb, --image) in target/dist.
     Dist(dist::Args),
+    /// Run the libFuzzer targets of fuzz/ (cargo-fuzz, nightly), one after the other.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Vm(a) => vm::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Dist(a) => dist::run(&a),
+        Command::Fuzz(a) => fuzz::run(&a),
     }
 }

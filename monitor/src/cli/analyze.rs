@@ -1,18 +1,36 @@
 //! `monitor analyze FILE...`: run the detector over recorded trace files.
 //! Exit status: 0 no findings, 1 findings, 2 error (unreadable or malformed
-//! input; errors win).
+//! input; errors win). A closed stdout (`monitor analyze F | head -1`) is not
+//! an error: the status is the analysis's.
 
 use std::{
     fs::File,
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Read as _},
     process::ExitCode,
 };
 
-use monitor_detector::{FileAnalyzer, FileReport, Report};
+use monitor_common::maps::WIRE_VERSION;
+use monitor_detector::{
+    FileAnalyzer, FileReport, Report,
+    tracefile::{Line, parse_line},
+};
 
 use super::args::{AnalyzeArgs, AnalyzeFormat};
+use crate::{output, say};
+
+/// The longest line accepted. A finding line with its 32 evidence events is
+/// about 20 KB, an event line well under 1 KB: a longer line is not a trace
+/// file's, and reading it whole would cost its size in memory.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
 
 fn analyze_file(path: &std::path::Path) -> FileReport {
+    analyze_file_with(path, &mut |_| {})
+}
+
+/// Analyses one file, line by line with bounded lines, handing every line
+/// the analyzer saw to `also` (the HTML report and the Perfetto export keep
+/// the header, loss lines and events from it).
+pub fn analyze_file_with(path: &std::path::Path, also: &mut dyn FnMut(&str)) -> FileReport {
     let name = path.display().to_string();
     let file = match File::open(path) {
         Ok(f) => f,
@@ -21,19 +39,53 @@ fn analyze_file(path: &std::path::Path) -> FileReport {
     let mut analyzer = FileAnalyzer::new(name.clone());
     let mut reader = BufReader::new(file);
     let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    let mut header_seen = false;
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        match reader.by_ref().take(limit).read_until(b'\n', &mut buf) {
             Ok(0) => break,
             Ok(_) => {
+                line_no += 1;
+                if buf.len() > MAX_LINE_BYTES {
+                    return FileReport::io_error(
+                        name,
+                        format!(
+                            "line {line_no} is longer than {} MiB: not a trace file line",
+                            MAX_LINE_BYTES >> 20
+                        ),
+                    );
+                }
                 // A line that is not UTF-8 is malformed; the analyzer reports it.
                 let text = String::from_utf8_lossy(&buf);
-                analyzer.feed_line(text.strip_suffix('\n').unwrap_or(&text));
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                if !header_seen && !text.trim().is_empty() {
+                    header_seen = true;
+                    warn_about_header(&name, text);
+                }
+                analyzer.feed_line(text);
+                also(text);
             }
             Err(e) => return FileReport::io_error(name, format!("read error: {e}")),
         }
     }
     analyzer.finish()
+}
+
+/// Files written by another build still parse as JSON; say so when their
+/// BPF record layout is one this build does not know.
+fn warn_about_header(file: &str, first_line: &str) {
+    if let Ok(Line::Header(h)) = parse_line(first_line.trim_end_matches('\r'))
+        && h.wire_version != WIRE_VERSION
+    {
+        say!(
+            "monitor: warning: {file}: recorded with BPF record layout (wire_version) {}, this \
+             build has {WIRE_VERSION} (monitor {}): the events are read as recorded",
+            h.wire_version,
+            h.monitor_version
+        );
+    }
 }
 
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -43,13 +95,14 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         let files = args.files.iter().map(|p| analyze_file(p)).collect();
         (Report::new(files), None)
     };
-    match args.format {
-        AnalyzeFormat::Table => print!("{}", report.render_table()),
-        AnalyzeFormat::Json => print!("{}", report.render_json()),
-        AnalyzeFormat::Perfetto => print!("{}", perfetto.unwrap_or_default()),
-    }
+    let text = match args.format {
+        AnalyzeFormat::Table => report.render_table(),
+        AnalyzeFormat::Json => report.render_json(),
+        AnalyzeFormat::Perfetto => perfetto.unwrap_or_default(),
+    };
+    output::STDOUT.bytes(text.into_bytes());
     for e in report.errors() {
-        eprintln!("monitor: error: {e}");
+        say!("monitor: error: {e}");
     }
     Ok(ExitCode::from(report.exit_status().code()))
 }

@@ -28,12 +28,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace race-window events for a while, print them, optionally record a trace file.
+    #[command(after_help = "Examples:\n  \
+        sudo monitor trace --duration 30s\n  \
+        sudo monitor trace --comm postgres --output pg.trace.jsonl --quiet\n  \
+        sudo monitor trace --format json --duration 1h30m | jq 'select(.ev == \"mark_victim\")'\n\n\
+        Stops on Ctrl-C, SIGTERM or SIGHUP (detaching everything first); then\n\
+        `monitor analyze FILE` replays a recording through the detector.")]
     Trace(TraceArgs),
     /// Run as a daemon: serve Prometheus metrics, log findings, optionally record.
+    #[command(after_help = "Examples:\n  \
+        sudo monitor run --config /etc/mm-race-monitor/monitor.toml\n  \
+        sudo monitor run --listen 127.0.0.1:10416 --record /var/lib/mm-race-monitor\n  \
+        monitor run --config monitor.toml --check-config\n\n\
+        After attach it drops every capability and runs as --user (default:\n\
+        mm-race-monitor, else nobody). See docs/deployment.md.")]
     Run(RunArgs),
     /// Show how each hook attaches on this kernel and which detector rules are covered.
+    #[command(after_help = "Examples:\n  \
+        sudo monitor check\n  \
+        sudo monitor check --strict --format json\n  \
+        sudo monitor check --btf /boot/vmlinux-$(uname -r).btf")]
     Check(CheckArgs),
     /// Run the race detector over recorded trace files.
+    #[command(after_help = "Examples:\n  \
+        monitor analyze pg.trace.jsonl\n  \
+        monitor analyze /var/lib/mm-race-monitor/mm-race-*.trace.jsonl --format json\n\n\
+        Exit status: 0 no findings, 1 findings, 2 error (errors win).")]
     Analyze(AnalyzeArgs),
     /// Packaging: write man pages and shell completions (see `cargo xtask dist`).
     #[command(hide = true)]
@@ -82,7 +102,7 @@ pub struct LoadArgs {
     /// Kernel BTF to resolve struct layouts from (must describe the running kernel).
     #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf: PathBuf,
-    /// Ring buffer size: a power of two of at least 4K (suffixes K, M).
+    /// Ring buffer size: a power of two from 4K to 1G (suffixes K, M, G).
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_ring_size)]
     pub ring_size: u32,
     /// Use no hook rung better than this one (to test or benchmark fallbacks).
@@ -99,7 +119,7 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// How long to trace, e.g. 30s, 500ms, 2m (default: until Ctrl-C).
+    /// How long to trace, e.g. 30s, 500ms, 2m, 1h30m (default: until Ctrl-C).
     #[arg(long, short, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Only events of this process (thread-group id), about it, or on its mm.
@@ -111,9 +131,14 @@ pub struct TraceArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Record a trace file (JSON Lines, see docs/trace-format.md).
+    /// Record a trace file (JSON Lines, see docs/trace-format.md); created
+    /// mode 0600, never over an existing file (see --force).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace an existing --output file (it is removed first, never written
+    /// through).
+    #[arg(long, requires = "output")]
+    pub force: bool,
     /// Print nothing per event on stdout (useful with --output).
     #[arg(long, short)]
     pub quiet: bool,
@@ -147,7 +172,7 @@ pub struct RunArgs {
     /// Kernel BTF to resolve struct layouts from [default: /sys/kernel/btf/vmlinux].
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
-    /// Ring buffer size: a power of two of at least 4K [default: 4M].
+    /// Ring buffer size: a power of two from 4K to 1G [default: 4M].
     #[arg(long, value_name = "BYTES")]
     pub ring_size: Option<String>,
     /// Use no hook rung better than this one [default: fentry].
@@ -159,9 +184,13 @@ pub struct RunArgs {
     /// Have the kernel count BPF program run time (BPF_ENABLE_STATS, 5.8+).
     #[arg(long)]
     pub bpf_stats: bool,
-    /// Keep every capability after attach (debugging; the default drops them).
+    /// Keep every capability after attach, and root (debugging; the default drops them).
     #[arg(long)]
     pub keep_capabilities: bool,
+    /// Run as this user once attached: NAME, UID or UID:GID, or root
+    /// [default: mm-race-monitor if it exists, else nobody].
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     /// Validate the configuration, print the effective one (TOML) and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -203,48 +232,65 @@ pub enum AnalyzeFormat {
     Perfetto,
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h` or a plain number of seconds.
+/// The longest duration accepted anywhere (a century: longer is a typo, and
+/// adding it to a clock must never overflow).
+pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000); // 100 × 365.25 days
+
+/// Parses a duration: `500ms`, `30s`, `2m`, `1h30m`, `1d` (humantime
+/// syntax), or a plain number of seconds (`3`, `1.5`). At least 1ms, at
+/// most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 500ms, 30s, 2m)"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
-            ));
+    let examples = "examples: 500ms, 30s, 2m, 1h30m";
+    if s.is_empty() {
+        return Err(format!("an empty string is not a duration ({examples})"));
+    }
+    let plain = s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let with_unit = if plain { format!("{s}s") } else { s.to_owned() };
+    let d = humantime::parse_duration(&with_unit).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => {
+            format!("duration {s:?} is too long (at most 100 years)")
         }
-    };
-    if !secs.is_finite() || secs <= 0.0 {
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            format!("unknown unit {unit:?} in {s:?} (use ms, s, m, h or d; {examples})")
+        }
+        _ => format!("{s:?} is not a duration ({examples})"),
+    })?;
+    if d.is_zero() {
         return Err(format!("duration {s:?} must be positive"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    if d < Duration::from_millis(1) {
+        return Err(format!("duration {s:?} is shorter than 1ms"));
+    }
+    if d > MAX_DURATION {
+        return Err(format!("duration {s:?} is too long (at most 100 years)"));
+    }
+    Ok(d)
 }
 
-/// Parses a ring buffer size: power of two, at least 4096 bytes.
-pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+/// Parses a size: a number of bytes with an optional `K`, `M` or `G` suffix
+/// (powers of 1024, either case). The one size parser of the monitor.
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1024u64),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1024 * 1024),
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 4096, 64K, 4M)"))?;
-    let bytes = n * mult;
-    if bytes < 4096 || !bytes.is_power_of_two() || bytes > (1 << 30) {
+    let bad = || format!("{s:?} is not a size (examples: 65536, 512K, 64M, 1G)");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Parses a ring buffer size: a power of two from 4K to 1G.
+pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let bytes = parse_size(s)?;
+    if !(4096..=1 << 30).contains(&bytes) || !bytes.is_power_of_two() {
         return Err(format!(
-            "ring buffer size {s:?} must be a power of two between 4K and 1G"
+            "ring buffer size {:?} must be a power of two between 4K and 1G",
+            s.trim()
         ));
     }
     Ok(bytes as u32)
@@ -259,17 +305,57 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration(" 1h 30m "), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("nan").is_err());
+        assert!(parse_duration("1e3").is_err());
+        assert!(parse_duration("0.0000000001s").is_err());
     }
 
+    /// D4: huge values are one-line errors, never a panic.
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for s in [
+            "99999999999999999999",
+            "9999999999999999h",
+            "18446744073709551616ms",
+            "9300000000000000000s",
+            "101y",
+        ] {
+            let e = parse_duration(s).expect_err(s);
+            assert!(e.contains("too long"), "{s}: {e}");
+        }
+        assert_eq!(parse_duration("100y").map(|d| d <= MAX_DURATION), Ok(true));
+    }
+
+    /// U3: `1G` is the stated maximum; multiplication never wraps.
     #[test]
     fn ring_sizes() {
         assert_eq!(parse_ring_size("4K"), Ok(4096));
         assert_eq!(parse_ring_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_ring_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_ring_size("1024M"), Ok(1 << 30));
         assert!(parse_ring_size("3000").is_err());
         assert!(parse_ring_size("1K").is_err());
+        assert!(parse_ring_size("2G").is_err());
+        assert!(parse_ring_size("-4K").is_err());
+        let e = parse_ring_size("18014398509481988K").expect_err("wraps on main");
+        assert!(e.contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("99999999999G").is_err());
+        assert!(parse_size("").is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use monitor_detector::{CoverageState, RuleCoverage, coverage, tracefile::HookSta
 use serde_json::json;
 
 use super::args::{CheckArgs, Format};
-use crate::{loader, plan, sys};
+use crate::{loader, output, plan, say, sys};
 
 /// The rung of a hook's most preferred candidate.
 fn best_rung(hook: &str) -> &'static str {
@@ -72,7 +72,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut loaded = loader::load(&args.load.options())?;
     let rules = coverage(&loaded.hooks);
     match args.format {
-        Format::Table => print!("{}", table(&loaded.hooks, &rules, loaded.object.name())),
+        Format::Table => {
+            output::STDOUT.bytes(table(&loaded.hooks, &rules, loaded.object.name()).into_bytes());
+        }
         Format::Json => {
             let v = json!({
                 "kernel_release": sys::kernel_release(),
@@ -85,7 +87,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     "missing_hooks": r.missing_hooks,
                 })).collect::<Vec<_>>(),
             });
-            println!("{v}");
+            output::STDOUT.line(&v.to_string());
         }
     }
     loaded.detach_all();
@@ -103,7 +105,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|r| format!("{} ({})", r.rule.name(), r.state.name()))
             .collect();
-        eprintln!(
+        say!(
             "monitor: check --strict failed: degraded hooks: [{}]; rules not fully covered: [{}]",
             hooks.join(", "),
             rules.join(", ")

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser as _, error::ErrorKind};
 
+use crate::{output, say};
+
 pub mod analyze;
 pub mod args;
 pub mod check;
@@ -33,48 +35,71 @@ pub fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(args),
         Command::Generate(args) => generate::run(&args),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{}monitor: error: {e:#}", err_prefix());
+            say!("{}monitor: error: {e:#}", err_prefix());
             ExitCode::from(EXIT_ERROR)
         }
-    }
+    };
+    // Whatever the readers do, exit on time (queued lines are abandoned).
+    output::flush(EXIT_FLUSH);
+    code
 }
+
+/// How long the process waits at exit for stdout/stderr readers to take what
+/// is queued.
+pub const EXIT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Help and version go to stdout as clap renders them; a usage error becomes
 /// one line on stderr and exit code 2.
 fn usage_error(e: &clap::Error) -> ExitCode {
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = e.print();
+            // A closed stdout (`monitor --help | head -1`) is not an error.
+            let mut text = e.render().to_string();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            output::STDOUT.bytes(text.into_bytes());
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprint!("{e}");
+            output::STDERR.bytes(e.render().to_string().into_bytes());
             ExitCode::from(EXIT_ERROR)
         }
         _ => {
-            // clap's first paragraph (e.g. "… not provided:" and the
-            // arguments on the following lines), joined into one line.
-            let text = e.to_string();
-            let first: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .skip_while(|l| l.is_empty())
-                .take_while(|l| !l.is_empty())
-                .collect();
-            let first = first.join(" ");
-            let first = first.trim_start_matches("error: ");
-            let first = if first.is_empty() {
-                "invalid command line"
-            } else {
-                first
-            };
-            eprintln!("monitor: error: {first} (see monitor --help)");
+            say!(
+                "monitor: error: {} (see monitor --help)",
+                one_line(&e.to_string())
+            );
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// clap's first paragraph (e.g. "… not provided:" and the arguments on the
+/// following lines) joined into one line, with its `tip:` lines kept.
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let first: Vec<&str> = lines
+        .iter()
+        .copied()
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let first = first.join(" ");
+    let first = first.trim_start_matches("error: ");
+    let mut out = if first.is_empty() {
+        "invalid command line".to_owned()
+    } else {
+        first.to_owned()
+    };
+    for tip in lines.iter().filter(|l| l.starts_with("tip: ")) {
+        out.push_str("; ");
+        out.push_str(tip);
+    }
+    out
 }
 
 fn init_logging(verbose: u8) {
@@ -92,7 +117,8 @@ fn err_prefix() -> &'static str {
 }
 
 /// Plain stderr logger (journald adds its own timestamps; under journald
-/// each line carries its syslog priority, see `journal.rs`).
+/// each line carries its syslog priority, see `journal.rs`). Writes through
+/// [`output::STDERR`]: a closed or stalled stderr never stops the process.
 struct StderrLogger;
 
 impl log::Log for StderrLogger {
@@ -102,7 +128,7 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            eprintln!(
+            say!(
                 "{}monitor: {}: {}",
                 journal::stderr(journal::Priority::from_level(record.level())),
                 record.level().as_str().to_lowercase(),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use monitor_detector::{
-    Event, FileAnalyzer, FileReport, Report,
+    Event, FileReport, Report,
     tracefile::{Header, Line, Loss, Summary, parse_line},
 };
 
@@ -20,37 +20,20 @@ pub fn wanted(args: &AnalyzeArgs) -> bool {
 }
 
 fn read(path: &Path, keep_events: bool) -> (FileReport, FileView) {
-    let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            let r = FileReport::io_error(name, format!("cannot read: {e}"));
-            let view = adapter::file(&r, None, None, &[], &[]);
-            return (r, view);
-        }
-    };
-    let mut analyzer = FileAnalyzer::new(name);
     let (mut header, mut summary): (Option<Header>, Option<Summary>) = (None, None);
     let mut losses: Vec<Loss> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
-    let mut chunks = bytes.split(|b| *b == b'\n').peekable();
-    while let Some(chunk) = chunks.next() {
-        if chunk.is_empty() && chunks.peek().is_none() {
-            break; // the newline ending the last line
-        }
-        let text = String::from_utf8_lossy(chunk);
-        analyzer.feed_line(&text);
-        // The analyzer judges the line (and stops at an error); the pictures
-        // only keep what parses.
-        match parse_line(text.trim_end_matches('\r')) {
-            Ok(Line::Header(h)) if header.is_none() => header = Some(h),
-            Ok(Line::Summary(s)) => summary = Some(s),
-            Ok(Line::Loss(l)) => losses.push(l),
-            Ok(Line::Event(e)) if keep_events => events.push(e),
-            _ => {}
-        }
-    }
-    let report = analyzer.finish();
+    // The analyzer judges each line (and stops at an error); the pictures
+    // only keep what parses.
+    let report = super::analyze::analyze_file_with(path, &mut |text| match parse_line(
+        text.trim_end_matches('\r'),
+    ) {
+        Ok(Line::Header(h)) if header.is_none() => header = Some(h),
+        Ok(Line::Summary(s)) => summary = Some(s),
+        Ok(Line::Loss(l)) => losses.push(l),
+        Ok(Line::Event(e)) if keep_events => events.push(e),
+        _ => {}
+    });
     let view = adapter::file(&report, header.as_ref(), summary.as_ref(), &losses, &events);
     (report, view)
 }
@@ -67,7 +50,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<(Report, Option<String>)> {
         write_whole(out, page.as_bytes())
             .with_context(|| format!("cannot write the HTML report {}", out.display()))?;
         let findings: usize = views.iter().map(|v| v.findings.len()).sum();
-        eprintln!(
+        crate::say!(
             "monitor: wrote {} ({findings} finding(s), {} drawn)",
             out.display(),
             findings.min(html::DRAW_LIMIT)

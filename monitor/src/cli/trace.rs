@@ -3,12 +3,11 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{self, Write as _},
     process::ExitCode,
 };
 
 use anyhow::Context as _;
-use monitor_common::maps::WIRE_VERSION;
+use monitor_common::maps::{WIRE_VERSION, state};
 use monitor_detector::{
     Data, Event,
     tracefile::{FORMAT_NAME, FORMAT_VERSION, Header, Line, Loss, to_line},
@@ -16,11 +15,12 @@ use monitor_detector::{
 
 use super::args::{Format, LoadArgs, TraceArgs};
 use crate::{
+    daemon::caps,
     loader::LoadOptions,
-    render,
+    output, render, say,
     session::{Ended, Session, Signals, Sink},
     sys,
-    tracefile::TraceWriter,
+    tracefile::{TraceFileError, TraceWriter},
 };
 
 impl LoadArgs {
@@ -116,11 +116,18 @@ struct TraceSink {
     quiet: bool,
     filter: Filter,
     writer: Option<TraceWriter>,
-    stdout: io::BufWriter<io::Stdout>,
-    stdout_closed: bool,
+    /// The trace file could not be written: the trace ends, and the error
+    /// is reported after the summary.
+    write_error: Option<TraceFileError>,
     t0: u64,
     filtered_out: u64,
     shown: u64,
+}
+
+impl TraceSink {
+    fn stdout_open(&self) -> bool {
+        !self.quiet && !output::STDOUT.is_closed()
+    }
 }
 
 impl Sink for TraceSink {
@@ -130,14 +137,14 @@ impl Sink for TraceSink {
             return;
         }
         self.shown += 1;
-        if !self.quiet && !self.stdout_closed {
+        if self.stdout_open() {
+            // Queued (`crate::output`): a slow reader costs lines, counted,
+            // never the ring buffer or the signals.
             let line = match self.format {
                 Format::Table => render::table_row(&ev, self.t0),
                 Format::Json => to_line(&Line::Event(ev.clone())),
             };
-            if writeln!(self.stdout, "{line}").is_err() {
-                self.stdout_closed = true;
-            }
+            output::STDOUT.line(&line);
         }
         if let Some(w) = &mut self.writer {
             w.push(&Line::Event(ev));
@@ -151,24 +158,26 @@ impl Sink for TraceSink {
     }
 
     fn flush(&mut self) -> anyhow::Result<bool> {
-        if !self.stdout_closed && self.stdout.flush().is_err() {
-            self.stdout_closed = true;
-        }
-        if let Some(w) = &mut self.writer {
-            w.flush()?;
+        if let Some(w) = &mut self.writer
+            && let Err(e) = w.flush()
+        {
+            self.writer = None;
+            self.write_error = Some(e);
+            return Ok(false);
         }
         // With nowhere left to write, stop.
-        Ok(!(self.stdout_closed && self.writer.is_none()))
+        Ok(self.stdout_open() || self.writer.is_some())
     }
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     args.load.validate()?;
+    warn_about_filters(&args);
     sys::check_privileges()?;
     let writer = args
         .output
         .as_deref()
-        .map(TraceWriter::create)
+        .map(|p| TraceWriter::create(p, args.force))
         .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -177,16 +186,57 @@ pub fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(trace(args, writer))
 }
 
+/// A filter that can never match is a mistake worth a line (U12).
+fn warn_about_filters(args: &TraceArgs) {
+    if let Some(pid) = args.pid
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    {
+        log::warn!(
+            "--pid {pid}: no such process now; only a process started later with that pid \
+             can match"
+        );
+    }
+    if let Some(comm) = &args.comm
+        && comm.len() > 15
+    {
+        log::warn!(
+            "--comm {comm:?} is {} bytes: the kernel keeps 15 (TASK_COMM_LEN), so it can never \
+             match; use {:?}",
+            comm.len(),
+            comm.chars()
+                .scan(0, |n, c| {
+                    *n += c.len_utf8();
+                    (*n <= 15).then_some(c)
+                })
+                .collect::<String>()
+        );
+    }
+}
+
 async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<ExitCode> {
-    let mut signals = Signals::install()?;
+    let mut signals = Signals::install_with_hangup()?;
     let mut session = Session::start(&args.load.options())?;
+    // Classic tracepoints needed tracefs only to attach: unmount it now if
+    // it was mounted for us, so that no kill leaves it behind.
+    session.loaded.release_tracefs();
+    sys::wall_offset_ns();
+    let dropped = caps::drop_after_attach(|| session.loaded.state(state::FLAGS).is_some(), None)
+        .context("dropping capabilities after attach")?;
+    log::info!(
+        "capabilities after attach: {}",
+        caps::names(dropped.after.effective)
+    );
+    // Threads start only now, with no capability to inherit.
+    output::STDOUT
+        .start_writer()
+        .and_then(|()| output::STDERR.start_writer())
+        .context("starting the output threads")?;
     let filter = Filter::new(args.pid, args.comm.clone());
     let mut sink = TraceSink {
         format: args.format,
         quiet: args.quiet,
         writer,
-        stdout: io::BufWriter::new(io::stdout()),
-        stdout_closed: false,
+        write_error: None,
         t0: session.start_ktime,
         filtered_out: 0,
         shown: 0,
@@ -210,10 +260,10 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
         })?;
     }
     if !args.quiet && args.format == Format::Table {
-        let _ = writeln!(sink.stdout, "{}", render::TABLE_HEADER);
+        output::STDOUT.line(render::TABLE_HEADER);
     }
     for line in render::plan_lines(&session.loaded.hooks, session.loaded.object.name()) {
-        eprintln!("monitor: {line}");
+        say!("monitor: {line}");
     }
     for h in session.loaded.hooks.iter().filter(|h| h.target.is_some()) {
         log::info!(
@@ -239,9 +289,10 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
     let ended = session.run(&mut sink, stop).await?;
     let mut summary = session.shutdown(&mut sink, ended).await?;
     summary.filtered_out = sink.filtered_out;
-    eprintln!(
+    let stdout_dropped = output::STDOUT.dropped();
+    say!(
         "monitor: {:.1}s traced, ended by {}: produced {}, delivered {}, lost {} (ring buffer full), \
-         shown {}, filtered out {}, decode errors {}",
+         shown {}, filtered out {}, decode errors {}{}",
         session.elapsed().as_secs_f64(),
         ended.name(),
         summary.produced,
@@ -249,7 +300,12 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
         summary.lost,
         sink.shown,
         sink.filtered_out,
-        summary.decode_errors
+        summary.decode_errors,
+        if stdout_dropped > 0 {
+            format!("; {stdout_dropped} lines not printed (stdout reader too slow)")
+        } else {
+            String::new()
+        }
     );
     if summary.produced != summary.delivered + summary.lost {
         log::warn!(
@@ -259,10 +315,14 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
             summary.lost
         );
     }
-    if let Some(w) = sink.writer.take() {
+    if let Some(e) = sink.write_error.take() {
+        return Err(anyhow::Error::new(e)
+            .context("the trace stopped: the file holds every line written before the error"));
+    }
+    if let Some(mut w) = sink.writer.take() {
         let path = w.path().display().to_string();
         let lines = w.finish(summary)?;
-        eprintln!("monitor: wrote {lines} lines to {path}");
+        say!("monitor: wrote {lines} lines to {path}");
     }
     Ok(ExitCode::SUCCESS)
 }

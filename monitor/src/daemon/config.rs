@@ -14,8 +14,9 @@ use std::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::caps::{self, User};
 use crate::{
-    cli::args::{RunArgs, parse_duration, parse_ring_size},
+    cli::args::{RunArgs, parse_duration, parse_ring_size, parse_size},
     loader::LoadOptions,
     plan::{self, Rung},
 };
@@ -76,6 +77,11 @@ pub struct MetricsSection {
 pub struct SecuritySection {
     /// Drop every capability not needed once the programs are attached.
     pub drop_capabilities: bool,
+    /// The user to run as once attached: a name, `UID` or `UID:GID`, or
+    /// `root` to stay root; unset: `mm-race-monitor` if it exists, else
+    /// `nobody` (65534:65534 without `/etc/passwd`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl Default for FileConfig {
@@ -126,6 +132,7 @@ impl Default for SecuritySection {
     fn default() -> Self {
         SecuritySection {
             drop_capabilities: true,
+            user: None,
         }
     }
 }
@@ -164,15 +171,29 @@ pub struct DaemonConfig {
     pub record: Option<RecordOptions>,
     pub map_fill_every: Duration,
     pub drop_capabilities: bool,
+    /// The user to switch to after attach (`None`: stay root).
+    pub user: Option<User>,
+    /// `security.user` was given (not the default).
+    pub user_explicit: bool,
     /// The merged file + flags, for `--check-config`.
     pub effective: FileConfig,
 }
 
+/// A config file is a few hundred bytes; anything near this is not one.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Reads and parses a config file; errors carry line and column.
 pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+    let read = |err| ConfigError::Read {
         path: path.to_owned(),
         err,
+    };
+    let bytes = crate::secfs::read_regular(path, MAX_CONFIG_BYTES).map_err(read)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
     })?;
     parse(&text).map_err(|(line, column, message)| ConfigError::Parse {
         path: path.to_owned(),
@@ -199,21 +220,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .map_or(before.len(), |nl| before.len() - nl - 1)
         + 1;
     (line, column)
-}
-
-/// Parses a size: a number of bytes with an optional K, M or G suffix (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a size (examples: 65536, 512K, 64M, 1G)"))
 }
 
 /// Parses `IP:PORT` (no host names: the daemon must not depend on DNS to start).
@@ -243,13 +249,21 @@ impl Origin<'_> {
 
 /// Merges the file (if any) and the flags, then validates everything.
 pub fn resolve(args: &RunArgs) -> Result<DaemonConfig, ConfigError> {
-    let mut cfg = match &args.config {
+    let cfg = match &args.config {
         Some(path) => read_file(path)?,
         None => FileConfig::default(),
     };
-    let origin = Origin {
-        file: args.config.as_deref(),
-    };
+    merge(cfg, args.config.as_deref(), args)
+}
+
+/// Applies the flags to the file's configuration (read from `file`, for
+/// error messages) and validates the result.
+pub fn merge(
+    mut cfg: FileConfig,
+    file: Option<&Path>,
+    args: &RunArgs,
+) -> Result<DaemonConfig, ConfigError> {
+    let origin = Origin { file };
     // Remember which keys the command line set, to blame the right source.
     let flag = |set: bool, name: &'static str| set.then_some(name);
     let f_listen = flag(args.listen.is_some(), "--listen");
@@ -289,6 +303,10 @@ pub fn resolve(args: &RunArgs) -> Result<DaemonConfig, ConfigError> {
     }
     if args.keep_capabilities {
         cfg.security.drop_capabilities = false;
+    }
+    let f_user = flag(args.user.is_some(), "--user");
+    if let Some(v) = &args.user {
+        cfg.security.user = Some(v.clone());
     }
 
     let bad = |origin: String, message: String| ConfigError::Value { origin, message };
@@ -338,6 +356,13 @@ pub fn resolve(args: &RunArgs) -> Result<DaemonConfig, ConfigError> {
             "must be at least 1".to_owned(),
         ));
     }
+    // --keep-capabilities is for debugging: it keeps root as well.
+    let user = if cfg.security.drop_capabilities {
+        caps::resolve_user(cfg.security.user.as_deref(), Path::new("/etc/passwd"))
+            .map_err(|m| bad(origin.of(f_user, "security.user"), m))?
+    } else {
+        None
+    };
     let record = cfg.record.dir.as_ref().map(|dir| RecordOptions {
         dir: dir.clone(),
         max_file_bytes,
@@ -357,6 +382,8 @@ pub fn resolve(args: &RunArgs) -> Result<DaemonConfig, ConfigError> {
         record,
         map_fill_every,
         drop_capabilities: cfg.security.drop_capabilities,
+        user,
+        user_explicit: cfg.security.user.is_some(),
         effective: cfg,
     })
 }
@@ -461,13 +488,5 @@ mod tests {
             "{err}"
         );
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("1T").is_err());
-        assert!(parse_size("99999999999G").is_err());
     }
 }

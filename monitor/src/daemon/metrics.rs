@@ -103,6 +103,9 @@ pub struct Metrics {
     pub record_bytes: IntCounter,
     pub record_files: IntCounter,
     pub record_errors: IntCounter,
+    pub record_dropped: IntCounter,
+    /// Lines the daemon could not write to stdout/stderr (reader too slow).
+    pub output_dropped: IntCounterVec,
     /// The `hook` label of each event kind's counters.
     event_labels: Vec<(EventId, String)>,
     process: ProcessMetrics,
@@ -496,6 +499,28 @@ impl Metrics {
                 "Failed writes, rotations or deletions of trace files under --record.",
             ))?,
         );
+        let record_dropped = reg(
+            &r,
+            IntCounter::with_opts(opts(
+                "record_events_dropped_total",
+                "Events that could not be written to the trace file (writes failing beyond \
+                 the recorder's buffer); the file carries a loss line for them.",
+            ))?,
+        );
+        let output_dropped = reg(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "output_lines_dropped_total",
+                    "Lines not written to stdout (findings) or stderr (diagnostics) because \
+                     the reader did not keep up with the bounded queue.",
+                ),
+                &["stream"],
+            )?,
+        );
+        for stream in ["stdout", "stderr"] {
+            output_dropped.with_label_values(&[stream]);
+        }
 
         let process = ProcessMetrics::new(&r)?;
         Ok(Metrics {
@@ -525,9 +550,19 @@ impl Metrics {
             record_bytes,
             record_files,
             record_errors,
+            record_dropped,
+            output_dropped,
             event_labels,
             process,
         })
+    }
+
+    /// Mirrors the output streams' drop counters (`crate::output`).
+    pub fn observe_output(&self) {
+        for s in [&crate::output::STDOUT, &crate::output::STDERR] {
+            let c = self.output_dropped.with_label_values(&[s.name()]);
+            c.inc_by(s.dropped().saturating_sub(c.get()));
+        }
     }
 
     /// Advances the counters mirrored from the BPF maps by `now - prev`.

@@ -1,9 +1,10 @@
 //! `monitor run`: the long-running daemon.
 //!
 //! ```text
-//! config (file + flags) ─► bind the listener ─► Session::start (load, attach)
-//!   ─► unmount tracefs, dup map/program fds ─► drop capabilities
-//!   ─► serve /metrics and /healthz ─► Session::run(DaemonSink) until SIGTERM
+//! config (file + flags) ─► check + lock the record directory ─► bind the
+//!   listener ─► Session::start (load, attach) ─► unmount tracefs, dup
+//!   map/program fds ─► drop capabilities, switch user ─► start the output
+//!   threads ─► serve /metrics and /healthz ─► Session::run(DaemonSink) until SIGTERM
 //!   ─► Session::shutdown (detach, drain, account) ─► verify nothing is left
 //!   ─► close the trace file with its summary ─► exit 0
 //! ```
@@ -46,12 +47,12 @@ use self::{
     http::{Handler, Response},
     kstats::KernelStats,
     metrics::{CONTENT_TYPE, Metrics, StaticInfo},
-    record::Recorder,
+    record::{RecordDir, Recorder},
     sink::{DaemonSink, Health},
 };
 use crate::{
     cli::args::RunArgs,
-    plan, render,
+    output, plan, render, say,
     session::{Session, Signals},
     sys,
 };
@@ -59,7 +60,7 @@ use crate::{
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::resolve(args)?;
     if args.check_config {
-        print!("{}", cfg.effective.to_toml());
+        output::STDOUT.bytes(cfg.effective.to_toml().into_bytes());
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(r) = &cfg.record
@@ -71,6 +72,28 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     sys::check_privileges()?;
+    sys::raise_fd_limit(4096);
+    let mut cfg = cfg;
+    if cfg.drop_capabilities {
+        cfg.user = caps::usable_user(cfg.user.as_ref(), cfg.user_explicit)
+            .map_err(anyhow::Error::msg)?
+            .cloned();
+    }
+    // Checked, handed to the daemon's user and locked before anything is
+    // loaded: a directory in use by another daemon, or writable by others,
+    // is refused at once.
+    let record_dir = cfg
+        .record
+        .as_ref()
+        .map(|r| RecordDir::prepare(r, cfg.user.as_ref()))
+        .transpose()?;
+    if !cfg.listen.ip().is_loopback() {
+        log::warn!(
+            "serving /metrics and /healthz on {} without authentication or TLS: restrict who \
+             can reach it (firewall, IPAddressAllow= in the unit)",
+            cfg.listen
+        );
+    }
     // Bind before loading anything: a taken port is reported at once and
     // leaves the kernel untouched.
     let listener = std::net::TcpListener::bind(cfg.listen)
@@ -78,13 +101,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     listener
         .set_nonblocking(true)
         .context("configuring the listening socket")?;
-    // One thread: capabilities are per thread, and dropping them must cover
-    // the whole process.
+    http::widen_backlog(&listener).context("configuring the listening socket")?;
+    // One runtime thread: capabilities and credentials are per thread, and
+    // dropping them must cover the whole process; the output writer threads
+    // start only after the drop (`caps::drop_after_attach` checks).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(daemon(cfg, listener))
+    runtime.block_on(daemon(cfg, listener, record_dir))
 }
 
 /// The HTTP endpoints.
@@ -133,12 +158,17 @@ pub fn bpf_attachments_held() -> io::Result<usize> {
     Ok(n)
 }
 
-async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::Result<ExitCode> {
+async fn daemon(
+    cfg: DaemonConfig,
+    listener: std::net::TcpListener,
+    record_dir: Option<RecordDir>,
+) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
     let mut control = notify::Control::install()?;
     let mut session = Session::start(&cfg.load)?;
+    sys::wall_offset_ns();
     for line in render::plan_lines(&session.loaded.hooks, session.loaded.object.name()) {
-        eprintln!("monitor: {line}");
+        say!("monitor: {line}");
     }
     let attached = session
         .loaded
@@ -182,7 +212,7 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         .iter()
         .any(|h| h.hook == "uffd_ioctl" && h.rung != "unavailable");
     if uffd_attached && session.loaded.config.userfaultfd_ioctl == 0 {
-        eprintln!(
+        say!(
             "{}monitor: warning: kernel addresses are hidden (no CAP_SYSLOG?): UFFDIO_COPY records \
              cannot be attributed to an mm (hook uffd_ioctl reported degraded)",
             crate::journal::stderr(crate::journal::Priority::Warning)
@@ -202,10 +232,11 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
     let run_stats = move || stats_fd.is_some() || kstats::sysctl_run_stats_enabled();
     metrics.run_stats_enabled.set(i64::from(run_stats()));
 
+    notify::connect_early();
     if cfg.drop_capabilities {
-        let dropped = caps::drop_after_attach(|| kstats.reads_work())
-            .context("dropping capabilities after attach")?;
-        eprintln!(
+        let dropped = caps::drop_after_attach(|| kstats.reads_work(), cfg.user.as_ref())
+            .context("dropping privileges after attach")?;
+        say!(
             "monitor: capabilities after attach: {}{}",
             caps::names(dropped.after.effective),
             if dropped.kept_bpf {
@@ -214,13 +245,36 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
                 ""
             }
         );
+        say!(
+            "monitor: user after attach: {}",
+            dropped.user.as_ref().map_or_else(
+                || "root (security.user = \"root\")".to_owned(),
+                |u| format!(
+                    "{} (uid {}, gid {}, no supplementary groups)",
+                    u.name, u.uid, u.gid
+                )
+            )
+        );
+        if !kstats.reads_work() {
+            log::warn!("reading BPF maps or program info fails after dropping privileges");
+        }
+    } else {
+        say!(
+            "monitor: capabilities kept after attach (--keep-capabilities): {}; running as root",
+            caps::names(caps::get().map_or(0, |c| c.effective))
+        );
     }
+    // Threads start only now: they inherit the reduced credentials.
+    output::STDOUT
+        .start_writer()
+        .and_then(|()| output::STDERR.start_writer())
+        .context("starting the output threads")?;
 
     // The first trace file is created with the privileges the daemon keeps,
     // so a directory it could not write to later fails now.
     let counters = session.loaded.counters();
-    let recorder = match &cfg.record {
-        Some(opts) => {
+    let recorder = match (&cfg.record, record_dir) {
+        (Some(opts), Some(dir)) => {
             let header = Header {
                 format: FORMAT_NAME.to_owned(),
                 version: FORMAT_VERSION,
@@ -240,13 +294,14 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
             // since then are still in the ring and will be delivered into it,
             // so its summary counts from zero, not from the counters now.
             Some(Recorder::start(
+                dir,
                 opts.clone(),
                 header,
                 metrics.clone(),
                 &Default::default(),
             )?)
         }
-        None => None,
+        _ => None,
     };
     metrics.observe_counters(&Default::default(), &counters);
     kstats.refresh(&metrics);
@@ -262,7 +317,7 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         }),
         http::Limits::default(),
     ));
-    eprintln!(
+    say!(
         "monitor: serving metrics on http://{addr}/metrics (and /healthz); {} programs attached",
         program_ids.len()
     );
@@ -321,9 +376,11 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         .recorder
         .take()
         .and_then(|r| r.finish(&sink.counters, ended.name()));
-    eprintln!(
+    metrics.observe_output();
+    let not_logged = output::STDOUT.dropped();
+    say!(
         "monitor: {:.1}s, ended by {}: produced {}, delivered {}, lost {} (ring buffer full), \
-         decode errors {}, findings {}; detached {} programs (verified){}",
+         decode errors {}, findings {}{}; detached {} programs (verified){}{}",
         session.elapsed().as_secs_f64(),
         ended.name(),
         summary.produced,
@@ -331,8 +388,17 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         summary.lost,
         summary.decode_errors,
         sink.findings,
+        if not_logged > 0 {
+            format!(" ({not_logged} not logged: stdout reader too slow)")
+        } else {
+            String::new()
+        },
         program_ids.len(),
         recorded.map_or(String::new(), |p| format!("; closed {}", p.display())),
+        match metrics.record_dropped.get() {
+            0 => String::new(),
+            n => format!("; {n} events could not be recorded (see the files' loss lines)"),
+        },
     );
     drop(session);
     Ok(ExitCode::SUCCESS)

@@ -29,11 +29,57 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::sink::Health;
 
+/// The `NOTIFY_SOCKET` datagram socket, connected once, before the daemon
+/// gives up root (`connect_early`): the socket file may be writable by root
+/// only, and a connected datagram socket is not checked again.
+static SOCKET: OnceLock<Option<std::os::unix::net::UnixDatagram>> = OnceLock::new();
+
+fn socket() -> Option<&'static std::os::unix::net::UnixDatagram> {
+    SOCKET
+        .get_or_init(|| {
+            use std::os::{
+                linux::net::SocketAddrExt as _,
+                unix::{
+                    ffi::OsStrExt as _,
+                    net::{SocketAddr, UnixDatagram},
+                },
+            };
+            let path = std::env::var_os("NOTIFY_SOCKET")?;
+            let sock = UnixDatagram::unbound().ok()?;
+            let res = match path.as_bytes().strip_prefix(b"@") {
+                Some(name) => {
+                    SocketAddr::from_abstract_name(name).and_then(|a| sock.connect_addr(&a))
+                }
+                None => sock.connect(&path),
+            };
+            match res {
+                Ok(()) => Some(sock),
+                Err(e) => {
+                    log::warn!("connecting to NOTIFY_SOCKET {}: {e}", path.display());
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Connects to systemd's notification socket while the daemon is still
+/// root; a no-op when systemd did not start it.
+pub fn connect_early() {
+    let _ = socket();
+}
+
 fn send(states: &[NotifyState<'_>]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    let Some(sock) = socket() else {
         return;
+    };
+    // The datagram format of sd_notify(3): one `KEY=VALUE` per line.
+    let mut msg = String::new();
+    for state in states {
+        msg.push_str(&state.to_string());
+        msg.push('\n');
     }
-    if let Err(e) = sd_notify::notify(states) {
+    if let Err(e) = sock.send(msg.as_bytes()) {
         log::warn!("notifying systemd: {e}");
     }
 }

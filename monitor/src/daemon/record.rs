@@ -9,21 +9,88 @@
 //! files with that name pattern are ever deleted.
 //!
 //! Writing never stops the daemon: a failed write or rotation is logged (at
-//! most once a minute), counted in `mmrace_record_errors_total`, and retried.
+//! most once a minute), counted in `mmrace_record_errors_total`, and retried
+//! at the next flush with the lines kept in a bounded buffer; events beyond
+//! it are counted (`mmrace_record_events_dropped_total`) and a loss line
+//! marks the gap in the file (see `crate::tracefile`).
+//!
+//! The directory is checked and locked at start-up, before anything is
+//! loaded ([`RecordDir::prepare`]): owned by root or the daemon's user and
+//! writable by nobody else, handed to the daemon's user if root owns it, and
+//! locked (`.mm-race-monitor.lock`) so that two daemons never prune each
+//! other's files. Files are created through the directory's descriptor,
+//! mode 0600, `O_EXCL|O_NOFOLLOW`.
 
 use std::{
-    path::{Path, PathBuf},
+    fs::File,
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use monitor_detector::tracefile::{Header, Line};
 
-use super::{config::RecordOptions, metrics::Metrics};
-use crate::{loader::Counters, session, sys, tracefile::TraceWriter};
+use super::{caps::User, config::RecordOptions, metrics::Metrics};
+use crate::{
+    loader::Counters,
+    secfs::{Dir, DirPolicy},
+    session, sys,
+    tracefile::TraceWriter,
+};
 
 pub const PREFIX: &str = "mm-race-";
 pub const SUFFIX: &str = ".trace.jsonl";
+/// The lock file that keeps a second daemon out of the directory.
+pub const LOCK_FILE: &str = ".mm-race-monitor.lock";
+
+/// The record directory, checked and locked.
+pub struct RecordDir {
+    dir: Dir,
+    _lock: File,
+}
+
+impl RecordDir {
+    /// Opens, checks, hands over (to `user`, when root owns the directory)
+    /// and locks the record directory. Runs as root, before loading.
+    pub fn prepare(opts: &RecordOptions, user: Option<&User>) -> anyhow::Result<RecordDir> {
+        let shown = opts.dir.display();
+        let dir = Dir::open(&opts.dir).map_err(|e| {
+            anyhow::anyhow!("cannot record into {shown}: {e} (it must be an existing directory)")
+        })?;
+        let owners: Vec<u32> = user.map(|u| u.uid).into_iter().collect();
+        dir.check(DirPolicy {
+            owners: &owners,
+            sticky_ok: false,
+        })
+        .map_err(|m| anyhow::anyhow!("cannot record into {m}"))?;
+        let lock = dir
+            .lock(LOCK_FILE)
+            .map_err(|m| anyhow::anyhow!("cannot record into {m}"))?;
+        if let Some(u) = user {
+            let (owner, _) = dir.owner_mode()?;
+            if owner != u.uid {
+                dir.chown(u.uid, u.gid).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot hand the record directory {shown} to user {} (uid {}) who the \
+                         daemon runs as after attach: {e} (chown it yourself, e.g. chown {}:{} \
+                         {shown})",
+                        u.name,
+                        u.uid,
+                        u.uid,
+                        u.gid
+                    )
+                })?;
+                log::info!(
+                    "record directory {shown} handed to {} (uid {}, gid {})",
+                    u.name,
+                    u.uid,
+                    u.gid
+                );
+            }
+        }
+        Ok(RecordDir { dir, _lock: lock })
+    }
+}
 
 struct Current {
     writer: TraceWriter,
@@ -34,9 +101,12 @@ struct Current {
     decode_errors: u64,
     /// Size on disk after the last flush.
     size: u64,
+    /// Events the writer had dropped at the last flush.
+    dropped: u64,
 }
 
 pub struct Recorder {
+    dir: RecordDir,
     opts: RecordOptions,
     header: Header,
     current: Option<Current>,
@@ -110,16 +180,17 @@ pub fn counters_delta(now: &Counters, base: &Counters) -> Counters {
     }
 }
 
+/// Whether `name` is one of our trace files (the only ones ever deleted).
+pub fn is_ours(name: &str) -> bool {
+    name.starts_with(PREFIX) && name.ends_with(SUFFIX)
+}
+
 /// Our files in `dir`, oldest first.
-pub fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub fn list_files(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX))
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_ours))
         .collect();
     files.sort();
     Ok(files)
@@ -128,18 +199,14 @@ pub fn list_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 impl Recorder {
     /// Opens the first file; failing here is a start-up error.
     pub fn start(
+        dir: RecordDir,
         opts: RecordOptions,
         header: Header,
         metrics: Arc<Metrics>,
         counters: &Counters,
     ) -> anyhow::Result<Recorder> {
-        if !opts.dir.is_dir() {
-            anyhow::bail!(
-                "cannot record into {}: not a directory (create it first)",
-                opts.dir.display()
-            );
-        }
         let mut r = Recorder {
+            dir,
             opts,
             header,
             current: None,
@@ -156,24 +223,35 @@ impl Recorder {
 
     fn open(&mut self, counters: &Counters) -> anyhow::Result<Current> {
         let stamp = utc_stamp(SystemTime::now());
-        let path = loop {
-            let p = self
-                .opts
-                .dir
-                .join(format!("{PREFIX}{stamp}-{:04}{SUFFIX}", self.seq));
+        let (name, file) = loop {
+            let name = format!("{PREFIX}{stamp}-{:04}{SUFFIX}", self.seq);
             self.seq += 1;
-            if !p.exists() {
-                break p;
+            match self.dir.dir.create_new(&name) {
+                Ok(f) => break (name, f),
+                // Taken (by a file of ours, or planted): the next number.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && !self.seq.is_multiple_of(10_000) => {}
+                Err(e) => anyhow::bail!(
+                    "cannot create {}: {e}",
+                    self.dir.dir.path().join(&name).display()
+                ),
             }
         };
-        let mut writer = TraceWriter::create(&path)?;
+        let path = self.dir.dir.path().join(&name);
+        let mut writer = TraceWriter::new(file, path.clone());
         let mut header = self.header.clone();
         header.start_ktime_ns = sys::ktime_ns();
         header.start_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        writer.write_header(header)?;
-        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if let Err(e) = writer.write_header(header) {
+            // An empty file is no trace file: take it back.
+            drop(writer);
+            let _ = self.dir.dir.remove(&name);
+            return Err(e.into());
+        }
+        let size = writer.len();
         self.metrics.record_files.inc();
         self.metrics.record_bytes.inc_by(size);
         log::info!("recording to {}", path.display());
@@ -184,6 +262,7 @@ impl Recorder {
             delivered: 0,
             decode_errors: 0,
             size,
+            dropped: 0,
         })
     }
 
@@ -191,18 +270,22 @@ impl Recorder {
     /// in the count, never deleted).
     fn prune(&mut self) {
         let current = self.current.as_ref().map(|c| c.writer.path().to_owned());
-        let files = match list_files(&self.opts.dir) {
-            Ok(f) => f,
+        let mut files: Vec<String> = match self.dir.dir.names() {
+            Ok(f) => f.into_iter().filter(|n| is_ours(n)).collect(),
             Err(e) => return self.error(format!("listing {}: {e}", self.opts.dir.display())),
         };
+        files.sort();
         let excess = files.len().saturating_sub(self.opts.max_files as usize);
         for old in files
             .iter()
-            .filter(|p| Some(*p) != current.as_ref())
+            .filter(|n| current.as_ref().and_then(|p| p.file_name()) != Some(n.as_ref()))
             .take(excess)
         {
-            if let Err(e) = std::fs::remove_file(old) {
-                self.error(format!("deleting {}: {e}", old.display()));
+            if let Err(e) = self.dir.dir.remove(old) {
+                self.error(format!(
+                    "deleting {}: {e}",
+                    self.opts.dir.join(old).display()
+                ));
             }
         }
     }
@@ -227,6 +310,13 @@ impl Recorder {
         }
     }
 
+    /// A line already serialised (a finding line with its `time`).
+    pub fn push_serialized(&mut self, line: &Line, text: &str) {
+        if let Some(c) = &mut self.current {
+            c.writer.push_serialized(line, text);
+        }
+    }
+
     pub fn decode_error(&mut self) {
         if let Some(c) = &mut self.current {
             c.decode_errors += 1;
@@ -237,11 +327,16 @@ impl Recorder {
     pub fn flush(&mut self, counters: &Counters) {
         let Some(c) = &mut self.current else { return };
         let res = c.writer.flush();
-        let size = std::fs::metadata(c.writer.path()).map_or(c.size, |m| m.len());
+        let size = c.writer.len();
         self.metrics
             .record_bytes
             .inc_by(size.saturating_sub(c.size));
         c.size = size;
+        let dropped = c.writer.dropped_events();
+        self.metrics
+            .record_dropped
+            .inc_by(dropped.saturating_sub(c.dropped));
+        c.dropped = dropped;
         let due =
             c.size >= self.opts.max_file_bytes || c.opened.elapsed() >= self.opts.max_file_age;
         if let Err(e) = res {
@@ -289,16 +384,23 @@ impl Recorder {
             c.opened.elapsed(),
         );
         summary.filtered_out = 0;
-        let path = c.writer.path().to_owned();
-        let before = c.size;
-        match c.writer.finish(summary) {
-            Ok(_) => {
-                let size = std::fs::metadata(&path).map_or(before, |m| m.len());
-                self.metrics
-                    .record_bytes
-                    .inc_by(size.saturating_sub(before));
-            }
-            Err(e) => self.error(e.to_string()),
+        let mut c = c;
+        let res = c.writer.finish(summary);
+        self.metrics
+            .record_bytes
+            .inc_by(c.writer.len().saturating_sub(c.size));
+        // After a failed finish, what is still buffered is never written.
+        let lost = c.writer.dropped_events()
+            + if res.is_err() {
+                c.writer.buffered_events()
+            } else {
+                0
+            };
+        self.metrics
+            .record_dropped
+            .inc_by(lost.saturating_sub(c.dropped));
+        if let Err(e) = res {
+            self.error(e.to_string());
         }
     }
 

@@ -4,25 +4,23 @@
 //! (the trace-file `finding` line: kind, severity, mm, tasks, explanation,
 //! details and evidence events; journald keeps it whole) and recorded.
 
-use std::{
-    io::Write as _,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use monitor_detector::{
     Detector, DetectorStats, Event, Finding,
     event::DecodeError,
     finding::Severity,
-    tracefile::{Line, Loss, to_line},
+    tracefile::{Line, Loss},
 };
 
 use super::{hooks, metrics::Metrics, record::Recorder, windows::WindowTracker};
 use crate::{
     journal::{self, Priority},
     loader::Counters,
+    output,
     session::Sink,
     sys,
 };
@@ -129,29 +127,23 @@ impl DaemonSink {
                 .inc();
             let f_severity = f.severity;
             let line = Line::Finding(f);
-            if !self.stdout_closed {
-                // One write per line, so concurrent writers and journald never
-                // see half a finding.
-                let priority = match f_severity {
-                    Severity::Violation => Priority::Err,
-                    Severity::Uncertain => Priority::Warning,
-                    Severity::NearMiss => Priority::Notice,
-                };
-                let mut text = journal::stdout(priority).to_owned();
-                text.push_str(&to_line(&line));
-                text.push('\n');
-                let mut out = std::io::stdout().lock();
-                if out
-                    .write_all(text.as_bytes())
-                    .and_then(|()| out.flush())
-                    .is_err()
-                {
-                    self.stdout_closed = true;
-                    log::warn!("stdout is closed: findings are only counted and recorded");
-                }
+            // With its wall-clock `time` and, under journald, its syslog
+            // priority; queued, never blocking the loop (`crate::output`): a
+            // full queue is counted, a closed stdout said once. One queued
+            // line is one write, so journald never sees half a finding.
+            let priority = match f_severity {
+                Severity::Violation => Priority::Err,
+                Severity::Uncertain => Priority::Warning,
+                Severity::NearMiss => Priority::Notice,
+            };
+            let body = crate::tracefile::finding_line(&line);
+            let text = format!("{}{body}", journal::stdout(priority));
+            if !self.stdout_closed && !output::STDOUT.line(&text) && output::STDOUT.is_closed() {
+                self.stdout_closed = true;
+                log::warn!("stdout is closed: findings are only counted and recorded");
             }
             if let Some(r) = &mut self.recorder {
-                r.push(&line);
+                r.push_serialized(&line, &body);
             }
         }
     }
@@ -221,6 +213,7 @@ impl Sink for DaemonSink {
     fn flush(&mut self) -> anyhow::Result<bool> {
         self.health.drained();
         self.observe_detector();
+        self.metrics.observe_output();
         if let Some(r) = &mut self.recorder {
             r.flush(&self.counters);
         }
