@@ -87,9 +87,14 @@ impl Dir {
         Ok((st.st_uid, st.st_mode & 0o7777))
     }
 
-    /// Refuses a directory that someone else controls.
+    /// Refuses a directory that someone else controls. Write access for
+    /// group root (gid 0) is no one else's: that is how a packaged directory
+    /// owned by the daemon's user stays writable for the daemon while it is
+    /// still uid 0 without CAP_DAC_OVERRIDE (before it switches user).
     pub fn check(&self, policy: DirPolicy<'_>) -> Result<(), String> {
-        let (uid, mode) = self.owner_mode().map_err(|e| e.to_string())?;
+        let st = self.stat().map_err(|e| e.to_string())?;
+        let (uid, mode) = (st.st_uid, st.st_mode & 0o7777);
+        let others = if st.st_gid == 0 { mode & !0o020 } else { mode };
         let p = self.path.display();
         if uid != 0 && !policy.owners.contains(&uid) {
             return Err(format!(
@@ -102,11 +107,11 @@ impl Dir {
             ));
         }
         let sticky = mode & 0o1000 != 0;
-        if mode & 0o022 != 0 && !(policy.sticky_ok && sticky) {
+        if others & 0o022 != 0 && !(policy.sticky_ok && sticky) {
             return Err(format!(
                 "{p} is writable by {} (mode {mode:04o}): another user could plant or replace \
                  files there; make it private (chmod 0700 {p})",
-                if mode & 0o002 != 0 {
+                if others & 0o002 != 0 {
                     "everyone"
                 } else {
                     "its group"
@@ -341,6 +346,30 @@ mod tests {
         assert!(dir.check(strict).is_err());
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         dir.check(strict).expect("private");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Group write access is refused unless the group is root (the packaged
+    /// recording directory: the daemon's user, group root, 0770).
+    #[test]
+    fn group_write_access_is_refused_unless_the_group_is_root() {
+        // SAFETY: no arguments, no memory.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let d = tmp("group");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o770)).expect("chmod");
+        let dir = Dir::open(&d).expect("open");
+        let policy = DirPolicy {
+            owners: &[65534],
+            sticky_ok: false,
+        };
+        std::os::unix::fs::chown(&d, Some(65534), Some(0)).expect("chown");
+        dir.check(policy).expect("group root may write");
+        std::os::unix::fs::chown(&d, Some(65534), Some(65534)).expect("chown");
+        let e = dir.check(policy).expect_err("another group may not");
+        assert!(e.contains("writable by its group"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 
