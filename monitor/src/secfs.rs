@@ -352,6 +352,7 @@ mod tests {
     /// Group write access is refused unless the group is root (the packaged
     /// recording directory: the daemon's user, group root, 0770).
     #[test]
+    #[allow(clippy::print_stderr, reason = "the test says why it did not run")]
     fn group_write_access_is_refused_unless_the_group_is_root() {
         // SAFETY: no arguments, no memory.
         if unsafe { libc::geteuid() } != 0 {
