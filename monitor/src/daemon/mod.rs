@@ -17,6 +17,7 @@ pub mod caps;
 pub mod config;
 pub mod hooks;
 pub mod http;
+pub mod kmsg;
 pub mod kstats;
 pub mod metrics;
 pub mod record;

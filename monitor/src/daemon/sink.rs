@@ -18,7 +18,7 @@ use monitor_detector::{
     tracefile::{Line, Loss, to_line},
 };
 
-use super::{hooks, metrics::Metrics, record::Recorder, windows::WindowTracker};
+use super::{hooks, kmsg::Kmsg, metrics::Metrics, record::Recorder, windows::WindowTracker};
 use crate::{loader::Counters, session::Sink, sys};
 
 /// What `/healthz` reports.
@@ -87,6 +87,8 @@ pub struct DaemonSink {
     pub delivered: u64,
     pub findings: u64,
     stdout_closed: bool,
+    /// Violations also go to the kernel log, first (see `kmsg.rs`).
+    kmsg: Kmsg,
 }
 
 impl DaemonSink {
@@ -108,12 +110,16 @@ impl DaemonSink {
             delivered: 0,
             findings: 0,
             stdout_closed: false,
+            kmsg: Kmsg::open(super::kmsg::KMSG),
         }
     }
 
     fn report(&mut self, findings: Vec<Finding>) {
         for f in findings {
             self.findings += 1;
+            if !self.kmsg.write(&f) {
+                self.metrics.kmsg_write_failures.inc();
+            }
             self.metrics
                 .findings
                 .with_label_values(&[f.kind.name(), f.severity.name()])
