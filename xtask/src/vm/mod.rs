@@ -5,12 +5,12 @@
 //! Artifacts are kept under `target/vm-cache/` (downloads, unpacked kernels)
 //! and `target/vm-runs/<kernel>/` (initramfs, console.txt, results.txt).
 
-mod apt;
+pub mod apt;
 mod cpio;
 mod guest;
 mod image;
 pub mod kernels;
-mod qemu;
+pub mod qemu;
 mod report;
 
 use std::{
@@ -21,9 +21,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use guest::{Mode, Payload};
+use guest::Mode;
+pub use guest::Payload;
 use kernels::{KERNELS, Kernel};
-use report::Report;
+pub use report::Report;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -108,7 +109,7 @@ pub fn build_release_binaries() -> anyhow::Result<()> {
 
 /// Builds the release monitor, the scenario binary and the integration test
 /// binary; returns their paths.
-fn build(no_build: bool) -> anyhow::Result<Payload> {
+pub fn build(no_build: bool) -> anyhow::Result<Payload> {
     let target = workspace_root().join("target/release");
     let tests = if no_build {
         newest_test_binary(&target.join("deps"))?
@@ -210,6 +211,7 @@ fn run_once(
         mem_mb: args.mem,
         timeout: Duration::from_secs(args.timeout),
         quiet: args.quiet,
+        append: "",
     })?;
     let text = fs::read_to_string(&res.results).unwrap_or_default();
     let report = Report::parse(&text);
@@ -446,4 +448,54 @@ fn self_test(args: &Args, kernel: &Kernel, payload: &Payload) -> anyhow::Result<
     }
     eprintln!("xtask vm: self-test passed: every broken guest was reported as a failure");
     Ok(())
+}
+
+/// A kernel built in this checkout (`cargo xtask mutant`), booted like the
+/// matrix's kernels but with no modules (what the tests need is built in)
+/// and extra kernel parameters. The caller judges the outcome: a run may be
+/// *expected* to panic.
+pub struct LocalBoot<'a> {
+    pub label: &'a str,
+    pub bzimage: &'a Path,
+    pub append: &'a str,
+    /// Test name filters for the guest's test binary.
+    pub tests: &'a [String],
+    pub timeout: Duration,
+    pub quiet: bool,
+}
+
+pub struct LocalOutcome {
+    pub ending: qemu::Ending,
+    pub report: Report,
+    /// The guest's test output (second serial port) and kernel console.
+    pub results: String,
+    pub console: String,
+    pub dir: PathBuf,
+    pub elapsed: Duration,
+}
+
+pub fn boot_local(b: &LocalBoot<'_>, payload: &Payload) -> anyhow::Result<LocalOutcome> {
+    let dir = workspace_root().join("target/vm-runs").join(b.label);
+    fs::create_dir_all(&dir)?;
+    let initrd = dir.join("initrd.cpio");
+    guest::write_initramfs(&initrd, payload, &[], &Mode::Tests, b.tests, b.label)?;
+    let res = qemu::boot(&qemu::Boot {
+        label: b.label,
+        kernel: b.bzimage,
+        initrd: &initrd,
+        dir: &dir,
+        mem_mb: 1024,
+        timeout: b.timeout,
+        quiet: b.quiet,
+        append: b.append,
+    })?;
+    let results = fs::read_to_string(&res.results).unwrap_or_default();
+    Ok(LocalOutcome {
+        ending: res.ending,
+        report: Report::parse(&results),
+        results,
+        console: fs::read_to_string(&res.console).unwrap_or_default(),
+        dir,
+        elapsed: res.elapsed,
+    })
 }

@@ -24,6 +24,8 @@ pub struct Boot<'a> {
     pub mem_mb: u32,
     pub timeout: Duration,
     pub quiet: bool,
+    /// More kernel parameters, after the harness's own (may be empty).
+    pub append: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +46,7 @@ pub struct BootResult {
 }
 
 /// Console lines that mean the guest kernel is broken.
-const FATAL: &[&str] = &[
+pub const FATAL: &[&str] = &[
     "Kernel panic",
     "BUG: soft lockup",
     "watchdog: BUG:",
@@ -112,11 +114,15 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootResult> {
         .arg(b.kernel)
         .arg("-initrd")
         .arg(b.initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet loglevel=4 \
-             transparent_hugepage=madvise",
-        ])
+        .arg("-append")
+        .arg(
+            format!(
+                "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet loglevel=4 \
+                 transparent_hugepage=madvise {}",
+                b.append
+            )
+            .trim_end(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
