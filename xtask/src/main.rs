@@ -4,6 +4,7 @@
 
 mod bench;
 mod clippy;
+mod mutant;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Command {
     Bench(bench::Args),
     /// Boot Debian kernels under QEMU and run the VM tests inside.
     Vm(vm::Args),
+    /// Build Debian's 6.1 with race fixes removable at boot (mmrace_mutant=)
+    /// and prove the monitor reports each race as a violation.
+    Mutant(mutant::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Command::Clippy(a) => clippy::run(&a),
         Command::Vm(a) => vm::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Mutant(a) => mutant::run(&a),
     }
 }
