@@ -12,6 +12,8 @@
 //!   bad input. Root, the `scenario` binary and the `prometheus` package.
 //! - `vm`: the same kind of checks inside QEMU guests running Debian kernels
 //!   (`#[ignore]` on the host; `cargo xtask vm` runs them in the guest).
+//! - `mutant`: the mutant kernel's switches (`cargo xtask mutant` runs them
+//!   in the guest; `#[ignore]` elsewhere).
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
 //! - `checks`: the assertions host and VM tests share.
 
@@ -19,6 +21,7 @@ mod checks;
 mod cli;
 mod daemon;
 mod host;
+mod mutant;
 mod util;
 mod vm;
 mod vm_selftest;
