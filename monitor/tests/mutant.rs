@@ -312,16 +312,18 @@ const UFFD: Race = Race {
 #[test]
 #[ignore = "mutant kernel only: cargo xtask mutant"]
 fn race_uffd() {
-    race(&UFFD, |_| {
-        scenario(&[
-            "uffd-race",
-            "--event",
-            "fork",
-            "--delay-ms",
-            "500",
-            "--allow-no-eagain",
-        ])
-    });
+    race(&UFFD, |_| uffd_fork());
+}
+
+fn uffd_fork() -> serde_json::Value {
+    scenario(&[
+        "uffd-race",
+        "--event",
+        "fork",
+        "--delay-ms",
+        "500",
+        "--allow-no-eagain",
+    ])
 }
 
 /// A vhost worker (kthread_use_mm) kicked after the OOM reaper zapped its
@@ -401,14 +403,7 @@ fn kmsg_line_survives_a_panic() {
         "boot with mmrace_mutant=uffd"
     );
     let d = Daemon::start();
-    let _ = scenario(&[
-        "uffd-race",
-        "--event",
-        "fork",
-        "--delay-ms",
-        "500",
-        "--allow-no-eagain",
-    ]);
+    let _ = uffd_fork();
     assert!(
         wait_for(&d, Duration::from_secs(10), |f| proves(&UFFD, f)),
         "no violation to log"
