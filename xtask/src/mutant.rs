@@ -752,3 +752,82 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hunk_of_the_patch_names_its_fix() {
+        let text = include_str!("../mutants/mmrace-6.1.patch");
+        assert_eq!(check_hunks(patch_body(text)).ok(), Some(22));
+        let stripped =
+            patch_body(text).replace("mmrace_mutant=tempstack: a8bef8ff6ea1 removed", "x");
+        assert!(check_hunks(&stripped).is_err());
+    }
+
+    const BOOT: &str = "[   1.000] [    0.000000] mmrace_mutant: protection removed: uffd\n";
+    const LINE: &str = "[  20.000] [   18.123456] mm-race-monitor: violation rule=uffd_copy_vs_mm_change pattern=copy_inside_window mm=0xff11 gen=3 tasks=1/1:scenario t=1..2\n";
+    const CRASH_LINE: &str = "[  21.000] [   19.000000] sysrq: Trigger a crash\n[  21.001] Kernel panic - not syncing: sysrq triggered crash\n";
+
+    fn outcome(ending: Ending, console: &str) -> vm::LocalOutcome {
+        vm::LocalOutcome {
+            ending,
+            report: vm::Report::default(),
+            results: String::new(),
+            console: console.to_owned(),
+            dir: PathBuf::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn run(name: &str) -> &'static Run {
+        RUNS.iter().find(|r| r.name == name).expect("run")
+    }
+
+    #[test]
+    fn a_panic_passes_only_after_the_violation_reached_the_console() {
+        let panic = run("panic");
+        let good = format!("{BOOT}{LINE}{CRASH_LINE}");
+        assert_eq!(judge(panic, &outcome(Ending::Panic, &good)), None);
+        let late = format!("{BOOT}{CRASH_LINE}{LINE}");
+        assert!(judge(panic, &outcome(Ending::Panic, &late)).is_some());
+        let none = format!("{BOOT}{CRASH_LINE}");
+        assert!(judge(panic, &outcome(Ending::Panic, &none)).is_some());
+        assert!(
+            judge(
+                panic,
+                &outcome(Ending::PoweredOff, &format!("{BOOT}{LINE}"))
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn wrong_rule_missing_switch_or_stock_violation_fail() {
+        let uffd = run("uffd");
+        let other = LINE.replace("uffd_copy_vs_mm_change", "unstable_mm_fault");
+        assert!(
+            judge(
+                uffd,
+                &outcome(Ending::PoweredOff, &format!("{BOOT}{LINE}{other}"))
+            )
+            .is_some()
+        );
+        assert!(
+            judge(uffd, &outcome(Ending::PoweredOff, LINE)).is_some(),
+            "switch not on"
+        );
+        // A mutant that crashes after logging is the bug, not a failure.
+        assert_eq!(
+            judge(
+                uffd,
+                &outcome(Ending::Panic, &format!("{BOOT}{LINE}{CRASH_LINE}"))
+            ),
+            None
+        );
+        let stock = run("stock");
+        assert!(judge(stock, &outcome(Ending::PoweredOff, LINE)).is_some());
+        assert!(judge(stock, &outcome(Ending::Panic, "")).is_some());
+    }
+}
