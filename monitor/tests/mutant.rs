@@ -348,10 +348,16 @@ fn race_unstable() {
     );
 }
 
-/// Execs with 256 KiB of argv (a 64-page temporary stack) while
-/// `move_pages(2)` on the other CPU targets the pages below `STACK_TOP_MAX`
-/// of the exec'ing child: without `invalid_migration_vma` the migration
-/// installs entries in the temporary stack.
+/// Execs with 256 KiB of argv (a 64-page temporary stack) on CPU 0 while
+/// `migrate_pages(2)` on CPU 1 moves the exec'ing child between nodes in a
+/// loop: once `exec_mmap` made the new mm the child's, its only pages are
+/// the temporary stack, flagged until `setup_arg_pages` moved it. Without
+/// `invalid_migration_vma` the migration installs entries in it. The whole
+/// migration holds the mmap read lock, so the stack never moves in the middle
+/// of it and the entries are removed again: the violation is logged and the
+/// kernel lives. (`--with move-pages` migrates after dropping the lock; with
+/// the switch it left an entry behind and crashed the guest in swapops
+/// before the daemon could log anything: docs/mutants.md.)
 #[test]
 #[ignore = "mutant kernel only: cargo xtask mutant"]
 fn race_tempstack() {
@@ -364,13 +370,32 @@ fn race_tempstack() {
             max_tries: 10,
             near_miss_required: true,
         },
-        |_| scenario(&["exec-migrate", "--count", "100", "--big-args", "8"]),
+        |_| {
+            scenario(&[
+                "exec-migrate",
+                "--with",
+                "migrate-pages",
+                "--count",
+                "100",
+                "--big-args",
+                "8",
+            ])
+        },
     );
 }
 
-/// The OOM victim is released the moment the reaper starts zapping (victim
-/// on CPU 0, reaper on CPU 1): without exit_mmap's MMF_OOM_SKIP + write-lock
-/// barrier, exit_mmap runs into (or after) the reap.
+/// A memcg OOM victim held in the kernel, released at two moments in turn:
+/// * odd tries, 500 ms after the kill, long before the reaper's 2 s delay:
+///   `exit_mmap` finishes first. Stock: it set `MMF_OOM_SKIP`, so the reaper
+///   never starts (no finding). Without the barrier and the reapers'
+///   re-checks the reaper runs on the torn-down mm: `reap_after_exit_mmap_end`.
+///   Deterministic, and the kernel survives it (the VMA tree is empty).
+/// * even tries, `--overlap`: released the moment the reaper (CPU 1) starts
+///   zapping, the victim on CPU 0, so `exit_mmap` runs into the reap. Stock:
+///   a near miss (`overlap`). Without the write lock `exit_mmap` frees the
+///   page tables under the reaper, which may crash in `unmap_page_range`
+///   before `exit_mmap` returns, i.e. before the first event that proves
+///   the violation: seed 001's crash, measured (docs/mutants.md).
 #[test]
 #[ignore = "mutant kernel only: cargo xtask mutant"]
 fn race_exitlock() {
@@ -387,7 +412,13 @@ fn race_exitlock() {
             max_tries: 6,
             near_miss_required: true,
         },
-        |_| scenario(&["oom-reap", "--overlap"]),
+        |try_no| {
+            if try_no % 2 == 1 {
+                scenario(&["oom-reap", "--release-ms", "500"])
+            } else {
+                scenario(&["oom-reap", "--overlap"])
+            }
+        },
     );
 }
 

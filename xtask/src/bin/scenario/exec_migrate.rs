@@ -28,6 +28,8 @@ use crate::{
 };
 
 const MPOL_MF_MOVE: libc::c_int = 1 << 1;
+static FROM_NODE0: u64 = 1;
+static TO_NODE1: u64 = 1 << 1;
 
 #[derive(Args)]
 pub struct ExecMigrateArgs {
@@ -40,6 +42,21 @@ pub struct ExecMigrateArgs {
     /// Extra argv: this many arguments of 32 KiB each.
     #[arg(long, default_value_t = 8)]
     big_args: u32,
+    /// The migrating system call.
+    #[arg(long, value_enum, default_value = "move-pages")]
+    with: Migrator,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Migrator {
+    /// `move_pages(2)` on the pages below `STACK_TOP_MAX`: isolates under the
+    /// mmap lock, migrates after dropping it, so exec's stack move can run in
+    /// the middle of a migration (without the fix: a left-behind entry).
+    MovePages,
+    /// `migrate_pages(2)` node 0 → 1: the whole migration under the mmap
+    /// read lock, so it can meet the temporary stack only before
+    /// `setup_arg_pages` takes the write lock, never during the move.
+    MigratePages,
 }
 
 /// `STACK_TOP_MAX` (x86-64: `TASK_SIZE_MAX`, 47 or 56 bits with LA57),
@@ -105,6 +122,7 @@ pub fn run(args: &ExecMigrateArgs) -> anyhow::Result<serde_json::Value> {
             errors.clone(),
             pages.clone(),
         );
+        let with = args.with;
         std::thread::spawn(move || {
             // SAFETY: gettid has no preconditions.
             let _ = pin(unsafe { libc::gettid() }, 1);
@@ -117,22 +135,34 @@ pub fn run(args: &ExecMigrateArgs) -> anyhow::Result<serde_json::Value> {
                     std::hint::spin_loop();
                     continue;
                 }
-                // SAFETY: arrays of matching length.
-                let rc = unsafe {
-                    libc::syscall(
-                        libc::SYS_move_pages,
-                        pid,
-                        ptrs.len(),
-                        ptrs.as_mut_ptr(),
-                        nodes.as_ptr(),
-                        status.as_mut_ptr(),
-                        MPOL_MF_MOVE,
-                    )
+                let rc = match with {
+                    // SAFETY: arrays of matching length.
+                    Migrator::MovePages => unsafe {
+                        libc::syscall(
+                            libc::SYS_move_pages,
+                            pid,
+                            ptrs.len(),
+                            ptrs.as_mut_ptr(),
+                            nodes.as_ptr(),
+                            status.as_mut_ptr(),
+                            MPOL_MF_MOVE,
+                        )
+                    },
+                    // SAFETY: single-word node masks of 64 bits.
+                    Migrator::MigratePages => unsafe {
+                        libc::syscall(
+                            libc::SYS_migrate_pages,
+                            pid,
+                            64,
+                            &raw const FROM_NODE0,
+                            &raw const TO_NODE1,
+                        )
+                    },
                 };
                 calls.fetch_add(1, Ordering::Relaxed);
                 if rc < 0 {
                     errors.fetch_add(1, Ordering::Relaxed);
-                } else {
+                } else if with == Migrator::MovePages {
                     let n = status.iter().filter(|s| **s == 1).count() as u64;
                     moved.fetch_add(n, Ordering::Relaxed);
                 }
@@ -174,6 +204,7 @@ pub fn run(args: &ExecMigrateArgs) -> anyhow::Result<serde_json::Value> {
     }
     Ok(json!({
         "scenario": "exec-migrate",
+        "with": format!("{:?}", args.with),
         "count": args.count,
         "failed": failed,
         "stack_top_max": format!("{top:#x}"),
