@@ -507,7 +507,7 @@ fn kernel() -> anyhow::Result<PathBuf> {
     let jobs = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let log = root().join("build.log");
     eprintln!(
-        "mutant: building bzImage (nice -n 10 make -j{jobs}; ~25 min on 2 cores from scratch, minutes after a patch change; log {})",
+        "mutant: building bzImage (nice -n 10 make -j{jobs}; 22-70 min on 2 cores from scratch, minutes after a patch change; log {})",
         log.display()
     );
     let t = Instant::now();
