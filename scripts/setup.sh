@@ -6,13 +6,18 @@
 #   scripts/setup.sh             nightly rust-src + bpf-linker (to build and run),
 #                                the musl target (static release binary)
 #   scripts/setup.sh --for-tests also the packages and tools the test suite uses
+#   scripts/setup.sh --mutant    also what `cargo xtask mutant` needs: a kernel
+#                                build (gcc, make, bc, flex, bison, libelf,
+#                                libssl, pahole for BTF) and the VM harness
 set -euo pipefail
 
 for_tests=0
+mutant=0
 for arg in "$@"; do
     case "$arg" in
         --for-tests) for_tests=1 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --mutant) mutant=1 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "setup: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -51,6 +56,25 @@ fi
 if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
     say "installing the x86_64-unknown-linux-musl target"
     rustup target add x86_64-unknown-linux-musl
+fi
+
+apt_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ "${#missing[@]}" -gt 0 ] || return 0
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
+        $SUDO apt-get update -qq
+        $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+}
+
+if [ "$mutant" -eq 1 ]; then
+    apt_install build-essential bc flex bison libelf-dev libssl-dev dwarves perl patch \
+        xz-utils dpkg-dev kmod cpio qemu-system-x86 busybox-static
 fi
 
 if [ "$for_tests" -eq 1 ]; then

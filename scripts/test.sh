@@ -49,6 +49,9 @@ cargo test --locked -p monitor --test tests ship:: -- --ignored --test-threads=1
 step "VM harness self-test (a wrong expectation, a panic, a hang, a silent guest must each fail)"
 cargo xtask vm --kernel 6.1 --self-test --quiet
 
+step "mutant kernel patch: applies to the pinned linux-source-6.1, names each fix, off by default"
+cargo xtask mutant --check-patch
+
 step "VM matrix: Debian 5.10, 6.1, 6.12 under QEMU (TCG, two NUMA nodes)"
 cargo xtask vm --kernel all --quiet
 

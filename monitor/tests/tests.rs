@@ -12,6 +12,8 @@
 //!   bad input. Root, the `scenario` binary and the `prometheus` package.
 //! - `vm`: the same kind of checks inside QEMU guests running Debian kernels
 //!   (`#[ignore]` on the host; `cargo xtask vm` runs them in the guest).
+//! - `mutant`: the mutant kernel's switches (`cargo xtask mutant` runs them
+//!   in the guest; `#[ignore]` elsewhere).
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
 //! - `report`: `monitor analyze --html` opened in headless Chromium
 //!   (`browser`: the DevTools protocol on a pipe) and the Perfetto export
@@ -35,6 +37,7 @@ mod daemon;
 mod grafana;
 mod host;
 mod hostile;
+mod mutant;
 mod report;
 mod ship;
 mod util;

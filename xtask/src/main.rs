@@ -6,6 +6,7 @@ mod bench;
 mod clippy;
 mod dist;
 mod fuzz;
+mod mutant;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,9 @@ enum Command {
     Dist(dist::Args),
     /// Run the libFuzzer targets of fuzz/ (cargo-fuzz, nightly), one after the other.
     Fuzz(fuzz::Args),
+    /// Build Debian's 6.1 with race fixes removable at boot (mmrace_mutant=)
+    /// and prove the monitor reports each race as a violation.
+    Mutant(mutant::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(&a),
         Command::Dist(a) => dist::run(&a),
         Command::Fuzz(a) => fuzz::run(&a),
+        Command::Mutant(a) => mutant::run(&a),
     }
 }

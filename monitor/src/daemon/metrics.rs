@@ -84,6 +84,7 @@ pub struct Metrics {
     pub events_delivered: IntCounterVec,
     pub events_lost: IntCounterVec,
     pub decode_errors: IntCounter,
+    pub kmsg_write_failures: IntCounter,
     pub bpf_stats: IntCounterVec,
     pub fault_gate_open: IntGauge,
     pub fault_gate_opens: IntCounter,
@@ -253,6 +254,13 @@ impl Metrics {
             IntCounter::with_opts(opts(
                 "decode_errors_total",
                 "Records read from the ring buffer that could not be decoded (dropped).",
+            ))?,
+        );
+        let kmsg_write_failures = reg(
+            &r,
+            IntCounter::with_opts(opts(
+                "kmsg_write_failures_total",
+                "Violation findings that could not be written to the kernel log (/dev/kmsg).",
             ))?,
         );
         let bpf_stats = reg(
@@ -531,6 +539,7 @@ impl Metrics {
             events_delivered,
             events_lost,
             decode_errors,
+            kmsg_write_failures,
             bpf_stats,
             fault_gate_open,
             fault_gate_opens,

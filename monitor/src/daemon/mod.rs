@@ -18,6 +18,7 @@ pub mod caps;
 pub mod config;
 pub mod hooks;
 pub mod http;
+pub mod kmsg;
 pub mod kstats;
 pub mod metrics;
 pub mod notify;
@@ -233,6 +234,9 @@ async fn daemon(
     metrics.run_stats_enabled.set(i64::from(run_stats()));
 
     notify::connect_early();
+    // Opened while still root: /dev/kmsg is root's to write, and the daemon
+    // is not once it switched user.
+    let kmsg = kmsg::Kmsg::open(kmsg::KMSG);
     if cfg.drop_capabilities {
         let dropped = caps::drop_after_attach(|| kstats.reads_work(), cfg.user.as_ref())
             .context("dropping privileges after attach")?;
@@ -333,6 +337,7 @@ async fn daemon(
         detector,
         recorder,
         counters,
+        kmsg,
     );
     control.reopen = sink.reopen.clone();
     let every = cfg.map_fill_every;

@@ -16,7 +16,7 @@ use monitor_detector::{
     tracefile::{Line, Loss},
 };
 
-use super::{hooks, metrics::Metrics, record::Recorder, windows::WindowTracker};
+use super::{hooks, kmsg::Kmsg, metrics::Metrics, record::Recorder, windows::WindowTracker};
 use crate::{
     journal::{self, Priority},
     loader::Counters,
@@ -93,6 +93,8 @@ pub struct DaemonSink {
     pub delivered: u64,
     pub findings: u64,
     stdout_closed: bool,
+    /// Violations also go to the kernel log, first (see `kmsg.rs`).
+    kmsg: Kmsg,
 }
 
 impl DaemonSink {
@@ -102,6 +104,7 @@ impl DaemonSink {
         detector: Detector,
         recorder: Option<Recorder>,
         counters: Counters,
+        kmsg: Kmsg,
     ) -> DaemonSink {
         DaemonSink {
             metrics,
@@ -115,12 +118,16 @@ impl DaemonSink {
             findings: 0,
             stdout_closed: false,
             reopen: Arc::default(),
+            kmsg,
         }
     }
 
     fn report(&mut self, findings: Vec<Finding>) {
         for f in findings {
             self.findings += 1;
+            if !self.kmsg.write(&f) {
+                self.metrics.kmsg_write_failures.inc();
+            }
             self.metrics
                 .findings
                 .with_label_values(&[f.kind.name(), f.severity.name()])

@@ -56,7 +56,8 @@ impl Apt {
         Ok(())
     }
 
-    /// Downloads `package` into `dir` unless a `.deb` for it is already there.
+    /// Downloads `package` (or `package=version`) into `dir` unless a `.deb`
+    /// for it is already there.
     pub fn download(&self, package: &str, dir: &Path) -> anyhow::Result<PathBuf> {
         fs::create_dir_all(dir)?;
         if let Some(found) = find_deb(dir, package)? {
@@ -94,7 +95,10 @@ impl Apt {
 
 fn find_deb(dir: &Path, package: &str) -> anyhow::Result<Option<PathBuf>> {
     // apt escapes ':' and '+' differently across versions; match on the prefix.
-    let prefix = format!("{package}_");
+    let prefix = match package.split_once('=') {
+        Some((name, version)) => format!("{name}_{version}_"),
+        None => format!("{package}_"),
+    };
     let escaped = prefix.replace('+', "%2b");
     for e in fs::read_dir(dir)? {
         let name = e?.file_name().to_string_lossy().into_owned();

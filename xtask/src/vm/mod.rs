@@ -5,12 +5,12 @@
 //! Artifacts are kept under `target/vm-cache/` (downloads, unpacked kernels)
 //! and `target/vm-runs/<kernel>/` (initramfs, console.txt, results.txt).
 
-mod apt;
+pub mod apt;
 mod cpio;
 mod guest;
 mod image;
 pub mod kernels;
-mod qemu;
+pub mod qemu;
 mod report;
 mod systemd;
 
@@ -22,9 +22,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use guest::{Mode, Payload};
+use guest::Mode;
+pub use guest::Payload;
 use kernels::{KERNELS, Kernel};
-use report::Report;
+pub use report::Report;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -122,7 +123,7 @@ pub fn build_release_binaries() -> anyhow::Result<()> {
 /// integration test binary, the monitor exactly as `cargo xtask dist` ships
 /// it; returns their paths. Static binaries need no shared libraries in the
 /// guest.
-fn build(no_build: bool) -> anyhow::Result<Payload> {
+pub fn build(no_build: bool) -> anyhow::Result<Payload> {
     let target = workspace_root().join(format!("target/{}/release", crate::dist::TARGET));
     let tests = if no_build {
         newest_test_binary(&target.join("deps"))?
@@ -512,4 +513,55 @@ fn self_test(args: &Args, kernel: &Kernel, payload: &Payload) -> anyhow::Result<
     }
     eprintln!("xtask vm: self-test passed: every broken guest was reported as a failure");
     Ok(())
+}
+
+/// A kernel built in this checkout (`cargo xtask mutant`), booted like the
+/// matrix's kernels but with no modules (what the tests need is built in)
+/// and extra kernel parameters. The caller judges the outcome: a run may be
+/// *expected* to panic.
+pub struct LocalBoot<'a> {
+    pub label: &'a str,
+    pub bzimage: &'a Path,
+    pub append: &'a str,
+    /// Test name filters for the guest's test binary.
+    pub tests: &'a [String],
+    pub timeout: Duration,
+    pub quiet: bool,
+}
+
+pub struct LocalOutcome {
+    pub ending: qemu::Ending,
+    pub report: Report,
+    /// The guest's test output (second serial port) and kernel console.
+    pub results: String,
+    pub console: String,
+    pub dir: PathBuf,
+    pub elapsed: Duration,
+}
+
+pub fn boot_local(b: &LocalBoot<'_>, payload: &Payload) -> anyhow::Result<LocalOutcome> {
+    let dir = workspace_root().join("target/vm-runs").join(b.label);
+    fs::create_dir_all(&dir)?;
+    let initrd = dir.join("initrd.cpio");
+    guest::write_initramfs(&initrd, payload, &[], &Mode::Tests, b.tests, b.label)?;
+    let res = qemu::boot(&qemu::Boot {
+        label: b.label,
+        kernel: b.bzimage,
+        initrd: &initrd,
+        dir: &dir,
+        mem_mb: 1024,
+        timeout: b.timeout,
+        quiet: b.quiet,
+        disk: None,
+        append: b.append,
+    })?;
+    let results = fs::read_to_string(&res.results).unwrap_or_default();
+    Ok(LocalOutcome {
+        ending: res.ending,
+        report: Report::parse(&results),
+        results,
+        console: fs::read_to_string(&res.console).unwrap_or_default(),
+        dir,
+        elapsed: res.elapsed,
+    })
 }

@@ -26,7 +26,7 @@ pub struct Boot<'a> {
     pub quiet: bool,
     /// A raw disk image attached as virtio-blk (`/dev/vda`).
     pub disk: Option<&'a Path>,
-    /// Appended to the kernel command line.
+    /// More kernel parameters, after the harness's own (may be empty).
     pub append: &'a str,
 }
 
@@ -48,7 +48,7 @@ pub struct BootResult {
 }
 
 /// Console lines that mean the guest kernel is broken.
-const FATAL: &[&str] = &[
+pub const FATAL: &[&str] = &[
     "Kernel panic",
     "BUG: soft lockup",
     "watchdog: BUG:",
@@ -116,14 +116,15 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootResult> {
         .arg(b.kernel)
         .arg("-initrd")
         .arg(b.initrd)
-        .args([
-            "-append",
-            &format!(
+        .arg("-append")
+        .arg(
+            format!(
                 "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet loglevel=4 \
                  transparent_hugepage=madvise {}",
                 b.append
-            ),
-        ])
+            )
+            .trim_end(),
+        )
         .args(b.disk.map_or_else(Vec::new, |d| {
             vec![
                 "-drive".to_owned(),

@@ -10,6 +10,7 @@ mod bpfstats;
 mod churn;
 mod compact;
 mod exec;
+mod exec_migrate;
 mod hold;
 mod migrate;
 mod mrelease;
@@ -43,6 +44,9 @@ enum Command {
     ExecStorm(exec::ExecArgs),
     /// Fragment memory, then trigger compaction (page migration).
     Compact(compact::CompactArgs),
+    /// Execs with a large argv while move_pages(2) targets the child's
+    /// temporary stack from the other CPU.
+    ExecMigrate(exec_migrate::ExecMigrateArgs),
     /// UFFDIO_COPY in a loop while the mm changes (fork, mremap, madvise,
     /// munmap) and the monitor sits on the event (kernel-notes §5.5).
     UffdRace(uffd_race::UffdArgs),
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::OomReap(a) => oom::run(&a),
         Command::ExecStorm(a) => exec::run(&a),
         Command::Compact(a) => compact::run(&a),
+        Command::ExecMigrate(a) => exec_migrate::run(&a),
         Command::UffdRace(a) => uffd_race::run(&a),
         Command::Mrelease(a) => mrelease::run(&a),
         Command::Migrate(a) => migrate::run(&a),

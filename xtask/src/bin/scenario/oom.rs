@@ -45,6 +45,11 @@ pub struct OomArgs {
     /// read the victim's memory remotely.
     #[arg(long)]
     vhost: bool,
+    /// The victim's blocked thread writes from an anonymous page of its own
+    /// (reaped by the time it runs): the owner's copy_from_user on a reaped
+    /// mm (seed 002), instead of from its read-only data.
+    #[arg(long)]
+    owner_copy: bool,
 }
 
 /// What the victim tells the holder once it is set up.
@@ -88,12 +93,21 @@ fn victim(
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let fd = hold.pipe[1];
+    let buf = if args.owner_copy {
+        match touch_anon(sys::page_size()) {
+            Ok(p) => p as usize,
+            Err(_) => return 15,
+        }
+    } else {
+        b"a".as_ptr() as usize
+    };
     thread::spawn(move || {
         // SAFETY: gettid has no preconditions.
         let _ = tx.send(unsafe { libc::gettid() });
-        // Blocks uninterruptibly on pipe->mutex held by the holder's writer.
+        // Blocks uninterruptibly on pipe->mutex held by the holder's writer;
+        // then copies one byte from `buf` (reaped meanwhile with --owner-copy).
         // SAFETY: one byte from a valid buffer.
-        unsafe { libc::write(fd, b"a".as_ptr().cast(), 1) };
+        unsafe { libc::write(fd, buf as *const libc::c_void, 1) };
     });
     let tid = rx.recv().unwrap_or(0);
     thread::sleep(Duration::from_millis(200));
@@ -189,7 +203,9 @@ pub fn run(args: &OomArgs) -> anyhow::Result<serde_json::Value> {
         .context("reading the victim's status")?;
     if line.is_empty() {
         let code = wait_child(pid, Duration::from_secs(5)).map_or(-1, |s| libc::WEXITSTATUS(s));
-        bail!("the victim exited during setup (code {code}: 10 memcg, 11 pin, 12 go, 13 ring)");
+        bail!(
+            "the victim exited during setup (code {code}: 10 memcg, 11 pin, 12 go, 13 ring, 15 owner buffer)"
+        );
     }
     let mut parts = line.trim().splitn(3, ' ');
     let report = VictimReport {
