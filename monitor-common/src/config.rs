@@ -5,7 +5,8 @@
 //! compiled in: userspace resolves each [`Field`] from the running kernel's BTF
 //! and stores it in [`Config::offsets`]. The BPF side reads kernel memory only
 //! through `monitor-ebpf/src/kernel.rs`, which consults this table; a field the
-//! kernel does not have is [`OFFSET_NONE`] and its accessor returns `None`.
+//! kernel does not have is [`OFFSET_NONE`] and its accessor returns a documented
+//! sentinel (0, or -1 where 0 is a real value), never an `Option`.
 
 /// Name of the global in the BPF object that holds the [`Config`].
 pub const CONFIG_SYMBOL: &str = "MONITOR_CONFIG";

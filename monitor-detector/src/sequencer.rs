@@ -84,7 +84,7 @@ pub(crate) struct Sequencer {
 
 /// Whether this event ends its generation.
 pub(crate) fn ends_generation(ev: &Event) -> bool {
-    ev.hdr_flags & hdr::END_GENERATION != 0 || matches!(ev.data, Data::Mmdrop(_))
+    ev.hdr_flags & hdr::END_GENERATION != 0 || matches!(ev.data, Data::MmDrop(_))
 }
 
 impl Sequencer {
@@ -326,13 +326,14 @@ mod tests {
             cpu: 0,
             pid: 1,
             tgid: 1,
-            comm: "t".into(),
+            comm: monitor_common::event::fixed_str("t"),
             task_flags: 0,
             mm,
             mm_gen: generation,
             seq,
             hdr_flags: flags | if seq == 1 { hdr::NEW_GENERATION } else { 0 },
-            probe: "p".into(),
+            probe: crate::event::ProbeRef::UNKNOWN,
+            cgroup_id: 0,
             data: Data::ExitMmapStart(MmState { mm_flags: 0 }),
         }
     }

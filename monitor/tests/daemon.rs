@@ -18,7 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor::daemon::{hooks, record};
+use monitor::daemon::{metrics::event_hook_label, record};
+use monitor_common::catalogue::{EventId, HookId, Rung};
 use monitor_detector::tracefile::{Line, Summary, parse_line};
 use serde_json::Value;
 
@@ -360,8 +361,8 @@ fn plan_from_scrape(s: &Scrape) -> Vec<monitor_detector::tracefile::HookStatus> 
         .filter(|x| x.name == "mmrace_hook_rung" && x.value == 1.0)
         .filter(|x| x.labels["rung"] != "excluded")
         .map(|x| monitor_detector::tracefile::HookStatus {
-            hook: x.labels["hook"].clone(),
-            rung: x.labels["rung"].clone(),
+            hook: HookId::from_name(&x.labels["hook"]).expect("a catalogue hook"),
+            rung: Rung::from_name(&x.labels["rung"]).expect("a rung"),
             target: None,
             programs: Vec::new(),
             refused: Vec::new(),
@@ -377,7 +378,7 @@ fn expected_degraded(
 ) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = monitor::cli::check::degraded(plan)
         .iter()
-        .map(|h| h.hook.clone())
+        .map(|h| h.hook.name().to_owned())
         .collect();
     out.extend(impaired.iter().map(|h| (*h).to_owned()));
     out
@@ -879,8 +880,8 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
         .value(r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="exit_mmap"}"#);
     match plan
         .iter()
-        .find(|h| h.hook == "exit_mmap")
-        .map(|h| h.rung.as_str())
+        .find(|h| h.hook == HookId::ExitMmap)
+        .map(|h| h.rung.name())
     {
         Some("tracepoint") => assert_eq!(exit_window, 0.0),
         Some("fentry" | "kprobe") => assert!(exit_window >= 1.0),
@@ -1151,25 +1152,21 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
     // Every record's program is in the table for its event kind, and the
     // per-hook labels of the kernel's per-kind counts match what arrived.
     let mut produced_by_hook: BTreeMap<String, u64> = BTreeMap::new();
-    for (ev, n) in &s.produced_by_event {
-        let id = monitor_common::event::EventId::from_name(ev).expect("event name");
-        *produced_by_hook
-            .entry(hooks::event_hook(id).expect("planned"))
-            .or_default() += n;
+    for (id, n) in &s.produced_by_event {
+        *produced_by_hook.entry(event_hook_label(*id)).or_default() += n;
     }
     let mut delivered_by_hook: BTreeMap<String, u64> = BTreeMap::new();
     for e in files[0].events() {
-        let probe = hooks::probe_by_name(&e.probe).expect("known program");
+        let probe = e.probe.get().expect("a catalogue program");
         assert!(
-            hooks::probe_events(probe).contains(&e.id()),
-            "{} emitted {}, not in daemon::hooks::probe_events",
+            probe.emits(e.id()),
+            "{} emitted {}, which its catalogue row does not list",
             e.probe,
             e.kind()
         );
-        let hook = hooks::probe_hook(probe).expect("planned");
-        assert!(hooks::event_hooks(e.id()).contains(&hook));
+        assert!(e.id().hooks().any(|h| h == probe.hook()));
         *delivered_by_hook
-            .entry(hooks::event_hook(e.id()).expect("planned"))
+            .entry(event_hook_label(e.id()))
             .or_default() += 1;
     }
     assert_eq!(
@@ -1571,7 +1568,8 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
             h["rung"].as_str().expect("rung"),
         );
         assert!(
-            plan.iter().any(|p| p.hook == hook && p.rung == rung),
+            plan.iter()
+                .any(|p| p.hook.name() == hook && p.rung.name() == rung),
             "with the unit's capabilities {hook} is not at {rung} as for root: {plan:?}"
         );
     }

@@ -207,9 +207,13 @@ fn a_hook_that_cannot_attach_disables_its_rule_and_nothing_else() {
         .header
         .hooks
         .iter()
-        .find(|h| h.hook == "oom_reap")
+        .find(|h| h.hook == monitor_common::catalogue::HookId::OomReap)
         .expect("oom_reap in the header");
-    assert_eq!(h.rung, "unavailable", "{h:?}");
+    assert_eq!(
+        h.rung,
+        monitor_common::catalogue::Rung::Unavailable,
+        "{h:?}"
+    );
     assert!(
         !h.refused.is_empty()
             && h.refused

@@ -6,7 +6,7 @@
 //! file the monitor recorded (and on the detector's verdicts about it), and
 //! that the hooks it relies on fired.
 
-use monitor_detector::{Data, Finding, FindingKind, Severity};
+use monitor_detector::{Data, Finding, FindingKind, Severity, event::FaultExt};
 
 use crate::{
     checks,
@@ -135,7 +135,7 @@ fn process_mrelease_reaps_in_the_callers_context() {
     let caller_reaps: Vec<_> = rec
         .events
         .iter()
-        .filter(|e| e.kind() == "reap_start" && e.comm == "scenario" && !e.is_kthread())
+        .filter(|e| e.kind() == "reap_start" && e.comm() == "scenario" && !e.is_kthread())
         .collect();
     assert!(
         !caller_reaps.is_empty(),
@@ -183,10 +183,10 @@ fn vhost_kthread_fault_after_reap_gets_sigbus() {
         .collect();
     let kthread = faults
         .iter()
-        .find(|(e, _)| e.is_kthread() && e.comm.starts_with("vhost"))
+        .find(|(e, _)| e.is_kthread() && e.comm().starts_with("vhost"))
         .unwrap_or_else(|| panic!("no vhost kthread fault on the victim's mm ({report})"));
     assert_eq!(
-        kthread.1.ret.map(|r| r & 0x2),
+        kthread.1.result().map(|r| r & 0x2),
         Some(0x2),
         "the kthread fault must be SIGBUS"
     );

@@ -27,17 +27,22 @@
 //! are zapped, not removed; THP splits) is only counted in the statistics, and
 //! an exec window overlapping a batch on that rung cannot be attributed to an mm.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
-use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit, hex};
+use super::{
+    Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
+    coverage::{Builder, RuleCoverage, Seen, seen},
+    details, emit, hex,
+};
+use monitor_common::catalogue::HookId;
+
 use crate::{
     bounded::DetMap,
-    detector::Limits,
-    event::{Data, Event},
+    event::{Data, Event, c_str},
     finding::FindingKind,
+    limits::Limits,
     sequencer::MmKey,
+    tracefile::HookStatus,
 };
 
 const KIND: FindingKind = FindingKind::LeftoverMigrationEntry;
@@ -68,7 +73,7 @@ impl Global {
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
         match &ev.data {
             Data::MigrateStart(_) => {
                 self.epoch += 1;
@@ -79,8 +84,10 @@ impl Global {
                 }
             }
             Data::MigrateEnd(m) => {
-                self.open.remove(&ev.pid);
-                if m.start_seen && m.ptes_set != m.ptes_removed {
+                if let Some(start) = self.open.remove(&ev.pid) {
+                    ctx.window_closed(RaceWindow::Migration, &start.ev, ev);
+                }
+                if m.start_seen != 0 && m.ptes_set != m.ptes_removed {
                     ctx.stats.unbalanced_migrate_batches += 1;
                 }
                 self.last_end = Some(ctx.note(ev));
@@ -231,7 +238,7 @@ impl State {
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, g: &mut Global, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Global, ctx: &mut Ctx<'_>) {
         let n = ctx.note(ev);
         match &ev.data {
             Data::ExecMmSwitch(_) => {
@@ -261,7 +268,7 @@ impl State {
             }
             Data::Exec(x) => {
                 if let Some(e) = &mut self.episode {
-                    e.exec = Some(x.filename.clone());
+                    e.exec = Some(c_str(&x.filename).into_owned());
                     e.w.push(n);
                 }
                 self.close_window(Close::WindowEnd, ctx);
@@ -355,7 +362,10 @@ impl State {
                  consistent with a migration entry left behind (seed 003's symptom), but \
                  THP splits and device migration install migration entries outside \
                  migrate_pages() batches, so it cannot be proven.",
-                ev.comm, ev.pid, t.count, page
+                ev.comm(),
+                ev.pid,
+                t.count,
+                page
             ),
             details: details([
                 ("pattern", Value::from("repeated_migration_entry_wait")),
@@ -462,4 +472,76 @@ impl State {
         };
         emit(ctx, e.w, verdict);
     }
+}
+
+impl MmRule for State {
+    const RULE: FindingKind = KIND;
+    fn new(key: MmKey) -> Self {
+        State::new(key)
+    }
+    fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::on_event(self, ev, &mut g.migration, ctx);
+    }
+    fn on_loss(&mut self, note: &str) {
+        State::on_loss(self, note);
+    }
+    fn end(&mut self, close: Close, _: Option<&Event>, _: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::end(self, close, ctx);
+    }
+    fn open_windows(&self) -> u64 {
+        State::open_windows(self)
+    }
+    fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
+        coverage(hooks)
+    }
+}
+
+/// What this rule can see under the hook plan.
+pub(crate) fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
+    let mut b = Builder::new(FindingKind::LeftoverMigrationEntry);
+    let try_one = seen(hooks, HookId::TryToMigrateOne) == Seen::Function;
+    let invalid = seen(hooks, HookId::InvalidMigrationVma) == Seen::Function;
+    let removed = seen(hooks, HookId::RemoveMigrationPtes) == Seen::Function;
+    let wait = seen(hooks, HookId::MigrationEntryWait) == Seen::Function;
+    let stack = seen(hooks, HookId::StackMove);
+    let batches = seen(hooks, HookId::MigratePages) != Seen::Unavailable;
+    if !(try_one || invalid || removed || wait) {
+        for h in [
+            HookId::TryToMigrateOne,
+            HookId::InvalidMigrationVma,
+            HookId::RemoveMigrationPtes,
+            HookId::MigrationEntryWait,
+        ] {
+            b.missing(h);
+        }
+        b.disable(
+            "no function-rung migration hook is attached (try_to_migrate_one, \
+             invalid_migration_vma, remove_migration_ptes, migration_entry_wait): on the \
+             tracepoint rung migration cannot be attributed to an mm",
+        );
+        return b.build();
+    }
+    if !try_one {
+        b.missing(HookId::TryToMigrateOne);
+        b.degrade("try_to_migrate_one is unavailable: a migration entry installed into a temporary exec stack (violation) is invisible");
+    }
+    if !invalid {
+        b.missing(HookId::InvalidMigrationVma);
+        b.degrade("invalid_migration_vma is unavailable: migration skipping a temporary stack (near miss) is invisible");
+    }
+    if !removed {
+        b.missing(HookId::RemoveMigrationPtes);
+        b.degrade("remove_migration_ptes is not on the function rung: migration PTE removals cannot be attributed to an mm");
+    } else if stack == Seen::Unavailable {
+        b.missing(HookId::StackMove);
+        b.degrade("stack_move is unavailable: a migration PTE removal cannot be placed inside an exec stack move");
+    }
+    if !wait {
+        b.missing(HookId::MigrationEntryWait);
+        b.degrade("migration_entry_wait is unavailable: repeated waits on a left-behind entry are invisible");
+    } else if !batches {
+        b.missing(HookId::MigratePages);
+        b.degrade("migrate_pages is unavailable: migration-entry waits cannot be compared with migration batches");
+    }
+    b.build()
 }

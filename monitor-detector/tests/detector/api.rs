@@ -465,7 +465,7 @@ fn a_late_record_after_its_generation_ended_is_dropped() {
         a,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS)),
+        Data::MmDrop(mm_state(MM_FLAGS)),
         END_GENERATION,
     );
     let straggler = match &tr.lines[0] {

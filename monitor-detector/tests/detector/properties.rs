@@ -9,7 +9,7 @@
 //! records whose sequence number was taken before the other one's ring
 //! reservation.
 
-use monitor_common::event::hdr::END_GENERATION;
+use monitor_common::event::{hdr::END_GENERATION, uffd_event};
 use monitor_detector::{
     Detector, DetectorConfig, Finding,
     event::{Data, UffdEventKind},
@@ -44,7 +44,7 @@ fn end(task: Task, mm: Mm, flags: u64) -> Step {
         task,
         mm,
         probe: "fentry___mmdrop",
-        data: Data::Mmdrop(mm_state(flags)),
+        data: Data::MmDrop(mm_state(flags)),
         flags: END_GENERATION,
     }
 }
@@ -806,19 +806,21 @@ fn odd_event() -> impl Strategy<Value = Line> {
     let data = prop_oneof![
         any::<u64>().prop_map(|f| Data::ExitMmapStart(MmState { mm_flags: f })),
         any::<u64>().prop_map(|f| Data::ExitMmapEnd(MmState { mm_flags: f })),
-        any::<u64>().prop_map(|f| Data::Mmdrop(MmState { mm_flags: f })),
+        any::<u64>().prop_map(|f| Data::MmDrop(MmState { mm_flags: f })),
         any::<u64>().prop_map(|f| Data::KthreadUseMm(MmState { mm_flags: f })),
         (any::<u32>(), any::<u64>()).prop_map(|(p, f)| Data::ReapStart(Reap {
             victim_pid: p % 4,
-            source: ReapSource::Tracepoint,
+            source: monitor_common::event::reap_source::TRACEPOINT,
             ret: -1,
-            mm_flags: f
+            mm_flags: f,
+            _pad0: 0,
         })),
         (any::<u32>(), any::<u64>()).prop_map(|(p, f)| Data::ReapEnd(Reap {
             victim_pid: p % 4,
-            source: ReapSource::Function,
+            source: monitor_common::event::reap_source::FUNCTION,
             ret: 1,
-            mm_flags: f
+            mm_flags: f,
+            _pad0: 0,
         })),
         Just(Data::ReaperUnmapStart(vma(0, 1, 0, 0))),
         Just(Data::ReaperUnmapEnd(vma(0, 1, 0, 0))),
@@ -836,8 +838,8 @@ fn odd_event() -> impl Strategy<Value = Line> {
                 current_mm: cur % 3,
                 vm_flags: 0,
                 fault_flags: 0,
-                ret: r,
-                unstable_at_entry: (f % 3 < 2).then_some(f % 3 == 1),
+                ret: r.map_or(u64::MAX, u64::from),
+                entry_flags: [1, 3, 0][(f % 3) as usize],
             })),
         any::<u64>().prop_map(|f| Data::KernelFault(Fault {
             address: 0,
@@ -845,8 +847,8 @@ fn odd_event() -> impl Strategy<Value = Line> {
             current_mm: 0,
             vm_flags: 0,
             fault_flags: 0,
-            ret: None,
-            unstable_at_entry: None,
+            ret: u64::MAX,
+            entry_flags: 0,
         })),
         (any::<i64>(), any::<i32>()).prop_map(|(r, c)| Data::UffdCopy(UffdCopy {
             dst: 0,
@@ -870,21 +872,13 @@ fn odd_event() -> impl Strategy<Value = Line> {
             fd: 3
         })),
         any::<u8>().prop_map(|k| Data::UffdChangeBegin(UffdChange {
-            kind: [
-                UffdEventKind::Fork,
-                UffdEventKind::Remove,
-                UffdEventKind::Unknown
-            ][k as usize % 3],
+            kind: [uffd_event::FORK, uffd_event::REMOVE, 0][k as usize % 3],
             mmap_changing: 1,
             start: 0,
             end: 0
         })),
         any::<u8>().prop_map(|k| Data::UffdChangeEnd(UffdChange {
-            kind: [
-                UffdEventKind::Fork,
-                UffdEventKind::Remove,
-                UffdEventKind::Unknown
-            ][k as usize % 3],
+            kind: [uffd_event::FORK, uffd_event::REMOVE, 0][k as usize % 3],
             mmap_changing: 1,
             start: 0,
             end: 0
@@ -920,19 +914,28 @@ fn odd_event() -> impl Strategy<Value = Line> {
                 cpu,
                 pid: cpu + 1,
                 tgid: cpu + 1,
-                comm: "odd".into(),
+                comm: monitor_common::event::fixed_str("odd"),
+                cgroup_id: 0,
                 task_flags,
                 mm,
                 mm_gen: generation,
                 seq,
                 hdr_flags: hdr_flags & 0x3f,
-                probe: "p".into(),
+                probe: monitor_detector::ProbeRef::UNKNOWN,
                 data,
             })
         });
     prop_oneof![
         20 => ev,
-        1 => prop::collection::btree_map("[a-z_]{1,12}", any::<u64>(), 0..3).prop_map(|lost| Line::Loss(monitor_detector::tracefile::Loss { t: 0, lost })),
+        1 => (prop::collection::btree_map(
+                prop::sample::select(monitor_common::catalogue::EventId::ALL.to_vec()),
+                any::<u64>(),
+                0..3
+            ), any::<u64>()).prop_map(|(lost, unknown)| Line::Loss(monitor_detector::tracefile::Loss {
+                t: 0,
+                lost,
+                unknown_kinds: unknown % 3,
+            })),
     ]
 }
 

@@ -184,7 +184,7 @@ fn normal_life_fn(tr: &mut Trace, addr: u64, task: Task, file: &str) {
         task,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS | (1 << 21))),
+        Data::MmDrop(mm_state(MM_FLAGS | (1 << 21))),
         END_GENERATION,
     );
 }
@@ -257,7 +257,7 @@ fn reaper_6x_legal_overlap() -> Trace {
         t2,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -325,7 +325,7 @@ fn reaper_6x_exit_end_inside_reap() -> Trace {
         OOM_REAPER,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -379,7 +379,7 @@ fn reaper_6x_mmdrop_inside_reap() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -523,7 +523,7 @@ fn reaper_510_nested_own_reap() -> Trace {
         OOM_REAPER,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -597,7 +597,7 @@ fn reaper_510_overlap_before_barrier() -> Trace {
         t2,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -668,7 +668,7 @@ fn reaper_510_overlap_unmap_vmas() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -710,7 +710,7 @@ fn reaper_loss_line_in_window() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(5_311);
@@ -761,7 +761,7 @@ fn reaper_seq_gap_in_window() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(2);
@@ -788,7 +788,7 @@ fn normal_exit_tp_like(tr: &mut Trace, addr: u64, i: u32) {
         task,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS | (1 << 21))),
+        Data::MmDrop(mm_state(MM_FLAGS | (1 << 21))),
         END_GENERATION,
     );
 }
@@ -853,7 +853,7 @@ fn reaper_cross_cpu_swapped() -> Trace {
         t2,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -898,7 +898,7 @@ fn reaper_unknown_kernel() -> Trace {
         OOM_REAPER,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -975,7 +975,7 @@ fn benign_function_rung() -> Trace {
         t2,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     // vhost worker on a healthy VM process.
@@ -1150,7 +1150,7 @@ fn mm_reuse_function_rung() -> Trace {
         victim,
         old,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.wait_us(50_000);
@@ -1213,7 +1213,7 @@ fn mm_reuse_function_rung() -> Trace {
         qemu,
         new,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS | (1 << 21))),
+        Data::MmDrop(mm_state(MM_FLAGS | (1 << 21))),
         END_GENERATION,
     );
     tr.summary(0);
@@ -1379,7 +1379,7 @@ fn unstable_kthread_sigbus() -> Trace {
         t2,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -1445,7 +1445,7 @@ fn unstable_kthread_handled_shared() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -1531,7 +1531,7 @@ fn unstable_kthread_handled() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -1589,7 +1589,7 @@ fn unstable_remote_gup() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -1746,7 +1746,7 @@ fn unstable_owner_and_stable_faults() -> Trace {
         t2,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);
@@ -1797,7 +1797,7 @@ fn unstable_handled_across_loss() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(120);
@@ -1876,7 +1876,7 @@ fn unstable_flag_set_during_fault() -> Trace {
         victim,
         mm,
         "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS_DEAD)),
+        Data::MmDrop(mm_state(MM_FLAGS_DEAD)),
         END_GENERATION,
     );
     tr.summary(0);

@@ -5,18 +5,24 @@
 use std::collections::BTreeMap;
 
 use monitor_common::{
+    catalogue::{EventId, HookId, Rung},
+    event::{fault_entry, fixed_str, reap_source, uffd_event},
+};
+use monitor_common::{
     event::hdr,
     mmf::{MMF_OOM_SKIP, MMF_UNSTABLE},
     pf::PF_KTHREAD,
     vm_flags,
 };
 use monitor_detector::{
+    ProbeRef,
     event::{
         Data, Event, Exec, ExecMmSwitch, Fault, Fork, MarkVictim, Migrate, MmState, Reap,
         ReapSource, StackMove, UffdChange, UffdCopy, UffdEventKind, VmaRange,
     },
     tracefile::{
-        FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, Loss, Refusal, Summary, to_line,
+        FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, Loss, Refusal, RefusalKind, Summary,
+        to_line,
     },
 };
 
@@ -152,13 +158,14 @@ impl Trace {
             cpu: self.cpu,
             pid: task.pid,
             tgid: task.tgid,
-            comm: task.comm.to_owned(),
+            comm: fixed_str(task.comm),
             task_flags: task.flags,
             mm: mm.addr,
             mm_gen: if mm.addr == 0 { 0 } else { mm.generation },
             seq,
+            cgroup_id: 0,
             hdr_flags,
-            probe: probe.to_owned(),
+            probe: ProbeRef::from_name(probe),
             data,
         };
         self.lines.push(Line::Event(ev));
@@ -174,7 +181,11 @@ impl Trace {
     pub fn loss(&mut self, kinds: &[(&str, u64)]) {
         self.lines.push(Line::Loss(Loss {
             t: self.t + 500,
-            lost: kinds.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
+            lost: kinds
+                .iter()
+                .map(|(k, n)| (EventId::from_name(k).expect("event kind"), *n))
+                .collect(),
+            unknown_kinds: 0,
         }));
     }
 
@@ -221,18 +232,24 @@ pub fn mark_victim(victim: Task, flags: u64) -> Data {
     Data::MarkVictim(MarkVictim {
         victim_pid: victim.pid,
         victim_tgid: victim.tgid,
-        victim_comm: victim.comm.to_owned(),
+        victim_comm: fixed_str(victim.comm),
         uid: 1000,
         mm_flags: flags,
+        _pad0: 0,
     })
 }
 
 fn reap(victim_pid: u32, source: ReapSource, ret: i32, flags: u64) -> Reap {
     Reap {
         victim_pid,
-        source,
+        source: match source {
+            ReapSource::Tracepoint => reap_source::TRACEPOINT,
+            ReapSource::Function => reap_source::FUNCTION,
+            ReapSource::Unknown => 0,
+        },
         ret,
         mm_flags: flags,
+        _pad0: 0,
     }
 }
 
@@ -284,8 +301,8 @@ pub fn fault(
         current_mm,
         vm_flags: 0,
         fault_flags,
-        ret,
-        unstable_at_entry: None,
+        ret: ret.map_or(u64::MAX, u64::from),
+        entry_flags: 0,
     }
 }
 
@@ -299,7 +316,12 @@ pub fn fault_seen_at_entry(
     unstable_at_entry: bool,
 ) -> Fault {
     Fault {
-        unstable_at_entry: Some(unstable_at_entry),
+        entry_flags: fault_entry::SEEN
+            | if unstable_at_entry {
+                fault_entry::UNSTABLE
+            } else {
+                0
+            },
         ..fault(address, flags, current_mm, 0x214, Some(ret))
     }
 }
@@ -307,13 +329,14 @@ pub fn fault_seen_at_entry(
 pub fn exec(filename: &str, old_pid: u32) -> Data {
     Data::Exec(Exec {
         old_pid,
-        filename: filename.to_owned(),
+        _pad0: 0,
+        filename: fixed_str(filename),
     })
 }
 
 pub fn exec_switch(new_comm: &str) -> Data {
     Data::ExecMmSwitch(ExecMmSwitch {
-        new_comm: new_comm.to_owned(),
+        new_comm: fixed_str(new_comm),
     })
 }
 
@@ -342,7 +365,8 @@ pub fn migrate(reason: u32) -> Migrate {
         reason,
         ptes_set: 0,
         ptes_removed: 0,
-        start_seen: true,
+        start_seen: 1,
+        _pad0: 0,
     }
 }
 
@@ -370,7 +394,13 @@ pub fn uffd_copy(dst: u64, ret: i64, mmap_changing: i32) -> UffdCopy {
 
 pub fn uffd_change(kind: UffdEventKind, mmap_changing: i32, start: u64, end: u64) -> UffdChange {
     UffdChange {
-        kind,
+        kind: match kind {
+            UffdEventKind::Fork => uffd_event::FORK,
+            UffdEventKind::Remap => uffd_event::REMAP,
+            UffdEventKind::Remove => uffd_event::REMOVE,
+            UffdEventKind::Unmap => uffd_event::UNMAP,
+            UffdEventKind::Unknown => 0,
+        },
         mmap_changing,
         start,
         end,
@@ -396,18 +426,19 @@ fn hook(
     refused: Vec<Refusal>,
 ) -> HookStatus {
     HookStatus {
-        hook: name.to_owned(),
-        rung: rung.to_owned(),
+        hook: HookId::from_name(name).expect("hook"),
+        rung: Rung::from_name(rung).expect("rung"),
         target: target.map(str::to_owned),
-        programs: programs.iter().map(|p| (*p).to_owned()).collect(),
+        programs: programs.iter().map(|p| ProbeRef::from_name(p)).collect(),
         refused,
     }
 }
 
 fn refused(rung: &str, target: &str, reason: &str) -> Refusal {
     Refusal {
-        rung: rung.to_owned(),
+        rung: Rung::from_name(rung).expect("rung"),
         target: target.to_owned(),
+        kind: RefusalKind::Unknown,
         reason: reason.to_owned(),
     }
 }

@@ -36,30 +36,41 @@
 //! moving, a temporary stack, or a migration-entry wait while no migration
 //! batch is in flight become records.
 
-use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe, kretprobe},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext, RetProbeContext},
-};
 use monitor_common::{
-    event::{EventId, Migrate, VmaRange},
-    maps::{Stat, slot},
-    probes::ProbeId,
+    catalogue::{EventId, Migrate, ProbeId, VmaRange},
+    maps::{Stat, state},
 };
 
 use crate::{
-    emit::{Seq, current_tid, emit, hit, stat, task_scratch, task_scratch_existing},
+    emit::{Seq, current_tid, emit, stat, task_scratch, task_scratch_existing},
     kernel,
     maps::STACK_MOVES,
-    stash::{self, inflight},
+    stamp::{function, programs},
+    stash,
 };
 
-#[btf_tracepoint(function = "mm_migrate_pages_start")]
-pub fn tp_mm_migrate_pages_start(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpMigrateStart);
-    let mode: u32 = ctx.arg(0);
-    let reason: u32 = ctx.arg(1);
-    migrate_start(ProbeId::TpMigrateStart, mode, reason);
-    0
+programs! {
+    tp_btf tp_mm_migrate_pages_start(ctx) {
+        let mode: u32 = ctx.arg(0);
+        let reason: u32 = ctx.arg(1);
+        migrate_start(P, mode, reason);
+    }
+    /// `mm_migrate_pages` with 7 arguments (before 6.12 added `large_folio_split`).
+    tp_btf tp_mm_migrate_pages_7(ctx) {
+        let counts = [ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), 0];
+        migrate_end(P, counts, ctx.arg(5), ctx.arg(6));
+    }
+    /// `mm_migrate_pages` with 8 arguments (6.12+).
+    tp_btf tp_mm_migrate_pages_8(ctx) {
+        let counts = [ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), ctx.arg(5)];
+        migrate_end(P, counts, ctx.arg(6), ctx.arg(7));
+    }
+    tp_btf tp_set_migration_pte(_ctx) {
+        pte_event(false);
+    }
+    tp_btf tp_remove_migration_pte(_ctx) {
+        pte_event(true);
+    }
 }
 
 /// A batch starts in the current task: reset its counters, count it in flight.
@@ -70,7 +81,7 @@ fn migrate_start(probe: ProbeId, mode: u32, reason: u32) {
         // SAFETY: valid map value pointer; only this task writes its entry.
         unsafe {
             if (*s).in_migrate == 0 {
-                stash::enter(inflight::MIGRATIONS);
+                stash::enter(state::MIGRATIONS);
             }
             (*s).in_migrate = 1;
             (*s).ptes_set = 0;
@@ -96,7 +107,7 @@ fn migrate_end(probe: ProbeId, counts: [u64; 6], mode: u32, reason: u32) {
                 start_seen = 1;
                 set = (*s).ptes_set;
                 removed = (*s).ptes_removed;
-                stash::leave(inflight::MIGRATIONS);
+                stash::leave(state::MIGRATIONS);
             }
             (*s).in_migrate = 0;
             (*s).ptes_set = 0;
@@ -119,22 +130,6 @@ fn migrate_end(probe: ProbeId, counts: [u64; 6], mode: u32, reason: u32) {
     });
 }
 
-#[btf_tracepoint(function = "mm_migrate_pages")]
-pub fn tp_mm_migrate_pages_7(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpMigrateEnd7);
-    let counts = [ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), 0];
-    migrate_end(ProbeId::TpMigrateEnd7, counts, ctx.arg(5), ctx.arg(6));
-    0
-}
-
-#[btf_tracepoint(function = "mm_migrate_pages")]
-pub fn tp_mm_migrate_pages_8(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpMigrateEnd8);
-    let counts = [ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), ctx.arg(5)];
-    migrate_end(ProbeId::TpMigrateEnd8, counts, ctx.arg(6), ctx.arg(7));
-    0
-}
-
 /// Counts one migration PTE event for the current task's batch.
 #[inline(always)]
 fn pte_event(removed: bool) {
@@ -154,34 +149,19 @@ fn pte_event(removed: bool) {
     }
 }
 
-#[btf_tracepoint(function = "set_migration_pte")]
-pub fn tp_set_migration_pte(_ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpSetMigrationPte);
-    pte_event(false);
-    0
-}
-
-#[btf_tracepoint(function = "remove_migration_pte")]
-pub fn tp_remove_migration_pte(_ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpRemoveMigrationPte);
-    pte_event(true);
-    0
-}
-
 // Function rung ---------------------------------------------------------------
 
-#[fentry]
-pub fn fentry_remove_migration_ptes(_ctx: FEntryContext) -> u32 {
-    // Counted only (HITS): on the migrate path the kernel inlines it, so the
-    // per-VMA callback below is what sees every removal.
-    hit(ProbeId::FentryRemoveMigrationPtes);
-    0
+/// Counted only (HITS): on the migrate path the kernel inlines it, so the
+/// per-VMA callback below is what sees every removal.
+#[inline(always)]
+fn counted(_probe: ProbeId, _a: &mut NoArgs) -> bool {
+    false
 }
 
-#[kprobe]
-pub fn kprobe_remove_migration_ptes(_ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeRemoveMigrationPtes);
-    0
+function! {
+    /// `void remove_migration_ptes(struct folio *src, struct folio *dst, bool|int)`
+    RemoveMigrationPtes: NoArgs {};
+    entry: fentry fentry_remove_migration_ptes, kprobe kprobe_remove_migration_ptes => counted;
 }
 
 /// Reports `id` for `vma`'s mm if its stack is being moved.
@@ -211,136 +191,106 @@ fn vma_event(probe: ProbeId, id: EventId, mm: u64, vma: u64, address: u64) {
 }
 
 #[inline(always)]
-fn removed(probe: ProbeId, vma: u64, address: u64) {
+fn removed(probe: ProbeId, a: &mut PteArgs) -> bool {
     pte_event(true);
-    during_stack_move(probe, EventId::MigrationPteRemoved, vma, address);
+    during_stack_move(probe, EventId::MigrationPteRemoved, a.vma, a.addr);
+    false
 }
 
-#[fentry]
-pub fn fentry_remove_migration_pte(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryRemoveMigrationPte);
-    removed(ProbeId::FentryRemoveMigrationPte, ctx.arg(1), ctx.arg(2));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_remove_migration_pte(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeRemoveMigrationPte);
-    removed(
-        ProbeId::KprobeRemoveMigrationPte,
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(2).unwrap_or(0),
-    );
-    0
+function! {
+    /// `static bool remove_migration_pte(struct folio *, struct vm_area_struct *vma,
+    /// unsigned long addr, void *arg)`: the rmap callback, with the mm.
+    RemoveMigrationPte: PteArgs { vma: 1, addr: 2 };
+    entry: fentry fentry_remove_migration_pte, kprobe kprobe_remove_migration_pte => removed;
 }
 
 /// A migration entry about to be installed into a temporary exec stack: the
 /// rmap walk should have skipped this VMA (`invalid_migration_vma`).
 #[inline(always)]
-fn try_to_migrate_one(probe: ProbeId, vma: u64, address: u64) {
+fn try_to_migrate_one(probe: ProbeId, a: &mut TryArgs) -> bool {
+    let vma = a.vma;
     if !kernel::is_temporary_stack(kernel::vma_flags(vma)) {
-        return;
+        return false;
     }
     let mm = kernel::vma_mm(vma);
     if mm != 0 {
         super::exec::open_window_late(probe, mm, vma);
-        vma_event(probe, EventId::MigrationEntryInTempStack, mm, vma, address);
+        vma_event(probe, EventId::MigrationEntryInTempStack, mm, vma, a.addr);
     }
+    false
 }
 
-#[fentry]
-pub fn fentry_try_to_migrate_one(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryTryToMigrateOne);
-    try_to_migrate_one(ProbeId::FentryTryToMigrateOne, ctx.arg(1), ctx.arg(2));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_try_to_migrate_one(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeTryToMigrateOne);
-    try_to_migrate_one(
-        ProbeId::KprobeTryToMigrateOne,
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(2).unwrap_or(0),
-    );
-    0
+function! {
+    /// `static bool try_to_migrate_one(struct folio *, struct vm_area_struct *vma,
+    /// unsigned long address, void *arg)`: installs migration entries.
+    TryToMigrateOne: TryArgs { vma: 1, addr: 2 };
+    entry: fentry fentry_try_to_migrate_one, kprobe kprobe_try_to_migrate_one => try_to_migrate_one;
 }
 
 /// `invalid_migration_vma(vma, arg)` returns `vma_is_temporary_stack(vma)`;
 /// the same predicate here names the VMAs the rmap walk skips.
-#[kprobe]
-pub fn kprobe_invalid_migration_vma(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeInvalidMigrationVma);
-    let vma = ctx.arg::<u64>(0).unwrap_or(0);
+#[inline(always)]
+fn invalid_vma(probe: ProbeId, a: &mut InvalidArgs) -> bool {
+    let vma = a.vma;
     if kernel::is_temporary_stack(kernel::vma_flags(vma)) {
         let mm = kernel::vma_mm(vma);
         if mm != 0 {
-            super::exec::open_window_late(ProbeId::KprobeInvalidMigrationVma, mm, vma);
-            vma_event(ProbeId::KprobeInvalidMigrationVma, EventId::MigrationSkipTempStack, mm, vma, 0);
+            super::exec::open_window_late(probe, mm, vma);
+            vma_event(probe, EventId::MigrationSkipTempStack, mm, vma, 0);
         }
     }
-    0
+    false
+}
+
+function! {
+    /// `static bool invalid_migration_vma(struct vm_area_struct *vma, void *arg)`
+    /// (no BTF: kprobe only).
+    InvalidMigrationVma: InvalidArgs { vma: 0 };
+    entry: kprobe kprobe_invalid_migration_vma => invalid_vma;
 }
 
 /// A fault found a migration entry. Reported when no migration batch is in
 /// flight (an entry nobody is about to remove); counted otherwise.
 #[inline(always)]
-fn entry_wait(probe: ProbeId, mm: u64, address: u64) {
-    if stash::any(inflight::MIGRATIONS) {
+fn entry_wait(probe: ProbeId, a: &mut WaitArgs) -> bool {
+    if stash::any(state::MIGRATIONS) {
         stat(Stat::MigrationPteOutsideBatch);
-        return;
+        return false;
     }
-    emit::<VmaRange>(probe, EventId::MigrationEntryWait, mm, Seq::Track, |p| {
+    let address = a.address;
+    emit::<VmaRange>(probe, EventId::MigrationEntryWait, a.mm, Seq::Track, |p| {
         p.address = address;
         true
     });
+    false
 }
 
-#[fentry]
-pub fn fentry_migration_entry_wait(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryMigrationEntryWait);
-    entry_wait(ProbeId::FentryMigrationEntryWait, ctx.arg(0), ctx.arg(2));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_migration_entry_wait(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMigrationEntryWait);
-    entry_wait(
-        ProbeId::KprobeMigrationEntryWait,
-        ctx.arg::<u64>(0).unwrap_or(0),
-        ctx.arg::<u64>(2).unwrap_or(0),
-    );
-    0
+function! {
+    /// `void migration_entry_wait(struct mm_struct *mm, pmd_t *pmd, unsigned long address)`
+    MigrationEntryWait: WaitArgs { mm: 0, address: 2 };
+    entry: fentry fentry_migration_entry_wait, kprobe kprobe_migration_entry_wait => entry_wait;
 }
 
 /// `migrate_pages()` itself, for kernels without `mm_migrate_pages_start`
 /// (5.x): mode and reason are its 5th and 6th arguments on every version.
-#[kprobe]
-pub fn kprobe_migrate_pages(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMigratePages);
-    let mode = ctx.arg::<u64>(4).unwrap_or(0) as u32;
-    let reason = ctx.arg::<u64>(5).unwrap_or(0) as u32;
-    stash::put(slot::MIGRATE, [u64::from(mode), u64::from(reason), 0, 0]);
-    migrate_start(ProbeId::KprobeMigratePages, mode, reason);
-    0
+#[inline(always)]
+fn batch_start(probe: ProbeId, a: &mut BatchArgs) -> bool {
+    migrate_start(probe, a.mode as u32, a.reason as u32);
+    true
 }
 
-#[kretprobe]
-pub fn kretprobe_migrate_pages(ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeMigratePages);
-    let a = stash::take(slot::MIGRATE);
-    if !a.found {
-        return 0;
-    }
-    // Returns the number of pages not migrated, or -errno.
-    let ret = ctx.ret::<u64>() as i32;
+/// Returns the number of pages not migrated, or -errno.
+#[inline(always)]
+fn batch_end(probe: ProbeId, a: &BatchArgs, ret: u64) {
+    let ret = ret as i32;
     let failed = if ret > 0 { ret as u64 } else { 0 };
-    migrate_end(
-        ProbeId::KretprobeMigratePages,
-        [0, failed, 0, 0, 0, 0],
-        a.args[0] as u32,
-        a.args[1] as u32,
-    );
-    0
+    migrate_end(probe, [0, failed, 0, 0, 0, 0], a.mode as u32, a.reason as u32);
+}
+
+function! {
+    /// `int migrate_pages(from, get_new, put_new, private, enum migrate_mode mode,
+    /// int reason, unsigned int *ret_succeeded)`
+    MigratePages: BatchArgs { mode: 4, reason: 5 };
+    entry: kprobe kprobe_migrate_pages => batch_start;
+    exit: kretprobe kretprobe_migrate_pages => batch_end;
 }

@@ -15,13 +15,11 @@
 
 pub mod caps;
 pub mod config;
-pub mod hooks;
 pub mod http;
 pub mod kstats;
 pub mod metrics;
 pub mod record;
 pub mod sink;
-pub mod windows;
 
 use std::{
     io,
@@ -198,7 +196,7 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         .loaded
         .hooks
         .iter()
-        .any(|h| h.hook == "uffd_ioctl" && h.rung != "unavailable");
+        .any(|h| h.hook == monitor_common::catalogue::HookId::UffdIoctl && h.is_attached());
     if uffd_attached && session.loaded.config.userfaultfd_ioctl == 0 {
         eprintln!(
             "monitor: warning: kernel addresses are hidden (no CAP_SYSLOG?): UFFDIO_COPY records \
