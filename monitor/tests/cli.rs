@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::util::{monitor_bin, run};
+use crate::util::{monitor_bin, require_root, run};
 
 /// Runs the monitor and checks the one-line error contract.
 fn fails_with(args: &[&str], expect: &str) {
@@ -63,6 +63,8 @@ fn missing_subcommand_is_a_usage_error() {
 
 #[test]
 fn not_root() {
+    // Dropping to nobody needs root in the first place.
+    require_root!();
     // Drop to nobody with no capabilities.
     fails_with_cmd(
         Command::new("setpriv")

@@ -784,7 +784,7 @@ impl RecordFile {
 /// documented with its type.
 #[test]
 fn prometheus_scrapes_the_daemon_through_real_races() {
-    require_root();
+    require_root!();
     let _g = serial();
     let rec = TempDir::new("daemon-rec");
     let daemon = Daemon::start(&["--record", rec.path().to_str().expect("utf-8")]);
@@ -1223,7 +1223,7 @@ fn assert_programs_gone(ids: &BTreeSet<u32>) {
 /// STOPPING.
 #[test]
 fn sigterm_detaches_every_program_and_closes_the_trace_files() {
-    require_root();
+    require_root!();
     let _g = serial();
     let rec = TempDir::new("daemon-rotate");
     let notify = TempDir::new("daemon-notify");
@@ -1316,7 +1316,7 @@ fn sigterm_detaches_every_program_and_closes_the_trace_files() {
 /// keeps them (so this test can tell the difference).
 #[test]
 fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
-    require_root();
+    require_root!();
     let _g = serial();
     let cfg = TempDir::new("daemon-caps");
     let file = cfg.path().join("monitor.toml");
@@ -1456,7 +1456,7 @@ fn bad_input_gets_one_line_and_exit_2() {
     );
 
     // Port in use (needs the privilege check to pass, so root).
-    require_root();
+    require_root!();
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     fails(
@@ -1505,7 +1505,7 @@ fn expand_syscall_group(group: &str, out: &mut BTreeSet<String>) {
 /// needs CAP_SYSLOG) while making only system calls its filter allows.
 #[test]
 fn systemd_unit_is_valid_and_its_sandbox_suffices() {
-    require_root();
+    require_root!();
     let _g = serial();
     let unit_path = repo().join("deploy/systemd/mm-race-monitor.service");
     let unit = std::fs::read_to_string(&unit_path).expect("unit");
@@ -1640,7 +1640,7 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
 /// say so and report the hook degraded exactly in that case.
 #[test]
 fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
-    require_root();
+    require_root!();
     let _g = serial();
     let sysctl = |name: &str| -> i64 {
         std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
@@ -1700,7 +1700,7 @@ fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
 /// BPF, faults are examined from then on, and the daemon exports both.
 #[test]
 fn an_oom_victim_opens_the_fault_gate() {
-    require_root();
+    require_root!();
     let _g = serial();
     let daemon = Daemon::start(&[]);
     let examined = |s: &Scrape| s.value("mmrace_bpf_stats_total", &[("stat", "faults_examined")]);
@@ -1747,7 +1747,7 @@ fn an_oom_victim_opens_the_fault_gate() {
 /// degraded (`MmRaceHookDegraded` pending); no violation alert.
 #[test]
 fn shipped_alerts_go_off_on_real_loss_and_degradation() {
-    require_root();
+    require_root!();
     let _g = serial();
     let mut cmd = Command::new("setpriv");
     cmd.args([

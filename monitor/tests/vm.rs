@@ -95,7 +95,7 @@ fn oom_reaper_reaps_victim() {
 }
 
 /// The victim exits the moment the reaper starts: exit_mmap runs while the
-/// reaper still unmaps, a legal overlap since 4.14 (seed 001): a near miss.
+/// reaper still unmaps, a legal overlap since 4.14 (the reaper/exit_mmap race of `docs/kernel.md`): a near miss.
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn reaper_exit_overlap_is_a_near_miss() {
@@ -156,8 +156,8 @@ fn process_mrelease_reaps_in_the_callers_context() {
 }
 
 /// A vhost kernel thread (kthread_use_mm) faults on the reaped ring after
-/// MMF_UNSTABLE: the kernel turns it into SIGBUS (seed 000); so does a
-/// remote read through /proc/TID/mem (seed 002).
+/// MMF_UNSTABLE: the kernel turns it into SIGBUS (3f70dc38cec2); so does a
+/// remote read through /proc/TID/mem (6b31d5955cb2).
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn vhost_kthread_fault_after_reap_gets_sigbus() {

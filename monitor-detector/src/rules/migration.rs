@@ -1,6 +1,6 @@
 //! `leftover_migration_entry`: page migration racing exec's relocation of its
-//! temporary stack, which can leave migration entries behind (seed 003;
-//! `kernel-notes.md` §4.3).
+//! temporary stack, which can leave migration entries behind (the 2.6.34 fix
+//! "not migrating temporary stacks"; `docs/kernel.md`, "The four races").
 //!
 //! The exec window of an mm `M` is `stack_move_start`..`stack_move_end`
 //! (`shift_arg_pages`/`relocate_vma_down`, function rung) or, on the
@@ -359,7 +359,7 @@ impl State {
             explanation: format!(
                 "Task {} (pid {}) waited {} times on a migration entry at {:#x} with no \
                  migrate_pages() batch in flight and none started since its first wait: \
-                 consistent with a migration entry left behind (seed 003's symptom), but \
+                 consistent with a migration entry left behind (the symptom the 2.6.34 temporary-stack fix removed), but \
                  THP splits and device migration install migration entries outside \
                  migrate_pages() batches, so it cannot be proven.",
                 ev.comm(),
@@ -418,7 +418,7 @@ impl State {
                     "A migration installed {} migration entr{} into a VMA still \
                      flagged VM_STACK_INCOMPLETE_SETUP (exec's temporary stack) {place} \
                      (try_to_migrate_one): \
-                     migration must skip temporary stacks since 2.6.34 (seed 003), because \
+                     migration must skip temporary stacks since 2.6.34, because \
                      exec moves their page tables without the rmap locks and the entry can \
                      be left behind.",
                     e.in_temp,
@@ -432,7 +432,7 @@ impl State {
                 format!(
                     "Migration's rmap walk reached exec's temporary stack {} time(s) {place} \
                      and skipped it (invalid_migration_vma returned true): the 2010 fix \
-                     (seed 003) did its job.",
+                     did its job.",
                     e.skips
                 ),
             )

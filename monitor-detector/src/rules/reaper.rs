@@ -1,5 +1,5 @@
 //! `reaper_exit_overlap`: the OOM reaper unmapping an mm while `exit_mmap`
-//! tears the same mm generation down (seeds 001, 002; `kernel-notes.md` §4.1).
+//! tears the same mm generation down (27ae357fa82b, bf3980c85212; `docs/kernel.md`, "The four races").
 //!
 //! Brackets, per mm generation:
 //! * reaper: `reap_start`..`reap_end` (`__oom_reap_task_mm` entry/return, or
@@ -588,7 +588,7 @@ impl State {
                         "{whom} was unmapping while exit_mmap ran unmap_vmas: on 4.14-5.19 \
                          exit_mmap sets MMF_OOM_SKIP and takes mmap_sem for write once \
                          before unmap_vmas, so the two zaps cannot overlap (the double \
-                         unmap of seed 001)."
+                         unmap fixed by 27ae357fa82b)."
                     ),
                 ),
                 OomEra::ExitBarrier if !w.unmap_vmas_seen => (

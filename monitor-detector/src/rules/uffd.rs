@@ -1,6 +1,6 @@
 //! `uffd_copy_vs_mm_change`: `UFFDIO_COPY` overlapping a non-cooperative
 //! change of the same mm (fork, mremap, munmap, `MADV_DONTNEED`/`REMOVE`)
-//! (seed 004; `kernel-notes.md` §4.4).
+//! (df2cc96e7701; `docs/kernel.md`, "The four races").
 //!
 //! The kernel's protection: each change raises `ctx->mmap_changing` (
 //! `uffd_change_begin`) until the monitor has read the event

@@ -1,14 +1,14 @@
 //! `unstable_mm_fault`: a page fault on an mm after the OOM reaper set
 //! `MMF_UNSTABLE`, by a kernel thread using the mm (`kthread_use_mm`, e.g. a
 //! vhost worker) or by a task that does not own the mm (remote access through
-//! GUP, `/proc/PID/mem`) (seeds 000, 002; `kernel-notes.md` §4.2).
+//! GUP, `/proc/PID/mem`) (3f70dc38cec2, 6b31d5955cb2; `docs/kernel.md`, "The four races").
 //!
 //! The mm counts as unstable for a fault when the fault's own `mm_flags` has
 //! bit 22 set; when the flags could not be read (`READ_ERROR`, or zero), when
 //! the reaper already started on this generation or an earlier event showed
 //! the bit. The dying owner's own threads (a non-kthread task whose
 //! `current->mm` is the faulting mm, including `PF_USER_WORKER` vhost tasks
-//! and io_uring workers, which die with it) are excluded: seed 000 says they
+//! and io_uring workers, which die with it) are excluded: 3f70dc38cec2 says they
 //! need no protection because the corruption cannot outlive them.
 //!
 //! Per fault, by its `vm_fault_t` result:

@@ -1,6 +1,6 @@
 //! The scenarios behind `tests/data/*.jsonl`. Each one is a small recording of
 //! what the BPF side emits on the named kernel and hook rung while the
-//! scenario of `kernel-notes.md` §5 runs, with unrelated background activity.
+//! scenario of `docs/kernel.md` runs, with unrelated background activity.
 //! `UPDATE_EXPECT=1 cargo test -p monitor-detector` rewrites the files from
 //! here; the detector is then run on the files, never on these builders.
 
@@ -197,7 +197,7 @@ fn heap() -> monitor_detector::event::VmaRange {
 // reaper_exit_overlap.
 
 /// 6.12, pinned victim and helper on CPU0, reaper on CPU1: the measured
-/// overlap of `kernel-notes.md` §4.1 (legal on 6.0+: near miss).
+/// overlap of `docs/kernel.md` (legal on 6.0+: near miss).
 fn reaper_6x_legal_overlap() -> Trace {
     let mut tr = Trace::new(R612, hooks_function(R612), 33_402_118_000);
     let victim = user(1234, 1234, "t_oom_hold");
@@ -605,7 +605,7 @@ fn reaper_510_overlap_before_barrier() -> Trace {
 }
 
 /// 5.10: the external reaper is still unmapping while `exit_mmap` runs
-/// `unmap_vmas` — the double unmap of seed 001, impossible after the barrier.
+/// `unmap_vmas` — the double unmap fixed by 27ae357fa82b, impossible after the barrier.
 fn reaper_510_overlap_unmap_vmas() -> Trace {
     let mut tr = Trace::new(R510, hooks_function(R510), 9_000_000_000);
     let victim = user(804, 804, "stress-ng-vm");
@@ -1285,7 +1285,7 @@ fn mm_reuse_tracepoint_rung() -> Trace {
 // ---------------------------------------------------------------------------
 // unstable_mm_fault.
 
-/// 6.1, vhost kthread (`kernel-notes.md` §4.2 measured): after the reap the
+/// 6.1, vhost kthread (measured, `docs/kernel.md`): after the reap the
 /// worker's `__get_user`/`__put_user` on the ring fault with SIGBUS.
 fn unstable_kthread_sigbus() -> Trace {
     let mut tr = Trace::new(R61, hooks_function(R61), 22_700_000_000);
@@ -1886,7 +1886,7 @@ fn unstable_flag_set_during_fault() -> Trace {
 // ---------------------------------------------------------------------------
 // leftover_migration_entry.
 
-/// 6.1 (measured near miss, `kernel-notes.md` §4.3): compaction's rmap walk
+/// 6.1 (measured near miss, `docs/kernel.md`): compaction's rmap walk
 /// hits the temporary stack of an exec'ing task and skips it, during and just
 /// before `shift_arg_pages`.
 fn migration_skip_temp_stack() -> Trace {
@@ -2160,7 +2160,7 @@ fn migration_tracepoint_host() -> Trace {
 // ---------------------------------------------------------------------------
 // uffd_copy_vs_mm_change.
 
-/// The 6.18 host, `t_uffd_fork` (`kernel-notes.md` §4.4/§5.5): copies are
+/// The 6.18 host, `t_uffd_fork` (`docs/kernel.md`): copies are
 /// refused with -EAGAIN while the FORK event is unread; `sched_process_fork`
 /// fires once the handshake is done.
 fn uffd_fork_eagain_tracepoint() -> Trace {
