@@ -299,8 +299,11 @@ impl<'de> Deserialize<'de> for Event {
                         let Token::Str(name) = value.token() else {
                             return Err(de::Error::custom("field `ev`: expected a string"));
                         };
-                        let id = EventId::from_name(name)
-                            .ok_or_else(|| de::Error::unknown_variant(name, EventId::NAMES))?;
+                        let id = EventId::from_name(name).ok_or_else(|| {
+                            de::Error::custom(format_args!(
+                                "unknown event kind `{name}` (a newer monitor's trace, or damage)"
+                            ))
+                        })?;
                         kind = Some(id);
                         ev.data = Data::zeroed(id);
                     } else if kind.is_some() {
