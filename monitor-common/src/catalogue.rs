@@ -241,6 +241,11 @@ events! {
     MigrationPteRemoved = 214 => "migration_pte_removed", VmaRange, [LeftoverMigrationEntry];
     /// `migration_entry_wait`: a fault found a migration entry.
     MigrationEntryWait = 215 => "migration_entry_wait", VmaRange, [LeftoverMigrationEntry];
+    /// `pmd_migration_entry_wait` / `migration_entry_wait_huge` entry: a fault
+    /// found a PMD-level (THP) or hugetlb migration entry and waits on it.
+    HugeMigrationWaitStart = 216 => "huge_migration_wait_start", HugeMigrationWait, [LeftoverMigrationEntry];
+    /// Its return: what the entry holds after the wait.
+    HugeMigrationWaitEnd = 217 => "huge_migration_wait_end", HugeMigrationWait, [LeftoverMigrationEntry];
 
     // Faults and kernel threads.
     /// `handle_mm_fault` return on an `MMF_UNSTABLE` mm, or by a kernel thread or
@@ -329,6 +334,19 @@ payloads! {
         vm_flags: u64 = Hex,
         /// The address (or range start) the operation was about; 0 if none.
         address: u64 = Hex,
+    }
+
+    /// [`EventId::HugeMigrationWaitStart`], [`EventId::HugeMigrationWaitEnd`].
+    pub struct HugeMigrationWait {
+        /// The page-table entry (`pmd_t` or hugetlb `pte_t`) as the hook read
+        /// it: while it is a migration entry, a swap entry naming the folio
+        /// being migrated; 0 if unreadable.
+        entry: u64 = Hex,
+        /// The VMA's start (hugetlb; 0 at the PMD level, whose hook has no VMA).
+        vm_start: u64 = Hex,
+        /// 1 = PMD (THP migration), 2 = hugetlb.
+        level: u32 = Dec,
+        _pad0: u32 = Pad,
     }
 
     /// [`EventId::Exec`].
@@ -450,6 +468,7 @@ const _: () = {
     assert!(size_of::<UffdCopy>() == 32);
     assert!(size_of::<UffdChange>() == 24);
     assert!(size_of::<Fork>() == 16);
+    assert!(size_of::<HugeMigrationWait>() == 24);
     assert!(size_of::<crate::event::Record<Migrate>>() == 168);
 };
 
@@ -485,6 +504,8 @@ named! {
         UffdUnmap = 24 => "uffd_unmap",
         UffdRemove = 25 => "uffd_remove",
         UffdEventWait = 26 => "uffd_event_wait",
+        PmdMigrationEntryWait = 27 => "pmd_migration_entry_wait",
+        MigrationEntryWaitHuge = 28 => "migration_entry_wait_huge",
     }
 }
 
@@ -687,6 +708,21 @@ probes! {
     /// `migrate_pages(…, mode, reason, …)` → int (before 6.x tracepoints).
     KprobeMigratePages = 133 => kprobe_migrate_pages, MigratePages, KProbe, [MigrateStart];
     KretprobeMigratePages = 134 => kretprobe_migrate_pages, MigratePages, KRetProbe, [MigrateEnd];
+    /// `pmd_migration_entry_wait(mm, pmd)`: a fault waits on a THP migration entry.
+    FentryPmdWait = 135 => fentry_pmd_wait, PmdMigrationEntryWait, FEntry, [HugeMigrationWaitStart];
+    FexitPmdWait = 136 => fexit_pmd_wait, PmdMigrationEntryWait, FExit, [HugeMigrationWaitEnd];
+    KprobePmdWait = 137 => kprobe_pmd_wait, PmdMigrationEntryWait, KProbe, [HugeMigrationWaitStart];
+    KretprobePmdWait = 138 => kretprobe_pmd_wait, PmdMigrationEntryWait, KRetProbe, [HugeMigrationWaitEnd];
+    /// `migration_entry_wait_huge(vma, ptep)` (5.19–6.9): a hugetlb migration entry.
+    FentryHugeWait2 = 139 => fentry_huge_wait_2, MigrationEntryWaitHuge, FEntry, [HugeMigrationWaitStart];
+    FexitHugeWait2 = 140 => fexit_huge_wait_2, MigrationEntryWaitHuge, FExit, [HugeMigrationWaitEnd];
+    KprobeHugeWait2 = 141 => kprobe_huge_wait_2, MigrationEntryWaitHuge, KProbe, [HugeMigrationWaitStart];
+    KretprobeHugeWait2 = 142 => kretprobe_huge_wait_2, MigrationEntryWaitHuge, KRetProbe, [HugeMigrationWaitEnd];
+    /// `migration_entry_wait_huge(vma, mm, pte)` (≤ 5.18) or `(vma, addr, ptep)` (6.10+).
+    FentryHugeWait3 = 143 => fentry_huge_wait_3, MigrationEntryWaitHuge, FEntry, [HugeMigrationWaitStart];
+    FexitHugeWait3 = 144 => fexit_huge_wait_3, MigrationEntryWaitHuge, FExit, [HugeMigrationWaitEnd];
+    KprobeHugeWait3 = 145 => kprobe_huge_wait_3, MigrationEntryWaitHuge, KProbe, [HugeMigrationWaitStart];
+    KretprobeHugeWait3 = 146 => kretprobe_huge_wait_3, MigrationEntryWaitHuge, KRetProbe, [HugeMigrationWaitEnd];
 }
 
 impl ProbeId {

@@ -206,6 +206,18 @@ const MIGRATION_ENTRY_WAIT: [Candidate; 2] = fn_rungs!("migration_entry_wait",
     &[(0, "struct mm_struct *"), (2, "unsigned long")], None, fields: &[],
     fentry: [p(P::FentryMigrationEntryWait, FEntry)],
     kprobe: [p(P::KprobeMigrationEntryWait, KProbe)]);
+const PMD_MIGRATION_WAIT: [Candidate; 2] = fn_rungs!("pmd_migration_entry_wait",
+    &[(0, "struct mm_struct *"), (1, "pmd_t *")], Some(2), fields: &[Field::PmdVal],
+    fentry: [p(P::FentryPmdWait, FEntry), p(P::FexitPmdWait, FExit)],
+    kprobe: [p(P::KprobePmdWait, KProbe), p(P::KretprobePmdWait, KRetProbe)]);
+const HUGE_WAIT_2: [Candidate; 2] = fn_rungs!("migration_entry_wait_huge",
+    &[(0, VMA), (1, "pte_t *")], Some(2), fields: &[Field::PteVal, Field::VmaVmStart],
+    fentry: [p(P::FentryHugeWait2, FEntry), p(P::FexitHugeWait2, FExit)],
+    kprobe: [p(P::KprobeHugeWait2, KProbe), p(P::KretprobeHugeWait2, KRetProbe)]);
+const HUGE_WAIT_3: [Candidate; 2] = fn_rungs!("migration_entry_wait_huge",
+    &[(0, VMA), (2, "pte_t *")], Some(3), fields: &[Field::PteVal, Field::VmaVmStart],
+    fentry: [p(P::FentryHugeWait3, FEntry), p(P::FexitHugeWait3, FExit)],
+    kprobe: [p(P::KprobeHugeWait3, KProbe), p(P::KretprobeHugeWait3, KRetProbe)]);
 const HANDLE_MM_FAULT: [Candidate; 2] = fn_rungs!("handle_mm_fault",
     &[(0, VMA), (1, "unsigned long"), (2, "unsigned int")], Some(4), fields: &[],
     fentry: [p(P::FentryFault, FEntry), p(P::FexitFault, FExit)],
@@ -681,6 +693,23 @@ pub const HOOKS: &[HookSpec] = &[
         what: "userfaultfd_event_wait_completion(): the monitor read the event; the window closes",
         primary: false,
         candidates: cands!(UFFD_WAIT),
+    },
+    HookSpec {
+        id: HookId::PmdMigrationEntryWait,
+        what: "pmd_migration_entry_wait(): a fault waits on a PMD-level (THP) migration entry",
+        primary: false,
+        candidates: cands!(PMD_MIGRATION_WAIT),
+    },
+    HookSpec {
+        id: HookId::MigrationEntryWaitHuge,
+        what: "migration_entry_wait_huge(): a fault waits on a hugetlb migration entry",
+        primary: false,
+        candidates: cands!([
+            HUGE_WAIT_2[0],
+            HUGE_WAIT_3[0],
+            HUGE_WAIT_2[1],
+            HUGE_WAIT_3[1]
+        ]),
     },
 ];
 

@@ -77,6 +77,32 @@ fn check_shows_function_rung() {
         );
         assert_eq!(h["target"], target, "{name}");
     }
+    // The PMD-level and hugetlb migration-entry waits: attached at a
+    // function rung where the kernel has the function, else unavailable with
+    // a refusal of a named kind for every candidate (inlined, no BTF, other
+    // prototype), never a crash or a silent gap.
+    for name in ["pmd_migration_entry_wait", "migration_entry_wait_huge"] {
+        let h = hook(name);
+        let rung = h["rung"].as_str().unwrap_or("");
+        note(&format!("{name}: {rung} {}", h["target"]));
+        if rung == "unavailable" {
+            let refused = h["refused"].as_array().expect("refusals");
+            assert!(!refused.is_empty(), "{h}");
+            for r in refused {
+                assert!(
+                    r["kind"]
+                        .as_str()
+                        .is_some_and(|k| k != "unknown" && k != "internal"),
+                    "{name}: refusal without a kind: {r}"
+                );
+            }
+        } else {
+            assert!(
+                rung == "fentry" || rung == "kprobe",
+                "{name} is on {rung}: {h}"
+            );
+        }
+    }
     for rule in v["rules"].as_array().expect("rules") {
         let partial_ok = kernel() == "5.10" && rule["rule"] == "leftover_migration_entry";
         if !partial_ok {

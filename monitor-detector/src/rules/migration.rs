@@ -20,7 +20,11 @@
 //!   while no `migrate_pages()` batch is open and none started since its first
 //!   wait: consistent with a left-behind entry, but THP splits and device
 //!   migration install migration entries outside batches, so this is only
-//!   ever `uncertain` (`candidate = violation` in the details).
+//!   ever `uncertain` (`candidate = violation` in the details). The same
+//!   holds for waits on PMD-level (THP) and hugetlb migration entries
+//!   (`huge_migration_wait_start`, keyed by the entry itself: their hooks
+//!   see no address), whose `huge_migration_wait_end` shows what the entry
+//!   held after the wait.
 //!
 //! Not judged (documented in `docs/detection.md`): `migrate_end` with
 //! `ptes_set != ptes_removed` on the tracepoint rung (entries of torn-down mms
@@ -129,6 +133,9 @@ struct Episode {
 #[derive(Clone, Debug)]
 struct WaitTrack {
     pid: u32,
+    /// 0 for a PTE-level wait (then `page` is the page address), else the
+    /// `HugeMigrationWait::level` (then `page` is the entry).
+    level: u32,
     page: u64,
     epoch: u64,
     count: u32,
@@ -283,26 +290,41 @@ impl State {
                     ctx.stats.evidence_omitted += 1;
                 }
             }
-            Data::MigrationEntryWait(r) => self.on_wait(ev, r.address, n, g, ctx),
+            Data::MigrationEntryWait(r) => self.on_wait(ev, 0, r.address & PAGE_MASK, n, g, ctx),
+            Data::HugeMigrationWaitStart(w) => self.on_wait(ev, w.level, w.entry, n, g, ctx),
+            Data::HugeMigrationWaitEnd(w) => {
+                if let Some(t) = self
+                    .waits
+                    .iter_mut()
+                    .find(|t| t.pid == ev.pid && t.level == w.level && !t.reported)
+                    && t.events.len() < MAX_WAIT_EVENTS
+                {
+                    t.events.push(n);
+                }
+            }
             _ => {}
         }
         let open = self.win.is_some() || self.episode.is_some();
         self.taint.settle(open);
     }
 
-    fn on_wait(&mut self, ev: &Event, address: u64, n: Noted, g: &Global, ctx: &mut Ctx<'_>) {
-        let page = address & PAGE_MASK;
+    fn on_wait(
+        &mut self,
+        ev: &Event,
+        level: u32,
+        page: u64,
+        n: Noted,
+        g: &Global,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let same = |t: &WaitTrack| t.pid == ev.pid && t.level == level && t.page == page;
         if !g.open.is_empty() {
             // A batch is in flight: the entry is explained.
-            self.waits.retain(|t| !(t.pid == ev.pid && t.page == page));
+            self.waits.retain(|t| !same(t));
             return;
         }
         let threshold = ctx.limits.wait_repeat_threshold.max(2);
-        let i = match self
-            .waits
-            .iter()
-            .position(|t| t.pid == ev.pid && t.page == page)
-        {
+        let i = match self.waits.iter().position(same) {
             Some(i) => i,
             None => {
                 if self.waits.len() >= MAX_WAIT_TRACKS {
@@ -310,6 +332,7 @@ impl State {
                 }
                 self.waits.push(WaitTrack {
                     pid: ev.pid,
+                    level,
                     page,
                     epoch: g.epoch,
                     count: 0,
@@ -326,6 +349,7 @@ impl State {
             // A batch started since the first wait: start over.
             *t = WaitTrack {
                 pid: ev.pid,
+                level,
                 page,
                 epoch: g.epoch,
                 count: 0,
@@ -357,7 +381,7 @@ impl State {
             grade: Grade::Uncertain,
             key: self.key,
             explanation: format!(
-                "Task {} (pid {}) waited {} times on a migration entry at {:#x} with no \
+                "Task {} (pid {}) waited {} times on {} with no \
                  migrate_pages() batch in flight and none started since its first wait: \
                  consistent with a migration entry left behind (the symptom the 2.6.34 temporary-stack fix removed), but \
                  THP splits and device migration install migration entries outside \
@@ -365,13 +389,17 @@ impl State {
                 ev.comm(),
                 ev.pid,
                 t.count,
-                page
+                match level {
+                    0 => format!("a migration entry at {page:#x}"),
+                    1 => format!("the PMD-level (THP) migration entry {page:#x}"),
+                    _ => format!("the hugetlb migration entry {page:#x}"),
+                }
             ),
             details: details([
                 ("pattern", Value::from("repeated_migration_entry_wait")),
                 ("candidate", Value::from("violation")),
                 ("wait_count", Value::from(t.count)),
-                ("address", hex(page)),
+                (if level == 0 { "address" } else { "entry" }, hex(page)),
             ]),
             close: Close::WindowEnd,
         };
@@ -535,6 +563,15 @@ pub(crate) fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
     } else if stack == Seen::Unavailable {
         b.missing(HookId::StackMove);
         b.degrade("stack_move is unavailable: a migration PTE removal cannot be placed inside an exec stack move");
+    }
+    for huge in [
+        HookId::PmdMigrationEntryWait,
+        HookId::MigrationEntryWaitHuge,
+    ] {
+        if seen(hooks, huge) != Seen::Function {
+            // Detail only: waits on PTE-level entries are the common case.
+            b.missing(huge);
+        }
     }
     if !wait {
         b.missing(HookId::MigrationEntryWait);

@@ -490,3 +490,58 @@ fn detector_is_send() {
     assert_send::<FileAnalyzer>();
     assert_send::<Report>();
 }
+
+/// A fault task waiting again and again on one PMD-level (THP) migration
+/// entry, with no migration batch in flight, is the left-behind-entry
+/// pattern at the PMD level: uncertain, keyed by the entry (the hook sees no
+/// address), with the waits' returns as evidence.
+#[test]
+fn repeated_waits_on_one_pmd_migration_entry_are_reported() {
+    use monitor_common::catalogue::HugeMigrationWait;
+    use monitor_detector::FindingKind;
+    let mut tr = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let task = user(6700, 6700, "java");
+    let mm = tr.mm(0xffff_8880_0710_4e00);
+    let wait = |entry| HugeMigrationWait {
+        entry,
+        vm_start: 0,
+        level: 1,
+        _pad0: 0,
+    };
+    for _ in 0..3 {
+        tr.emit(
+            task,
+            mm,
+            "fentry_pmd_wait",
+            Data::HugeMigrationWaitStart(wait(0x3e_8000_0c02)),
+        );
+        tr.emit(
+            task,
+            mm,
+            "fexit_pmd_wait",
+            Data::HugeMigrationWaitEnd(wait(0x3e_8000_0c02)),
+        );
+    }
+    // Another entry waited on once is not a pattern.
+    tr.emit(
+        task,
+        mm,
+        "fentry_pmd_wait",
+        Data::HugeMigrationWaitStart(wait(0x77)),
+    );
+    let report = analyze_file("pmd.jsonl", &tr.to_jsonl());
+    let findings: Vec<_> = report.findings().map(|(_, f)| f).collect();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = findings[0];
+    assert_eq!(f.kind, FindingKind::LeftoverMigrationEntry);
+    assert_eq!(f.severity, Severity::Uncertain);
+    assert_eq!(f.details["entry"], "0x3e80000c02");
+    assert_eq!(f.details["wait_count"], 3);
+    assert!(
+        f.explanation.contains("PMD-level (THP) migration entry"),
+        "{}",
+        f.explanation
+    );
+    let kinds: Vec<&str> = f.evidence.iter().map(|e| e.kind()).collect();
+    assert!(kinds.contains(&"huge_migration_wait_end"), "{kinds:?}");
+}

@@ -29,15 +29,22 @@
 //! static bool invalid_migration_vma(vma, arg)                     true = temporary exec stack,
 //!                                                                 skipped (the 2010 fix); no BTF
 //! void migration_entry_wait(struct mm_struct *mm, pmd_t *pmd, unsigned long address)
+//! void pmd_migration_entry_wait(struct mm_struct *mm, pmd_t *pmd)   THP migration entry
+//! void migration_entry_wait_huge(struct vm_area_struct *vma, [mm | addr,] pte_t *ptep)
+//!                                                                 hugetlb migration entry
 //! int migrate_pages(from, new, free, private, mode, reason, …)    (5.x: no start tracepoint)
 //! ```
+//!
+//! The PMD and hugetlb waits are reported at entry and return with the entry
+//! as the hook reads it (`pmd_t`/`pte_t`, resolved from BTF): an entry still
+//! there after the wait is what a left-behind migration entry looks like.
 //!
 //! Per-PTE work stays in the kernel: only events touching an mm whose stack is
 //! moving, a temporary stack, or a migration-entry wait while no migration
 //! batch is in flight become records.
 
 use monitor_common::{
-    catalogue::{EventId, Migrate, ProbeId, VmaRange},
+    catalogue::{EventId, HugeMigrationWait, Migrate, ProbeId, VmaRange},
     maps::{Stat, state},
 };
 
@@ -269,6 +276,94 @@ function! {
     /// `void migration_entry_wait(struct mm_struct *mm, pmd_t *pmd, unsigned long address)`
     MigrationEntryWait: WaitArgs { mm: 0, address: 2 };
     entry: fentry fentry_migration_entry_wait, kprobe kprobe_migration_entry_wait => entry_wait;
+}
+
+/// Page-table levels of [`HugeMigrationWait::level`].
+const LEVEL_PMD: u32 = 1;
+const LEVEL_HUGETLB: u32 = 2;
+
+/// A PMD-level or hugetlb wait on a migration entry, reported (start, or end
+/// on a tracked mm) like the PTE-level one: when no batch is in flight.
+#[inline(always)]
+fn huge_wait(probe: ProbeId, id: EventId, mm: u64, entry: u64, vma: u64, level: u32) -> bool {
+    if stash::any(state::MIGRATIONS) {
+        stat(Stat::MigrationPteOutsideBatch);
+        return false;
+    }
+    let policy = if id == EventId::HugeMigrationWaitStart {
+        Seq::Track
+    } else {
+        Seq::IfTracked
+    };
+    emit::<HugeMigrationWait>(probe, id, mm, policy, |p| {
+        p.entry = entry;
+        p.vm_start = kernel::vma_start(vma);
+        p.level = level;
+        mm != 0
+    });
+    true
+}
+
+#[inline(always)]
+fn pmd_wait_start(probe: ProbeId, a: &mut PmdWaitArgs) -> bool {
+    let entry = kernel::pmd_val(a.pmd);
+    huge_wait(probe, EventId::HugeMigrationWaitStart, a.mm, entry, 0, LEVEL_PMD)
+}
+
+#[inline(always)]
+fn pmd_wait_end(probe: ProbeId, a: &PmdWaitArgs, _ret: u64) {
+    let entry = kernel::pmd_val(a.pmd);
+    huge_wait(probe, EventId::HugeMigrationWaitEnd, a.mm, entry, 0, LEVEL_PMD);
+}
+
+function! {
+    /// `void pmd_migration_entry_wait(struct mm_struct *mm, pmd_t *pmd)`
+    /// (mm/migrate.c, `CONFIG_ARCH_ENABLE_THP_MIGRATION`).
+    PmdMigrationEntryWait: PmdWaitArgs { mm: 0, pmd: 1 };
+    entry: fentry fentry_pmd_wait, kprobe kprobe_pmd_wait => pmd_wait_start;
+    exit: fexit fexit_pmd_wait, kretprobe kretprobe_pmd_wait => pmd_wait_end;
+}
+
+#[inline(always)]
+fn hugetlb_wait(probe: ProbeId, id: EventId, vma: u64, pte: u64) -> bool {
+    let entry = kernel::pte_val(pte);
+    huge_wait(probe, id, kernel::vma_mm(vma), entry, vma, LEVEL_HUGETLB)
+}
+
+#[inline(always)]
+fn huge2_start(probe: ProbeId, a: &mut HugeWait2Args) -> bool {
+    hugetlb_wait(probe, EventId::HugeMigrationWaitStart, a.vma, a.pte)
+}
+
+#[inline(always)]
+fn huge2_end(probe: ProbeId, a: &HugeWait2Args, _ret: u64) {
+    hugetlb_wait(probe, EventId::HugeMigrationWaitEnd, a.vma, a.pte);
+}
+
+function! {
+    /// `void migration_entry_wait_huge(struct vm_area_struct *vma, pte_t *ptep)`
+    /// (5.19–6.9).
+    MigrationEntryWaitHuge: HugeWait2Args { vma: 0, pte: 1 };
+    entry: fentry fentry_huge_wait_2, kprobe kprobe_huge_wait_2 => huge2_start;
+    exit: fexit fexit_huge_wait_2, kretprobe kretprobe_huge_wait_2 => huge2_end;
+}
+
+#[inline(always)]
+fn huge3_start(probe: ProbeId, a: &mut HugeWait3Args) -> bool {
+    hugetlb_wait(probe, EventId::HugeMigrationWaitStart, a.vma, a.pte)
+}
+
+#[inline(always)]
+fn huge3_end(probe: ProbeId, a: &HugeWait3Args, _ret: u64) {
+    hugetlb_wait(probe, EventId::HugeMigrationWaitEnd, a.vma, a.pte);
+}
+
+function! {
+    /// `void migration_entry_wait_huge(struct vm_area_struct *vma, struct mm_struct
+    /// *mm, pte_t *pte)` (≤ 5.18) / `(vma, unsigned long addr, pte_t *ptep)` (6.10+).
+    MigrationEntryWaitHuge: HugeWait3Args { vma: 0, pte: 2 };
+    entry: fentry fentry_huge_wait_3, kprobe kprobe_huge_wait_3 => huge3_start;
+    exit: fexit fexit_huge_wait_3, kretprobe kretprobe_huge_wait_3 => huge3_end;
 }
 
 /// `migrate_pages()` itself, for kernels without `mm_migrate_pages_start`
