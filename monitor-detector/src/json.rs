@@ -78,7 +78,23 @@ fn set_header(ev: &mut Event, i: usize, t: Token<'_>) -> Option<()> {
 }
 
 fn header_index(key: &str) -> Option<usize> {
-    HEADER.iter().position(|k| *k == key)
+    // A match (length, then bytes) rather than a scan of `HEADER`: this runs
+    // for every field of every line `monitor analyze` reads.
+    Some(match key {
+        "t" => 0,
+        "cpu" => 1,
+        "pid" => 2,
+        "tgid" => 3,
+        "comm" => 4,
+        "task_flags" => 5,
+        "mm" => 6,
+        "mm_gen" => 7,
+        "seq" => 8,
+        "hdr_flags" => 9,
+        "cgroup_id" => 10,
+        "probe" => 11,
+        _ => return None,
+    })
 }
 
 /// Writes `s` as a JSON string (the escapes serde_json uses).
@@ -333,6 +349,7 @@ impl<'de> Deserialize<'de> for Event {
 
 /// A cursor over one line for [`parse_event_line`].
 struct Scan<'a> {
+    text: &'a str,
     s: &'a [u8],
     i: usize,
 }
@@ -355,7 +372,8 @@ impl<'a> Scan<'a> {
             .position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
         self.i = start + len;
         self.eat(b'"')?;
-        std::str::from_utf8(&self.s[start..start + len]).ok()
+        // Both ends are ASCII quotes of a `&str`: character boundaries.
+        self.text.get(start..start + len)
     }
 
     /// A JSON integer (`-?(0|[1-9][0-9]*)`, no fraction or exponent).
@@ -373,7 +391,7 @@ impl<'a> Scan<'a> {
         if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        std::str::from_utf8(&self.s[start..self.i]).ok()
+        self.text.get(start..self.i)
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -401,7 +419,11 @@ pub fn parse_event_line(line: &str) -> Option<Event> {
     if !s.starts_with(PREFIX) {
         return None;
     }
-    let mut sc = Scan { s, i: PREFIX.len() };
+    let mut sc = Scan {
+        text: line,
+        s,
+        i: PREFIX.len(),
+    };
     let mut ev = Event::zeroed(EventId::MarkVictim);
     let mut seen: u16 = 0;
     let mut kind = false;

@@ -966,4 +966,30 @@ proptest! {
             }
         }
     }
+
+    /// The two trace-file readers agree: every event line the writer makes
+    /// reads back to the same event through the scanner and through serde
+    /// (a line spelled differently, with spaces, takes the serde path), and
+    /// the writer agrees with serde's.
+    #[test]
+    fn the_fast_reader_agrees_with_serde(lines in prop::collection::vec(odd_event(), 1..40)) {
+        use monitor_detector::{json, tracefile::{parse_line, to_line}};
+        // Event lines: loss lines of unknown kinds keep only their count.
+        for line in lines.iter().filter(|l| matches!(l, Line::Event(_))) {
+            let text = to_line(line);
+            prop_assert_eq!(&text, &serde_json::to_string(line).expect("serializes"));
+            let via_serde: Line = serde_json::from_str(&text).expect("serde reads it");
+            prop_assert_eq!(&via_serde, line);
+            let read = parse_line(&text).expect("reads");
+            prop_assert_eq!(&read, line);
+            if let Line::Event(ev) = line {
+                let fast = json::parse_event_line(&text);
+                prop_assert_eq!(fast, Some(*ev));
+                let spaced = text.replacen(',', ", ", 3);
+                prop_assert_eq!(json::parse_event_line(&spaced), None);
+                let slow = parse_line(&spaced).expect("serde path");
+                prop_assert_eq!(&slow, line);
+            }
+        }
+    }
 }
