@@ -23,7 +23,10 @@ use monitor_common::catalogue::{EventId, HookId, Rung};
 use monitor_detector::tracefile::{Line, Summary, parse_line};
 use serde_json::Value;
 
-use crate::util::{monitor_bin, require_root, run, scenario, serial, tempdir::TempDir};
+use crate::{
+    tidy::{documented_metrics, panels, promql_metric_names},
+    util::{monitor_bin, require_root, run, scenario, serial, tempdir::TempDir},
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -565,121 +568,6 @@ impl Drop for Prometheus {
     }
 }
 
-// ---------------------------------------------------------------------------
-// PromQL: the metric names an expression uses.
-
-/// Binary operators and modifiers.
-const PROMQL_KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "bool", "offset", "atan2", "inf", "nan",
-];
-/// Modifiers followed by a parenthesised list of label names.
-const PROMQL_LABEL_LISTS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
-/// Aggregation operators (`sum by (x) (...)`: not followed by a parenthesis).
-const PROMQL_AGGREGATIONS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "limitk",
-    "limit_ratio",
-];
-
-/// Metric names in a PromQL expression: identifiers that are not function
-/// calls, aggregations, keywords, label names (in braces or grouping lists),
-/// numbers, durations or strings.
-fn promql_metric_names(expr: &str) -> BTreeSet<String> {
-    let b = expr.as_bytes();
-    let skip_quoted = |mut i: usize| {
-        let q = b[i];
-        i += 1;
-        while i < b.len() && b[i] != q {
-            i += if b[i] == b'\\' { 2 } else { 1 };
-        }
-        i + 1
-    };
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'"' || c == b'\'' || c == b'`' {
-            i = skip_quoted(i);
-        } else if c == b'{' {
-            while i < b.len() && b[i] != b'}' {
-                i = if b[i] == b'"' { skip_quoted(i) } else { i + 1 };
-            }
-            i += 1;
-        } else if c == b'[' {
-            while i < b.len() && b[i] != b']' {
-                i += 1;
-            }
-            i += 1;
-        } else if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
-                i += 1;
-            }
-            let word = &expr[start..i];
-            let mut j = i;
-            while j < b.len() && b[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            let call = j < b.len() && b[j] == b'(';
-            if PROMQL_LABEL_LISTS.contains(&word) {
-                if call {
-                    while j < b.len() && b[j] != b')' {
-                        j += 1;
-                    }
-                    i = j + 1;
-                }
-            } else if !call
-                && !PROMQL_KEYWORDS.contains(&word.to_ascii_lowercase().as_str())
-                && !PROMQL_AGGREGATIONS.contains(&word)
-            {
-                names.insert(word.to_owned());
-            }
-        } else if c.is_ascii_digit() || c == b'.' {
-            // Numbers and durations (0.99, 5m, 1e3).
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
-                i += 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    names
-}
-
-#[test]
-fn promql_names_are_extracted() {
-    let names = |e: &str| promql_metric_names(e).into_iter().collect::<Vec<_>>();
-    assert_eq!(
-        names(
-            r#"sum by (job, le) (rate(a_total{x="{y}", z=~"$i"}[5m] offset 1d)) > 2 * b_total or on(job) vector(0)"#
-        ),
-        ["a_total", "b_total"]
-    );
-    assert_eq!(
-        names("histogram_quantile(0.99, sum without (le) (rate(h_bucket[1m]))) / c:rule"),
-        ["c:rule", "h_bucket"]
-    );
-    assert_eq!(names(r#"up{job="m"} == 0 and bool count(x)"#), ["up", "x"]);
-}
-
 /// Grafana's variables, given values a test query can run with.
 fn substitute_grafana(expr: &str, template_vars: &BTreeSet<String>) -> String {
     let builtins = [
@@ -713,16 +601,6 @@ fn substitute_grafana(expr: &str, template_vars: &BTreeSet<String>) -> String {
         rest = &after[len..];
     }
     out.push_str(rest);
-    out
-}
-
-/// Every panel (rows included) of a dashboard.
-fn panels(v: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for p in v["panels"].as_array().into_iter().flatten() {
-        out.push(p);
-        out.extend(panels(p));
-    }
     out
 }
 
@@ -1115,15 +993,7 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
     assert!(checked >= 20, "only {checked} dashboard queries found");
 
     // Every exported family is documented with its type, and vice versa.
-    let doc = std::fs::read_to_string(repo().join("docs/metrics.md")).expect("docs/metrics.md");
-    let documented: BTreeMap<String, String> = doc
-        .lines()
-        .filter_map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-            Some((name.to_owned(), (*cells.get(2)?).to_owned()))
-        })
-        .collect();
+    let documented = documented_metrics(&repo());
     for (family, ty) in &scrape.types {
         assert_eq!(
             documented.get(family),

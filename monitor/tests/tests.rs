@@ -13,12 +13,15 @@
 //! - `vm`: the same kind of checks inside QEMU guests running Debian kernels
 //!   (`#[ignore]` on the host; `cargo xtask vm` runs them in the guest).
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
+//! - `tidy`: no kernel, no root: metric names agree between the daemon,
+//!   docs/metrics.md, the dashboards and the alert rules.
 //! - `checks`: the assertions host and VM tests share.
 
 mod checks;
 mod cli;
 mod daemon;
 mod host;
+mod tidy;
 mod util;
 mod vm;
 mod vm_selftest;
