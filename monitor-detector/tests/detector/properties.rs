@@ -43,7 +43,7 @@ fn end(task: Task, mm: Mm, flags: u64) -> Step {
     Step {
         task,
         mm,
-        probe: "fentry___mmdrop",
+        probe: "fentry_mmdrop",
         data: Data::MmDrop(mm_state(flags)),
         flags: END_GENERATION,
     }
@@ -108,13 +108,13 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
                 s.push(step(
                     me,
                     mm,
-                    "fentry_shift_arg_pages",
+                    "fentry_stack_move",
                     Data::StackMoveStart(stack_move(0x7fff_ffff_0000, 0x7fff_ffff_f000, 0x1000, 0)),
                 ));
                 s.push(step(
                     me,
                     mm,
-                    "fexit_shift_arg_pages",
+                    "fexit_stack_move",
                     Data::StackMoveEnd(stack_move(0x7ffd_0000_0000, 0x7ffd_0002_0000, 0x1000, 0)),
                 ));
                 s.push(step(
@@ -133,7 +133,7 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fentry___oom_reap_task_mm",
+                "fentry_oom_reap",
                 reap_start_fn(MM_FLAGS),
             ));
             s.push(step(
@@ -151,13 +151,13 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fexit___oom_reap_task_mm",
+                "fexit_oom_reap",
                 reap_end_fn(1, MM_FLAGS_UNSTABLE),
             ));
             s.push(step(
                 t2,
                 mm,
-                "fexit_handle_mm_fault",
+                "fexit_fault",
                 Data::Fault(fault(HEAP.0, MM_FLAGS_UNSTABLE, addr, 0x255, Some(2))),
             ));
             s.push(step(
@@ -170,7 +170,7 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
                 s.push(step(
                     t2,
                     mm,
-                    "kprobe___oom_reap_task_mm",
+                    "kprobe_oom_reap",
                     reap_start_fn(MM_FLAGS_UNSTABLE),
                 ));
                 s.push(step(
@@ -188,7 +188,7 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
                 s.push(step(
                     t2,
                     mm,
-                    "kretprobe___oom_reap_task_mm",
+                    "kretprobe_oom_reap",
                     reap_end_fn(1, MM_FLAGS_UNSTABLE),
                 ));
             }
@@ -220,7 +220,7 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
                 s.push(step(
                     vhost,
                     mm,
-                    "fexit_handle_mm_fault",
+                    "fexit_fault",
                     Data::Fault(fault(RING + i * 0x1000, MM_FLAGS, addr, 0x215, Some(0))),
                 ));
             }
@@ -238,32 +238,32 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
                 s.push(step(
                     t2,
                     mm,
-                    "fentry_mfill_atomic_copy",
+                    "fentry_mfill_ctx",
                     Data::MfillStart(uffd_copy(AREA + i * 0x1000, 0, 0)),
                 ));
                 s.push(step(
                     t2,
                     mm,
-                    "fexit_mfill_atomic_copy",
+                    "fexit_mfill_ctx",
                     Data::MfillEnd(uffd_copy(AREA + i * 0x1000, 4096, 0)),
                 ));
                 s.push(step(
                     t2,
                     mm,
-                    "fexit_userfaultfd_ioctl",
+                    "fexit_uffd_ioctl",
                     Data::UffdCopy(uffd_copy(AREA + i * 0x1000, 0, 0)),
                 ));
             }
             s.push(step(
                 me,
                 mm,
-                "fentry_dup_userfaultfd",
+                "fexit_dup_uffd",
                 Data::UffdChangeBegin(uffd_change(UffdEventKind::Fork, 1, AREA, AREA + 0x1000)),
             ));
             s.push(step(
                 me,
                 mm,
-                "fexit_userfaultfd_event_wait_completion",
+                "fexit_uffd_wait",
                 Data::UffdChangeEnd(uffd_change(UffdEventKind::Fork, 1, 0, 0)),
             ));
             s.push(step(
@@ -275,7 +275,7 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
             s.push(step(
                 t2,
                 mm,
-                "fexit_userfaultfd_ioctl",
+                "fexit_uffd_ioctl",
                 Data::UffdCopy(uffd_copy(AREA, 0, 0)),
             ));
             s.extend(exit_steps(me, mm, MM_FLAGS));
@@ -373,7 +373,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fentry___oom_reap_task_mm",
+                "fentry_oom_reap",
                 reap_start_fn(MM_FLAGS),
             ));
             s.push(step(
@@ -392,7 +392,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fexit___oom_reap_task_mm",
+                "fexit_oom_reap",
                 reap_end_fn(1, MM_FLAGS_UNSTABLE),
             ));
             s.push(step(
@@ -409,7 +409,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fentry___oom_reap_task_mm",
+                "fentry_oom_reap",
                 reap_start_fn(MM_FLAGS),
             ));
             s.push(step(
@@ -427,7 +427,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fexit___oom_reap_task_mm",
+                "fexit_oom_reap",
                 reap_end_fn(1, MM_FLAGS_DEAD),
             ));
             s.push(end(t2, mm, MM_FLAGS_DEAD));
@@ -445,19 +445,19 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fentry___oom_reap_task_mm",
+                "fentry_oom_reap",
                 reap_start_fn(MM_FLAGS),
             ));
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fexit___oom_reap_task_mm",
+                "fexit_oom_reap",
                 reap_end_fn(1, MM_FLAGS_UNSTABLE),
             ));
             s.push(step(
                 vhost,
                 mm,
-                "fexit_handle_mm_fault",
+                "fexit_fault",
                 Data::Fault(fault(RING, MM_FLAGS_UNSTABLE, addr, 0x215, Some(2))),
             ));
             s.extend(exit_steps(t2, mm, MM_FLAGS_UNSTABLE));
@@ -469,19 +469,19 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fentry___oom_reap_task_mm",
+                "fentry_oom_reap",
                 reap_start_fn(MM_FLAGS),
             ));
             s.push(step(
                 OOM_REAPER,
                 mm,
-                "fexit___oom_reap_task_mm",
+                "fexit_oom_reap",
                 reap_end_fn(1, MM_FLAGS_UNSTABLE),
             ));
             s.push(step(
                 vhost,
                 mm,
-                "fexit_handle_mm_fault",
+                "fexit_fault",
                 Data::Fault(fault(RING, MM_FLAGS_UNSTABLE, addr, 0x214, Some(0))),
             ));
             s.extend(exit_steps(t2, mm, MM_FLAGS_UNSTABLE));
@@ -498,7 +498,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 me,
                 mm,
-                "fentry_shift_arg_pages",
+                "fentry_stack_move",
                 Data::StackMoveStart(stack_move(0x7fff_ffff_0000, 0x7fff_ffff_f000, 0x1000, 0)),
             ));
             s.push(step(
@@ -510,7 +510,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 me,
                 mm,
-                "fexit_shift_arg_pages",
+                "fexit_stack_move",
                 Data::StackMoveEnd(stack_move(0x7ffd_0000_0000, 0x7ffd_0002_0000, 0x1000, 0)),
             ));
             s.push(step(me, mm, "tp_sched_process_exec", exec("/bin/sh", pid)));
@@ -521,21 +521,21 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 me,
                 mm,
-                "fentry_dup_userfaultfd",
+                "fexit_dup_uffd",
                 Data::UffdChangeBegin(uffd_change(UffdEventKind::Fork, 1, AREA, AREA + 0x1000)),
             ));
             for _ in 0..3 {
                 s.push(step(
                     t2,
                     mm,
-                    "fexit_userfaultfd_ioctl",
+                    "fexit_uffd_ioctl",
                     Data::UffdCopy(uffd_copy(AREA, -11, 1)),
                 ));
             }
             s.push(step(
                 me,
                 mm,
-                "fexit_userfaultfd_event_wait_completion",
+                "fexit_uffd_wait",
                 Data::UffdChangeEnd(uffd_change(UffdEventKind::Fork, 1, 0, 0)),
             ));
             s.extend(exit_steps(me, mm, MM_FLAGS));
@@ -545,25 +545,25 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
             s.push(step(
                 me,
                 mm,
-                "fentry_mremap_userfaultfd_prep",
+                "fexit_mremap_uffd_prep",
                 Data::UffdChangeBegin(uffd_change(UffdEventKind::Remap, 1, AREA, AREA + 0x1000)),
             ));
             s.push(step(
                 t2,
                 mm,
-                "fentry_mfill_atomic_copy",
+                "fentry_mfill_ctx",
                 Data::MfillStart(uffd_copy(AREA, 0, 1)),
             ));
             s.push(step(
                 t2,
                 mm,
-                "fexit_mfill_atomic_copy",
+                "fexit_mfill_ctx",
                 Data::MfillEnd(uffd_copy(AREA, 4096, 1)),
             ));
             s.push(step(
                 me,
                 mm,
-                "fexit_userfaultfd_event_wait_completion",
+                "fexit_uffd_wait",
                 Data::UffdChangeEnd(uffd_change(UffdEventKind::Remap, 1, 0, 0)),
             ));
             s.extend(exit_steps(me, mm, MM_FLAGS));
