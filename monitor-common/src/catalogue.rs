@@ -732,7 +732,7 @@ impl ProbeId {
 
     /// Whether this program emits records of kind `id`.
     pub fn emits(self, id: EventId) -> bool {
-        self.events().iter().any(|e| *e == id)
+        self.events().contains(&id)
     }
 }
 

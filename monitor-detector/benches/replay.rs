@@ -193,9 +193,9 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
             };
             let overlap = g.next().is_multiple_of(2);
             ev(pid, false, Data::MarkVictim(victim), 0);
-            ev(40, true, Data::ReapStart(reap.clone()), 0);
+            ev(40, true, Data::ReapStart(reap), 0);
             if !overlap {
-                ev(40, true, Data::ReapEnd(reap.clone()), 0);
+                ev(40, true, Data::ReapEnd(reap), 0);
             }
             ev(pid, false, Data::ExitMmapStart(st(0x42_00cd)), 0);
             if overlap {

@@ -236,7 +236,7 @@ impl Detector {
                 }
                 let note = format!("{missing} record(s) of this mm missing from its sequence");
                 if let Some(mm) = self.mms.peek_mut(&key) {
-                    mm.on_loss(&FindingKind::ALL, &note);
+                    mm.on_loss(FindingKind::ALL, &note);
                 }
             }
             Released::Replaced { old } => {

@@ -19,7 +19,7 @@ use std::{
 };
 
 use monitor::daemon::{metrics::event_hook_label, record};
-use monitor_common::catalogue::{EventId, HookId, Rung};
+use monitor_common::catalogue::{HookId, Rung};
 use monitor_detector::tracefile::{Line, Summary, parse_line};
 use serde_json::Value;
 

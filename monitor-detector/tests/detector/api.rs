@@ -445,7 +445,7 @@ fn a_late_record_after_its_generation_ended_is_dropped() {
         END_GENERATION,
     );
     let straggler = match &tr.lines[0] {
-        Line::Event(e) => e.clone(),
+        Line::Event(e) => *e,
         _ => unreachable!(),
     };
     tr.lines.push(Line::Event(straggler));

@@ -592,7 +592,7 @@ fn interleave(release: &str, scripts: &[Vec<Step>], schedule: &[usize], swaps: &
         // Each task runs on its own CPU (spread by pid), so two tasks of one mm
         // (victim and reaper, app and uffd monitor) can be swapped.
         tr.on_cpu(s.task.pid % 7 % 4);
-        tr.emit_flags(s.task, s.mm, s.probe, s.data.clone(), s.flags);
+        tr.emit_flags(s.task, s.mm, s.probe, s.data, s.flags);
     }
     for &at in swaps {
         let n = tr.lines.len();
@@ -800,9 +800,7 @@ fn detector_is_deterministic() {
 
 /// Arbitrary, contradictory records: any order, any flags, any numbers.
 fn odd_event() -> impl Strategy<Value = Line> {
-    use monitor_detector::event::{
-        Event, Fault, Migrate, MmState, Reap, ReapSource, UffdChange, UffdCopy,
-    };
+    use monitor_detector::event::{Event, Fault, Migrate, MmState, Reap, UffdChange, UffdCopy};
     let data = prop_oneof![
         any::<u64>().prop_map(|f| Data::ExitMmapStart(MmState { mm_flags: f })),
         any::<u64>().prop_map(|f| Data::ExitMmapEnd(MmState { mm_flags: f })),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use monitor_common::{
     catalogue::{EventId, HookId, ProbeId, Rung},
-    event::{Token, fault_entry, fixed_str, reap_source, uffd_event},
+    event::{Token, fixed_str, reap_source, uffd_event},
 };
 use monitor_common::{
     event::hdr,
@@ -62,7 +62,6 @@ pub const fn kthread(pid: u32, comm: &'static str) -> Task {
 }
 
 pub const OOM_REAPER: Task = kthread(40, "oom_reaper");
-pub const KCOMPACTD: Task = kthread(51, "kcompactd0");
 
 /// `mm->flags` of an ordinary 6.x process (dumpable, default coredump
 /// filter, THP) and of a reaped one.
@@ -118,12 +117,6 @@ impl Trace {
             t: start_ns,
             cpu: 0,
         }
-    }
-
-    /// Advances the clock by `us` microseconds.
-    pub fn wait_us(&mut self, us: u64) -> &mut Self {
-        self.t += us * 1000;
-        self
     }
 
     pub fn on_cpu(&mut self, cpu: u32) -> &mut Self {
@@ -182,12 +175,6 @@ impl Trace {
         seq
     }
 
-    /// A record of `mm` that was produced but lost (ring buffer full): its
-    /// sequence number is consumed, nothing is written.
-    pub fn lose_record(&mut self, mm: Mm) {
-        *self.seqs.entry((mm.addr, mm.generation)).or_insert(0) += 1;
-    }
-
     pub fn loss(&mut self, kinds: &[(&str, u64)]) {
         self.lines.push(Line::Loss(Loss {
             t: self.t + 500,
@@ -196,31 +183,6 @@ impl Trace {
                 .map(|(k, n)| (EventId::from_name(k).expect("event kind"), *n))
                 .collect(),
             unknown_kinds: 0,
-        }));
-    }
-
-    /// Swaps the last two lines: two CPUs took their sequence numbers in one
-    /// order and reserved ring space in the other.
-    pub fn swap_last_two(&mut self) {
-        let n = self.lines.len();
-        if n >= 2 {
-            self.lines.swap(n - 1, n - 2);
-        }
-    }
-
-    pub fn summary(&mut self, lost: u64) {
-        let events = self
-            .lines
-            .iter()
-            .filter(|l| matches!(l, Line::Event(_)))
-            .count() as u64;
-        self.lines.push(Line::Summary(Summary {
-            produced: events + lost,
-            delivered: events,
-            lost,
-            ended_by: "duration".to_owned(),
-            duration_ms: (self.t - self.header.start_ktime_ns) / 1_000_000,
-            ..Summary::default()
         }));
     }
 
@@ -261,15 +223,6 @@ fn reap(victim_pid: u32, source: ReapSource, ret: i32, flags: u64) -> Reap {
         mm_flags: flags,
         _pad0: 0,
     }
-}
-
-/// Tracepoint rung: `oom:start_task_reaping(pid)`.
-pub fn reap_start_tp(victim_pid: u32, flags: u64) -> Data {
-    Data::ReapStart(reap(victim_pid, ReapSource::Tracepoint, -1, flags))
-}
-
-pub fn reap_end_tp(victim_pid: u32, flags: u64) -> Data {
-    Data::ReapEnd(reap(victim_pid, ReapSource::Tracepoint, -1, flags))
 }
 
 pub fn reap_skip_tp(victim_pid: u32, flags: u64) -> Data {
@@ -313,26 +266,6 @@ pub fn fault(
         fault_flags,
         ret: ret.map_or(u64::MAX, u64::from),
         entry_flags: 0,
-    }
-}
-
-/// A function-rung fault whose entry probe recorded whether `MMF_UNSTABLE`
-/// was already set when it began.
-pub fn fault_seen_at_entry(
-    address: u64,
-    flags: u64,
-    current_mm: u64,
-    ret: u32,
-    unstable_at_entry: bool,
-) -> Fault {
-    Fault {
-        entry_flags: fault_entry::SEEN
-            | if unstable_at_entry {
-                fault_entry::UNSTABLE
-            } else {
-                0
-            },
-        ..fault(address, flags, current_mm, 0x214, Some(ret))
     }
 }
 

@@ -134,7 +134,7 @@ impl Sink for TraceSink {
         if !self.quiet && !self.stdout_closed {
             let line = match self.format {
                 Format::Table => render::table_row(&ev, self.t0),
-                Format::Json => to_line(&Line::Event(ev.clone())),
+                Format::Json => to_line(&Line::Event(ev)),
             };
             if writeln!(self.stdout, "{line}").is_err() {
                 self.stdout_closed = true;
