@@ -287,10 +287,7 @@ const _: () = {
 payloads! {
     /// [`EventId::MarkVictim`].
     pub struct MarkVictim {
-        victim_pid: u32 = Dec,
-        victim_tgid: u32 = Dec,
-        uid: u32 = Dec,
-        _pad0: u32 = Pad,
+        victim_pid: u32 = Dec, victim_tgid: u32 = Dec, uid: u32 = Dec, _pad0: u32 = Pad,
         /// `mm->flags` word 0 when the victim was marked.
         mm_flags: u64 = Hex,
         victim_comm: [u8; 16] = CStr,
@@ -312,8 +309,7 @@ payloads! {
 
     /// [`EventId::MreleaseEnter`], [`EventId::MreleaseExit`].
     pub struct Mrelease {
-        pidfd: i32 = Dec,
-        flags: u32 = Dec,
+        pidfd: i32 = Dec, flags: u32 = Dec,
         /// Return value on exit, 0 on enter.
         ret: i64 = Dec,
     }
@@ -329,9 +325,7 @@ payloads! {
     /// Events about one VMA or address range: reaper and exit zaps, migration
     /// entries touching a temporary stack, migration-entry waits.
     pub struct VmaRange {
-        vm_start: u64 = Hex,
-        vm_end: u64 = Hex,
-        vm_flags: u64 = Hex,
+        vm_start: u64 = Hex, vm_end: u64 = Hex, vm_flags: u64 = Hex,
         /// The address (or range start) the operation was about; 0 if none.
         address: u64 = Hex,
     }
@@ -365,21 +359,15 @@ payloads! {
 
     /// [`EventId::StackMoveStart`], [`EventId::StackMoveEnd`].
     pub struct StackMove {
-        vm_start: u64 = Hex,
-        vm_end: u64 = Hex,
-        vm_flags: u64 = Hex,
-        shift: u64 = Dec,
+        vm_start: u64 = Hex, vm_end: u64 = Hex, vm_flags: u64 = Hex, shift: u64 = Dec,
         /// Return value on [`EventId::StackMoveEnd`] (0 or -errno), 0 on start.
         ret: i64 = Dec,
     }
 
     /// [`EventId::MigrateStart`], [`EventId::MigrateEnd`].
     pub struct Migrate {
-        succeeded: u64 = Dec,
-        failed: u64 = Dec,
-        thp_succeeded: u64 = Dec,
-        thp_failed: u64 = Dec,
-        thp_split: u64 = Dec,
+        succeeded: u64 = Dec, failed: u64 = Dec,
+        thp_succeeded: u64 = Dec, thp_failed: u64 = Dec, thp_split: u64 = Dec,
         /// Only reported by 6.12+ kernels; 0 before.
         large_folio_split: u64 = Dec,
         /// `enum migrate_mode`.
@@ -419,8 +407,7 @@ payloads! {
 
     /// [`EventId::UffdCopy`], [`EventId::MfillStart`], [`EventId::MfillEnd`].
     pub struct UffdCopy {
-        dst: u64 = Hex,
-        len: u64 = Dec,
+        dst: u64 = Hex, len: u64 = Dec,
         /// Bytes copied (>0) or -errno (`-EAGAIN` = refused because the mm is changing);
         /// 0 on [`EventId::MfillStart`].
         ret: i64 = Dec,
@@ -438,14 +425,12 @@ payloads! {
         kind: u32 = Code<uffd_event::Names>,
         /// `ctx->mmap_changing` after the change (begin) or before the decrement (end).
         mmap_changing: i32 = Dec,
-        start: u64 = Hex,
-        end: u64 = Hex,
+        start: u64 = Hex, end: u64 = Hex,
     }
 
     /// [`EventId::Fork`].
     pub struct Fork {
-        child_pid: u32 = Dec,
-        child_tgid: u32 = Dec,
+        child_pid: u32 = Dec, child_tgid: u32 = Dec,
         /// The child's mm (differs from the parent's unless `CLONE_VM`).
         child_mm: u64 = Hex,
     }
@@ -495,6 +480,8 @@ named! {
         TryToMigrateOne = 15 => "try_to_migrate_one",
         InvalidMigrationVma = 16 => "invalid_migration_vma",
         MigrationEntryWait = 17 => "migration_entry_wait",
+        PmdMigrationEntryWait = 27 => "pmd_migration_entry_wait",
+        MigrationEntryWaitHuge = 28 => "migration_entry_wait_huge",
         HandleMmFault = 18 => "handle_mm_fault",
         KthreadUseMm = 19 => "kthread_use_mm",
         Fork = 20 => "fork",
@@ -504,8 +491,6 @@ named! {
         UffdUnmap = 24 => "uffd_unmap",
         UffdRemove = 25 => "uffd_remove",
         UffdEventWait = 26 => "uffd_event_wait",
-        PmdMigrationEntryWait = 27 => "pmd_migration_entry_wait",
-        MigrationEntryWaitHuge = 28 => "migration_entry_wait_huge",
     }
 }
 

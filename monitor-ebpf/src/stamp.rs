@@ -42,29 +42,15 @@ macro_rules! program {
             0
         }
     };
-    (tp_btf, $name:ident, $ctx:ident, $meta:tt, $body:block) => {
-        $crate::stamp::program!(@emit aya_ebpf::macros::btf_tracepoint,
-            aya_ebpf::programs::BtfTracePointContext, TpBtf, $name, $ctx, $meta, $body);
-    };
-    (tracepoint, $name:ident, $ctx:ident, $meta:tt, $body:block) => {
-        $crate::stamp::program!(@emit aya_ebpf::macros::tracepoint,
-            aya_ebpf::programs::TracePointContext, Tracepoint, $name, $ctx, $meta, $body);
-    };
-    (fentry, $name:ident, $ctx:ident, $meta:tt, $body:block) => {
-        $crate::stamp::program!(@emit aya_ebpf::macros::fentry,
-            aya_ebpf::programs::FEntryContext, FEntry, $name, $ctx, $meta, $body);
-    };
-    (fexit, $name:ident, $ctx:ident, $meta:tt, $body:block) => {
-        $crate::stamp::program!(@emit aya_ebpf::macros::fexit,
-            aya_ebpf::programs::FExitContext, FExit, $name, $ctx, $meta, $body);
-    };
-    (kprobe, $name:ident, $ctx:ident, $meta:tt, $body:block) => {
-        $crate::stamp::program!(@emit aya_ebpf::macros::kprobe,
-            aya_ebpf::programs::ProbeContext, KProbe, $name, $ctx, $meta, $body);
-    };
-    (kretprobe, $name:ident, $ctx:ident, $meta:tt, $body:block) => {
-        $crate::stamp::program!(@emit aya_ebpf::macros::kretprobe,
-            aya_ebpf::programs::RetProbeContext, KRetProbe, $name, $ctx, $meta, $body);
+    (tp_btf, $($rest:tt)*) => { $crate::stamp::program!(@kind btf_tracepoint, BtfTracePointContext, TpBtf, $($rest)*); };
+    (tracepoint, $($rest:tt)*) => { $crate::stamp::program!(@kind tracepoint, TracePointContext, Tracepoint, $($rest)*); };
+    (fentry, $($rest:tt)*) => { $crate::stamp::program!(@kind fentry, FEntryContext, FEntry, $($rest)*); };
+    (fexit, $($rest:tt)*) => { $crate::stamp::program!(@kind fexit, FExitContext, FExit, $($rest)*); };
+    (kprobe, $($rest:tt)*) => { $crate::stamp::program!(@kind kprobe, ProbeContext, KProbe, $($rest)*); };
+    (kretprobe, $($rest:tt)*) => { $crate::stamp::program!(@kind kretprobe, RetProbeContext, KRetProbe, $($rest)*); };
+    (@kind $attr:ident, $ctxty:ident, $pk:ident, $name:ident, $ctx:ident, $meta:tt, $body:block) => {
+        $crate::stamp::program!(@emit aya_ebpf::macros::$attr, aya_ebpf::programs::$ctxty,
+            $pk, $name, $ctx, $meta, $body);
     };
 }
 

@@ -597,6 +597,23 @@ pub const HOOKS: &[HookSpec] = &[
         candidates: cands!(MIGRATION_ENTRY_WAIT),
     },
     HookSpec {
+        id: HookId::PmdMigrationEntryWait,
+        what: "pmd_migration_entry_wait(): a fault waits on a PMD-level (THP) migration entry",
+        primary: false,
+        candidates: cands!(PMD_MIGRATION_WAIT),
+    },
+    HookSpec {
+        id: HookId::MigrationEntryWaitHuge,
+        what: "migration_entry_wait_huge(): a fault waits on a hugetlb migration entry",
+        primary: false,
+        candidates: cands!([
+            HUGE_WAIT_2[0],
+            HUGE_WAIT_3[0],
+            HUGE_WAIT_2[1],
+            HUGE_WAIT_3[1]
+        ]),
+    },
+    HookSpec {
         id: HookId::HandleMmFault,
         what: "handle_mm_fault(): faults on MMF_UNSTABLE mms, by kernel threads or remote tasks",
         primary: false,
@@ -693,23 +710,6 @@ pub const HOOKS: &[HookSpec] = &[
         what: "userfaultfd_event_wait_completion(): the monitor read the event; the window closes",
         primary: false,
         candidates: cands!(UFFD_WAIT),
-    },
-    HookSpec {
-        id: HookId::PmdMigrationEntryWait,
-        what: "pmd_migration_entry_wait(): a fault waits on a PMD-level (THP) migration entry",
-        primary: false,
-        candidates: cands!(PMD_MIGRATION_WAIT),
-    },
-    HookSpec {
-        id: HookId::MigrationEntryWaitHuge,
-        what: "migration_entry_wait_huge(): a fault waits on a hugetlb migration entry",
-        primary: false,
-        candidates: cands!([
-            HUGE_WAIT_2[0],
-            HUGE_WAIT_3[0],
-            HUGE_WAIT_2[1],
-            HUGE_WAIT_3[1]
-        ]),
     },
 ];
 

@@ -36,7 +36,7 @@ use serde_json::Value;
 use super::{
     Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
     coverage::{Builder, RuleCoverage, Seen, seen},
-    details, emit, hex,
+    details, emit, hex, mm_rule_common,
 };
 use monitor_common::catalogue::HookId;
 
@@ -490,37 +490,19 @@ impl State {
         if let Some(f) = e.exec {
             d.insert("exec_filename".into(), Value::from(f));
         }
-        let verdict = Verdict {
-            kind: KIND,
-            grade,
-            key: self.key,
-            explanation,
-            details: d,
-            close,
-        };
+        let verdict = Verdict::new(KIND, self.key, grade, explanation, d, close);
         emit(ctx, e.w, verdict);
     }
 }
 
 impl MmRule for State {
     const RULE: FindingKind = KIND;
-    fn new(key: MmKey) -> Self {
-        State::new(key)
-    }
+    mm_rule_common!();
     fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, &mut g.migration, ctx);
     }
-    fn on_loss(&mut self, note: &str) {
-        State::on_loss(self, note);
-    }
     fn end(&mut self, close: Close, _: Option<&Event>, _: &mut Globals, ctx: &mut Ctx<'_>) {
         State::end(self, close, ctx);
-    }
-    fn open_windows(&self) -> u64 {
-        State::open_windows(self)
-    }
-    fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
-        coverage(hooks)
     }
 }
 

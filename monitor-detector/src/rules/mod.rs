@@ -256,6 +256,26 @@ pub(crate) struct Verdict {
     pub(crate) close: Close,
 }
 
+impl Verdict {
+    pub(crate) fn new(
+        kind: FindingKind,
+        key: MmKey,
+        grade: Grade,
+        explanation: String,
+        details: BTreeMap<String, Value>,
+        close: Close,
+    ) -> Verdict {
+        Verdict {
+            kind,
+            grade,
+            key,
+            explanation,
+            details,
+            close,
+        }
+    }
+}
+
 /// Turns a verdict and its window into a finding, applying the loss principle
 /// and the unknown-kernel cap, and appends it to the output.
 pub(crate) fn emit(ctx: &mut Ctx<'_>, mut window: Window, v: Verdict) {
@@ -375,6 +395,27 @@ pub(crate) trait MmRule: Sized {
     /// How well this rule is covered under a hook plan.
     fn coverage(hooks: &[HookStatus]) -> RuleCoverage;
 }
+
+/// The [`MmRule`] items every rule's `State` provides the same way (its
+/// inherent `new`, `on_loss`, `open_windows` and the module's `coverage`).
+macro_rules! mm_rule_common {
+    () => {
+        fn new(key: MmKey) -> Self {
+            State::new(key)
+        }
+        fn on_loss(&mut self, note: &str) {
+            State::on_loss(self, note);
+        }
+        fn open_windows(&self) -> u64 {
+            State::open_windows(self)
+        }
+        fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
+            coverage(hooks)
+        }
+    };
+}
+
+pub(crate) use mm_rule_common;
 
 /// The rules' global state (not per mm generation).
 pub(crate) struct Globals {

@@ -34,7 +34,7 @@ use serde_json::Value;
 use super::{
     Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
     coverage::{Builder, RuleCoverage, Seen, seen},
-    details, emit,
+    details, emit, mm_rule_common,
 };
 use monitor_common::catalogue::HookId;
 
@@ -658,19 +658,19 @@ impl State {
             ReapSource::Function => "function",
             ReapSource::Unknown => "unknown",
         };
-        let verdict = Verdict {
-            kind: KIND,
+        let verdict = Verdict::new(
+            KIND,
+            self.key,
             grade,
-            key: self.key,
             explanation,
-            details: details([
+            details([
                 ("pattern", Value::from(pattern)),
                 ("overlapped_unmap_vmas", Value::from(w.overlap_unmap_vmas)),
                 ("reap_source", Value::from(source)),
                 ("era", Value::from(era.describe())),
             ]),
             close,
-        };
+        );
         let mut verdict = verdict;
         if !also.is_empty() {
             verdict.details.insert("also".into(), Value::from(also));
@@ -681,23 +681,12 @@ impl State {
 
 impl MmRule for State {
     const RULE: FindingKind = KIND;
-    fn new(key: MmKey) -> Self {
-        State::new(key)
-    }
+    mm_rule_common!();
     fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, &mut g.reaper, ctx);
     }
-    fn on_loss(&mut self, note: &str) {
-        State::on_loss(self, note);
-    }
     fn end(&mut self, close: Close, end_event: Option<&Event>, g: &mut Globals, ctx: &mut Ctx<'_>) {
         State::end(self, close, end_event, &mut g.reaper, ctx);
-    }
-    fn open_windows(&self) -> u64 {
-        State::open_windows(self)
-    }
-    fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
-        coverage(hooks)
     }
 }
 

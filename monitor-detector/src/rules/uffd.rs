@@ -33,7 +33,7 @@ use serde_json::Value;
 use super::{
     Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
     coverage::{Builder, RuleCoverage, Seen, names, seen},
-    details, emit,
+    details, emit, mm_rule_common,
 };
 use monitor_common::EAGAIN;
 
@@ -379,12 +379,12 @@ impl State {
             }
             return;
         };
-        let verdict = Verdict {
-            kind: KIND,
+        let verdict = Verdict::new(
+            KIND,
+            self.key,
             grade,
-            key: self.key,
             explanation,
-            details: details([
+            details([
                 ("pattern", Value::from(pattern)),
                 ("change_kind", Value::from(change)),
                 ("eagain_count", Value::from(refused)),
@@ -400,30 +400,19 @@ impl State {
                 ),
             ]),
             close,
-        };
+        );
         emit(ctx, w.w, verdict);
     }
 }
 
 impl MmRule for State {
     const RULE: FindingKind = KIND;
-    fn new(key: MmKey) -> Self {
-        State::new(key)
-    }
+    mm_rule_common!();
     fn on_event(&mut self, ev: &Event, _: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, ctx);
     }
-    fn on_loss(&mut self, note: &str) {
-        State::on_loss(self, note);
-    }
     fn end(&mut self, close: Close, _: Option<&Event>, _: &mut Globals, ctx: &mut Ctx<'_>) {
         State::end(self, close, ctx);
-    }
-    fn open_windows(&self) -> u64 {
-        State::open_windows(self)
-    }
-    fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
-        coverage(hooks)
     }
 }
 

@@ -39,7 +39,7 @@ use serde_json::Value;
 use super::{
     Close, Ctx, Globals, Grade, MmRule, Noted, Taint, Verdict, Window,
     coverage::{Builder, RuleCoverage, Seen, seen},
-    details, emit, hex,
+    details, emit, hex, mm_rule_common,
 };
 use monitor_common::catalogue::HookId;
 
@@ -395,23 +395,14 @@ impl State {
                 );
             }
         }
-        let verdict = Verdict {
-            kind: KIND,
-            grade,
-            key: self.key,
-            explanation,
-            details: d,
-            close,
-        };
+        let verdict = Verdict::new(KIND, self.key, grade, explanation, d, close);
         emit(ctx, w.w, verdict);
     }
 }
 
 impl MmRule for State {
     const RULE: FindingKind = KIND;
-    fn new(key: MmKey) -> Self {
-        State::new(key)
-    }
+    mm_rule_common!();
     /// The reaper's brackets only matter once the mm is seen unstable (to
     /// learn that `MMF_UNSTABLE` is set, for faults whose own flags cannot be
     /// read); everything else of this rule's creates its state.
@@ -429,17 +420,8 @@ impl MmRule for State {
     fn on_event(&mut self, ev: &Event, _: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, ctx);
     }
-    fn on_loss(&mut self, note: &str) {
-        State::on_loss(self, note);
-    }
     fn end(&mut self, close: Close, _: Option<&Event>, _: &mut Globals, ctx: &mut Ctx<'_>) {
         State::end(self, close, ctx);
-    }
-    fn open_windows(&self) -> u64 {
-        State::open_windows(self)
-    }
-    fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
-        coverage(hooks)
     }
 }
 

@@ -211,20 +211,24 @@ function! {
     entry: fentry fentry_remove_migration_pte, kprobe kprobe_remove_migration_pte => removed;
 }
 
+/// Reports `id` if `vma` is exec's temporary stack (`vma_is_temporary_stack`).
+#[inline(always)]
+fn temp_stack_event(probe: ProbeId, id: EventId, vma: u64, address: u64) -> bool {
+    if kernel::is_temporary_stack(kernel::vma_flags(vma)) {
+        let mm = kernel::vma_mm(vma);
+        if mm != 0 {
+            super::exec::open_window_late(probe, mm, vma);
+            vma_event(probe, id, mm, vma, address);
+        }
+    }
+    false
+}
+
 /// A migration entry about to be installed into a temporary exec stack: the
 /// rmap walk should have skipped this VMA (`invalid_migration_vma`).
 #[inline(always)]
 fn try_to_migrate_one(probe: ProbeId, a: &mut TryArgs) -> bool {
-    let vma = a.vma;
-    if !kernel::is_temporary_stack(kernel::vma_flags(vma)) {
-        return false;
-    }
-    let mm = kernel::vma_mm(vma);
-    if mm != 0 {
-        super::exec::open_window_late(probe, mm, vma);
-        vma_event(probe, EventId::MigrationEntryInTempStack, mm, vma, a.addr);
-    }
-    false
+    temp_stack_event(probe, EventId::MigrationEntryInTempStack, a.vma, a.addr)
 }
 
 function! {
@@ -238,15 +242,7 @@ function! {
 /// the same predicate here names the VMAs the rmap walk skips.
 #[inline(always)]
 fn invalid_vma(probe: ProbeId, a: &mut InvalidArgs) -> bool {
-    let vma = a.vma;
-    if kernel::is_temporary_stack(kernel::vma_flags(vma)) {
-        let mm = kernel::vma_mm(vma);
-        if mm != 0 {
-            super::exec::open_window_late(probe, mm, vma);
-            vma_event(probe, EventId::MigrationSkipTempStack, mm, vma, 0);
-        }
-    }
-    false
+    temp_stack_event(probe, EventId::MigrationSkipTempStack, a.vma, 0)
 }
 
 function! {
@@ -330,41 +326,41 @@ fn hugetlb_wait(probe: ProbeId, id: EventId, vma: u64, pte: u64) -> bool {
     huge_wait(probe, id, kernel::vma_mm(vma), entry, vma, LEVEL_HUGETLB)
 }
 
-#[inline(always)]
-fn huge2_start(probe: ProbeId, a: &mut HugeWait2Args) -> bool {
-    hugetlb_wait(probe, EventId::HugeMigrationWaitStart, a.vma, a.pte)
+/// The programs of one signature of `migration_entry_wait_huge`: its pte
+/// pointer is argument `$pte`.
+macro_rules! huge_wait {
+    ($(#[$doc:meta])* $args:ident { pte: $pte:literal }, $start:ident, $end:ident,
+     $fentry:ident, $fexit:ident, $kprobe:ident, $kretprobe:ident) => {
+        #[inline(always)]
+        fn $start(probe: ProbeId, a: &mut $args) -> bool {
+            hugetlb_wait(probe, EventId::HugeMigrationWaitStart, a.vma, a.pte)
+        }
+
+        #[inline(always)]
+        fn $end(probe: ProbeId, a: &$args, _ret: u64) {
+            hugetlb_wait(probe, EventId::HugeMigrationWaitEnd, a.vma, a.pte);
+        }
+
+        function! {
+            $(#[$doc])*
+            MigrationEntryWaitHuge: $args { vma: 0, pte: $pte };
+            entry: fentry $fentry, kprobe $kprobe => $start;
+            exit: fexit $fexit, kretprobe $kretprobe => $end;
+        }
+    };
 }
 
-#[inline(always)]
-fn huge2_end(probe: ProbeId, a: &HugeWait2Args, _ret: u64) {
-    hugetlb_wait(probe, EventId::HugeMigrationWaitEnd, a.vma, a.pte);
-}
-
-function! {
-    /// `void migration_entry_wait_huge(struct vm_area_struct *vma, pte_t *ptep)`
-    /// (5.19–6.9).
-    MigrationEntryWaitHuge: HugeWait2Args { vma: 0, pte: 1 };
-    entry: fentry fentry_huge_wait_2, kprobe kprobe_huge_wait_2 => huge2_start;
-    exit: fexit fexit_huge_wait_2, kretprobe kretprobe_huge_wait_2 => huge2_end;
-}
-
-#[inline(always)]
-fn huge3_start(probe: ProbeId, a: &mut HugeWait3Args) -> bool {
-    hugetlb_wait(probe, EventId::HugeMigrationWaitStart, a.vma, a.pte)
-}
-
-#[inline(always)]
-fn huge3_end(probe: ProbeId, a: &HugeWait3Args, _ret: u64) {
-    hugetlb_wait(probe, EventId::HugeMigrationWaitEnd, a.vma, a.pte);
-}
-
-function! {
-    /// `void migration_entry_wait_huge(struct vm_area_struct *vma, struct mm_struct
-    /// *mm, pte_t *pte)` (≤ 5.18) / `(vma, unsigned long addr, pte_t *ptep)` (6.10+).
-    MigrationEntryWaitHuge: HugeWait3Args { vma: 0, pte: 2 };
-    entry: fentry fentry_huge_wait_3, kprobe kprobe_huge_wait_3 => huge3_start;
-    exit: fexit fexit_huge_wait_3, kretprobe kretprobe_huge_wait_3 => huge3_end;
-}
+huge_wait!(
+    /// `void migration_entry_wait_huge(struct vm_area_struct *vma, pte_t *ptep)` (5.19–6.9).
+    HugeWait2Args { pte: 1 }, huge2_start, huge2_end,
+    fentry_huge_wait_2, fexit_huge_wait_2, kprobe_huge_wait_2, kretprobe_huge_wait_2
+);
+huge_wait!(
+    /// `void migration_entry_wait_huge(struct vm_area_struct *vma, struct mm_struct *mm,
+    /// pte_t *pte)` (≤ 5.18) / `(vma, unsigned long addr, pte_t *ptep)` (6.10+).
+    HugeWait3Args { pte: 2 }, huge3_start, huge3_end,
+    fentry_huge_wait_3, fexit_huge_wait_3, kprobe_huge_wait_3, kretprobe_huge_wait_3
+);
 
 /// `migrate_pages()` itself, for kernels without `mm_migrate_pages_start`
 /// (5.x): mode and reason are its 5th and 6th arguments on every version.
