@@ -96,7 +96,6 @@ impl<K: Copy + Eq + Hash + Ord, V> BoundedMap<K, V> {
     }
 
     /// Looks up and marks as recently used.
-    #[cfg(test)]
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.tick += 1;
         let tick = self.tick;

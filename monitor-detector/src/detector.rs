@@ -147,7 +147,9 @@ impl Detector {
         }
         self.stats.events += 1;
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.sequencer.push(ev, &mut scratch, &mut self.stats);
+        if self.sequencer.push(&ev, &mut scratch, &mut self.stats) {
+            self.on_event(&ev, &mut out);
+        }
         for r in scratch.drain(..) {
             self.dispatch(r, &mut out);
         }
@@ -229,7 +231,7 @@ impl Detector {
 
     fn dispatch(&mut self, r: Released, out: &mut Vec<Finding>) {
         match r {
-            Released::Event(ev) => self.on_event(ev, out),
+            Released::Event(ev) => self.on_event(&ev, out),
             Released::Gap { key, missing } => {
                 if !self.config.seq_gaps_are_loss {
                     return;
@@ -252,7 +254,7 @@ impl Detector {
         }
     }
 
-    fn on_event(&mut self, ev: Event, out: &mut Vec<Finding>) {
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
         self.released += 1;
         let Detector {
             era,
@@ -275,7 +277,7 @@ impl Detector {
         if ev.mm == 0 {
             match &ev.data {
                 Data::MigrateStart(_) | Data::MigrateEnd(_) => {
-                    globals.migration.on_event(&ev, &mut ctx);
+                    globals.migration.on_event(ev, &mut ctx);
                 }
                 // process_mrelease(2) on the tracepoint rung carries no mm: the
                 // reaping it does is not attributable (coverage says so).
@@ -285,15 +287,20 @@ impl Detector {
             return;
         }
         let key: MmKey = (ev.mm, if ev.is_sequenced() { ev.mm_gen } else { 0 });
-        let (mm, evicted) = mms.get_or_insert_with(key, || MmRules::new(key));
-        mm.on_event(&ev, globals, &mut ctx);
-        if let Some((_, dropped)) = evicted {
-            ctx.stats.mms_evicted += 1;
-            ctx.stats.windows_dropped += dropped.open_windows();
+        // Looked up first, inserted only when absent: one hash on the usual path.
+        if let Some(mm) = mms.get_mut(&key) {
+            mm.on_event(ev, globals, &mut ctx);
+        } else {
+            let (mm, evicted) = mms.get_or_insert_with(key, || MmRules::new(key));
+            mm.on_event(ev, globals, &mut ctx);
+            if let Some((_, dropped)) = evicted {
+                ctx.stats.mms_evicted += 1;
+                ctx.stats.windows_dropped += dropped.open_windows();
+            }
+            ctx.stats.peak_mms = ctx.stats.peak_mms.max(mms.len() as u64);
         }
-        ctx.stats.peak_mms = ctx.stats.peak_mms.max(mms.len() as u64);
-        if key.1 != 0 && ends_generation(&ev) {
-            self.end_generation(key, Close::GenerationEnd, Some(&ev), out);
+        if key.1 != 0 && ends_generation(ev) {
+            self.end_generation(key, Close::GenerationEnd, Some(ev), out);
         }
     }
 
