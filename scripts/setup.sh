@@ -51,7 +51,10 @@ if [ "$for_tests" -eq 1 ]; then
     # test (promtool too); util-linux: setpriv for the unprivileged-user test
     # and the daemon's capability tests; systemd (systemd-analyze) and strace:
     # checking the daemon's unit and its system-call filter.
-    pkgs=(qemu-system-x86 busybox-static xz-utils zstd prometheus util-linux procps systemd strace)
+    # chromium: the HTML report opened headless (monitor/tests/report.rs);
+    # nodejs + npm (if the machine has no Node.js): Grafana's schema types.
+    pkgs=(qemu-system-x86 busybox-static xz-utils zstd prometheus util-linux procps systemd strace chromium)
+    command -v npm >/dev/null || pkgs+=(nodejs npm)
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -68,6 +71,15 @@ if [ "$for_tests" -eq 1 ]; then
         if printf '%s\n' "${missing[@]}" | grep -qx prometheus; then
             $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
         fi
+    fi
+    # Grafana's published dashboard schema types and the TypeScript compiler,
+    # pinned in dashboards/schema/package.json (monitor/tests/grafana.rs).
+    schema="$(cd "$(dirname "$0")/.." && pwd)/dashboards/schema"
+    want=$(sed -n 's/.*"@grafana\/schema": "\(.*\)".*/\1/p' "$schema/package.json")
+    have=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$schema/node_modules/@grafana/schema/package.json" 2>/dev/null || true)
+    if [ "$want" != "$have" ] || [ ! -f "$schema/node_modules/typescript/bin/tsc" ]; then
+        say "installing @grafana/schema $want and typescript (npm ci in dashboards/schema)"
+        npm ci --prefix "$schema" --no-audit --no-fund --loglevel=error
     fi
 fi
 say "ok"

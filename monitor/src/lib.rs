@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod loader;
 pub mod plan;
 pub mod render;
+pub mod report;
 pub mod session;
 pub mod sys;
 pub mod tracefile;

@@ -604,6 +604,56 @@ fn substitute_grafana(expr: &str, template_vars: &BTreeSet<String>) -> String {
     out
 }
 
+/// Every annotation query of the dashboards runs as a range query (what
+/// Grafana does with them) and uses exported metrics; the near-miss one
+/// marks the UFFDIO_COPY race's near miss, the violation one marks nothing
+/// on a healthy kernel.
+fn annotations_mark_findings(
+    prom: &Prometheus,
+    dash: &Value,
+    vars: &BTreeSet<String>,
+    exported: &BTreeSet<String>,
+    near_miss: bool,
+) {
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mut marks = BTreeMap::new();
+    for a in dash["annotations"]["list"].as_array().expect("annotations") {
+        assert_eq!(a["datasource"]["uid"], "${datasource}", "{}", a["name"]);
+        let expr = substitute_grafana(a["target"]["expr"].as_str().expect("expr"), vars);
+        for name in promql_metric_names(&expr) {
+            assert!(
+                exported.contains(&name),
+                "annotation {} uses {name}",
+                a["name"]
+            );
+        }
+        let data = prom.api(&format!(
+            "/api/v1/query_range?query={}&start={}&end={end}&step=15",
+            url_encode(&expr),
+            end - 600
+        ));
+        let kinds: Vec<String> = data["result"]
+            .as_array()
+            .expect("matrix")
+            .iter()
+            .filter_map(|s| s["metric"]["kind"].as_str().map(str::to_owned))
+            .collect();
+        marks.insert(a["name"].as_str().expect("name").to_owned(), kinds);
+    }
+    assert_eq!(marks.get("Violations"), Some(&Vec::new()), "{marks:?}");
+    if near_miss {
+        assert!(
+            marks["Near misses"]
+                .iter()
+                .any(|k| k == "uffd_copy_vs_mm_change"),
+            "the near miss is not marked: {marks:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Trace files.
 
@@ -989,6 +1039,9 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
                 checked += 1;
             }
         }
+        // The finding annotations, as Grafana runs them (a range query).
+        let near_miss = uffd["copies_eagain"].as_u64().unwrap_or(0) > 0;
+        annotations_mark_findings(&prom, &dash, &vars, &exported, near_miss);
     }
     assert!(checked >= 20, "only {checked} dashboard queries found");
 

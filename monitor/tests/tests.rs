@@ -15,12 +15,20 @@
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
 //! - `tidy`: no kernel, no root: metric names agree between the daemon,
 //!   docs/metrics.md, the dashboards and the alert rules.
+//! - `report`: `monitor analyze --html` opened in headless Chromium
+//!   (`browser`: the DevTools protocol on a pipe) and the Perfetto export
+//!   checked against the trace-event format. Needs Debian's `chromium`.
+//! - `grafana`: the dashboards type-checked against Grafana's published
+//!   schema (`@grafana/schema`, pinned, in `dashboards/schema`).
 //! - `checks`: the assertions host and VM tests share.
 
+mod browser;
 mod checks;
 mod cli;
 mod daemon;
+mod grafana;
 mod host;
+mod report;
 mod tidy;
 mod util;
 mod vm;

@@ -10,7 +10,7 @@ use std::{
 
 use monitor_detector::{FileAnalyzer, FileReport, Report};
 
-use super::args::{AnalyzeArgs, Format};
+use super::args::{AnalyzeArgs, AnalyzeFormat};
 
 fn analyze_file(path: &std::path::Path) -> FileReport {
     let name = path.display().to_string();
@@ -37,10 +37,16 @@ fn analyze_file(path: &std::path::Path) -> FileReport {
 }
 
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let report = Report::new(args.files.iter().map(|p| analyze_file(p)).collect());
+    let (report, perfetto) = if super::report::wanted(&args) {
+        super::report::run(&args)?
+    } else {
+        let files = args.files.iter().map(|p| analyze_file(p)).collect();
+        (Report::new(files), None)
+    };
     match args.format {
-        Format::Table => print!("{}", report.render_table()),
-        Format::Json => print!("{}", report.render_json()),
+        AnalyzeFormat::Table => print!("{}", report.render_table()),
+        AnalyzeFormat::Json => print!("{}", report.render_json()),
+        AnalyzeFormat::Perfetto => print!("{}", perfetto.unwrap_or_default()),
     }
     for e in report.errors() {
         eprintln!("monitor: error: {e}");

@@ -170,9 +170,23 @@ pub struct AnalyzeArgs {
     /// Trace files recorded by `monitor trace --output` (or the daemon).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Output format.
+    /// Output format on stdout (perfetto: Chrome trace-event JSON for Perfetto UI
+    /// and chrome://tracing, see docs/report.md).
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: AnalyzeFormat,
+    /// Also write a self-contained HTML report (swimlanes per finding) to this file.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AnalyzeFormat {
+    /// Aligned columns for humans.
+    Table,
+    /// One JSON object per line.
+    Json,
+    /// Chrome trace-event JSON (Perfetto UI, chrome://tracing).
+    Perfetto,
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h` or a plain number of seconds.

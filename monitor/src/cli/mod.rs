@@ -8,6 +8,7 @@ use clap::{Parser as _, error::ErrorKind};
 pub mod analyze;
 pub mod args;
 pub mod check;
+pub mod report;
 pub mod run;
 pub mod trace;
 
