@@ -3,15 +3,16 @@
 # fresh Debian/Ubuntu machine with rustup. Idempotent: when everything is there
 # it only checks, in about a second.
 #
-#   scripts/setup.sh             nightly rust-src + bpf-linker (to build and run)
-#   scripts/setup.sh --for-tests also the packages the test suite uses
+#   scripts/setup.sh             nightly rust-src + bpf-linker (to build and run),
+#                                the musl target (static release binary)
+#   scripts/setup.sh --for-tests also the packages and tools the test suite uses
 set -euo pipefail
 
 for_tests=0
 for arg in "$@"; do
     case "$arg" in
         --for-tests) for_tests=1 ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "setup: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -45,15 +46,29 @@ if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
     cargo install bpf-linker --version "$BPF_LINKER_VERSION" --locked
 fi
 
+# The release binary (cargo xtask dist) and the VM guests' binaries are
+# static, built for musl (docs/deployment.md, "Why musl").
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    say "installing the x86_64-unknown-linux-musl target"
+    rustup target add x86_64-unknown-linux-musl
+fi
+
 if [ "$for_tests" -eq 1 ]; then
     # qemu + busybox: VM tests on Debian kernels; dpkg-dev tools and xz/zstd:
     # unpacking kernel packages and modules; prometheus: the daemon's scrape
     # test (promtool too); util-linux: setpriv for the unprivileged-user test
     # and the daemon's capability tests; systemd (systemd-analyze) and strace:
-    # checking the daemon's unit and its system-call filter.
+    # checking the daemon's unit and its system-call filter. The release
+    # artifacts' tests: mmdebstrap (Debian 11 chroot, bookworm systemd guest),
+    # e2fsprogs (its disk image), lintian, buildah, podman, runc and jq (the
+    # image and its seccomp profile),
+    # file, binutils (readelf), llvm (llvm-objdump), man-db, python3-venv
+    # (kubernetes-validate and checkov below), curl.
     # chromium: the HTML report opened headless (monitor/tests/report.rs);
     # nodejs + npm (if the machine has no Node.js): Grafana's schema types.
-    pkgs=(qemu-system-x86 busybox-static xz-utils zstd prometheus util-linux procps systemd strace chromium)
+    pkgs=(qemu-system-x86 busybox-static xz-utils zstd prometheus util-linux procps systemd strace
+          mmdebstrap e2fsprogs lintian buildah podman runc jq file binutils llvm man-db python3-venv curl
+          chromium)
     command -v npm >/dev/null || pkgs+=(nodejs npm)
     missing=()
     for p in "${pkgs[@]}"; do
@@ -81,5 +96,27 @@ if [ "$for_tests" -eq 1 ]; then
         say "installing @grafana/schema $want and typescript (npm ci in dashboards/schema)"
         npm ci --prefix "$schema" --no-audit --no-fund --loglevel=error
     fi
+
+    # cargo-deb builds the Debian package (cargo xtask dist --deb).
+    CARGO_DEB_VERSION=3.6.2
+    if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+        say "installing cargo-deb $CARGO_DEB_VERSION (about 3 minutes)"
+        cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
+    fi
+
+    # PyPI tools of the Kubernetes manifest test, pinned, in a venv under target/.
+    venv="$(cd "$(dirname "$0")/.." && pwd)/target/ship-venv"
+    pins="kubernetes-validate==1.37.0 checkov==3.3.30"
+    if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
+        say "installing $pins into $venv (about 2 minutes)"
+        rm -rf "$venv"
+        /usr/bin/python3 -m venv "$venv"
+        # shellcheck disable=SC2086 # the pins are separate words
+        "$venv/bin/pip" install --quiet --disable-pip-version-check $pins
+        echo "$pins" > "$venv/.pins"
+    fi
+
+    # kubectl (with kustomize) is not packaged by Debian; the CI image has it.
+    command -v kubectl >/dev/null || say "warning: kubectl is missing: the kustomize test (ship::) will fail"
 fi
 say "ok"

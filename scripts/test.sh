@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: setup, format, lint (host and BPF
 # crates), unit and integration tests (the real host kernel as root, and a real
-# Prometheus), then the VM matrix: Debian 5.10, 6.1 and 6.12 kernels under QEMU,
-# after a self-test of the VM harness.
+# Prometheus), the release artifacts (static tarball on Debian 11, .deb with
+# lintian, podman image, kustomize manifests), then the VM matrix: Debian 5.10,
+# 6.1 and 6.12 kernels under QEMU, after a self-test of the VM harness, and the
+# .deb under systemd as PID 1 in a Debian bookworm guest.
 #
 #   scripts/test.sh            everything
 set -euo pipefail
@@ -10,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 for arg in "$@"; do
     case "$arg" in
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "test: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -37,10 +39,19 @@ step "unit and integration tests (host kernel $(uname -r), as root)"
 # root is an error, so CI runs every one of them.
 MONITOR_ROOT_TESTS=1 cargo test --locked
 
+step "release artifacts: static tarball, .deb, container image (cargo xtask dist)"
+cargo xtask dist --deb --image
+
+step "release artifacts: Debian 11 chroot, lintian, podman, kustomize + kubernetes-validate + checkov"
+cargo test --locked -p monitor --test tests ship:: -- --ignored --test-threads=1
+
 step "VM harness self-test (a wrong expectation, a panic, a hang, a silent guest must each fail)"
 cargo xtask vm --kernel 6.1 --self-test --quiet
 
 step "VM matrix: Debian 5.10, 6.1, 6.12 under QEMU (TCG, two NUMA nodes)"
 cargo xtask vm --kernel all --quiet
+
+step "systemd guest: Debian bookworm, systemd as PID 1, the .deb installed with dpkg -i (kernel 6.1)"
+cargo xtask vm --kernel 6.1 --systemd --quiet
 
 echo "test: all passed in $(( $(date +%s) - start ))s" >&2

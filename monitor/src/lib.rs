@@ -6,10 +6,12 @@
 //! `monitor-detector`; this crate does the IO around them.
 
 pub mod btf;
+pub mod build_info;
 pub mod cli;
 pub mod daemon;
 pub mod gate;
 pub mod ingest;
+pub mod journal;
 pub mod loader;
 pub mod plan;
 pub mod render;

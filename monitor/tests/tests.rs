@@ -21,6 +21,11 @@
 //! - `grafana`: the dashboards type-checked against Grafana's published
 //!   schema (`@grafana/schema`, pinned, in `dashboards/schema`).
 //! - `checks`: the assertions host and VM tests share.
+//! - `ship`: the release artifacts (`cargo xtask dist --deb --image`): the
+//!   static tarball, Debian 11, lintian, podman, kustomize (`#[ignore]`;
+//!   scripts/test.sh runs them after building the artifacts).
+//! - `vm_systemd`: the `.deb` under systemd as PID 1 in a Debian bookworm
+//!   guest (`cargo xtask vm --systemd`).
 
 mod browser;
 mod checks;
@@ -29,7 +34,9 @@ mod daemon;
 mod grafana;
 mod host;
 mod report;
+mod ship;
 mod tidy;
 mod util;
 mod vm;
 mod vm_selftest;
+mod vm_systemd;

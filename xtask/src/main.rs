@@ -4,6 +4,7 @@
 
 mod bench;
 mod clippy;
+mod dist;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Bench(bench::Args),
     /// Boot Debian kernels under QEMU and run the VM tests inside.
     Vm(vm::Args),
+    /// Build the release artifacts: static tarball (and --deb, --image) in target/dist.
+    Dist(dist::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Clippy(a) => clippy::run(&a),
         Command::Vm(a) => vm::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Dist(a) => dist::run(&a),
     }
 }

@@ -10,7 +10,7 @@ use crate::plan::Rung;
 #[derive(Debug, Parser)]
 #[command(
     name = "monitor",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about = "eBPF race monitor for Linux memory management",
     long_about = "Watches the windows in which known mm races happen (OOM reaper vs exit_mmap, \
                   faults after MMF_UNSTABLE, leftover migration entries, UFFDIO_COPY vs \
@@ -35,6 +35,20 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the race detector over recorded trace files.
     Analyze(AnalyzeArgs),
+    /// Packaging: write man pages and shell completions (see `cargo xtask dist`).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// `monitor generate` (hidden, for packaging).
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Write the man pages (section 8) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub man: Option<PathBuf>,
+    /// Write bash, zsh and fish completions into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub completions: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

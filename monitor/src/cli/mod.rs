@@ -8,11 +8,14 @@ use clap::{Parser as _, error::ErrorKind};
 pub mod analyze;
 pub mod args;
 pub mod check;
+pub mod generate;
 pub mod report;
 pub mod run;
 pub mod trace;
 
 use args::{Cli, Command};
+
+use crate::journal;
 
 /// Exit code for errors (bad input, missing privileges, unusable kernel).
 pub const EXIT_ERROR: u8 = 2;
@@ -28,11 +31,12 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Generate(args) => generate::run(&args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("monitor: error: {e:#}");
+            eprintln!("{}monitor: error: {e:#}", err_prefix());
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -83,7 +87,12 @@ fn init_logging(verbose: u8) {
     let _ = log::set_logger(&StderrLogger);
 }
 
-/// Plain stderr logger (journald adds its own timestamps).
+fn err_prefix() -> &'static str {
+    journal::stderr(journal::Priority::Err)
+}
+
+/// Plain stderr logger (journald adds its own timestamps; under journald
+/// each line carries its syslog priority, see `journal.rs`).
 struct StderrLogger;
 
 impl log::Log for StderrLogger {
@@ -94,7 +103,8 @@ impl log::Log for StderrLogger {
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
             eprintln!(
-                "monitor: {}: {}",
+                "{}monitor: {}: {}",
+                journal::stderr(journal::Priority::from_level(record.level())),
                 record.level().as_str().to_lowercase(),
                 record.args()
             );

@@ -140,12 +140,21 @@ impl Metrics {
                     "build_info",
                     "Always 1; labels describe the monitor build and the running kernel.",
                 ),
-                &["version", "wire_version", "bpf_object", "kernel"],
+                &[
+                    "version",
+                    "revision",
+                    "build_date",
+                    "wire_version",
+                    "bpf_object",
+                    "kernel",
+                ],
             )?,
         );
         build_info
             .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
+                crate::build_info::VERSION,
+                crate::build_info::GIT_REV,
+                crate::build_info::BUILD_DATE,
                 &monitor_common::maps::WIRE_VERSION.to_string(),
                 info.bpf_object,
                 info.kernel_release,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod http;
 pub mod kstats;
 pub mod metrics;
+pub mod notify;
 pub mod record;
 pub mod sink;
 
@@ -111,26 +112,6 @@ impl Handler for Endpoints {
     }
 }
 
-/// Tells systemd (`Type=notify`) about state changes; a no-op elsewhere.
-fn sd_notify(state: &str) {
-    use std::os::{linux::net::SocketAddrExt as _, unix::net::UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
-    let res = match bytes.strip_prefix(b"@") {
-        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr)),
-        None => sock.send_to(state.as_bytes(), &path),
-    };
-    if let Err(e) = res {
-        log::warn!("notifying systemd ({state}): {e}");
-    }
-}
-
 /// BPF objects this process still holds: programs, links and perf events
 /// (how tracepoint programs are attached), from `/proc/self/fd`.
 pub fn bpf_attachments_held() -> io::Result<usize> {
@@ -152,6 +133,7 @@ pub fn bpf_attachments_held() -> io::Result<usize> {
 
 async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
+    let mut control = notify::Control::install()?;
     let mut session = Session::start(&cfg.load)?;
     for line in render::plan_lines(&session.loaded.hooks, session.loaded.object.name()) {
         eprintln!("monitor: {line}");
@@ -199,8 +181,9 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         .any(|h| h.hook == monitor_common::catalogue::HookId::UffdIoctl && h.is_attached());
     if uffd_attached && session.loaded.config.userfaultfd_ioctl == 0 {
         eprintln!(
-            "monitor: warning: kernel addresses are hidden (no CAP_SYSLOG?): UFFDIO_COPY records \
-             cannot be attributed to an mm (hook uffd_ioctl reported degraded)"
+            "{}monitor: warning: kernel addresses are hidden (no CAP_SYSLOG?): UFFDIO_COPY records \
+             cannot be attributed to an mm (hook uffd_ioctl reported degraded)",
+            crate::journal::stderr(crate::journal::Priority::Warning)
         );
         impaired.push("uffd_ioctl");
     }
@@ -251,11 +234,14 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
                 hooks: session.loaded.hooks.clone(),
                 filters: Default::default(),
             };
+            // The first file covers the session from attach: records produced
+            // since then are still in the ring and will be delivered into it,
+            // so its summary counts from zero, not from the counters now.
             Some(Recorder::start(
                 opts.clone(),
                 header,
                 metrics.clone(),
-                &counters,
+                &Default::default(),
             )?)
         }
         None => None,
@@ -278,10 +264,11 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         "monitor: serving metrics on http://{addr}/metrics (and /healthz); {} programs attached",
         program_ids.len()
     );
-    sd_notify(&format!(
-        "READY=1\nSTATUS={attached} of {} hooks attached, serving http://{addr}/metrics",
+    notify::ready(&format!(
+        "{attached} of {} hooks attached, serving http://{addr}/metrics",
         plan::HOOKS.len()
     ));
+    control.health = Some(health.clone());
 
     let mut sink = DaemonSink::new(
         metrics.clone(),
@@ -290,6 +277,7 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
         recorder,
         counters,
     );
+    control.reopen = sink.reopen.clone();
     let every = cfg.map_fill_every;
     let slow_metrics = metrics.clone();
     // The slow timer lives in the stop future, which the session drops when
@@ -304,12 +292,13 @@ async fn daemon(cfg: DaemonConfig, listener: std::net::TcpListener) -> anyhow::R
                     kstats.refresh(&slow_metrics);
                     slow_metrics.run_stats_enabled.set(i64::from(run_stats()));
                 }
+                () = control.step() => {}
                 why = signals.recv() => return why,
             }
         }
     };
     let ended = session.run(&mut sink, stop).await?;
-    sd_notify("STOPPING=1");
+    notify::stopping();
     health.stopping();
     let summary = session.shutdown(&mut sink, ended).await?;
     sink.finish_detection();

@@ -249,11 +249,23 @@ impl Recorder {
         }
         let retry_ok = self.retry_rotation_at.is_none_or(|t| Instant::now() >= t);
         if due && retry_ok {
-            self.rotate(counters);
+            self.rotate(counters, "rotated");
         }
     }
 
-    fn rotate(&mut self, counters: &Counters) {
+    /// SIGHUP (`systemctl reload`): close the current file with its summary
+    /// and start a new one now, as a rotation does (the new file continues
+    /// where the old one ended, so no record falls between them).
+    pub fn reopen(&mut self, counters: &Counters) {
+        if let Some(c) = &mut self.current
+            && let Err(e) = c.writer.flush()
+        {
+            self.error(e.to_string());
+        }
+        self.rotate(counters, "reload");
+    }
+
+    fn rotate(&mut self, counters: &Counters, ended_by: &str) {
         let next = match self.open(counters) {
             Ok(n) => n,
             Err(e) => {
@@ -263,7 +275,7 @@ impl Recorder {
         };
         self.retry_rotation_at = None;
         if let Some(old) = self.current.replace(next) {
-            self.close(old, counters, "rotated");
+            self.close(old, counters, ended_by);
         }
         self.prune();
     }

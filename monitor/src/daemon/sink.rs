@@ -15,11 +15,17 @@ use std::{
 use monitor_detector::{
     Detector, DetectorStats, Event, Finding,
     event::DecodeError,
+    finding::Severity,
     tracefile::{Line, Loss, to_line},
 };
 
 use super::{metrics::Metrics, record::Recorder};
-use crate::{loader::Counters, session::Sink, sys};
+use crate::{
+    journal::{self, Priority},
+    loader::Counters,
+    session::Sink,
+    sys,
+};
 
 /// What `/healthz` reports.
 pub struct Health {
@@ -81,6 +87,8 @@ pub struct DaemonSink {
     /// difference).
     detector_stats: DetectorStats,
     pub recorder: Option<Recorder>,
+    /// Set on SIGHUP (`notify::Control`): start a new trace file at the next flush.
+    pub reopen: Arc<AtomicBool>,
     /// The last counters seen (metrics advance by the difference).
     pub counters: Counters,
     pub delivered: u64,
@@ -106,6 +114,7 @@ impl DaemonSink {
             delivered: 0,
             findings: 0,
             stdout_closed: false,
+            reopen: Arc::default(),
         }
     }
 
@@ -116,11 +125,18 @@ impl DaemonSink {
                 .findings
                 .with_label_values(&[f.kind.name(), f.severity.name()])
                 .inc();
+            let f_severity = f.severity;
             let line = Line::Finding(f);
             if !self.stdout_closed {
                 // One write per line, so concurrent writers and journald never
                 // see half a finding.
-                let mut text = to_line(&line);
+                let priority = match f_severity {
+                    Severity::Violation => Priority::Err,
+                    Severity::Uncertain => Priority::Warning,
+                    Severity::NearMiss => Priority::Notice,
+                };
+                let mut text = journal::stdout(priority).to_owned();
+                text.push_str(&to_line(&line));
                 text.push('\n');
                 let mut out = std::io::stdout().lock();
                 if out
@@ -204,6 +220,15 @@ impl Sink for DaemonSink {
         self.observe_detector();
         if let Some(r) = &mut self.recorder {
             r.flush(&self.counters);
+        }
+        if self.reopen.swap(false, Ordering::Relaxed) {
+            match &mut self.recorder {
+                Some(r) => r.reopen(&self.counters),
+                None => {
+                    log::warn!("SIGHUP: not recording (record.dir is unset): nothing to reopen")
+                }
+            }
+            super::notify::reloaded();
         }
         Ok(true)
     }

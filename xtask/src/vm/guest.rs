@@ -1,5 +1,5 @@
 //! The initramfs: busybox, a small `/init`, the monitor, the scenario and
-//! test binaries (with the shared libraries they link), and modules.
+//! test binaries (all static: no shared library is copied), and modules.
 //!
 //! The guest writes machine-readable output only to the second serial port
 //! (`/dev/ttyS1`), so kernel messages on the console never interleave with it.
@@ -9,7 +9,6 @@ use std::{
     fs,
     io::BufWriter,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use anyhow::{Context as _, bail};
@@ -86,28 +85,6 @@ poweroff -f
     )
 }
 
-/// Shared libraries a dynamically linked binary needs (from `ldd`).
-fn shared_libs(bin: &Path) -> anyhow::Result<BTreeSet<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(bin)
-        .output()
-        .context("running ldd")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut libs = BTreeSet::new();
-    for line in text.lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or
-        // "/lib64/ld-linux-x86-64.so.2 (0x…)"; static binaries print nothing useful.
-        let path = match line.split_once("=>") {
-            Some((_, rhs)) => rhs.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        if let Some(p) = path.filter(|p| p.starts_with('/')) {
-            libs.insert(PathBuf::from(p));
-        }
-    }
-    Ok(libs)
-}
-
 fn add_parents(
     cpio: &mut Cpio<BufWriter<fs::File>>,
     dirs: &mut BTreeSet<String>,
@@ -122,6 +99,24 @@ fn add_parents(
             cpio.dir(&acc)?;
         }
     }
+    Ok(())
+}
+
+/// Adds the modules (in load order, listed in `/etc/modules.order` for
+/// `/init`) and writes the archive out.
+pub fn finish_with_modules(
+    mut cpio: Cpio<BufWriter<fs::File>>,
+    modules: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    let mut order = String::new();
+    for (name, ko) in modules {
+        cpio.file(&format!("/lib/modules/{name}.ko"), ko, false)?;
+        order.push_str(name);
+        order.push('\n');
+    }
+    cpio.file("/etc/modules.order", order.as_bytes(), false)?;
+    let mut w = cpio.finish()?;
+    std::io::Write::flush(&mut w)?;
     Ok(())
 }
 
@@ -172,31 +167,24 @@ pub fn write_initramfs(
     })?;
     cpio.file("/bin/busybox", &busybox, true)?;
 
-    let mut libs = BTreeSet::new();
+    // Static binaries only: the guest has no shared libraries at all.
     for (src, dst) in [
         (&payload.monitor, "/bin/monitor"),
         (&payload.scenario, "/bin/scenario"),
         (&payload.tests, "/bin/vm-tests"),
     ] {
         let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+        crate::dist::check_static(&data).with_context(|| {
+            format!(
+                "{} must be static (built for {})",
+                src.display(),
+                crate::dist::TARGET
+            )
+        })?;
+        add_parents(&mut cpio, &mut dirs, dst)?;
         cpio.file(dst, &data, true)?;
-        libs.extend(shared_libs(src)?);
     }
-    for lib in &libs {
-        let name = lib.to_string_lossy().into_owned();
-        add_parents(&mut cpio, &mut dirs, &name)?;
-        let data = fs::read(lib).with_context(|| format!("reading {}", lib.display()))?;
-        cpio.file(&name, &data, true)?;
-    }
-    let mut order = String::new();
-    for (name, ko) in modules {
-        cpio.file(&format!("/lib/modules/{name}.ko"), ko, false)?;
-        order.push_str(name);
-        order.push('\n');
-    }
-    cpio.file("/etc/modules.order", order.as_bytes(), false)?;
-    let mut w = cpio.finish()?;
-    std::io::Write::flush(&mut w)?;
+    finish_with_modules(cpio, modules)?;
     if fs::metadata(out)?.len() < 1024 {
         bail!("initramfs {} is implausibly small", out.display());
     }

@@ -12,6 +12,7 @@ mod image;
 pub mod kernels;
 mod qemu;
 mod report;
+mod systemd;
 
 use std::{
     fs,
@@ -58,6 +59,11 @@ pub struct Args {
     /// a silent guest must each make a run fail (on the first kernel given).
     #[arg(long)]
     self_test: bool,
+    /// Boot a Debian bookworm root file system with systemd as PID 1 instead
+    /// of the busybox initramfs, install the .deb (`cargo xtask dist --deb`,
+    /// built first) and run the `vm_systemd::` tests.
+    #[arg(long)]
+    systemd: bool,
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -69,9 +75,15 @@ pub fn workspace_root() -> PathBuf {
 /// Runs cargo in the workspace (stderr passed through); fails unless it
 /// succeeds. Shared with `cargo xtask bench`.
 pub fn cargo(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    cargo_with_env(args, &[])
+}
+
+/// [`cargo`] with extra environment variables.
+pub fn cargo_with_env(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<std::process::Output> {
     eprintln!("xtask: cargo {}", args.join(" "));
     let out = Command::new("cargo")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -106,25 +118,16 @@ pub fn build_release_binaries() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the release monitor, the scenario binary and the integration test
-/// binary; returns their paths.
+/// Builds the static (musl) release monitor, scenario binary and
+/// integration test binary, the monitor exactly as `cargo xtask dist` ships
+/// it; returns their paths. Static binaries need no shared libraries in the
+/// guest.
 fn build(no_build: bool) -> anyhow::Result<Payload> {
-    let target = workspace_root().join("target/release");
+    let target = workspace_root().join(format!("target/{}/release", crate::dist::TARGET));
     let tests = if no_build {
         newest_test_binary(&target.join("deps"))?
     } else {
-        build_release_binaries()?;
-        let out = cargo(&[
-            "test",
-            "--release",
-            "--locked",
-            "-p",
-            "monitor",
-            "--test",
-            "tests",
-            "--no-run",
-            "--message-format=json",
-        ])?;
+        let out = crate::dist::build_static()?;
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -162,12 +165,17 @@ struct Prepared {
 }
 
 fn prepare(kernel: &Kernel) -> anyhow::Result<Prepared> {
+    prepare_with(kernel, kernels::MODULES)
+}
+
+/// [`prepare`] with another set of modules (and their dependencies).
+fn prepare_with(kernel: &Kernel, wanted: &[&str]) -> anyhow::Result<Prepared> {
     let cache = workspace_root().join("target/vm-cache");
     let t = Instant::now();
     let apt = apt::Apt::new(&cache, kernel.suite)?;
     let deb = apt.download(kernel.package, &cache.join("debs"))?;
     let unpacked = image::unpack(&deb, &cache.join("kernels").join(kernel.package))?;
-    let modules = image::modules(&unpacked, kernels::MODULES)?;
+    let modules = image::modules(&unpacked, wanted)?;
     eprintln!(
         "xtask vm: {} ready ({}, {} modules: {}) in {:.1}s",
         kernel.name,
@@ -210,29 +218,42 @@ fn run_once(
         mem_mb: args.mem,
         timeout: Duration::from_secs(args.timeout),
         quiet: args.quiet,
+        disk: None,
+        append: "",
     })?;
     let text = fs::read_to_string(&res.results).unwrap_or_default();
     let report = Report::parse(&text);
-    let verdict = match res.ending {
-        qemu::Ending::Panic => Some("the guest kernel panicked or locked up".to_owned()),
-        qemu::Ending::Timeout => Some(format!("timed out after {}s", args.timeout)),
-        qemu::Ending::PoweredOff => match mode {
-            Mode::Command(_) => match report.exit_code {
-                Some(0) => None,
-                Some(c) => Some(format!("the command exited with {c}")),
-                None => Some("the command never finished".to_owned()),
-            },
-            _ => report.verdict(),
+    let verdict = boot_failure(res.ending, args.timeout).or_else(|| match mode {
+        Mode::Command(_) => match report.exit_code {
+            Some(0) => None,
+            Some(c) => Some(format!("the command exited with {c}")),
+            None => Some("the command never finished".to_owned()),
         },
-    };
+        _ => report.verdict(),
+    });
     if let Mode::Command(_) = mode {
         for line in text.lines() {
             println!("[{}] {line}", kernel.name);
         }
     }
+    conclude(kernel.name, "", verdict.as_deref(), &res);
+    Ok((verdict, report, dir))
+}
+
+/// A failure the way the guest ended shows by itself (`None`: it powered
+/// off; its report decides).
+fn boot_failure(ending: qemu::Ending, timeout: u64) -> Option<String> {
+    match ending {
+        qemu::Ending::Panic => Some("the guest kernel panicked or locked up".to_owned()),
+        qemu::Ending::Timeout => Some(format!("timed out after {timeout}s")),
+        qemu::Ending::PoweredOff => None,
+    }
+}
+
+/// Prints the outcome of a boot, and the guest's log when it failed.
+fn conclude(name: &str, what: &str, verdict: Option<&str>, res: &qemu::BootResult) {
     eprintln!(
-        "xtask vm: {} {} in {:.1}s",
-        kernel.name,
+        "xtask vm: {name} {what}{} in {:.1}s",
         if verdict.is_none() {
             "passed"
         } else {
@@ -240,10 +261,9 @@ fn run_once(
         },
         res.elapsed.as_secs_f64()
     );
-    if let Some(why) = &verdict {
-        show_guest_log(kernel.name, why, &res.console, &res.results);
+    if let Some(why) = verdict {
+        show_guest_log(name, why, &res.console, &res.results);
     }
-    Ok((verdict, report, dir))
 }
 
 fn show_guest_log(name: &str, why: &str, console: &Path, results: &Path) {
@@ -291,6 +311,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let kernels = select(&args.kernel)?;
+    if args.systemd {
+        return run_systemd(args, &kernels);
+    }
     let payload = build(args.no_build)?;
     if args.self_test {
         return self_test(args, kernels[0], &payload);
@@ -369,6 +392,47 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--systemd`: the package under systemd as PID 1, on each kernel given.
+fn run_systemd(args: &Args, kernels: &[&'static Kernel]) -> anyhow::Result<()> {
+    let deb = crate::dist::make(true, false, args.no_build)?
+        .deb
+        .context("cargo xtask dist made no .deb")?;
+    let payload = build(args.no_build)?;
+    let filter = if args.tests.is_empty() {
+        vec!["vm_systemd::".to_owned()]
+    } else {
+        args.tests.clone()
+    };
+    let mut failed = Vec::new();
+    for kernel in kernels {
+        let mut attempt = 0;
+        loop {
+            let (verdict, report, dir) = systemd::run(args, kernel, &payload, &deb, &filter)?;
+            eprint!("{report}");
+            match verdict {
+                None => break,
+                Some(_) if attempt < args.retries => {
+                    attempt += 1;
+                    eprintln!("xtask vm: retrying {} (systemd)", kernel.name);
+                }
+                Some(why) => {
+                    eprintln!(
+                        "xtask vm: {} systemd FAILED: {why} ({})",
+                        kernel.name,
+                        dir.display()
+                    );
+                    failed.push(kernel.name);
+                    break;
+                }
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("systemd VM tests failed on {}", failed.join(", "));
+    }
+    Ok(())
+}
+
 /// Boots `kernel` once with the binaries in target/release (build them
 /// first), runs `cmd` in the guest and returns its output (stdout and
 /// stderr). For `cargo xtask bench`.
@@ -385,6 +449,7 @@ pub fn run_in_guest(kernel: &str, cmd: &str, timeout: Duration) -> anyhow::Resul
         run: Some(cmd.to_owned()),
         list: false,
         self_test: false,
+        systemd: false,
     };
     let payload = build(false)?;
     let prep = prepare(kernel)?;
@@ -417,6 +482,7 @@ fn self_test(args: &Args, kernel: &Kernel, payload: &Payload) -> anyhow::Result<
         list: false,
         run: None,
         self_test: true,
+        systemd: false,
     };
     let cases: [(&str, Mode, Vec<String>); 4] = [
         (

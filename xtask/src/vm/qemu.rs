@@ -24,6 +24,10 @@ pub struct Boot<'a> {
     pub mem_mb: u32,
     pub timeout: Duration,
     pub quiet: bool,
+    /// A raw disk image attached as virtio-blk (`/dev/vda`).
+    pub disk: Option<&'a Path>,
+    /// Appended to the kernel command line.
+    pub append: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +118,18 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootResult> {
         .arg(b.initrd)
         .args([
             "-append",
-            "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet loglevel=4 \
-             transparent_hugepage=madvise",
+            &format!(
+                "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 quiet loglevel=4 \
+                 transparent_hugepage=madvise {}",
+                b.append
+            ),
         ])
+        .args(b.disk.map_or_else(Vec::new, |d| {
+            vec![
+                "-drive".to_owned(),
+                format!("file={},format=raw,if=virtio,cache=unsafe", d.display()),
+            ]
+        }))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

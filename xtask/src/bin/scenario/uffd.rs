@@ -7,10 +7,10 @@ use anyhow::bail;
 use crate::sys::check;
 
 pub const UFFD_API: u64 = 0xaa;
-pub const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
-pub const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
-pub const UFFDIO_COPY: libc::c_ulong = 0xc028_aa03;
-pub const UFFDIO_ZEROPAGE: libc::c_ulong = 0xc020_aa04;
+pub const UFFDIO_API: libc::Ioctl = 0xc018_aa3f_u32 as libc::Ioctl;
+pub const UFFDIO_REGISTER: libc::Ioctl = 0xc020_aa00_u32 as libc::Ioctl;
+pub const UFFDIO_COPY: libc::Ioctl = 0xc028_aa03_u32 as libc::Ioctl;
+pub const UFFDIO_ZEROPAGE: libc::Ioctl = 0xc020_aa04_u32 as libc::Ioctl;
 pub const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
 
 pub const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
