@@ -203,6 +203,8 @@ fn bullseye() -> PathBuf {
     }
     let tmp = dir.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
+    // mmdebstrap wants the parent to exist (a fresh checkout has no cache).
+    std::fs::create_dir_all(dir.parent().expect("cache dir")).expect("create the ship cache");
     ok(Command::new("mmdebstrap")
         .args(["--variant=essential", "--mode=root", "--quiet", "bullseye"])
         .arg(&tmp)
