@@ -185,7 +185,8 @@ pub fn uffd_race(event: &str, extra_args: &[&str]) -> (Recording, serde_json::Va
         .iter()
         .filter(|(_, c)| c.ret == -11 && c.mmap_changing <= 0)
         .count();
-    let allowed = if hook_rung(&rec, "uffd_ioctl") == "fexit" {
+    // (The header names the rung `fentry`; on it this hook is its fexit program.)
+    let allowed = if hook_rung(&rec, "uffd_ioctl") == "fentry" {
         rec.events
             .iter()
             .filter(|e| e.kind() == "uffd_change_end" && copies.iter().any(|(c, _)| c.mm == e.mm))
