@@ -5,7 +5,8 @@
 //! compiled in: userspace resolves each [`Field`] from the running kernel's BTF
 //! and stores it in [`Config::offsets`]. The BPF side reads kernel memory only
 //! through `monitor-ebpf/src/kernel.rs`, which consults this table; a field the
-//! kernel does not have is [`OFFSET_NONE`] and its accessor returns `None`.
+//! kernel does not have is [`OFFSET_NONE`] and its accessor returns a documented
+//! sentinel (0, or -1 where 0 is a real value), never an `Option`.
 
 /// Name of the global in the BPF object that holds the [`Config`].
 pub const CONFIG_SYMBOL: &str = "MONITOR_CONFIG";
@@ -52,10 +53,12 @@ pub enum Field {
     ListHeadNext,
     ListHeadPrev,
     VmUffdCtxCtx,
+    PmdVal,
+    PteVal,
 }
 
 /// Number of [`Field`] values.
-pub const FIELD_COUNT: usize = 34;
+pub const FIELD_COUNT: usize = 36;
 
 impl Field {
     /// Every field with the BTF path that resolves it. Paths go through named
@@ -98,6 +101,9 @@ impl Field {
         (Field::ListHeadNext, "list_head.next"),
         (Field::ListHeadPrev, "list_head.prev"),
         (Field::VmUffdCtxCtx, "vm_userfaultfd_ctx.ctx"),
+        // The page-table entry types: `typedef struct { pmdval_t pmd; } pmd_t`.
+        (Field::PmdVal, "pmd_t.pmd"),
+        (Field::PteVal, "pte_t.pte"),
     ];
 
     pub const fn path(self) -> &'static str {
@@ -162,7 +168,7 @@ const _: () = {
         "keep the offsets table a multiple of 8 bytes (adjust _pad0)"
     );
     assert!(size_of::<Config>().is_multiple_of(8));
-    assert!(Field::VmUffdCtxCtx as usize == FIELD_COUNT - 1);
+    assert!(Field::PteVal as usize == FIELD_COUNT - 1);
 };
 
 #[cfg(test)]

@@ -2,28 +2,33 @@
 //!
 //! Everything that crosses the kernel/user boundary is defined here, once:
 //!
+//! * [`catalogue`]: every event kind, payload, hook and BPF program and how
+//!   they relate (which program serves which hook and emits which events,
+//!   which rules each event kind is routed to), one table row each.
 //! * [`event`]: the wire records. Every record starts with an [`event::EventHeader`]
-//!   followed by the payload struct named by its [`event::EventId`].
+//!   followed by the payload struct named by its [`catalogue::EventId`].
 //! * [`maps`]: map names and default sizes, the counter layout.
 //! * [`config`]: the read-only configuration userspace writes into the BPF object
 //!   before loading it (kernel struct offsets resolved from the running kernel's
 //!   BTF, flag bits, filters).
-//! * [`probes`]: stable ids of every BPF program, used to count hits per hook.
 //!
-//! Layout rules (checked at compile time at the bottom of [`event`]):
+//! Layout rules (checked at compile time in [`event`] and [`catalogue`]):
 //! every struct is `#[repr(C)]`, 8-byte aligned, and has no implicit padding
 //! (explicit `_pad` fields instead); booleans are `u32`; ids are never reused.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
+pub mod catalogue;
 pub mod config;
 pub mod event;
 pub mod maps;
-pub mod probes;
+mod named;
+
+pub use named::Named;
 
 /// Bits of `mm_struct::flags` the monitor reads. `MMF_OOM_SKIP` (21) and
 /// `MMF_UNSTABLE` (22) have not moved since they were introduced (v4.9); the bits
-/// around them were renumbered in v6.0 and v6.18 (see `kernel-notes.md` §3.1), so
-/// nothing else is interpreted.
+/// around them were renumbered in v6.0 and v6.18 (`docs/kernel.md`, "mm->flags"),
+/// so nothing else is interpreted.
 pub mod mmf {
     pub const MMF_OOM_SKIP: u32 = 21;
     pub const MMF_UNSTABLE: u32 = 22;

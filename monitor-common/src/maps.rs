@@ -1,9 +1,13 @@
 //! Map names (as they appear in the BPF object), default sizes and the layout of
 //! the counter maps.
 
-/// Version of the wire layout ([`crate::event`]). Bumped on any change to a
-/// record's layout; recorded in trace-file headers.
-pub const WIRE_VERSION: u32 = 1;
+use crate::named::named;
+
+/// Version of the wire layout ([`crate::event`], [`crate::catalogue`]).
+/// Bumped on any change to a record's layout; recorded in trace-file headers.
+/// 2: the header gained `cgroup_id`; `Fault` carries its result as one
+/// `u64` (`u64::MAX` = not seen) instead of `ret` + `has_ret`.
+pub const WIRE_VERSION: u32 = 2;
 
 /// The single ring buffer carrying every record, in reservation order.
 pub const EVENTS: &str = "EVENTS";
@@ -19,14 +23,16 @@ pub const MM_SEQ_MAX_ENTRIES: u32 = 65_536;
 pub const VICTIMS: &str = "VICTIMS";
 pub const VICTIMS_MAX_ENTRIES: u32 = 4096;
 
-/// Per-task scratch state (entry arguments for return probes, open brackets,
-/// migration PTE counts): `u32` tid → [`TaskScratch`].
+/// Per-task migration-batch state (PTE counts between a batch's start and
+/// end): `u32` tid → [`TaskScratch`].
 pub const TASKS: &str = "TASKS";
 pub const TASKS_MAX_ENTRIES: u32 = 16_384;
 
-/// Arguments saved at a function entry for the matching return program (the
-/// kprobe rung has no arguments at return), and per-task brackets:
-/// [`StashKey`] → [`Stash`] (LRU: a task that dies inside a call ages out).
+/// State kept from a function's entry to its return (the kprobe rung has no
+/// arguments at return; some hooks also mark "this thread is inside the
+/// call"), one slot per (thread, hook): [`StashKey`] → [`Stash`] (LRU: a
+/// task that dies inside a call ages out). Each hook keeps one typed struct
+/// in its slot (`monitor-ebpf/src/stash.rs`).
 pub const STASH: &str = "STASH";
 pub const STASH_MAX_ENTRIES: u32 = 16_384;
 
@@ -41,9 +47,13 @@ pub mod state {
     pub const FLAGS: u32 = 0;
     /// `__mmdrop` is hooked: it, not the end of `exit_mmap`, ends a generation.
     pub const END_AT_MMDROP: u64 = 1 << 0;
-    /// Indices 1..=3 are in-flight counters the programs keep (reaps, exits,
-    /// migration batches).
-    pub const INFLIGHT_LAST: u32 = 3;
+    /// In-flight counters the programs keep, so that hot hooks bail out with
+    /// one array read when nothing interesting runs: threads inside
+    /// `__oom_reap_task_mm` (index 1), inside `exit_mmap` of a tracked mm (2),
+    /// inside a `migrate_pages()` batch (3).
+    pub const REAPS: u32 = 1;
+    pub const EXITS: u32 = 2;
+    pub const MIGRATIONS: u32 = 3;
     /// The fault gate (index 4): non-zero while an mm may be unstable. The
     /// page-fault programs return at once while it is 0, so ordinary faults
     /// cost one array read. Programs open it (store 1) when they see an OOM
@@ -61,7 +71,8 @@ pub mod state {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StashKey {
     pub tid: u32,
-    pub slot: u32,
+    /// A [`crate::catalogue::HookId`].
+    pub hook: u32,
 }
 
 /// Value of [`STASH`].
@@ -71,26 +82,9 @@ pub struct Stash {
     pub args: [u64; 4],
 }
 
-/// Stash slots (one per hook family that needs entry state at return).
-pub mod slot {
-    pub const OOM_REAP: u32 = 1;
-    pub const EXIT_MMAP: u32 = 2;
-    pub const UNMAP_PAGE_RANGE: u32 = 3;
-    pub const UNMAP_VMAS: u32 = 4;
-    pub const STACK_MOVE: u32 = 5;
-    pub const MFILL: u32 = 6;
-    pub const FAULT: u32 = 7;
-    pub const DUP_UFFD: u32 = 8;
-    pub const UFFD_IOCTL: u32 = 9;
-    pub const UFFD_WAIT: u32 = 10;
-    pub const UFFD_PREP: u32 = 11;
-    pub const MARK_VICTIM: u32 = 12;
-    pub const MIGRATE: u32 = 13;
-}
-
-/// Per-CPU `u64` counters, [`COUNTER_REASONS`] × [`crate::event::MAX_EVENT_ID`].
+/// Per-CPU `u64` counters, [`COUNTER_REASONS`] × [`crate::catalogue::MAX_EVENT_ID`].
 pub const COUNTERS: &str = "COUNTERS";
-/// Per-CPU `u64` hit counts, indexed by [`crate::probes::ProbeId`].
+/// Per-CPU `u64` hit counts, indexed by [`crate::catalogue::ProbeId`].
 pub const HITS: &str = "HITS";
 /// Per-CPU `u64` aggregate statistics, indexed by [`Stat`].
 pub const STATS: &str = "STATS";
@@ -114,118 +108,61 @@ pub struct TaskScratch {
     pub ptes_removed: u64,
     /// 1 while the task is between `mm_migrate_pages_start` and `mm_migrate_pages`.
     pub in_migrate: u32,
-    /// Bit set of [`bracket`] the task is inside (function entry seen, return not yet).
-    pub brackets: u32,
-    /// Arguments saved at a kprobe entry for the matching kretprobe.
-    pub args: [u64; 4],
+    pub _pad0: u32,
 }
 
-/// Bits of [`TaskScratch::brackets`].
-pub mod bracket {
-    pub const OOM_REAP: u32 = 1 << 0;
-    pub const EXIT_MMAP: u32 = 1 << 1;
-    pub const UNMAP_PAGE_RANGE: u32 = 1 << 2;
-    pub const UNMAP_VMAS: u32 = 1 << 3;
-    pub const STACK_MOVE: u32 = 1 << 4;
-    pub const MFILL: u32 = 1 << 5;
-    pub const HANDLE_MM_FAULT: u32 = 1 << 6;
-    pub const DUP_UFFD: u32 = 1 << 7;
-    pub const UFFD_IOCTL: u32 = 1 << 8;
-    pub const INVALID_MIGRATION_VMA: u32 = 1 << 9;
-    pub const UFFD_WAIT: u32 = 1 << 10;
-    pub const UFFD_PREP: u32 = 1 << 11;
+named! {
+    /// Why a counter in [`COUNTERS`] was incremented (row of the 2-D array).
+    pub enum CounterReason: "counter reason" {
+        /// The BPF side decided to emit a record (before reserving ring space).
+        Produced = 0 => "produced",
+        /// `bpf_ringbuf_reserve` failed: the ring buffer was full; the record is lost.
+        RingbufFull = 1 => "ringbuf_full",
+        /// The per-mm sequence map was full: the record was emitted unsequenced.
+        SeqMapFull = 2 => "seq_map_full",
+        /// A kernel read for the record failed; the record was emitted with zeroes.
+        ReadError = 3 => "read_error",
+    }
 }
 
-/// Why a counter in [`COUNTERS`] was incremented (row of the 2-D array).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CounterReason {
-    /// The BPF side decided to emit a record (before reserving ring space).
-    Produced = 0,
-    /// `bpf_ringbuf_reserve` failed: the ring buffer was full; the record is lost.
-    RingbufFull = 1,
-    /// The per-mm sequence map was full: the record was emitted unsequenced.
-    SeqMapFull = 2,
-    /// A kernel read for the record failed; the record was emitted with zeroes.
-    ReadError = 3,
-}
-
-pub const COUNTER_REASONS: u32 = 4;
+pub const COUNTER_REASONS: u32 = CounterReason::ALL.len() as u32;
 
 impl CounterReason {
-    pub const ALL: [CounterReason; 4] = [
-        CounterReason::Produced,
-        CounterReason::RingbufFull,
-        CounterReason::SeqMapFull,
-        CounterReason::ReadError,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            CounterReason::Produced => "produced",
-            CounterReason::RingbufFull => "ringbuf_full",
-            CounterReason::SeqMapFull => "seq_map_full",
-            CounterReason::ReadError => "read_error",
-        }
-    }
-
     /// Index of (`self`, event id) in [`COUNTERS`].
     pub const fn index(self, event_id: u32) -> u32 {
-        self as u32 * crate::event::MAX_EVENT_ID + event_id
+        self as u32 * crate::catalogue::MAX_EVENT_ID + event_id
     }
 }
 
 /// Total entries of [`COUNTERS`].
-pub const COUNTERS_ENTRIES: u32 = COUNTER_REASONS * crate::event::MAX_EVENT_ID;
+pub const COUNTERS_ENTRIES: u32 = COUNTER_REASONS * crate::catalogue::MAX_EVENT_ID;
 
-/// Aggregated in-kernel statistics (indices of [`STATS`]). Hot events that need
-/// no per-event record are only counted here.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Stat {
-    /// `migrate:set_migration_pte` hits.
-    MigrationPteSet = 0,
-    /// `migrate:remove_migration_pte` hits.
-    MigrationPteRemoved = 1,
-    /// Migration PTE events outside a `migrate_pages()` batch of the same task
-    /// (THP split, device migration): counted, not attributed to a batch.
-    MigrationPteOutsideBatch = 2,
-    /// Fault hook invocations examined by the in-kernel filter.
-    FaultsExamined = 3,
-    /// The task scratch map was full: a bracket or an entry argument was lost.
-    TaskMapFull = 4,
-    /// `handle_mm_fault` returns whose entry was not seen (filter state lost).
-    FaultUnmatchedReturn = 5,
+named! {
+    /// Aggregated in-kernel statistics (indices of [`STATS`]). Hot events that need
+    /// no per-event record are only counted here.
+    pub enum Stat: "statistic" {
+        /// `migrate:set_migration_pte` hits.
+        MigrationPteSet = 0 => "migration_pte_set",
+        /// `migrate:remove_migration_pte` hits.
+        MigrationPteRemoved = 1 => "migration_pte_removed",
+        /// Migration PTE events outside a `migrate_pages()` batch of the same task
+        /// (THP split, device migration): counted, not attributed to a batch.
+        MigrationPteOutsideBatch = 2 => "migration_pte_outside_batch",
+        /// Fault hook invocations examined by the in-kernel filter.
+        FaultsExamined = 3 => "faults_examined",
+        /// The task or stash map was full: a batch's counts or an entry's state was lost.
+        TaskMapFull = 4 => "task_map_full",
+        /// `handle_mm_fault` returns whose entry was not seen (filter state lost).
+        FaultUnmatchedReturn = 5 => "fault_unmatched_return",
+    }
 }
 
 pub const STATS_ENTRIES: u32 = 16;
-
-impl Stat {
-    pub const ALL: [Stat; 6] = [
-        Stat::MigrationPteSet,
-        Stat::MigrationPteRemoved,
-        Stat::MigrationPteOutsideBatch,
-        Stat::FaultsExamined,
-        Stat::TaskMapFull,
-        Stat::FaultUnmatchedReturn,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Stat::MigrationPteSet => "migration_pte_set",
-            Stat::MigrationPteRemoved => "migration_pte_removed",
-            Stat::MigrationPteOutsideBatch => "migration_pte_outside_batch",
-            Stat::FaultsExamined => "faults_examined",
-            Stat::TaskMapFull => "task_map_full",
-            Stat::FaultUnmatchedReturn => "fault_unmatched_return",
-        }
-    }
-}
 
 const _: () = {
     assert!(size_of::<StashKey>() == 8);
     assert!(size_of::<Stash>() == 32);
     assert!(size_of::<MmSeq>() == 16);
-    assert!(size_of::<TaskScratch>() == 56);
+    assert!(size_of::<TaskScratch>() == 24);
     assert!((Stat::ALL.len() as u32) <= STATS_ENTRIES);
 };

@@ -16,12 +16,14 @@
 
 use std::hint::black_box;
 
-use monitor_common::event::hdr;
+use monitor_common::{
+    catalogue::{HookId, ProbeId, Rung},
+    event::{fault_entry, fixed_str, hdr, reap_source},
+};
 use monitor_detector::{
-    Detector, DetectorConfig, FileAnalyzer,
+    Detector, DetectorConfig, FileAnalyzer, ProbeRef,
     event::{
-        Data, Event, Fault, MarkVictim, Migrate, MmState, Reap, ReapSource, StackMove, UffdCopy,
-        VmaRange,
+        Data, Event, Fault, MarkVictim, Migrate, MmState, Reap, StackMove, UffdCopy, VmaRange,
     },
     tracefile::{FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, to_line},
 };
@@ -65,17 +67,14 @@ impl Gen {
             cpu: pid % 8,
             pid,
             tgid: pid,
-            comm: if kthread {
-                "kworker/u8:1".into()
-            } else {
-                "worker".into()
-            },
+            comm: fixed_str(if kthread { "kworker/u8:1" } else { "worker" }),
             task_flags: if kthread { 0x0020_0000 } else { 0x0040_0000 },
             mm,
             mm_gen: if mm == 0 { 0 } else { generation },
             seq,
+            cgroup_id: 0x1234,
             hdr_flags,
-            probe: "fentry_bench".into(),
+            probe: ProbeRef::known(ProbeId::FexitFault),
             data,
         });
     }
@@ -116,7 +115,8 @@ fn migrate() -> Migrate {
         reason: 0,
         ptes_set: 32,
         ptes_removed: 32,
-        start_seen: true,
+        start_seen: 1,
+        _pad0: 0,
     }
 }
 
@@ -139,7 +139,7 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
     match g.next() % 100 {
         // A process's life, a kthread faulting on it now and then.
         0..=39 => {
-            ev(pid, false, Data::StackMoveStart(sm.clone()), 0);
+            ev(pid, false, Data::StackMoveStart(sm), 0);
             ev(pid, false, Data::StackMoveEnd(sm), 0);
             for _ in 0..(g.next() % 6) {
                 let f = Fault {
@@ -148,8 +148,8 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
                     current_mm: mm,
                     vm_flags: 0,
                     fault_flags: 0x214,
-                    ret: Some(0),
-                    unstable_at_entry: Some(false),
+                    ret: 0,
+                    entry_flags: fault_entry::SEEN,
                 };
                 ev(pid + 1, true, Data::Fault(f), 0);
             }
@@ -157,7 +157,7 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
             ev(pid, false, Data::UnmapVmasStart(vma()), 0);
             ev(pid, false, Data::UnmapVmasEnd(vma()), 0);
             ev(pid, false, Data::ExitMmapEnd(st(0x22_00cd)), 0);
-            ev(pid, false, Data::Mmdrop(st(0x22_00cd)), hdr::END_GENERATION);
+            ev(pid, false, Data::MmDrop(st(0x22_00cd)), hdr::END_GENERATION);
         }
         // userfaultfd copies.
         40..=69 => {
@@ -166,41 +166,43 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
                 ev(pid, false, Data::MfillEnd(copy(4096)), 0);
                 ev(pid, false, Data::UffdCopy(copy(0)), 0);
             }
-            ev(pid, false, Data::Mmdrop(st(0x22_00cd)), hdr::END_GENERATION);
+            ev(pid, false, Data::MmDrop(st(0x22_00cd)), hdr::END_GENERATION);
         }
         // A wait on a migration entry, inside a batch (the batch itself is
         // emitted around it by the caller).
         70..=94 => {
             ev(pid, false, Data::MigrationEntryWait(vma()), 0);
-            ev(pid, false, Data::Mmdrop(st(0x2_00cd)), hdr::END_GENERATION);
+            ev(pid, false, Data::MmDrop(st(0x2_00cd)), hdr::END_GENERATION);
         }
         // An OOM kill; half of them overlap exit_mmap (near misses).
         _ => {
             let victim = MarkVictim {
                 victim_pid: pid,
                 victim_tgid: pid,
-                victim_comm: "worker".into(),
+                victim_comm: fixed_str("worker"),
                 uid: 0,
                 mm_flags: 0x2_00cd,
+                _pad0: 0,
             };
             let reap = Reap {
                 victim_pid: 0,
-                source: ReapSource::Function,
+                source: reap_source::FUNCTION,
                 ret: 1,
                 mm_flags: 0x42_00cd,
+                _pad0: 0,
             };
             let overlap = g.next().is_multiple_of(2);
             ev(pid, false, Data::MarkVictim(victim), 0);
-            ev(40, true, Data::ReapStart(reap.clone()), 0);
+            ev(40, true, Data::ReapStart(reap), 0);
             if !overlap {
-                ev(40, true, Data::ReapEnd(reap.clone()), 0);
+                ev(40, true, Data::ReapEnd(reap), 0);
             }
             ev(pid, false, Data::ExitMmapStart(st(0x42_00cd)), 0);
             if overlap {
                 ev(40, true, Data::ReapEnd(reap), 0);
             }
             ev(pid, false, Data::ExitMmapEnd(st(0x62_00cd)), 0);
-            ev(pid, false, Data::Mmdrop(st(0x62_00cd)), hdr::END_GENERATION);
+            ev(pid, false, Data::MmDrop(st(0x62_00cd)), hdr::END_GENERATION);
         }
     }
     s
@@ -272,8 +274,8 @@ fn hooks() -> Vec<HookStatus> {
     ]
     .iter()
     .map(|h| HookStatus {
-        hook: (*h).to_owned(),
-        rung: "fentry".to_owned(),
+        hook: HookId::from_name(h).expect("hook"),
+        rung: Rung::Fentry,
         target: None,
         programs: Vec::new(),
         refused: Vec::new(),
@@ -340,7 +342,7 @@ fn main() {
     let header = Header {
         format: FORMAT_NAME.to_owned(),
         version: FORMAT_VERSION,
-        wire_version: 1,
+        wire_version: monitor_common::maps::WIRE_VERSION,
         monitor_version: "bench".to_owned(),
         kernel_release: RELEASE.to_owned(),
         hostname: "bench".to_owned(),

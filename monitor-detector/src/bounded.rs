@@ -25,28 +25,34 @@ impl MixHasher {
 }
 
 impl Hasher for MixHasher {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.add(u64::from(*b));
         }
     }
 
+    #[inline]
     fn write_u8(&mut self, v: u8) {
         self.add(u64::from(v));
     }
 
+    #[inline]
     fn write_u32(&mut self, v: u32) {
         self.add(u64::from(v));
     }
 
+    #[inline]
     fn write_u64(&mut self, v: u64) {
         self.add(v);
     }
 
+    #[inline]
     fn write_usize(&mut self, v: usize) {
         self.add(v as u64);
     }
 
+    #[inline]
     fn finish(&self) -> u64 {
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -90,7 +96,6 @@ impl<K: Copy + Eq + Hash + Ord, V> BoundedMap<K, V> {
     }
 
     /// Looks up and marks as recently used.
-    #[cfg(test)]
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.tick += 1;
         let tick = self.tick;

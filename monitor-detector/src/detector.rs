@@ -11,58 +11,17 @@
 //! Findings come out once per window, in a deterministic order: the order in
 //! which their windows closed, and at [`Detector::finish`] by (mm, generation).
 
-use std::{collections::BTreeMap, sync::Arc};
-
-use serde::{Deserialize, Serialize};
-
+pub use crate::limits::{DetectorStats, FindingCounts, Limits};
 use crate::{
     bounded::BoundedMap,
     era::Era,
     event::{Data, Event},
-    finding::{Finding, FindingKind, Severity},
+    finding::{Finding, FindingKind},
     rules::{self, Close, Ctx, Globals, MmRules, RuleCoverage},
     sequencer::{MmKey, Released, Sequencer, ends_generation},
     tracefile::{Header, HookStatus, Line, Loss},
+    windows::Window,
 };
-
-/// Resource bounds. Every limit that forces the detector to forget something
-/// is counted in [`DetectorStats`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Limits {
-    /// How many records (of any mm) an out-of-order event is held while the
-    /// missing sequence numbers of its mm may still arrive.
-    pub reorder_window: u64,
-    /// Mm generations with rule state (and sequence streams) kept at once; the
-    /// least recently used one is forgotten beyond that.
-    pub max_mms: usize,
-    /// Evidence events kept per finding (first and last halves).
-    pub max_evidence: usize,
-    /// Ended generations remembered to recognise a reaper after `exit_mmap`.
-    pub max_tombstones: usize,
-    /// Concurrent migration batches tracked.
-    pub max_open_batches: usize,
-    /// Waits by one task on one page, with no batch in flight, before the
-    /// migration rule reports a possible left-behind entry.
-    pub wait_repeat_threshold: u32,
-    /// How many released records before an exec window a migration PTE
-    /// removal may be and still count as "just before" it.
-    pub near_window_records: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            reorder_window: 256,
-            max_mms: 65_536,
-            max_evidence: 32,
-            max_tombstones: 4096,
-            max_open_batches: 1024,
-            wait_repeat_threshold: 3,
-            near_window_records: 4096,
-        }
-    }
-}
 
 /// What the detector is told about the traced system.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,67 +60,6 @@ impl DetectorConfig {
     }
 }
 
-/// Counters about what the detector saw and what it had to give up on.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DetectorStats {
-    /// Event records pushed.
-    pub events: u64,
-    /// `Loss` lines pushed, and the records they reported lost.
-    pub loss_lines: u64,
-    pub lost_records: u64,
-    /// Per-mm sequence gaps declared (after the reorder window), and the
-    /// number of records missing in them.
-    pub gaps: u64,
-    pub records_missing: u64,
-    /// Events held back because they arrived ahead of their sequence number.
-    pub held: u64,
-    /// Events released after their place had passed (late after a declared
-    /// gap, or duplicates not explained by non-atomic sequencing).
-    pub late_records: u64,
-    /// Events of a generation that had already ended (dropped).
-    pub late_after_end: u64,
-    /// Streams whose first records were never seen (joined mid-stream).
-    pub streams_joined: u64,
-    /// Events about an mm but without a sequence number (`SEQ_MAP_FULL`).
-    pub unsequenced: u64,
-    /// Events that need an mm but carry none (attribution failed in the kernel).
-    pub unattributed: u64,
-    /// Generations that ended without their end record (a new generation
-    /// appeared at the same address).
-    pub generations_end_lost: u64,
-    /// Mm generations forgotten because of `Limits::max_mms`, and the open
-    /// windows dropped with them.
-    pub mms_evicted: u64,
-    pub streams_evicted: u64,
-    pub windows_dropped: u64,
-    /// Evidence events left out of findings (`Limits::max_evidence`).
-    pub evidence_omitted: u64,
-    /// Migration batches not tracked because of `Limits::max_open_batches`.
-    pub batches_dropped: u64,
-    /// Tracepoint-rung batches whose migration PTE set/removed counts differ
-    /// (not provable as a violation; see `docs/detection.md`).
-    pub unbalanced_migrate_batches: u64,
-    /// Migration PTE removals that could not be placed in an exec window.
-    pub unplaced_pte_removals: u64,
-    /// Faults on an unstable mm by its own (dying) threads: excluded.
-    pub owner_faults_ignored: u64,
-    /// Windows that closed with nothing to report (e.g. only retried faults).
-    pub windows_without_verdict: u64,
-    /// Largest number of mm generations tracked at once.
-    pub peak_mms: u64,
-    /// Findings emitted, by `kind/severity`.
-    pub findings: BTreeMap<String, u64>,
-}
-
-impl DetectorStats {
-    pub(crate) fn count_finding(&mut self, kind: FindingKind, severity: Severity) {
-        *self
-            .findings
-            .entry(format!("{}/{}", kind.name(), severity.name()))
-            .or_insert(0) += 1;
-    }
-}
-
 /// The race detector. Pure: no IO, no clock, deterministic.
 pub struct Detector {
     config: DetectorConfig,
@@ -174,6 +72,8 @@ pub struct Detector {
     /// Release index of the last event handed to the rules.
     released: u64,
     scratch: Vec<Released>,
+    /// Race windows closed since the last [`Detector::drain_windows`].
+    windows: Vec<(Window, u64)>,
     finished: bool,
 }
 
@@ -191,6 +91,7 @@ impl Detector {
             stats: DetectorStats::default(),
             released: 0,
             scratch: Vec::new(),
+            windows: Vec::new(),
             finished: false,
             config,
         }
@@ -219,11 +120,20 @@ impl Detector {
         self.mms.len()
     }
 
+    /// The race windows that closed since the last call, with their duration
+    /// in nanoseconds (kernel timestamps): what the daemon's
+    /// `mmrace_window_duration_seconds` histograms observe.
+    pub fn drain_windows(&mut self, mut f: impl FnMut(Window, u64)) {
+        for (w, ns) in self.windows.drain(..) {
+            f(w, ns);
+        }
+    }
+
     /// Feeds one trace line. Header, finding and summary lines are ignored
     /// (the caller configures the detector from the header).
     pub fn push(&mut self, line: &Line) -> Vec<Finding> {
         match line {
-            Line::Event(ev) => self.push_event(ev.clone()),
+            Line::Event(ev) => self.push_event(*ev),
             Line::Loss(loss) => self.push_loss(loss),
             Line::Header(_) | Line::Finding(_) | Line::Summary(_) => Vec::new(),
         }
@@ -237,7 +147,9 @@ impl Detector {
         }
         self.stats.events += 1;
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.sequencer.push(ev, &mut scratch, &mut self.stats);
+        if self.sequencer.push(&ev, &mut scratch, &mut self.stats) {
+            self.on_event(&ev, &mut out);
+        }
         for r in scratch.drain(..) {
             self.dispatch(r, &mut out);
         }
@@ -254,19 +166,25 @@ impl Detector {
         self.stats.lost_records = self.stats.lost_records.saturating_add(total);
         let mut rules: Vec<FindingKind> = Vec::new();
         let mut kinds: Vec<&str> = Vec::new();
-        for (kind, n) in &loss.lost {
+        for (id, n) in &loss.lost {
             if *n == 0 {
                 continue;
             }
-            kinds.push(kind);
-            for r in rules::relevant_rules(kind) {
+            kinds.push(id.name());
+            for r in id.rules() {
                 if !rules.contains(r) {
                     rules.push(*r);
                 }
             }
         }
-        if loss.lost.is_empty() {
+        // Kinds unknown to this build, or no kinds at all: every rule.
+        if loss.unknown_kinds > 0 || loss.lost.is_empty() {
             rules = FindingKind::ALL.to_vec();
+        }
+        // By name, as loss lines spell them.
+        kinds.sort_unstable();
+        if loss.unknown_kinds > 0 {
+            kinds.push("kinds unknown to this build");
         }
         if rules.is_empty() {
             return Vec::new();
@@ -313,14 +231,14 @@ impl Detector {
 
     fn dispatch(&mut self, r: Released, out: &mut Vec<Finding>) {
         match r {
-            Released::Event(ev) => self.on_event(ev, out),
+            Released::Event(ev) => self.on_event(&ev, out),
             Released::Gap { key, missing } => {
                 if !self.config.seq_gaps_are_loss {
                     return;
                 }
                 let note = format!("{missing} record(s) of this mm missing from its sequence");
                 if let Some(mm) = self.mms.peek_mut(&key) {
-                    mm.on_loss(&FindingKind::ALL, &note);
+                    mm.on_loss(FindingKind::ALL, &note);
                 }
             }
             Released::Replaced { old } => {
@@ -336,9 +254,8 @@ impl Detector {
         }
     }
 
-    fn on_event(&mut self, ev: Event, out: &mut Vec<Finding>) {
+    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
         self.released += 1;
-        let ev = Arc::new(ev);
         let Detector {
             era,
             config,
@@ -346,6 +263,7 @@ impl Detector {
             globals,
             stats,
             released,
+            windows,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -353,12 +271,13 @@ impl Detector {
             limits: &config.limits,
             out,
             stats,
+            windows,
             at: *released,
         };
         if ev.mm == 0 {
             match &ev.data {
                 Data::MigrateStart(_) | Data::MigrateEnd(_) => {
-                    globals.migration.on_event(&ev, &mut ctx);
+                    globals.migration.on_event(ev, &mut ctx);
                 }
                 // process_mrelease(2) on the tracepoint rung carries no mm: the
                 // reaping it does is not attributable (coverage says so).
@@ -368,15 +287,20 @@ impl Detector {
             return;
         }
         let key: MmKey = (ev.mm, if ev.is_sequenced() { ev.mm_gen } else { 0 });
-        let (mm, evicted) = mms.get_or_insert_with(key, || MmRules::new(key));
-        mm.on_event(&ev, globals, &mut ctx);
-        if let Some((_, dropped)) = evicted {
-            ctx.stats.mms_evicted += 1;
-            ctx.stats.windows_dropped += dropped.open_windows();
+        // Looked up first, inserted only when absent: one hash on the usual path.
+        if let Some(mm) = mms.get_mut(&key) {
+            mm.on_event(ev, globals, &mut ctx);
+        } else {
+            let (mm, evicted) = mms.get_or_insert_with(key, || MmRules::new(key));
+            mm.on_event(ev, globals, &mut ctx);
+            if let Some((_, dropped)) = evicted {
+                ctx.stats.mms_evicted += 1;
+                ctx.stats.windows_dropped += dropped.open_windows();
+            }
+            ctx.stats.peak_mms = ctx.stats.peak_mms.max(mms.len() as u64);
         }
-        ctx.stats.peak_mms = ctx.stats.peak_mms.max(mms.len() as u64);
-        if key.1 != 0 && ends_generation(&ev) {
-            self.end_generation(key, Close::GenerationEnd, Some(&ev), out);
+        if key.1 != 0 && ends_generation(ev) {
+            self.end_generation(key, Close::GenerationEnd, Some(ev), out);
         }
     }
 
@@ -395,6 +319,7 @@ impl Detector {
             limits: &self.config.limits,
             out,
             stats: &mut self.stats,
+            windows: &mut self.windows,
             at: self.released,
         };
         mm.end(close, end, &mut self.globals, &mut ctx);

@@ -1,5 +1,5 @@
 //! Kernel eras: what counts as a near miss and what as a violation depends on
-//! which fixes the traced kernel carries (`kernel-notes.md` §4).
+//! which fixes the traced kernel carries (`docs/kernel.md`).
 //!
 //! The era is derived from the `uname -r` string recorded in the trace header
 //! (`6.1.0-50-cloud-amd64`, `6.12.117+deb12-cloud-amd64`, `5.10.0-32-cloud-amd64`,
@@ -48,7 +48,7 @@ fn leading_number(s: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// The OOM reaper vs `exit_mmap` protocol in force (`kernel-notes.md` §4.1).
+/// The OOM reaper vs `exit_mmap` protocol in force (`docs/kernel.md`, "The four races").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OomEra {
@@ -61,7 +61,7 @@ pub enum OomEra {
     /// (v4.17+, backported to 4.14/4.16 stable) reaps the mm itself, sets
     /// `MMF_OOM_SKIP` and takes `mmap_sem` for write once as a barrier before
     /// `unmap_vmas`. An external reaper may overlap the start of `exit_mmap`
-    /// (legal), never its `unmap_vmas` (seed 001's BUG).
+    /// (legal), never its `unmap_vmas` (the BUG behind 27ae357fa82b).
     ExitBarrier,
     /// v6.0+ (bf3980c85212): `exit_mmap`'s `unmap_vmas` runs under the read lock
     /// and may legally overlap the reaper's zap; teardown needs the write lock.

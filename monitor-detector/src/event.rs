@@ -1,20 +1,30 @@
-//! The decoded, owned form of a wire record: what the detector consumes, what
+//! The decoded form of a wire record: what the detector consumes, what
 //! `monitor trace --format json` prints and what trace files store.
 //!
-//! [`Event::decode`] turns the bytes of one ring-buffer record into an [`Event`];
-//! it never panics and reports malformed input as a [`DecodeError`].
+//! An [`Event`] is the record's header fields plus its payload, exactly as
+//! the BPF side wrote them ([`Data`] holds the wire payload structs of
+//! `monitor_common::catalogue`): plain integers and inline strings, `Copy`,
+//! never a heap allocation. [`Event::decode`] turns the bytes of one
+//! ring-buffer record into an [`Event`]; it never panics and reports malformed
+//! input as a [`DecodeError`].
+//!
+//! The trace-file spelling of every field comes from the catalogue's field
+//! kinds ([`monitor_common::event::Fields`]); [`crate::json`] reads and
+//! writes it.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
-use monitor_common::{
-    event::{self as wire, EventHeader, EventId, hdr},
-    pf,
-    probes::ProbeId,
+pub use monitor_common::catalogue::{
+    Data, EventId, Exec, ExecMmSwitch, Fault, Fork, MarkVictim, Migrate, MmState, Mrelease,
+    ProbeId, Reap, StackMove, UffdChange, UffdCopy, VmaRange,
 };
-use serde::{Deserialize, Serialize};
+use monitor_common::{
+    event::{self as wire, EventHeader, hdr, reap_source, uffd_event},
+    pf,
+};
 
 /// One observed kernel event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
     /// Kernel monotonic time (`bpf_ktime_get_ns`), nanoseconds since boot.
     pub t: u64,
@@ -22,201 +32,115 @@ pub struct Event {
     /// Thread id and thread-group id of the task that ran the hook.
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
     /// `current->flags`.
     pub task_flags: u32,
     /// The `mm_struct` address (0 = not about one mm).
-    #[serde(with = "hex_u64")]
     pub mm: u64,
     /// Generation id of `mm` (see [`EventHeader::mm_gen`]); 0 if unsequenced.
     pub mm_gen: u64,
     /// Per-(mm, generation) sequence number; 0 if unsequenced.
     pub seq: u64,
+    /// The cgroup v2 id of the task (see [`EventHeader::cgroup_id`]); 0 in
+    /// traces recorded before it existed.
+    pub cgroup_id: u64,
     /// [`hdr`] bits.
     pub hdr_flags: u32,
-    /// Name of the BPF program that produced it (its hook and rung).
-    pub probe: String,
-    #[serde(flatten)]
+    /// The BPF program that produced it (its hook and rung).
+    pub probe: ProbeRef,
+    /// `current->comm`, NUL-terminated.
+    pub comm: [u8; 16],
     pub data: Data,
 }
 
-/// The event kind and its payload. The `ev` tag values are
-/// [`EventId::name`]s.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "ev", rename_all = "snake_case")]
-pub enum Data {
-    MarkVictim(MarkVictim),
-    ReapStart(Reap),
-    ReapEnd(Reap),
-    ReapSkip(Reap),
-    ReaperUnmapStart(VmaRange),
-    ReaperUnmapEnd(VmaRange),
-    MreleaseEnter(Mrelease),
-    MreleaseExit(Mrelease),
-    ExitMmapStart(MmState),
-    ExitMmapEnd(MmState),
-    UnmapVmasStart(VmaRange),
-    UnmapVmasEnd(VmaRange),
-    Mmdrop(MmState),
-    Exec(Exec),
-    ExecMmSwitch(ExecMmSwitch),
-    StackMoveStart(StackMove),
-    StackMoveEnd(StackMove),
-    MigrateStart(Migrate),
-    MigrateEnd(Migrate),
-    MigrationSkipTempStack(VmaRange),
-    MigrationEntryInTempStack(VmaRange),
-    MigrationPteRemoved(VmaRange),
-    MigrationEntryWait(VmaRange),
-    Fault(Fault),
-    KernelFault(Fault),
-    KthreadUseMm(MmState),
-    KthreadUnuseMm(MmState),
-    UffdCopy(UffdCopy),
-    MfillStart(UffdCopy),
-    MfillEnd(UffdCopy),
-    UffdChangeBegin(UffdChange),
-    UffdChangeEnd(UffdChange),
-    Fork(Fork),
+/// The program that produced a record: a catalogue [`ProbeId`], or a number
+/// or name this build does not know (a newer BPF object, an old test trace).
+/// Written as the program's name, or `probe_N` for an unknown number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProbeRef(u32);
+
+impl ProbeRef {
+    /// A name this build does not know.
+    pub const UNKNOWN: ProbeRef = ProbeRef(u32::MAX);
+
+    pub const fn known(p: ProbeId) -> ProbeRef {
+        ProbeRef(p as u32)
+    }
+
+    /// The id as the record carried it.
+    pub const fn from_raw(id: u32) -> ProbeRef {
+        ProbeRef(id)
+    }
+
+    pub const fn get(self) -> Option<ProbeId> {
+        ProbeId::from_u32(self.0)
+    }
+
+    /// From a trace file: a program name, or `probe_N`.
+    pub fn from_name(name: &str) -> ProbeRef {
+        if let Some(p) = ProbeId::from_name(name) {
+            return ProbeRef::known(p);
+        }
+        name.strip_prefix("probe_")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n != u32::MAX)
+            .map_or(ProbeRef::UNKNOWN, ProbeRef)
+    }
+
+    pub fn name(self) -> Cow<'static, str> {
+        match self.get() {
+            Some(p) => Cow::Borrowed(p.name()),
+            None if self == ProbeRef::UNKNOWN => Cow::Borrowed("unknown"),
+            None => Cow::Owned(format!("probe_{}", self.0)),
+        }
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MarkVictim {
-    pub victim_pid: u32,
-    pub victim_tgid: u32,
-    pub victim_comm: String,
-    pub uid: u32,
-    #[serde(with = "hex_u64")]
-    pub mm_flags: u64,
+impl From<ProbeId> for ProbeRef {
+    fn from(p: ProbeId) -> Self {
+        ProbeRef::known(p)
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reap {
-    pub victim_pid: u32,
-    /// `"tracepoint"` or `"function"` ([`wire::reap_source`]).
-    pub source: ReapSource,
-    /// `__oom_reap_task_mm`'s result (1/0), -1 if unknown.
-    pub ret: i32,
-    #[serde(with = "hex_u64")]
-    pub mm_flags: u64,
+impl fmt::Debug for ProbeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+impl fmt::Display for ProbeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// How a reap event was observed ([`Reap::source`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReapSource {
     Tracepoint,
     Function,
     Unknown,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mrelease {
-    pub pidfd: i32,
-    pub flags: u32,
-    pub ret: i64,
+impl ReapSource {
+    pub const fn of(r: &Reap) -> ReapSource {
+        match r.source {
+            reap_source::TRACEPOINT => ReapSource::Tracepoint,
+            reap_source::FUNCTION => ReapSource::Function,
+            _ => ReapSource::Unknown,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReapSource::Tracepoint => "tracepoint",
+            ReapSource::Function => "function",
+            ReapSource::Unknown => "unknown",
+        }
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MmState {
-    #[serde(with = "hex_u64")]
-    pub mm_flags: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VmaRange {
-    #[serde(with = "hex_u64")]
-    pub vm_start: u64,
-    #[serde(with = "hex_u64")]
-    pub vm_end: u64,
-    #[serde(with = "hex_u64")]
-    pub vm_flags: u64,
-    #[serde(with = "hex_u64")]
-    pub address: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Exec {
-    pub old_pid: u32,
-    pub filename: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecMmSwitch {
-    pub new_comm: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StackMove {
-    #[serde(with = "hex_u64")]
-    pub vm_start: u64,
-    #[serde(with = "hex_u64")]
-    pub vm_end: u64,
-    #[serde(with = "hex_u64")]
-    pub vm_flags: u64,
-    pub shift: u64,
-    pub ret: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Migrate {
-    pub succeeded: u64,
-    pub failed: u64,
-    pub thp_succeeded: u64,
-    pub thp_failed: u64,
-    pub thp_split: u64,
-    pub large_folio_split: u64,
-    pub mode: u32,
-    pub reason: u32,
-    pub ptes_set: u64,
-    pub ptes_removed: u64,
-    pub start_seen: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    #[serde(with = "hex_u64")]
-    pub address: u64,
-    #[serde(with = "hex_u64")]
-    pub mm_flags: u64,
-    #[serde(with = "hex_u64")]
-    pub current_mm: u64,
-    /// `vma->vm_flags` of the faulting VMA; 0 when the hook cannot see it
-    /// (tracepoint rung, older recordings).
-    #[serde(default, with = "hex_u64")]
-    pub vm_flags: u64,
-    pub fault_flags: u32,
-    /// `vm_fault_t` result, `None` when the hook cannot see it (tracepoint rung).
-    pub ret: Option<u32>,
-    /// Whether `MMF_UNSTABLE` was already set when the fault began (function
-    /// rung, from the entry probe); `None` when the entry was not observed.
-    /// Absent from the JSON when `None`, so older files read unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unstable_at_entry: Option<bool>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UffdCopy {
-    #[serde(with = "hex_u64")]
-    pub dst: u64,
-    pub len: u64,
-    pub ret: i64,
-    pub mmap_changing: i32,
-    pub fd: i32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UffdChange {
-    /// `fork`, `remap`, `remove`, `unmap` or `unknown`.
-    pub kind: UffdEventKind,
-    pub mmap_changing: i32,
-    #[serde(with = "hex_u64")]
-    pub start: u64,
-    #[serde(with = "hex_u64")]
-    pub end: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Non-cooperative userfaultfd event kinds ([`UffdChange::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum UffdEventKind {
     Fork,
     Remap,
@@ -225,12 +149,46 @@ pub enum UffdEventKind {
     Unknown,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fork {
-    pub child_pid: u32,
-    pub child_tgid: u32,
-    #[serde(with = "hex_u64")]
-    pub child_mm: u64,
+impl UffdEventKind {
+    pub const fn of(c: &UffdChange) -> UffdEventKind {
+        match c.kind {
+            uffd_event::FORK => UffdEventKind::Fork,
+            uffd_event::REMAP => UffdEventKind::Remap,
+            uffd_event::REMOVE => UffdEventKind::Remove,
+            uffd_event::UNMAP => UffdEventKind::Unmap,
+            _ => UffdEventKind::Unknown,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            UffdEventKind::Fork => "fork",
+            UffdEventKind::Remap => "remap",
+            UffdEventKind::Remove => "remove",
+            UffdEventKind::Unmap => "unmap",
+            UffdEventKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// The interpreted views of [`Fault`]'s encoded fields.
+pub trait FaultExt {
+    /// `vm_fault_t` result, `None` when the hook cannot see it (tracepoint rung).
+    fn result(&self) -> Option<u32>;
+    /// Whether `MMF_UNSTABLE` was already set when the fault began (function
+    /// rung, from the entry probe); `None` when the entry was not observed.
+    fn unstable_at_entry(&self) -> Option<bool>;
+}
+
+impl FaultExt for Fault {
+    fn result(&self) -> Option<u32> {
+        (self.ret != u64::MAX).then_some(self.ret as u32)
+    }
+
+    fn unstable_at_entry(&self) -> Option<bool> {
+        (self.entry_flags & wire::fault_entry::SEEN != 0)
+            .then_some(self.entry_flags & wire::fault_entry::UNSTABLE != 0)
+    }
 }
 
 /// Why a record could not be decoded.
@@ -260,132 +218,9 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// A NUL-terminated kernel string as UTF-8 (lossy).
-pub fn c_string(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
-fn uffd_kind(kind: u32) -> UffdEventKind {
-    match kind {
-        wire::uffd_event::FORK => UffdEventKind::Fork,
-        wire::uffd_event::REMAP => UffdEventKind::Remap,
-        wire::uffd_event::REMOVE => UffdEventKind::Remove,
-        wire::uffd_event::UNMAP => UffdEventKind::Unmap,
-        _ => UffdEventKind::Unknown,
-    }
-}
-
-impl From<wire::VmaRange> for VmaRange {
-    fn from(p: wire::VmaRange) -> Self {
-        VmaRange {
-            vm_start: p.vm_start,
-            vm_end: p.vm_end,
-            vm_flags: p.vm_flags,
-            address: p.address,
-        }
-    }
-}
-
-impl From<wire::MmState> for MmState {
-    fn from(p: wire::MmState) -> Self {
-        MmState {
-            mm_flags: p.mm_flags,
-        }
-    }
-}
-
-impl From<wire::Reap> for Reap {
-    fn from(p: wire::Reap) -> Self {
-        Reap {
-            victim_pid: p.victim_pid,
-            source: match p.source {
-                wire::reap_source::TRACEPOINT => ReapSource::Tracepoint,
-                wire::reap_source::FUNCTION => ReapSource::Function,
-                _ => ReapSource::Unknown,
-            },
-            ret: p.ret,
-            mm_flags: p.mm_flags,
-        }
-    }
-}
-
-impl From<wire::Migrate> for Migrate {
-    fn from(p: wire::Migrate) -> Self {
-        Migrate {
-            succeeded: p.succeeded,
-            failed: p.failed,
-            thp_succeeded: p.thp_succeeded,
-            thp_failed: p.thp_failed,
-            thp_split: p.thp_split,
-            large_folio_split: p.large_folio_split,
-            mode: p.mode,
-            reason: p.reason,
-            ptes_set: p.ptes_set,
-            ptes_removed: p.ptes_removed,
-            start_seen: p.start_seen != 0,
-        }
-    }
-}
-
-impl From<wire::Fault> for Fault {
-    fn from(p: wire::Fault) -> Self {
-        Fault {
-            address: p.address,
-            mm_flags: p.mm_flags,
-            current_mm: p.current_mm,
-            vm_flags: p.vm_flags,
-            fault_flags: p.fault_flags,
-            ret: (p.has_ret != 0).then_some(p.ret),
-            unstable_at_entry: (p.entry_flags & wire::fault_entry::SEEN != 0)
-                .then_some(p.entry_flags & wire::fault_entry::UNSTABLE != 0),
-        }
-    }
-}
-
-impl From<wire::UffdCopy> for UffdCopy {
-    fn from(p: wire::UffdCopy) -> Self {
-        UffdCopy {
-            dst: p.dst,
-            len: p.len,
-            ret: p.ret,
-            mmap_changing: p.mmap_changing,
-            fd: p.fd,
-        }
-    }
-}
-
-impl From<wire::StackMove> for StackMove {
-    fn from(p: wire::StackMove) -> Self {
-        StackMove {
-            vm_start: p.vm_start,
-            vm_end: p.vm_end,
-            vm_flags: p.vm_flags,
-            shift: p.shift,
-            ret: p.ret,
-        }
-    }
-}
-
-impl From<wire::Mrelease> for Mrelease {
-    fn from(p: wire::Mrelease) -> Self {
-        Mrelease {
-            pidfd: p.pidfd,
-            flags: p.flags,
-            ret: p.ret,
-        }
-    }
-}
-
-impl From<wire::UffdChange> for UffdChange {
-    fn from(p: wire::UffdChange) -> Self {
-        UffdChange {
-            kind: uffd_kind(p.kind),
-            mmap_changing: p.mmap_changing,
-            start: p.start,
-            end: p.end,
-        }
-    }
+/// A NUL-terminated kernel string as UTF-8 (lossy, borrowed when valid).
+pub fn c_str(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(wire::c_bytes(bytes))
 }
 
 impl Event {
@@ -395,164 +230,73 @@ impl Event {
             wire::read(bytes).ok_or(DecodeError::Truncated { len: bytes.len() })?;
         let id = EventId::from_u32(header.id).ok_or(DecodeError::UnknownId { id: header.id })?;
         let need = size_of::<EventHeader>() + id.payload_size();
-        if bytes.len() < need {
-            return Err(DecodeError::ShortPayload {
-                id: header.id,
-                len: bytes.len(),
-                need,
-            });
-        }
-        let body = &bytes[size_of::<EventHeader>()..];
-        // The length check above covers every payload read below.
-        macro_rules! payload {
-            ($t:ty) => {
-                wire::read::<$t>(body).ok_or(DecodeError::ShortPayload {
-                    id: header.id,
-                    len: bytes.len(),
-                    need,
-                })?
-            };
-        }
-        let data = match id {
-            EventId::MarkVictim => {
-                let p = payload!(wire::MarkVictim);
-                Data::MarkVictim(MarkVictim {
-                    victim_pid: p.victim_pid,
-                    victim_tgid: p.victim_tgid,
-                    victim_comm: c_string(&p.victim_comm),
-                    uid: p.uid,
-                    mm_flags: p.mm_flags,
-                })
-            }
-            EventId::ReapStart => Data::ReapStart(payload!(wire::Reap).into()),
-            EventId::ReapEnd => Data::ReapEnd(payload!(wire::Reap).into()),
-            EventId::ReapSkip => Data::ReapSkip(payload!(wire::Reap).into()),
-            EventId::ReaperUnmapStart => Data::ReaperUnmapStart(payload!(wire::VmaRange).into()),
-            EventId::ReaperUnmapEnd => Data::ReaperUnmapEnd(payload!(wire::VmaRange).into()),
-            EventId::MreleaseEnter => Data::MreleaseEnter(payload!(wire::Mrelease).into()),
-            EventId::MreleaseExit => Data::MreleaseExit(payload!(wire::Mrelease).into()),
-            EventId::ExitMmapStart => Data::ExitMmapStart(payload!(wire::MmState).into()),
-            EventId::ExitMmapEnd => Data::ExitMmapEnd(payload!(wire::MmState).into()),
-            EventId::UnmapVmasStart => Data::UnmapVmasStart(payload!(wire::VmaRange).into()),
-            EventId::UnmapVmasEnd => Data::UnmapVmasEnd(payload!(wire::VmaRange).into()),
-            EventId::MmDrop => Data::Mmdrop(payload!(wire::MmState).into()),
-            EventId::Exec => {
-                let p = payload!(wire::Exec);
-                Data::Exec(Exec {
-                    old_pid: p.old_pid,
-                    filename: c_string(&p.filename),
-                })
-            }
-            EventId::ExecMmSwitch => {
-                let p = payload!(wire::ExecMmSwitch);
-                Data::ExecMmSwitch(ExecMmSwitch {
-                    new_comm: c_string(&p.new_comm),
-                })
-            }
-            EventId::StackMoveStart => Data::StackMoveStart(payload!(wire::StackMove).into()),
-            EventId::StackMoveEnd => Data::StackMoveEnd(payload!(wire::StackMove).into()),
-            EventId::MigrateStart => Data::MigrateStart(payload!(wire::Migrate).into()),
-            EventId::MigrateEnd => Data::MigrateEnd(payload!(wire::Migrate).into()),
-            EventId::MigrationSkipTempStack => {
-                Data::MigrationSkipTempStack(payload!(wire::VmaRange).into())
-            }
-            EventId::MigrationEntryInTempStack => {
-                Data::MigrationEntryInTempStack(payload!(wire::VmaRange).into())
-            }
-            EventId::MigrationPteRemoved => {
-                Data::MigrationPteRemoved(payload!(wire::VmaRange).into())
-            }
-            EventId::MigrationEntryWait => {
-                Data::MigrationEntryWait(payload!(wire::VmaRange).into())
-            }
-            EventId::Fault => Data::Fault(payload!(wire::Fault).into()),
-            EventId::KernelFault => Data::KernelFault(payload!(wire::Fault).into()),
-            EventId::KthreadUseMm => Data::KthreadUseMm(payload!(wire::MmState).into()),
-            EventId::KthreadUnuseMm => Data::KthreadUnuseMm(payload!(wire::MmState).into()),
-            EventId::UffdCopy => Data::UffdCopy(payload!(wire::UffdCopy).into()),
-            EventId::MfillStart => Data::MfillStart(payload!(wire::UffdCopy).into()),
-            EventId::MfillEnd => Data::MfillEnd(payload!(wire::UffdCopy).into()),
-            EventId::UffdChangeBegin => Data::UffdChangeBegin(payload!(wire::UffdChange).into()),
-            EventId::UffdChangeEnd => Data::UffdChangeEnd(payload!(wire::UffdChange).into()),
-            EventId::Fork => {
-                let p = payload!(wire::Fork);
-                Data::Fork(Fork {
-                    child_pid: p.child_pid,
-                    child_tgid: p.child_tgid,
-                    child_mm: p.child_mm,
-                })
-            }
+        let short = DecodeError::ShortPayload {
+            id: header.id,
+            len: bytes.len(),
+            need,
         };
+        if bytes.len() < need {
+            return Err(short);
+        }
+        let data = Data::read(id, &bytes[size_of::<EventHeader>()..]).ok_or(short)?;
         Ok(Event {
             t: header.ktime_ns,
             cpu: header.cpu,
             pid: header.pid,
             tgid: header.tgid,
-            comm: c_string(&header.comm),
             task_flags: header.task_flags,
             mm: header.mm,
             mm_gen: header.mm_gen,
             seq: header.seq,
+            cgroup_id: header.cgroup_id,
             hdr_flags: header.hdr_flags,
-            probe: ProbeId::from_u32(header.probe).map_or_else(
-                || format!("probe_{}", header.probe),
-                |p| p.program().to_owned(),
-            ),
+            probe: ProbeRef::from_raw(header.probe),
+            comm: header.comm,
             data,
         })
     }
 
-    /// The event's id (its kind).
-    pub fn id(&self) -> EventId {
-        match &self.data {
-            Data::MarkVictim(_) => EventId::MarkVictim,
-            Data::ReapStart(_) => EventId::ReapStart,
-            Data::ReapEnd(_) => EventId::ReapEnd,
-            Data::ReapSkip(_) => EventId::ReapSkip,
-            Data::ReaperUnmapStart(_) => EventId::ReaperUnmapStart,
-            Data::ReaperUnmapEnd(_) => EventId::ReaperUnmapEnd,
-            Data::MreleaseEnter(_) => EventId::MreleaseEnter,
-            Data::MreleaseExit(_) => EventId::MreleaseExit,
-            Data::ExitMmapStart(_) => EventId::ExitMmapStart,
-            Data::ExitMmapEnd(_) => EventId::ExitMmapEnd,
-            Data::UnmapVmasStart(_) => EventId::UnmapVmasStart,
-            Data::UnmapVmasEnd(_) => EventId::UnmapVmasEnd,
-            Data::Mmdrop(_) => EventId::MmDrop,
-            Data::Exec(_) => EventId::Exec,
-            Data::ExecMmSwitch(_) => EventId::ExecMmSwitch,
-            Data::StackMoveStart(_) => EventId::StackMoveStart,
-            Data::StackMoveEnd(_) => EventId::StackMoveEnd,
-            Data::MigrateStart(_) => EventId::MigrateStart,
-            Data::MigrateEnd(_) => EventId::MigrateEnd,
-            Data::MigrationSkipTempStack(_) => EventId::MigrationSkipTempStack,
-            Data::MigrationEntryInTempStack(_) => EventId::MigrationEntryInTempStack,
-            Data::MigrationPteRemoved(_) => EventId::MigrationPteRemoved,
-            Data::MigrationEntryWait(_) => EventId::MigrationEntryWait,
-            Data::Fault(_) => EventId::Fault,
-            Data::KernelFault(_) => EventId::KernelFault,
-            Data::KthreadUseMm(_) => EventId::KthreadUseMm,
-            Data::KthreadUnuseMm(_) => EventId::KthreadUnuseMm,
-            Data::UffdCopy(_) => EventId::UffdCopy,
-            Data::MfillStart(_) => EventId::MfillStart,
-            Data::MfillEnd(_) => EventId::MfillEnd,
-            Data::UffdChangeBegin(_) => EventId::UffdChangeBegin,
-            Data::UffdChangeEnd(_) => EventId::UffdChangeEnd,
-            Data::Fork(_) => EventId::Fork,
+    /// An event of kind `id` with every field zero (for readers that fill it).
+    pub fn zeroed(id: EventId) -> Event {
+        Event {
+            t: 0,
+            cpu: 0,
+            pid: 0,
+            tgid: 0,
+            task_flags: 0,
+            mm: 0,
+            mm_gen: 0,
+            seq: 0,
+            cgroup_id: 0,
+            hdr_flags: 0,
+            probe: ProbeRef::UNKNOWN,
+            comm: [0; 16],
+            data: Data::zeroed(id),
         }
     }
 
+    /// The event's id (its kind).
+    pub const fn id(&self) -> EventId {
+        self.data.id()
+    }
+
     /// The stable snake_case kind name.
-    pub fn kind(&self) -> &'static str {
+    pub const fn kind(&self) -> &'static str {
         self.id().name()
     }
 
+    /// `current->comm` as text.
+    pub fn comm(&self) -> Cow<'_, str> {
+        c_str(&self.comm)
+    }
+
     /// Whether the task that ran the hook is a kernel thread.
-    pub fn is_kthread(&self) -> bool {
+    pub const fn is_kthread(&self) -> bool {
         self.task_flags & pf::PF_KTHREAD != 0
     }
 
     /// Whether the record carries a per-mm sequence number.
-    pub fn is_sequenced(&self) -> bool {
+    pub const fn is_sequenced(&self) -> bool {
         self.hdr_flags & hdr::UNSEQUENCED == 0 && self.mm != 0 && self.seq != 0
     }
 
@@ -580,24 +324,25 @@ pub mod hex_u64 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
-        enum Repr {
+        enum Repr<'a> {
             Num(u64),
-            Str(String),
+            Str(&'a str),
+            Owned(String),
         }
-        match Repr::deserialize(d)? {
-            Repr::Num(n) => Ok(n),
-            Repr::Str(s) => {
-                let digits = s.strip_prefix("0x").unwrap_or(&s);
-                u64::from_str_radix(digits, 16)
-                    .map_err(|e| D::Error::custom(format!("bad hex value {s:?}: {e}")))
-            }
-        }
+        let s = match Repr::deserialize(d)? {
+            Repr::Num(n) => return Ok(n),
+            Repr::Str(s) => s.to_owned(),
+            Repr::Owned(s) => s,
+        };
+        let digits = s.strip_prefix("0x").unwrap_or(&s);
+        u64::from_str_radix(digits, 16)
+            .map_err(|e| D::Error::custom(format!("bad hex value {s:?}: {e}")))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::event::{MarkVictim as WireMarkVictim, Record};
+    use monitor_common::{catalogue::MarkVictim as WireMarkVictim, event::Record};
 
     use super::*;
 
@@ -623,13 +368,12 @@ mod tests {
             mm_gen: 999,
             seq: 1,
             comm,
+            cgroup_id: 4242,
         }
     }
 
     #[test]
     fn decodes_and_roundtrips_through_json() {
-        let mut victim_comm = [0u8; 16];
-        victim_comm[..3].copy_from_slice(b"hog");
         let rec = Record {
             header: header(EventId::MarkVictim),
             payload: WireMarkVictim {
@@ -638,7 +382,7 @@ mod tests {
                 uid: 0,
                 _pad0: 0,
                 mm_flags: 0x20200cd,
-                victim_comm,
+                victim_comm: wire::fixed_str("hog"),
             },
         };
         let ev = Event::decode(&bytes_of(&rec)).expect("decodes");
@@ -646,9 +390,12 @@ mod tests {
         assert!(ev.is_kthread());
         assert!(ev.is_sequenced());
         assert_eq!(ev.subject_pid(), Some(7));
+        assert_eq!(ev.probe.get(), Some(ProbeId::TpMarkVictim));
         let json = serde_json::to_string(&ev).expect("serializes");
         assert!(json.contains(r#""ev":"mark_victim""#), "{json}");
         assert!(json.contains(r#""mm":"0xffff888012345000""#), "{json}");
+        assert!(json.contains(r#""cgroup_id":4242"#), "{json}");
+        assert!(json.contains(r#""victim_comm":"hog""#), "{json}");
         let back: Event = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, ev);
     }
@@ -675,13 +422,24 @@ mod tests {
     #[test]
     fn every_id_decodes_from_a_zeroed_record() {
         for id in EventId::ALL {
-            let mut bytes = bytes_of(&header(id));
+            let mut bytes = bytes_of(&header(*id));
             bytes.resize(size_of::<EventHeader>() + id.payload_size(), 0);
             let ev = Event::decode(&bytes).expect("decodes");
-            assert_eq!(ev.id(), id);
+            assert_eq!(ev.id(), *id);
             let json = serde_json::to_string(&ev).expect("serializes");
             let back: Event = serde_json::from_str(&json).expect("parses");
             assert_eq!(back, ev, "{json}");
         }
+    }
+
+    #[test]
+    fn probe_names_of_other_builds_are_kept_as_unknown() {
+        assert_eq!(
+            ProbeRef::from_name("fentry_oom_reap").get(),
+            Some(ProbeId::FentryOomReap)
+        );
+        assert_eq!(ProbeRef::from_name("probe_150").name(), "probe_150");
+        assert_eq!(ProbeRef::from_name("fentry___mmdrop"), ProbeRef::UNKNOWN);
+        assert_eq!(ProbeRef::UNKNOWN.name(), "unknown");
     }
 }

@@ -7,39 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 
-/// The four seed races.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingKind {
-    /// The OOM reaper unmapping an mm while `exit_mmap` tears it down (seeds 001, 002).
-    ReaperExitOverlap,
-    /// A fault on an mm after `MMF_UNSTABLE` by a kernel thread or a task other
-    /// than the dying owner (seeds 000, 002).
-    UnstableMmFault,
-    /// Migration entries left behind, or an exec stack move inside a migration
-    /// window (seed 003).
-    LeftoverMigrationEntry,
-    /// UFFDIO_COPY overlapping fork/mremap/munmap/madvise on the same mm (seed 004).
-    UffdCopyVsMmChange,
-}
-
-impl FindingKind {
-    pub const ALL: [FindingKind; 4] = [
-        FindingKind::ReaperExitOverlap,
-        FindingKind::UnstableMmFault,
-        FindingKind::LeftoverMigrationEntry,
-        FindingKind::UffdCopyVsMmChange,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            FindingKind::ReaperExitOverlap => "reaper_exit_overlap",
-            FindingKind::UnstableMmFault => "unstable_mm_fault",
-            FindingKind::LeftoverMigrationEntry => "leftover_migration_entry",
-            FindingKind::UffdCopyVsMmChange => "uffd_copy_vs_mm_change",
-        }
-    }
-}
+/// The four rules, named like their findings (declared in the catalogue,
+/// which routes every event kind to the rules it matters to).
+pub use monitor_common::catalogue::Rule as FindingKind;
 
 /// How bad it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -63,6 +33,10 @@ impl Severity {
             Severity::Violation => "violation",
             Severity::Uncertain => "uncertain",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Severity> {
+        Severity::ALL.iter().copied().find(|s| s.name() == name)
     }
 }
 

@@ -51,12 +51,16 @@ pub mod detector;
 pub mod era;
 pub mod event;
 pub mod finding;
+pub mod json;
+pub mod limits;
 pub mod rules;
 pub mod sequencer;
 pub mod tracefile;
+pub mod windows;
 
 pub use analyze::{ExitStatus, FileAnalyzer, FileReport, Report, analyze_texts};
 pub use detector::{Detector, DetectorConfig, DetectorStats, Limits};
-pub use event::{Data, Event};
+pub use event::{Data, Event, ProbeRef};
 pub use finding::{Finding, FindingKind, Severity};
 pub use rules::{CoverageState, RuleCoverage, coverage};
+pub use windows::Window;

@@ -84,7 +84,7 @@ pub(crate) struct Sequencer {
 
 /// Whether this event ends its generation.
 pub(crate) fn ends_generation(ev: &Event) -> bool {
-    ev.hdr_flags & hdr::END_GENERATION != 0 || matches!(ev.data, Data::Mmdrop(_))
+    ev.hdr_flags & hdr::END_GENERATION != 0 || matches!(ev.data, Data::MmDrop(_))
 }
 
 impl Sequencer {
@@ -102,17 +102,50 @@ impl Sequencer {
     }
 
     /// Accepts one record in arrival order; appends what can be released.
-    pub(crate) fn push(&mut self, ev: Event, out: &mut Vec<Released>, stats: &mut DetectorStats) {
+    /// Returns `true` when `ev` itself is released ahead of everything
+    /// appended (it is then not copied into `out`): an unsequenced record, or
+    /// the next record of a stream with nothing held, which is what almost
+    /// every record is.
+    pub(crate) fn push(
+        &mut self,
+        ev: &Event,
+        out: &mut Vec<Released>,
+        stats: &mut DetectorStats,
+    ) -> bool {
         self.arrivals += 1;
-        if !ev.is_sequenced() {
+        let first = if !ev.is_sequenced() {
             if ev.mm != 0 {
                 stats.unsequenced += 1;
             }
-            out.push(Released::Event(ev));
+            true
+        } else if self.in_order(ev) {
+            true
         } else {
-            self.accept(ev, out, stats);
-        }
+            self.accept(*ev, out, stats);
+            false
+        };
         self.expire(out, stats);
+        first
+    }
+
+    /// The common case, with one lookup: `ev` is the next record of a known
+    /// stream that holds nothing and it does not end the generation. What
+    /// `accept` would do then comes down to advancing `next`: a stream
+    /// exists only for a key that has not ended and is its mm's current
+    /// generation (`accept` creates it after checking both; ending, replacing
+    /// and evicting a stream remove it).
+    fn in_order(&mut self, ev: &Event) -> bool {
+        if ends_generation(ev) {
+            return false;
+        }
+        let Some(stream) = self.streams.get_mut(&(ev.mm, ev.mm_gen)) else {
+            return false;
+        };
+        if stream.next != Some(ev.seq) || !stream.pending.is_empty() {
+            return false;
+        }
+        stream.next = Some(ev.seq.saturating_add(1));
+        true
     }
 
     /// End of input: every held event is released, every gap declared.
@@ -326,14 +359,24 @@ mod tests {
             cpu: 0,
             pid: 1,
             tgid: 1,
-            comm: "t".into(),
+            comm: monitor_common::event::fixed_str("t"),
             task_flags: 0,
             mm,
             mm_gen: generation,
             seq,
             hdr_flags: flags | if seq == 1 { hdr::NEW_GENERATION } else { 0 },
-            probe: "p".into(),
+            probe: crate::event::ProbeRef::UNKNOWN,
+            cgroup_id: 0,
             data: Data::ExitMmapStart(MmState { mm_flags: 0 }),
+        }
+    }
+
+    /// What the detector does with a push: a record released first goes
+    /// ahead of what the push appended.
+    fn push(s: &mut Sequencer, e: Event, out: &mut Vec<Released>, stats: &mut DetectorStats) {
+        let at = out.len();
+        if s.push(&e, out, stats) {
+            out.insert(at, Released::Event(e));
         }
     }
 
@@ -343,7 +386,7 @@ mod tests {
         let mut stats = DetectorStats::default();
         let mut out = Vec::new();
         for e in input {
-            s.push(e, &mut out, &mut stats);
+            push(&mut s, e, &mut out, &mut stats);
         }
         s.flush(&mut out, &mut stats);
         let shown = out
@@ -450,9 +493,9 @@ mod tests {
         let mut s = Sequencer::new(100, 1);
         let mut stats = DetectorStats::default();
         let mut out = Vec::new();
-        s.push(ev(0xa, 1, 1, 0), &mut out, &mut stats);
-        s.push(ev(0xa, 1, 3, 0), &mut out, &mut stats); // held
-        s.push(ev(0xb, 1, 1, 0), &mut out, &mut stats); // evicts a
+        push(&mut s, ev(0xa, 1, 1, 0), &mut out, &mut stats);
+        push(&mut s, ev(0xa, 1, 3, 0), &mut out, &mut stats); // held
+        push(&mut s, ev(0xb, 1, 1, 0), &mut out, &mut stats); // evicts a
         let seqs: Vec<(u64, u64)> = out
             .iter()
             .filter_map(|r| match r {

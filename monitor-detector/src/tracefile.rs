@@ -10,9 +10,17 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use monitor_common::{
+    Named,
+    catalogue::{EventId, HookId, ProbeId, Rung},
+    maps::Stat,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{event::Event, finding::Finding};
+use crate::{
+    event::{Event, ProbeRef},
+    finding::Finding,
+};
 
 /// Value of [`Header::format`].
 pub const FORMAT_NAME: &str = "mm-race-monitor-trace";
@@ -49,6 +57,8 @@ pub struct Header {
     /// Wall-clock time at the start, milliseconds since the Unix epoch.
     pub start_unix_ms: u64,
     /// The hook plan: one entry per hook, what was attached and why not better.
+    /// Hooks this build does not know (a newer monitor's) are left out on read.
+    #[serde(deserialize_with = "known_hooks")]
     pub hooks: Vec<HookStatus>,
     /// Filters the recording was made with (`pid`, `comm`), for the reader's
     /// information: events were filtered before being written.
@@ -78,38 +88,210 @@ impl Header {
 /// How one hook is covered on this kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookStatus {
-    /// Hook name, e.g. `exit_mmap`, `mark_victim`, `page_fault`.
-    pub hook: String,
-    /// The rung in use: `fentry`, `kprobe`, `tracepoint` or `unavailable`.
-    pub rung: String,
+    pub hook: HookId,
+    /// The rung in use (`unavailable` if none attached).
+    pub rung: Rung,
     /// The kernel symbol or tracepoint attached to (`None` if unavailable).
     pub target: Option<String>,
     /// BPF programs attached for this hook.
-    pub programs: Vec<String>,
+    pub programs: Vec<ProbeRef>,
     /// Better rungs that were tried and refused, with the reason, best first.
     pub refused: Vec<Refusal>,
 }
 
+impl HookStatus {
+    pub fn is_attached(&self) -> bool {
+        self.rung != Rung::Unavailable
+    }
+}
+
+/// The rung `hook` is attached at in `hooks`; a hook missing from the plan is
+/// unavailable.
+pub fn rung_of(hooks: &[HookStatus], hook: HookId) -> Rung {
+    hooks
+        .iter()
+        .find(|h| h.hook == hook)
+        .map_or(Rung::Unavailable, |h| h.rung)
+}
+
+/// Why a candidate was refused, as a category metrics and tests can tell
+/// apart (the sentence is in [`Refusal::reason`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// Better than `--max-rung`: not tried.
+    NotTried,
+    /// The kernel's BTF lacks a struct field the programs read.
+    MissingField,
+    /// No BTF `FUNC` record (inlined, renamed or dropped by pahole): no fentry.
+    NoBtf,
+    /// The function's prototype differs from what the programs read.
+    Prototype,
+    /// The symbol is not in kallsyms (inlined or renamed on this kernel).
+    SymbolAbsent,
+    /// Only compiler clones exist (`.isra`, `.constprop`): no fentry.
+    OnlyClones,
+    /// Not in `available_filter_functions` (notrace, noinstr, blacklisted).
+    NotTraceable,
+    /// The kernel has no kprobes (`CONFIG_KPROBES` off).
+    NoKprobes,
+    /// The tracepoint does not exist, or its prototype differs.
+    Tracepoint,
+    /// tracefs could not be made available (classic tracepoints need it).
+    Tracefs,
+    /// The verifier rejected the program.
+    Verifier,
+    /// The kernel refused to load it for another reason (e.g. EPERM).
+    Load,
+    /// Loaded, but attaching failed.
+    Attach,
+    /// A mistake in the monitor itself (a program missing from the object).
+    Internal,
+    /// Read from a trace file written before refusals had kinds.
+    #[default]
+    Unknown,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
-    pub rung: String,
+    pub rung: Rung,
     pub target: String,
+    #[serde(default)]
+    pub kind: RefusalKind,
+    /// One human sentence.
     pub reason: String,
 }
 
+impl Serialize for ProbeRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProbeRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(ProbeRef::from_name(&name))
+    }
+}
+
+/// `Header::hooks`, leaving out hooks (and refusals at rungs) this build does
+/// not know.
+fn known_hooks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<HookStatus>, D::Error> {
+    #[derive(Deserialize)]
+    struct Raw {
+        hook: String,
+        rung: String,
+        target: Option<String>,
+        #[serde(default)]
+        programs: Vec<ProbeRef>,
+        #[serde(default)]
+        refused: Vec<RawRefusal>,
+    }
+    #[derive(Deserialize)]
+    struct RawRefusal {
+        rung: String,
+        target: String,
+        #[serde(default)]
+        kind: RefusalKind,
+        reason: String,
+    }
+    let raw = Vec::<Raw>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|h| {
+            Some(HookStatus {
+                hook: HookId::from_name(&h.hook)?,
+                rung: Rung::from_name(&h.rung).unwrap_or(Rung::Unavailable),
+                target: h.target,
+                programs: h.programs,
+                refused: h
+                    .refused
+                    .into_iter()
+                    .filter_map(|r| {
+                        Some(Refusal {
+                            rung: Rung::from_name(&r.rung)?,
+                            target: r.target,
+                            kind: r.kind,
+                            reason: r.reason,
+                        })
+                    })
+                    .collect(),
+            })
+        })
+        .collect())
+}
+
+/// A map keyed by catalogue names; keys this build does not know are
+/// counted in the second value instead of failing the line.
+fn lenient_map<'de, D: Deserializer<'de>, K: Named + Ord>(
+    d: D,
+) -> Result<(BTreeMap<K, u64>, u64), D::Error> {
+    let raw = BTreeMap::<String, u64>::deserialize(d)?;
+    let mut known = BTreeMap::new();
+    let mut unknown = 0u64;
+    for (k, v) in raw {
+        match K::from_name(&k) {
+            Some(k) => {
+                known.insert(k, v);
+            }
+            None => unknown = unknown.saturating_add(v),
+        }
+    }
+    Ok((known, unknown))
+}
+
+fn known_keys<'de, D: Deserializer<'de>, K: Named + Ord>(
+    d: D,
+) -> Result<BTreeMap<K, u64>, D::Error> {
+    lenient_map(d).map(|(m, _)| m)
+}
+
 /// Records were lost (ring buffer full) between the previous line and this one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Loss {
     /// Kernel monotonic time when userspace noticed the loss.
     pub t: u64,
     /// Records lost since the previous loss line, by event kind.
-    pub lost: BTreeMap<String, u64>,
+    pub lost: BTreeMap<EventId, u64>,
+    /// Records lost of kinds this build does not know (read from a newer
+    /// monitor's trace); they matter to every rule.
+    #[serde(skip)]
+    pub unknown_kinds: u64,
+}
+
+impl<'de> Deserialize<'de> for Loss {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            t: u64,
+            lost: BTreeMap<String, u64>,
+        }
+        let raw = Raw::deserialize(d)?;
+        let mut loss = Loss {
+            t: raw.t,
+            ..Loss::default()
+        };
+        for (k, v) in raw.lost {
+            match EventId::from_name(&k) {
+                Some(id) => {
+                    loss.lost.insert(id, v);
+                }
+                None => loss.unknown_kinds = loss.unknown_kinds.saturating_add(v),
+            }
+        }
+        Ok(loss)
+    }
 }
 
 impl Loss {
     /// Total records lost (saturating: a corrupt line cannot overflow it).
     pub fn total(&self) -> u64 {
-        self.lost.values().fold(0u64, |a, b| a.saturating_add(*b))
+        self.lost
+            .values()
+            .fold(self.unknown_kinds, |a, b| a.saturating_add(*b))
     }
 }
 
@@ -139,16 +321,22 @@ pub struct Summary {
     /// Σ loss lines = `lost` + `recorder_dropped`. Absent when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub recorder_dropped: u64,
-    /// Why the recording ended: `duration`, `signal` or `error`.
+    /// Why the recording ended: `duration`, `signal`, `sink closed` or
+    /// `error`.
     pub ended_by: String,
     pub duration_ms: u64,
-    /// Produced / lost per event kind.
-    pub produced_by_event: BTreeMap<String, u64>,
-    pub lost_by_event: BTreeMap<String, u64>,
+    /// Produced / lost per event kind (kinds this build does not know are
+    /// left out on read, as in every map below).
+    #[serde(deserialize_with = "known_keys")]
+    pub produced_by_event: BTreeMap<EventId, u64>,
+    #[serde(deserialize_with = "known_keys")]
+    pub lost_by_event: BTreeMap<EventId, u64>,
     /// Hit counts per BPF program.
-    pub hits: BTreeMap<String, u64>,
+    #[serde(deserialize_with = "known_keys")]
+    pub hits: BTreeMap<ProbeId, u64>,
     /// In-kernel aggregate statistics (migration PTEs, faults examined, …).
-    pub stats: BTreeMap<String, u64>,
+    #[serde(deserialize_with = "known_keys")]
+    pub stats: BTreeMap<Stat, u64>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -179,6 +367,9 @@ impl std::fmt::Display for LineError {
 
 /// Parses one line of a trace file.
 pub fn parse_line(line: &str) -> Result<Line, LineError> {
+    if let Some(ev) = crate::json::parse_event_line(line) {
+        return Ok(Line::Event(ev));
+    }
     serde_json::from_str::<Line>(line).map_err(|e| {
         if e.is_eof() {
             LineError::Truncated
@@ -193,6 +384,9 @@ pub fn parse_line(line: &str) -> Result<Line, LineError> {
 
 /// Serializes one line, without the trailing newline.
 pub fn to_line(line: &Line) -> String {
+    if let Line::Event(ev) = line {
+        return crate::json::event_line(ev);
+    }
     // Serializing these plain data types cannot fail (no maps with non-string
     // keys, no custom serializers that error).
     serde_json::to_string(line)
@@ -203,21 +397,20 @@ pub fn to_line(line: &Line) -> String {
 mod tests {
     use super::*;
     use crate::event::{Data, MmState};
+    use monitor_common::catalogue::{EventId, ProbeId};
 
     fn sample_event() -> Event {
         Event {
             t: 5,
-            cpu: 0,
             pid: 1,
             tgid: 1,
-            comm: "x".into(),
-            task_flags: 0,
+            comm: monitor_common::event::fixed_str("x"),
             mm: 0x1000,
             mm_gen: 3,
             seq: 2,
-            hdr_flags: 0,
-            probe: "tp_exit_mmap".into(),
+            probe: ProbeRef::known(ProbeId::TpExitMmap),
             data: Data::ExitMmapEnd(MmState { mm_flags: 0x200000 }),
+            ..Event::zeroed(EventId::ExitMmapEnd)
         }
     }
 
@@ -227,7 +420,22 @@ mod tests {
         let text = to_line(&line);
         assert!(text.starts_with(r#"{"type":"event","#), "{text}");
         assert!(text.contains(r#""ev":"exit_mmap_end""#), "{text}");
-        assert_eq!(parse_line(&text), Ok(line));
+        assert_eq!(parse_line(&text), Ok(line.clone()));
+        // The fast writer and the serde writer agree; so do the two readers.
+        let via_serde = serde_json::to_string(&line).expect("serializes");
+        assert_eq!(via_serde, text);
+        let spaced = text.replace(',', ", ");
+        assert_eq!(parse_line(&spaced), Ok(line));
+    }
+
+    #[test]
+    fn loss_and_header_lines_of_newer_builds_stay_readable() {
+        let l = parse_line(r#"{"type":"loss","t":9,"lost":{"fault":3,"future_kind":2}}"#);
+        let Ok(Line::Loss(loss)) = l else {
+            panic!("{l:?}")
+        };
+        assert_eq!(loss.lost.get(&EventId::Fault), Some(&3));
+        assert_eq!((loss.unknown_kinds, loss.total()), (2, 5));
     }
 
     #[test]

@@ -4,15 +4,13 @@
 #![no_std]
 #![no_main]
 // Atomic read-modify-write is only reachable through intrinsics on BPF targets.
-#![feature(core_intrinsics)]
-#![feature(asm_experimental_arch)]
+#![feature(core_intrinsics, asm_experimental_arch)]
 #![expect(
     internal_features,
     reason = "atomic_xadd is the only way to emit BPF atomics"
 )]
 
-/// Per-mm sequence numbers are read-modify-written; concurrent events of the
-/// same mm on two CPUs may share a number (marked `SEQ_NON_ATOMIC` in the header).
+/// Read-modify-written sequence numbers: two CPUs may share one (`SEQ_NON_ATOMIC`).
 const ATOMIC_SEQ: bool = false;
 
 include!("programs.rs");

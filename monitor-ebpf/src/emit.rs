@@ -14,13 +14,13 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_get_smp_processor_id,
-    generated::bpf_ktime_get_ns,
+    bpf_get_current_comm, bpf_get_current_pid_tgid,
+    generated::{bpf_get_current_cgroup_id, bpf_get_smp_processor_id, bpf_ktime_get_ns},
 };
 use monitor_common::{
-    event::{EventHeader, EventId, Payload, Record, hdr},
+    catalogue::{EventId, ProbeId},
+    event::{EventHeader, Payload, Record, hdr},
     maps::{CounterReason, MmSeq, Stat, TaskScratch},
-    probes::ProbeId,
 };
 
 use crate::{
@@ -221,6 +221,9 @@ pub fn emit<P: Payload>(
     let task = kernel::current_task();
     let task_flags = kernel::task_flags(task);
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    // SAFETY: helper without preconditions (tracing programs, 4.18+); 0
+    // without cgroup support.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: `rec` points to reserved ring buffer memory sized for Record<P>.
     // The payload is zeroed before `fill` so no stale ring data leaks out.
     unsafe {
@@ -246,6 +249,7 @@ pub fn emit<P: Payload>(
             mm_gen,
             seq,
             comm,
+            cgroup_id,
         };
     }
     let pending = EVENTS.query(BPF_RB_AVAIL_DATA);

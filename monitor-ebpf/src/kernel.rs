@@ -179,6 +179,19 @@ pub fn vma_flags(vma: u64) -> u64 {
     read_u64(vma, Field::VmaVmFlags)
 }
 
+/// The value of the `pmd_t` at `pmd` (for a migration entry, the swap entry
+/// naming the folio being migrated); 0 if unreadable.
+#[inline(always)]
+pub fn pmd_val(pmd: u64) -> u64 {
+    read_u64(pmd, Field::PmdVal)
+}
+
+/// The value of the (hugetlb) `pte_t` at `pte`; 0 if unreadable.
+#[inline(always)]
+pub fn pte_val(pte: u64) -> u64 {
+    read_u64(pte, Field::PteVal)
+}
+
 /// `vma->vm_userfaultfd_ctx.ctx` (0 when the VMA is not registered).
 #[inline(always)]
 pub fn vma_uffd_ctx(vma: u64) -> u64 {

@@ -2,8 +2,7 @@
 #![no_std]
 #![no_main]
 // Atomic read-modify-write is only reachable through intrinsics on BPF targets.
-#![feature(core_intrinsics)]
-#![feature(asm_experimental_arch)]
+#![feature(core_intrinsics, asm_experimental_arch)]
 #![expect(
     internal_features,
     reason = "atomic_xadd is the only way to emit BPF atomics"

@@ -5,13 +5,12 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    event::MAX_EVENT_ID,
+    catalogue::{MAX_EVENT_ID, MAX_PROBES},
     maps::{
         COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, MM_SEQ_MAX_ENTRIES, MmSeq, STASH_MAX_ENTRIES,
         STATE_ENTRIES, STATS_ENTRIES, Stash, StashKey, TASKS_MAX_ENTRIES, TaskScratch,
         VICTIMS_MAX_ENTRIES,
     },
-    probes::MAX_PROBES,
 };
 
 /// Every record, in reservation order (a total order across CPUs).
@@ -27,13 +26,14 @@ pub static MM_SEQ: HashMap<u64, MmSeq> = HashMap::with_max_entries(MM_SEQ_MAX_EN
 #[map]
 pub static VICTIMS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(VICTIMS_MAX_ENTRIES, 0);
 
-/// Per-task scratch state (LRU: a task that dies inside a bracket ages out).
+/// Per-task migration-batch counts (LRU: a task that dies inside a batch ages out).
 #[map]
 pub static TASKS: LruHashMap<u32, TaskScratch> =
     LruHashMap::with_max_entries(TASKS_MAX_ENTRIES, 0);
 
-/// Function arguments kept from entry to return, one slot per (thread, hook);
-/// an entry's presence also marks the thread as inside that function.
+/// State kept from a function's entry to its return, one slot per (thread,
+/// hook) (`stash.rs`); an entry's presence also marks the thread as inside
+/// that function.
 #[map]
 pub static STASH: LruHashMap<StashKey, Stash> = LruHashMap::with_max_entries(STASH_MAX_ENTRIES, 0);
 
@@ -41,8 +41,8 @@ pub static STASH: LruHashMap<StashKey, Stash> = LruHashMap::with_max_entries(STA
 #[map]
 pub static STACK_MOVES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
 
-/// Runtime state written by userspace after planning (`monitor_common::maps::state`)
-/// and in-flight counters the programs keep (indices in `crate::stash::inflight`).
+/// Runtime state written by userspace after planning and in-flight counters
+/// the programs keep (indices in `monitor_common::maps::state`).
 #[map]
 pub static STATE: Array<u64> = Array::with_max_entries(STATE_ENTRIES, 0);
 

@@ -5,6 +5,7 @@ mod emit;
 mod kernel;
 mod maps;
 mod probes;
+mod stamp;
 mod stash;
 
 #[cfg(not(test))]

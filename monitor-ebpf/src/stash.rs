@@ -1,78 +1,94 @@
-//! Entry state kept until a function returns, and cheap in-flight counters
-//! that let hot hooks (`unmap_page_range`, `unmap_vmas`) bail out with one
-//! array lookup when nothing interesting is running.
+//! The one entry → exit mechanism: state kept from a function's entry to its
+//! return in `STASH`, one slot per (thread, hook), each hook's slot holding
+//! one typed struct ([`Saved`]). Also cheap in-flight counters that let hot
+//! hooks (`unmap_page_range`, `unmap_vmas`) bail out with one array lookup
+//! when nothing interesting is running.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::{
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    mem::MaybeUninit,
+};
 
-use monitor_common::maps::{Stash, StashKey, Stat, state};
+use monitor_common::{
+    catalogue::HookId,
+    maps::{Stash, StashKey, Stat, state},
+};
 
 use crate::{
     emit::{current_tid, stat},
     maps::{STASH, STATE},
 };
 
-/// Indices of `STATE` the programs maintain.
-pub mod inflight {
-    /// Threads inside `__oom_reap_task_mm`.
-    pub const REAPS: u32 = 1;
-    /// Threads inside `exit_mmap` of a tracked mm.
-    pub const EXITS: u32 = 2;
-    /// Threads inside a `migrate_pages()` batch.
-    pub const MIGRATIONS: u32 = 3;
+/// A struct a hook keeps in its stash slot from a function's entry to its
+/// return.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` structs of integers (any bit pattern, and
+/// all zeroes, are valid values) of at most 32 bytes.
+pub unsafe trait Saved: Copy {
+    /// Whose slot it is.
+    const HOOK: HookId;
 }
 
 const BPF_ANY: u64 = 0;
 
 #[inline(always)]
-fn key(slot: u32) -> StashKey {
+fn key(hook: HookId) -> StashKey {
     StashKey {
         tid: current_tid(),
-        slot,
+        hook: hook as u32,
     }
 }
 
-/// Saves `args` for the current thread in `slot`. Returns false if the map
-/// was full (counted).
+/// Saves `a` for the current thread in its hook's slot. Returns false if the
+/// map was full (counted).
 #[inline(always)]
-pub fn put(slot: u32, args: [u64; 4]) -> bool {
-    if STASH.insert(key(slot), Stash { args }, BPF_ANY).is_err() {
+pub fn put<A: Saved>(a: &A) -> bool {
+    const { assert!(size_of::<A>() <= size_of::<Stash>()) };
+    let mut v = Stash { args: [0; 4] };
+    // SAFETY: `A` fits in `Stash` (checked above) and is plain integers.
+    unsafe { core::ptr::write_unaligned((&raw mut v).cast::<A>(), *a) };
+    if STASH.insert(key(A::HOOK), v, BPF_ANY).is_err() {
         stat(Stat::TaskMapFull);
         return false;
     }
     true
 }
 
-/// Saved arguments; `found` is false (and `args` zero) when the thread is not
-/// inside the call. A plain struct, not an `Option`: see `kernel.rs` on why.
+/// A slot's content; `found` is false (and `args` zero) when the thread is
+/// not inside the call. A plain struct, not an `Option`: see `kernel.rs` on why.
 #[derive(Clone, Copy)]
-pub struct Stashed {
+pub struct Stashed<A> {
     pub found: bool,
-    pub args: [u64; 4],
+    pub args: A,
 }
 
-/// The current thread's saved arguments in `slot`, if it is inside that call.
+/// The current thread's `A`, if it is inside that call.
 #[inline(always)]
-pub fn get(slot: u32) -> Stashed {
-    // SAFETY: plain value lookup; the value is copied out.
-    match unsafe { STASH.get(key(slot)) } {
-        Some(s) => Stashed {
-            found: true,
-            args: s.args,
-        },
-        None => Stashed {
-            found: false,
-            args: [0; 4],
-        },
+pub fn get<A: Saved>() -> Stashed<A> {
+    // SAFETY: plain value lookup; the value is copied out. `A` is plain
+    // integers no larger than `Stash` (see `put`), so reading one from the
+    // slot, or making an all-zero one, is sound.
+    unsafe {
+        match STASH.get(key(A::HOOK)) {
+            Some(s) => Stashed {
+                found: true,
+                args: core::ptr::read_unaligned((s as *const Stash).cast::<A>()),
+            },
+            None => Stashed {
+                found: false,
+                args: MaybeUninit::<A>::zeroed().assume_init(),
+            },
+        }
     }
 }
 
-/// Takes (reads and removes) the current thread's saved arguments.
+/// Takes (reads and removes) the current thread's `A`.
 #[inline(always)]
-pub fn take(slot: u32) -> Stashed {
-    let k = key(slot);
-    let v = get(slot);
+pub fn take<A: Saved>() -> Stashed<A> {
+    let v = get::<A>();
     if v.found {
-        let _ = STASH.remove(k);
+        let _ = STASH.remove(key(A::HOOK));
     }
     v
 }
@@ -85,7 +101,7 @@ fn add(index: u32, delta: u64) {
     }
 }
 
-/// Marks one more thread inside `index`'s calls.
+/// Marks one more thread inside `index`'s calls (`state::REAPS`, …).
 #[inline(always)]
 pub fn enter(index: u32) {
     add(index, 1);

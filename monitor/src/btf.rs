@@ -292,6 +292,20 @@ impl Btf {
             name,
             |t| matches!(t, Ty::Composite { members, .. } if !members.is_empty()),
         )
+        .or_else(|| {
+            // `typedef struct { pmdval_t pmd; } pmd_t;`: a typedef of an
+            // anonymous struct (the page-table entry types).
+            let id = self.named(
+                name,
+                |t| matches!(t, Ty::Ref { kind, .. } if *kind == KIND_TYPEDEF),
+            )?;
+            let target = self.strip(id);
+            matches!(
+                self.ty(target).map(|t| &t.ty),
+                Some(Ty::Composite { members, .. }) if !members.is_empty()
+            )
+            .then_some(target)
+        })
     }
 
     /// Finds member `name` in composite `id`, looking through anonymous
@@ -605,6 +619,22 @@ mod tests {
         assert!(matches!(
             btf.field_offset("vm_area_struct"),
             Err(FieldError::BadPath(_))
+        ));
+    }
+
+    /// `typedef struct { unsigned long pmd; } pmd_t;`: the page-table entry types.
+    #[test]
+    fn resolves_members_of_typedefd_anonymous_structs() {
+        let mut b = Builder::new();
+        b.ty("unsigned long", KIND_INT, 0, false, 8, &[64]);
+        let pmd = b.s("pmd");
+        b.ty("", KIND_STRUCT, 1, false, 8, &[pmd, 1, 0]);
+        b.ty("pmd_t", KIND_TYPEDEF, 0, false, 2, &[]);
+        let btf = Btf::parse(&b.build()).expect("parses");
+        assert_eq!(btf.field_offset("pmd_t.pmd"), Ok(0));
+        assert!(matches!(
+            btf.field_offset("pte_t.pte"),
+            Err(FieldError::NoStruct(_))
         ));
     }
 

@@ -135,9 +135,8 @@ mod tests {
         MarkVictim {
             victim_pid: 9,
             victim_tgid: 9,
-            victim_comm: "v".into(),
-            uid: 0,
-            mm_flags: 0,
+            victim_comm: monitor_common::event::fixed_str("v"),
+            ..MarkVictim::default()
         }
     }
 
@@ -145,11 +144,8 @@ mod tests {
         Fault {
             address: 0x1000,
             mm_flags,
-            current_mm: 0,
-            vm_flags: 0,
-            fault_flags: 0,
-            ret: None,
-            unstable_at_entry: None,
+            ret: u64::MAX,
+            ..Fault::default()
         }
     }
 
@@ -163,13 +159,14 @@ mod tests {
             cpu: 0,
             pid: 1,
             tgid: 1,
-            comm: "x".into(),
+            comm: monitor_common::event::fixed_str("x"),
             task_flags: 0,
             mm,
             mm_gen,
             seq: 1,
             hdr_flags: flags,
-            probe: "p".into(),
+            probe: monitor_detector::ProbeRef::UNKNOWN,
+            cgroup_id: 0,
             data,
         }
     }

@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, io, os::fd::AsRawFd};
 
 use aya::maps::{MapData, RingBuf};
-use monitor_common::{event::EventId, maps::CounterReason};
+use monitor_common::{catalogue::EventId, maps::CounterReason};
 use monitor_detector::tracefile::Loss;
 use tokio::io::unix::AsyncFd;
 
@@ -58,12 +58,16 @@ impl LossTracker {
     pub fn update(&mut self, counters: &Counters, t: u64) -> Option<Loss> {
         let mut lost = BTreeMap::new();
         for id in EventId::ALL {
-            let now = counters.get(CounterReason::RingbufFull, id);
-            let before = self.seen.insert(id, now).unwrap_or(0);
+            let now = counters.get(CounterReason::RingbufFull, *id);
+            let before = self.seen.insert(*id, now).unwrap_or(0);
             if now > before {
-                lost.insert(id.name().to_owned(), now - before);
+                lost.insert(*id, now - before);
             }
         }
-        (!lost.is_empty()).then_some(Loss { t, lost })
+        (!lost.is_empty()).then_some(Loss {
+            t,
+            lost,
+            unknown_kinds: 0,
+        })
     }
 }

@@ -19,17 +19,19 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
 };
 use monitor_common::{
+    catalogue::{EventId, HookId, ProbeId, Rung},
     config::{CONFIG_SYMBOL, Config, Field},
-    event::EventId,
     maps::{self as names, CounterReason, Stat, state},
-    probes::ProbeId,
 };
-use monitor_detector::tracefile::{HookStatus, Refusal};
+use monitor_detector::{
+    ProbeRef,
+    tracefile::{HookStatus, Refusal, RefusalKind},
+};
 use thiserror::Error;
 
 use crate::{
     btf::{Btf, BtfError},
-    plan::{self, Attach, Candidate, Func, HookSpec, Proto, Rung},
+    plan::{self, Attach, Candidate, Func, HookSpec, Proto},
     sys,
 };
 
@@ -259,7 +261,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut hooks = Vec::new();
     for spec in plan::HOOKS {
         if let Some(only) = &opts.only_hooks
-            && !only.iter().any(|h| h == spec.name)
+            && !only.iter().any(|h| h == spec.id.name())
         {
             continue;
         }
@@ -268,7 +270,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // With __mmdrop hooked, it (not the end of exit_mmap) ends a generation.
     if hooks
         .iter()
-        .any(|h| h.hook == "mmdrop" && h.rung != "unavailable")
+        .any(|h| h.hook == HookId::Mmdrop && h.is_attached())
     {
         set_state_flag(&mut ebpf, state::END_AT_MMDROP)?;
     }
@@ -301,6 +303,31 @@ struct Planner<'a> {
 
 /// Symbol used for hooks broken on purpose: no kernel has it.
 const BOGUS: &str = "monitor_test_no_such_symbol";
+
+/// Why a candidate was refused: its kind and one sentence.
+#[derive(Clone, Debug)]
+struct Refused {
+    kind: RefusalKind,
+    reason: String,
+}
+
+fn refused(kind: RefusalKind, reason: impl Into<String>) -> Refused {
+    Refused {
+        kind,
+        reason: reason.into(),
+    }
+}
+
+/// A load error as a refusal: the verifier's, or the kernel's.
+fn load_refused(e: &ProgramError) -> Refused {
+    let reason = summarize(e);
+    let kind = if reason.starts_with("rejected by the verifier") {
+        RefusalKind::Verifier
+    } else {
+        RefusalKind::Load
+    };
+    refused(kind, reason)
+}
 
 /// A short, single-line reason from an aya program error.
 fn summarize(e: &ProgramError) -> String {
@@ -378,37 +405,38 @@ fn kprobes_supported() -> bool {
 
 impl Planner<'_> {
     fn plan_hook(&mut self, ebpf: &mut Ebpf, spec: &HookSpec) -> HookStatus {
-        let mut refused = Vec::new();
-        let broken = self.break_hooks.iter().any(|h| h == spec.name);
+        let mut refusals = Vec::new();
+        let broken = self.break_hooks.iter().any(|h| h == spec.id.name());
         for cand in spec.candidates {
             let target = if broken { BOGUS } else { cand.target };
             match self.try_candidate(ebpf, cand, broken) {
                 Ok(symbol) => {
                     return HookStatus {
-                        hook: spec.name.to_owned(),
-                        rung: cand.rung.name().to_owned(),
+                        hook: spec.id,
+                        rung: cand.rung,
                         target: Some(symbol.unwrap_or_else(|| cand.target.to_owned())),
                         programs: cand
                             .programs
                             .iter()
-                            .map(|p| p.probe.program().to_owned())
+                            .map(|p| ProbeRef::known(p.probe))
                             .collect(),
-                        refused,
+                        refused: refusals,
                     };
                 }
-                Err(reason) => refused.push(Refusal {
-                    rung: cand.rung.name().to_owned(),
+                Err(r) => refusals.push(Refusal {
+                    rung: cand.rung,
                     target: target.to_owned(),
-                    reason,
+                    kind: r.kind,
+                    reason: r.reason,
                 }),
             }
         }
         HookStatus {
-            hook: spec.name.to_owned(),
-            rung: "unavailable".to_owned(),
+            hook: spec.id,
+            rung: Rung::Unavailable,
             target: None,
             programs: Vec::new(),
-            refused,
+            refused: refusals,
         }
     }
 
@@ -419,14 +447,20 @@ impl Planner<'_> {
         ebpf: &mut Ebpf,
         cand: &Candidate,
         broken: bool,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, Refused> {
         if cand.rung < self.max_rung {
-            return Err(format!("not tried: --max-rung is {}", self.max_rung.name()));
+            return Err(refused(
+                RefusalKind::NotTried,
+                format!("not tried: --max-rung is {}", self.max_rung),
+            ));
         }
         if let Some(field) = cand.fields.iter().find(|f| self.missing.contains(f)) {
-            return Err(format!(
-                "kernel BTF has no {} (needed to read the hook's data)",
-                field.path()
+            return Err(refused(
+                RefusalKind::MissingField,
+                format!(
+                    "kernel BTF has no {} (needed to read the hook's data)",
+                    field.path()
+                ),
             ));
         }
         // Resolve every program's attach point before touching the kernel.
@@ -454,7 +488,12 @@ impl Planner<'_> {
                     self.check_classic_tracepoint(category, name)?;
                     name.to_owned()
                 }
-                (_, None) => return Err("function rung without a function (plan bug)".into()),
+                (_, None) => {
+                    return Err(refused(
+                        RefusalKind::Internal,
+                        "function rung without a function (plan bug)",
+                    ));
+                }
             };
             resolved.push((prog.probe, prog.attach, target));
         }
@@ -477,10 +516,11 @@ impl Planner<'_> {
         }))
     }
 
-    fn check_tracepoint(&self, tracepoint: &str, proto: Proto) -> Result<(), String> {
+    fn check_tracepoint(&self, tracepoint: &str, proto: Proto) -> Result<(), Refused> {
         let Some(args) = self.btf.tracepoint_proto(tracepoint) else {
-            return Err(format!(
-                "tracepoint {tracepoint} does not exist on this kernel"
+            return Err(refused(
+                RefusalKind::Tracepoint,
+                format!("tracepoint {tracepoint} does not exist on this kernel"),
             ));
         };
         let ok = match proto {
@@ -496,14 +536,18 @@ impl Planner<'_> {
             Proto::Arity(n) => format!("{n} arguments"),
             Proto::Leading(w) => format!("({}, …)", w.join(", ")),
         };
-        Err(format!(
-            "tracepoint {tracepoint} has prototype ({}) here; the program expects {want}",
-            args.join(", ")
+        Err(refused(
+            RefusalKind::Tracepoint,
+            format!(
+                "tracepoint {tracepoint} has prototype ({}) here; the program expects {want}",
+                args.join(", ")
+            ),
         ))
     }
 
-    fn check_classic_tracepoint(&mut self, category: &str, name: &str) -> Result<(), String> {
-        self.ensure_tracefs()?;
+    fn check_classic_tracepoint(&mut self, category: &str, name: &str) -> Result<(), Refused> {
+        self.ensure_tracefs()
+            .map_err(|e| refused(RefusalKind::Tracefs, e))?;
         let exists = [
             Path::new(sys::TRACEFS),
             Path::new("/sys/kernel/debug/tracing"),
@@ -519,8 +563,9 @@ impl Planner<'_> {
         if exists {
             Ok(())
         } else {
-            Err(format!(
-                "tracepoint {category}:{name} does not exist on this kernel"
+            Err(refused(
+                RefusalKind::Tracepoint,
+                format!("tracepoint {category}:{name} does not exist on this kernel"),
             ))
         }
     }
@@ -544,16 +589,19 @@ impl Planner<'_> {
 
     /// Checks a function candidate without loading anything; returns the
     /// symbol to attach to.
-    fn check_function(&mut self, rung: Rung, func: &Func, symbol: &str) -> Result<String, String> {
+    fn check_function(&mut self, rung: Rung, func: &Func, symbol: &str) -> Result<String, Refused> {
         // The prototype the programs assume, when the kernel's BTF describes it.
         if let Some(params) = self.btf.func_params(symbol) {
             if let Some(n) = func.arity
                 && params.len() != n
             {
-                return Err(format!(
-                    "{symbol} takes {} arguments here ({}); the program expects {n}",
-                    params.len(),
-                    params.join(", ")
+                return Err(refused(
+                    RefusalKind::Prototype,
+                    format!(
+                        "{symbol} takes {} arguments here ({}); the program expects {n}",
+                        params.len(),
+                        params.join(", ")
+                    ),
                 ));
             }
             if symbol == func.symbol {
@@ -561,17 +609,23 @@ impl Planner<'_> {
                     match params.get(*i) {
                         Some(have) if have == want => {}
                         have => {
-                            return Err(format!(
-                                "{symbol} argument {i} is {} here; the program expects {want}",
-                                have.map_or("missing", String::as_str)
+                            return Err(refused(
+                                RefusalKind::Prototype,
+                                format!(
+                                    "{symbol} argument {i} is {} here; the program expects {want}",
+                                    have.map_or("missing", String::as_str)
+                                ),
                             ));
                         }
                     }
                 }
             }
         } else if rung == Rung::Fentry {
-            return Err(format!(
-                "no BTF FUNC record for {symbol} (inlined, renamed, or dropped by pahole): fentry needs one"
+            return Err(refused(
+                RefusalKind::NoBtf,
+                format!(
+                    "no BTF FUNC record for {symbol} (inlined, renamed, or dropped by pahole): fentry needs one"
+                ),
             ));
         }
         let symbols = self.kallsyms.text_symbols(symbol);
@@ -581,22 +635,36 @@ impl Planner<'_> {
         };
         let Some(chosen) = chosen else {
             return Err(if symbols.is_empty() {
-                format!("{symbol} is not in /proc/kallsyms (inlined or renamed on this kernel)")
+                refused(
+                    RefusalKind::SymbolAbsent,
+                    format!(
+                        "{symbol} is not in /proc/kallsyms (inlined or renamed on this kernel)"
+                    ),
+                )
             } else {
-                format!(
-                    "only compiler clones of {symbol} exist ({}); fentry needs the function itself",
-                    symbols.join(", ")
+                refused(
+                    RefusalKind::OnlyClones,
+                    format!(
+                        "only compiler clones of {symbol} exist ({}); fentry needs the function itself",
+                        symbols.join(", ")
+                    ),
                 )
             });
         };
         if rung == Rung::Kprobe && !kprobes_supported() {
-            return Err("kprobes are not available on this kernel (CONFIG_KPROBES is off)".into());
+            return Err(refused(
+                RefusalKind::NoKprobes,
+                "kprobes are not available on this kernel (CONFIG_KPROBES is off)",
+            ));
         }
         if let Some(list) = self.traceable()
             && !list.contains(&chosen)
         {
-            return Err(format!(
-                "{chosen} is notrace (not in available_filter_functions: inline, noinstr or blacklisted)"
+            return Err(refused(
+                RefusalKind::NotTraceable,
+                format!(
+                    "{chosen} is notrace (not in available_filter_functions: inline, noinstr or blacklisted)"
+                ),
             ));
         }
         Ok(chosen)
@@ -621,38 +689,45 @@ impl Planner<'_> {
         probe: ProbeId,
         attach: Attach,
         target: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refused> {
         let name = probe.program();
-        let prog = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("program {name} is missing from the BPF object"))?;
-        let attach_err = |e: ProgramError| format!("attach failed: {}", summarize(&e));
+        let prog = ebpf.program_mut(name).ok_or_else(|| {
+            refused(
+                RefusalKind::Internal,
+                format!("program {name} is missing from the BPF object"),
+            )
+        })?;
+        let attach_err = |e: ProgramError| {
+            refused(
+                RefusalKind::Attach,
+                format!("attach failed: {}", summarize(&e)),
+            )
+        };
+        let internal = |e: ProgramError| refused(RefusalKind::Internal, e.to_string());
         match attach {
             Attach::TpBtf { .. } => {
-                let p: &mut BtfTracePoint =
-                    prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load(target, self.aya_btf).map_err(|e| summarize(&e))?;
+                let p: &mut BtfTracePoint = prog.try_into().map_err(internal)?;
+                p.load(target, self.aya_btf).map_err(|e| load_refused(&e))?;
                 p.attach().map_err(attach_err)?;
             }
             Attach::Tracepoint { category, .. } => {
-                let p: &mut TracePoint =
-                    prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load().map_err(|e| summarize(&e))?;
+                let p: &mut TracePoint = prog.try_into().map_err(internal)?;
+                p.load().map_err(|e| load_refused(&e))?;
                 p.attach(category, target).map_err(attach_err)?;
             }
             Attach::FEntry => {
-                let p: &mut FEntry = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load(target, self.aya_btf).map_err(|e| summarize(&e))?;
+                let p: &mut FEntry = prog.try_into().map_err(internal)?;
+                p.load(target, self.aya_btf).map_err(|e| load_refused(&e))?;
                 p.attach().map_err(attach_err)?;
             }
             Attach::FExit => {
-                let p: &mut FExit = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load(target, self.aya_btf).map_err(|e| summarize(&e))?;
+                let p: &mut FExit = prog.try_into().map_err(internal)?;
+                p.load(target, self.aya_btf).map_err(|e| load_refused(&e))?;
                 p.attach().map_err(attach_err)?;
             }
             Attach::KProbe | Attach::KRetProbe => {
-                let p: &mut KProbe = prog.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load().map_err(|e| summarize(&e))?;
+                let p: &mut KProbe = prog.try_into().map_err(internal)?;
+                p.load().map_err(|e| load_refused(&e))?;
                 p.attach(target, 0).map_err(attach_err)?;
             }
         }
@@ -730,9 +805,9 @@ impl Loaded {
             .map(PerCpuArray::<&MapData, u64>::try_from)
         {
             for reason in CounterReason::ALL {
-                let mut row = vec![0u64; monitor_common::event::MAX_EVENT_ID as usize];
+                let mut row = vec![0u64; monitor_common::catalogue::MAX_EVENT_ID as usize];
                 for id in EventId::ALL {
-                    row[id as usize] = sum(&map, reason.index(id as u32));
+                    row[*id as usize] = sum(&map, reason.index(*id as u32));
                 }
                 out.by_reason.push(row);
             }

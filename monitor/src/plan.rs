@@ -8,34 +8,11 @@
 //! was refused is recorded with the reason. The choice is made by trying,
 //! never by kernel version.
 
-use monitor_common::{config::Field, probes::ProbeId};
-
-/// Rungs of the ladder, best first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Rung {
-    Fentry,
-    Kprobe,
-    Tracepoint,
-}
-
-impl Rung {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Rung::Fentry => "fentry",
-            Rung::Kprobe => "kprobe",
-            Rung::Tracepoint => "tracepoint",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Rung> {
-        match s {
-            "fentry" => Some(Rung::Fentry),
-            "kprobe" => Some(Rung::Kprobe),
-            "tracepoint" => Some(Rung::Tracepoint),
-            _ => None,
-        }
-    }
-}
+pub use monitor_common::catalogue::Rung;
+use monitor_common::{
+    catalogue::{HookId, ProbeId},
+    config::Field,
+};
 
 /// What a tp_btf program expects of its tracepoint's `TP_PROTO`.
 #[derive(Clone, Copy, Debug)]
@@ -102,8 +79,8 @@ pub struct Candidate {
 
 #[derive(Clone, Copy, Debug)]
 pub struct HookSpec {
-    /// Stable hook name (trace headers, `monitor check`, metric labels).
-    pub name: &'static str,
+    /// The hook (its name is in the catalogue).
+    pub id: HookId,
     /// The kernel path it observes.
     pub what: &'static str,
     /// One of the six function hooks the product is built around (their best
@@ -229,6 +206,18 @@ const MIGRATION_ENTRY_WAIT: [Candidate; 2] = fn_rungs!("migration_entry_wait",
     &[(0, "struct mm_struct *"), (2, "unsigned long")], None, fields: &[],
     fentry: [p(P::FentryMigrationEntryWait, FEntry)],
     kprobe: [p(P::KprobeMigrationEntryWait, KProbe)]);
+const PMD_MIGRATION_WAIT: [Candidate; 2] = fn_rungs!("pmd_migration_entry_wait",
+    &[(0, "struct mm_struct *"), (1, "pmd_t *")], Some(2), fields: &[Field::PmdVal],
+    fentry: [p(P::FentryPmdWait, FEntry), p(P::FexitPmdWait, FExit)],
+    kprobe: [p(P::KprobePmdWait, KProbe), p(P::KretprobePmdWait, KRetProbe)]);
+const HUGE_WAIT_2: [Candidate; 2] = fn_rungs!("migration_entry_wait_huge",
+    &[(0, VMA), (1, "pte_t *")], Some(2), fields: &[Field::PteVal, Field::VmaVmStart],
+    fentry: [p(P::FentryHugeWait2, FEntry), p(P::FexitHugeWait2, FExit)],
+    kprobe: [p(P::KprobeHugeWait2, KProbe), p(P::KretprobeHugeWait2, KRetProbe)]);
+const HUGE_WAIT_3: [Candidate; 2] = fn_rungs!("migration_entry_wait_huge",
+    &[(0, VMA), (2, "pte_t *")], Some(3), fields: &[Field::PteVal, Field::VmaVmStart],
+    fentry: [p(P::FentryHugeWait3, FEntry), p(P::FexitHugeWait3, FExit)],
+    kprobe: [p(P::KprobeHugeWait3, KProbe), p(P::KretprobeHugeWait3, KRetProbe)]);
 const HANDLE_MM_FAULT: [Candidate; 2] = fn_rungs!("handle_mm_fault",
     &[(0, VMA), (1, "unsigned long"), (2, "unsigned int")], Some(4), fields: &[],
     fentry: [p(P::FentryFault, FEntry), p(P::FexitFault, FExit)],
@@ -370,7 +359,7 @@ const UFFD_TP_FIELDS: &[Field] = &[
 /// Every hook, in the order `monitor check` prints them.
 pub const HOOKS: &[HookSpec] = &[
     HookSpec {
-        name: "oom_reap",
+        id: HookId::OomReap,
         what: "__oom_reap_task_mm(): the reaper (or process_mrelease) unmaps a victim's mm",
         primary: true,
         candidates: cands!(
@@ -386,7 +375,7 @@ pub const HOOKS: &[HookSpec] = &[
         ),
     },
     HookSpec {
-        name: "exit_mmap",
+        id: HookId::ExitMmap,
         what: "exit_mmap(): the last mm_users reference tears the address space down",
         primary: true,
         candidates: cands!(
@@ -403,13 +392,13 @@ pub const HOOKS: &[HookSpec] = &[
         ),
     },
     HookSpec {
-        name: "unmap_page_range",
+        id: HookId::UnmapPageRange,
         what: "unmap_page_range() called by the reaper: the zap that can race exit_mmap",
         primary: true,
         candidates: cands!(UNMAP_PAGE_RANGE),
     },
     HookSpec {
-        name: "remove_migration_ptes",
+        id: HookId::RemoveMigrationPtes,
         what: "remove_migration_ptes(): migration entries are replaced by the new page",
         primary: true,
         candidates: cands!(
@@ -426,7 +415,7 @@ pub const HOOKS: &[HookSpec] = &[
         ),
     },
     HookSpec {
-        name: "stack_move",
+        id: HookId::StackMove,
         what: "shift_arg_pages()/relocate_vma_down(): exec moves its temporary stack",
         primary: true,
         candidates: cands!(
@@ -448,7 +437,7 @@ pub const HOOKS: &[HookSpec] = &[
         ),
     },
     HookSpec {
-        name: "mfill_copy",
+        id: HookId::MfillCopy,
         what: "mcopy_atomic()/mfill_atomic_copy(): UFFDIO_COPY fills pages",
         primary: true,
         candidates: cands!([
@@ -461,7 +450,7 @@ pub const HOOKS: &[HookSpec] = &[
         ]),
     },
     HookSpec {
-        name: "mark_victim",
+        id: HookId::MarkVictim,
         what: "mark_oom_victim(): the OOM killer picked a victim (signal->oom_mm)",
         primary: false,
         candidates: cands!(
@@ -478,7 +467,7 @@ pub const HOOKS: &[HookSpec] = &[
         ),
     },
     HookSpec {
-        name: "reap_skip",
+        id: HookId::ReapSkip,
         what: "oom_reap_task_mm(): the reaper skipped a victim (lock busy or MMF_OOM_SKIP)",
         primary: false,
         candidates: cands!(tp_cand(
@@ -488,19 +477,19 @@ pub const HOOKS: &[HookSpec] = &[
         )),
     },
     HookSpec {
-        name: "unmap_vmas",
+        id: HookId::UnmapVmas,
         what: "unmap_vmas() inside exit_mmap: the read-locked zap phase",
         primary: false,
         candidates: cands!(UNMAP_VMAS),
     },
     HookSpec {
-        name: "mmdrop",
+        id: HookId::Mmdrop,
         what: "__mmdrop(): the mm_struct is freed (its address may be reused)",
         primary: false,
         candidates: cands!(MMDROP),
     },
     HookSpec {
-        name: "process_mrelease",
+        id: HookId::ProcessMrelease,
         what: "process_mrelease(2): a reap driven by userspace (lmkd, systemd-oomd)",
         primary: false,
         candidates: cands!(tp_cand(
@@ -513,7 +502,7 @@ pub const HOOKS: &[HookSpec] = &[
         )),
     },
     HookSpec {
-        name: "exec",
+        id: HookId::Exec,
         what: "exec_binprm(): exec succeeded (after the stack was relocated)",
         primary: false,
         candidates: cands!(tp_cand(
@@ -527,7 +516,7 @@ pub const HOOKS: &[HookSpec] = &[
         )),
     },
     HookSpec {
-        name: "migrate_pages",
+        id: HookId::MigratePages,
         what: "migrate_pages(): a migration batch (compaction, NUMA, migrate_pages(2))",
         primary: false,
         candidates: cands!(
@@ -564,7 +553,7 @@ pub const HOOKS: &[HookSpec] = &[
         ),
     },
     HookSpec {
-        name: "set_migration_pte",
+        id: HookId::SetMigrationPte,
         what: "try_to_migrate_one(): a migration entry is installed (counted per batch)",
         primary: false,
         candidates: cands!(tp_cand(
@@ -578,19 +567,19 @@ pub const HOOKS: &[HookSpec] = &[
         )),
     },
     HookSpec {
-        name: "remove_migration_pte",
+        id: HookId::RemoveMigrationPte,
         what: "remove_migration_pte(): the per-VMA rmap callback, with the mm",
         primary: false,
         candidates: cands!(REMOVE_MIGRATION_PTE),
     },
     HookSpec {
-        name: "try_to_migrate_one",
+        id: HookId::TryToMigrateOne,
         what: "try_to_migrate_one(): a migration entry going into a temporary exec stack",
         primary: false,
         candidates: cands!(TRY_TO_MIGRATE_ONE),
     },
     HookSpec {
-        name: "invalid_migration_vma",
+        id: HookId::InvalidMigrationVma,
         what: "invalid_migration_vma(): the rmap walk skips a temporary exec stack",
         primary: false,
         candidates: cands!([Candidate {
@@ -602,13 +591,30 @@ pub const HOOKS: &[HookSpec] = &[
         }]),
     },
     HookSpec {
-        name: "migration_entry_wait",
+        id: HookId::MigrationEntryWait,
         what: "migration_entry_wait(): a fault found a migration entry",
         primary: false,
         candidates: cands!(MIGRATION_ENTRY_WAIT),
     },
     HookSpec {
-        name: "handle_mm_fault",
+        id: HookId::PmdMigrationEntryWait,
+        what: "pmd_migration_entry_wait(): a fault waits on a PMD-level (THP) migration entry",
+        primary: false,
+        candidates: cands!(PMD_MIGRATION_WAIT),
+    },
+    HookSpec {
+        id: HookId::MigrationEntryWaitHuge,
+        what: "migration_entry_wait_huge(): a fault waits on a hugetlb migration entry",
+        primary: false,
+        candidates: cands!([
+            HUGE_WAIT_2[0],
+            HUGE_WAIT_3[0],
+            HUGE_WAIT_2[1],
+            HUGE_WAIT_3[1]
+        ]),
+    },
+    HookSpec {
+        id: HookId::HandleMmFault,
         what: "handle_mm_fault(): faults on MMF_UNSTABLE mms, by kernel threads or remote tasks",
         primary: false,
         candidates: cands!(
@@ -625,7 +631,7 @@ pub const HOOKS: &[HookSpec] = &[
         ),
     },
     HookSpec {
-        name: "kthread_use_mm",
+        id: HookId::KthreadUseMm,
         what: "kthread_use_mm()/kthread_unuse_mm(): a kernel thread borrows a user mm",
         primary: false,
         candidates: cands!([
@@ -646,7 +652,7 @@ pub const HOOKS: &[HookSpec] = &[
         ]),
     },
     HookSpec {
-        name: "fork",
+        id: HookId::Fork,
         what: "kernel_clone(): fork of a tracked mm (after the userfaultfd fork handshake)",
         primary: false,
         candidates: cands!(tp_cand(
@@ -660,7 +666,7 @@ pub const HOOKS: &[HookSpec] = &[
         )),
     },
     HookSpec {
-        name: "uffd_ioctl",
+        id: HookId::UffdIoctl,
         what: "userfaultfd_ioctl(UFFDIO_COPY): the result of every copy (-EAGAIN while the mm changes)",
         primary: false,
         candidates: cands!(
@@ -676,40 +682,50 @@ pub const HOOKS: &[HookSpec] = &[
         ),
     },
     HookSpec {
-        name: "uffd_fork",
+        id: HookId::UffdFork,
         what: "dup_userfaultfd(): fork raises the parent ctx's mmap_changing",
         primary: false,
         candidates: cands!(DUP_UFFD),
     },
     HookSpec {
-        name: "uffd_remap",
+        id: HookId::UffdRemap,
         what: "mremap_userfaultfd_prep(): mremap raises mmap_changing (EVENT_REMAP)",
         primary: false,
         candidates: cands!(UFFD_REMAP),
     },
     HookSpec {
-        name: "uffd_unmap",
+        id: HookId::UffdUnmap,
         what: "userfaultfd_unmap_prep(): munmap raises mmap_changing (EVENT_UNMAP)",
         primary: false,
         candidates: cands!(UFFD_UNMAP),
     },
     HookSpec {
-        name: "uffd_remove",
+        id: HookId::UffdRemove,
         what: "userfaultfd_remove(): MADV_DONTNEED/REMOVE raises mmap_changing (EVENT_REMOVE)",
         primary: false,
         candidates: cands!(UFFD_REMOVE),
     },
     HookSpec {
-        name: "uffd_event_wait",
+        id: HookId::UffdEventWait,
         what: "userfaultfd_event_wait_completion(): the monitor read the event; the window closes",
         primary: false,
         candidates: cands!(UFFD_WAIT),
     },
 ];
 
-/// Finds a hook by name.
+/// Finds a hook's plan by name (command-line and configuration input).
 pub fn hook(name: &str) -> Option<&'static HookSpec> {
-    HOOKS.iter().find(|h| h.name == name)
+    HookId::from_name(name).and_then(spec)
+}
+
+/// The plan of hook `id` (every hook has one: see the tests).
+pub fn spec(id: HookId) -> Option<&'static HookSpec> {
+    HOOKS.iter().find(|h| h.id == id)
+}
+
+/// The rung of a hook's most preferred candidate.
+pub fn best_rung(id: HookId) -> Rung {
+    spec(id).map_or(Rung::Unavailable, |h| h.candidates[0].rung)
 }
 
 /// Every function symbol any candidate may attach to.
@@ -731,50 +747,54 @@ pub fn function_symbols() -> Vec<&'static str> {
 mod tests {
     use std::collections::BTreeSet;
 
+    use monitor_common::catalogue::ProbeKind;
+
     use super::*;
 
+    /// The plan agrees with the catalogue: one spec per hook, in catalogue
+    /// order; every program is planned under the hook the catalogue gives
+    /// it, with an attach mode of its kind, at a candidate of its rung.
     #[test]
-    fn hooks_are_well_formed() {
-        let mut names = BTreeSet::new();
+    fn hooks_are_well_formed_and_match_the_catalogue() {
+        let planned: Vec<HookId> = HOOKS.iter().map(|h| h.id).collect();
+        assert_eq!(
+            planned,
+            HookId::ALL,
+            "one spec per catalogue hook, in its order"
+        );
         for h in HOOKS {
-            assert!(names.insert(h.name), "duplicate hook {}", h.name);
-            assert!(!h.candidates.is_empty(), "{} has no candidate", h.name);
+            assert!(!h.candidates.is_empty(), "{} has no candidate", h.id);
             for c in h.candidates {
                 assert!(
                     !c.programs.is_empty(),
                     "{}: empty candidate {}",
-                    h.name,
+                    h.id,
                     c.target
                 );
-                let function = matches!(c.rung, Rung::Fentry | Rung::Kprobe);
-                assert_eq!(function, c.func.is_some(), "{}: {} func", h.name, c.target);
+                assert_eq!(
+                    c.rung.is_function(),
+                    c.func.is_some(),
+                    "{}: {} func",
+                    h.id,
+                    c.target
+                );
                 for p in c.programs {
-                    let ok = matches!(
-                        (c.rung, p.attach),
-                        (Rung::Fentry, FEntry | FExit)
-                            | (Rung::Kprobe, KProbe | KRetProbe)
-                            | (
-                                Rung::Tracepoint,
-                                Attach::TpBtf { .. } | Attach::Tracepoint { .. }
-                            )
-                    );
-                    assert!(
-                        ok,
-                        "{}: {:?} does not belong to rung {:?}",
-                        h.name, p.probe, c.rung
-                    );
-                    let prefix = match p.attach {
-                        FEntry => "fentry_",
-                        FExit => "fexit_",
-                        KProbe => "kprobe_",
-                        KRetProbe => "kretprobe_",
-                        Attach::TpBtf { .. } | Attach::Tracepoint { .. } => "tp_",
-                    };
-                    assert!(
-                        p.probe.program().starts_with(prefix),
-                        "{:?} naming",
+                    assert_eq!(
+                        p.probe.hook(),
+                        h.id,
+                        "{:?} belongs to another hook",
                         p.probe
                     );
+                    assert_eq!(p.probe.rung(), c.rung, "{:?} at rung {}", p.probe, c.rung);
+                    let kind = match p.attach {
+                        Attach::TpBtf { .. } => ProbeKind::TpBtf,
+                        Attach::Tracepoint { .. } => ProbeKind::Tracepoint,
+                        FEntry => ProbeKind::FEntry,
+                        FExit => ProbeKind::FExit,
+                        KProbe => ProbeKind::KProbe,
+                        KRetProbe => ProbeKind::KRetProbe,
+                    };
+                    assert_eq!(p.probe.kind(), kind, "{:?} attach mode", p.probe);
                 }
             }
             if h.primary {
@@ -782,7 +802,7 @@ mod tests {
                     h.candidates[0].rung,
                     Rung::Fentry,
                     "{}: primary hooks start at fentry",
-                    h.name
+                    h.id
                 );
             }
         }
@@ -793,8 +813,8 @@ mod tests {
         );
     }
 
-    /// Every program in the BPF object is used by some hook, so nothing is
-    /// built that the loader can never attach.
+    /// Every program in the catalogue is used by some candidate, so nothing
+    /// is built that the loader can never attach.
     #[test]
     fn every_probe_is_planned() {
         let planned: BTreeSet<ProbeId> = HOOKS

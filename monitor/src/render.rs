@@ -1,7 +1,8 @@
 //! Human rendering of events (the `trace` table) and small formatting helpers.
 
+use monitor_common::event::Value;
 use monitor_common::{mmf, pf, vm_fault};
-use monitor_detector::{CoverageState, Data, Event, tracefile::HookStatus};
+use monitor_detector::{CoverageState, Event, tracefile::HookStatus};
 
 /// Column header of the event table.
 pub const TABLE_HEADER: &str = "    TIME(s) CPU     PID COMM             EVENT                            MM  GEN:SEQ  DETAILS";
@@ -23,8 +24,8 @@ pub fn plan_lines(hooks: &[HookStatus], object: &str) -> Vec<String> {
             .last()
             .map_or("no candidate".to_owned(), |r| r.reason.clone());
         match unavailable.iter_mut().find(|(w, _)| *w == why) {
-            Some((_, names)) => names.push(&h.hook),
-            None => unavailable.push((why, vec![&h.hook])),
+            Some((_, names)) => names.push(h.hook.name()),
+            None => unavailable.push((why, vec![h.hook.name()])),
         }
     }
     for (why, names) in unavailable {
@@ -119,89 +120,33 @@ fn errno_name(ret: i64) -> String {
     }
 }
 
-/// The DETAILS column for one event.
+/// The DETAILS column for one event: every payload field as `name=value`,
+/// in catalogue order, with words for the values the kernel encodes
+/// (`mm->flags` bits, `vm_fault_t`, errnos, migration reasons).
 pub fn details(ev: &Event) -> String {
-    match &ev.data {
-        Data::MarkVictim(p) => format!(
-            "victim={}/{} uid={} flags={}",
-            p.victim_tgid,
-            p.victim_comm,
-            p.uid,
-            mm_flag_names(p.mm_flags)
-        ),
-        Data::ReapStart(p) | Data::ReapEnd(p) | Data::ReapSkip(p) => {
-            let mut s = format!("victim={} via={:?}", p.victim_pid, p.source).to_lowercase();
-            if p.ret >= 0 {
-                s.push_str(&format!(" ret={}", p.ret));
-            }
-            s.push_str(&format!(" flags={}", mm_flag_names(p.mm_flags)));
-            s
+    let mut out = String::new();
+    ev.data.fields().for_each(&mut |name, v| {
+        if !out.is_empty() {
+            out.push(' ');
         }
-        Data::ExitMmapStart(p)
-        | Data::ExitMmapEnd(p)
-        | Data::Mmdrop(p)
-        | Data::KthreadUseMm(p)
-        | Data::KthreadUnuseMm(p) => format!("flags={}", mm_flag_names(p.mm_flags)),
-        Data::ReaperUnmapStart(p)
-        | Data::ReaperUnmapEnd(p)
-        | Data::UnmapVmasStart(p)
-        | Data::UnmapVmasEnd(p)
-        | Data::MigrationSkipTempStack(p)
-        | Data::MigrationEntryInTempStack(p)
-        | Data::MigrationPteRemoved(p)
-        | Data::MigrationEntryWait(p) => format!(
-            "vma={:#x}-{:#x} vm_flags={:#x} addr={:#x}",
-            p.vm_start, p.vm_end, p.vm_flags, p.address
-        ),
-        Data::MreleaseEnter(p) => format!("pidfd={} flags={}", p.pidfd, p.flags),
-        Data::MreleaseExit(p) => format!("ret={}", errno_name(p.ret)),
-        Data::Exec(p) => format!("file={} old_pid={}", p.filename, p.old_pid),
-        Data::ExecMmSwitch(p) => format!("new_comm={}", p.new_comm),
-        Data::StackMoveStart(p) | Data::StackMoveEnd(p) => format!(
-            "vma={:#x}-{:#x} shift={:#x} ret={}",
-            p.vm_start, p.vm_end, p.shift, p.ret
-        ),
-        Data::MigrateStart(p) => format!("reason={} mode={}", migrate_reason(p.reason), p.mode),
-        Data::MigrateEnd(p) => format!(
-            "reason={} succeeded={} failed={} thp={}/{} ptes_set={} ptes_removed={}",
-            migrate_reason(p.reason),
-            p.succeeded,
-            p.failed,
-            p.thp_succeeded,
-            p.thp_failed,
-            p.ptes_set,
-            p.ptes_removed
-        ),
-        Data::Fault(p) | Data::KernelFault(p) => {
-            let who = if ev.task_flags & pf::PF_KTHREAD != 0 {
-                "kthread"
-            } else if p.current_mm != ev.mm {
-                "remote"
-            } else {
-                "owner"
-            };
-            let ret = p.ret.map_or_else(|| "unknown".to_owned(), fault_result);
-            format!(
-                "addr={:#x} by={who} flags={:#x} result={ret} mm_flags={}",
-                p.address,
-                p.fault_flags,
-                mm_flag_names(p.mm_flags)
-            )
-        }
-        Data::UffdCopy(p) | Data::MfillStart(p) | Data::MfillEnd(p) => format!(
-            "dst={:#x} len={} ret={} mmap_changing={}",
-            p.dst,
-            p.len,
-            errno_name(p.ret),
-            p.mmap_changing
-        ),
-        Data::UffdChangeBegin(p) | Data::UffdChangeEnd(p) => format!(
-            "kind={:?} mmap_changing={} range={:#x}-{:#x}",
-            p.kind, p.mmap_changing, p.start, p.end
-        )
-        .to_lowercase(),
-        Data::Fork(p) => format!("child={} child_mm={:#x}", p.child_tgid, p.child_mm),
-    }
+        let text = match (name, v) {
+            ("mm_flags", Value::Hex(f)) => mm_flag_names(f),
+            ("reason", Value::Unsigned(r)) => migrate_reason(r as u32),
+            ("ret", Value::Unsigned(r)) => fault_result(r as u32),
+            ("ret", Value::Signed(r)) => errno_name(r),
+            (_, Value::Unsigned(n)) => n.to_string(),
+            (_, Value::Signed(n)) => n.to_string(),
+            (_, Value::Hex(n)) => format!("{n:#x}"),
+            (_, Value::Bool(b)) => b.to_string(),
+            (_, Value::Str(b)) => String::from_utf8_lossy(b).into_owned(),
+            (_, Value::Name(n)) => n.to_owned(),
+            (_, Value::Null) => "unknown".to_owned(),
+        };
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&text);
+    });
+    out
 }
 
 /// Short display of a generation id: the BPF side stamps generations with the
@@ -228,9 +173,9 @@ pub fn table_row(ev: &Event, t0: u64) -> String {
         "-".to_owned()
     };
     let comm = if ev.task_flags & pf::PF_KTHREAD != 0 {
-        format!("[{}]", ev.comm)
+        format!("[{}]", ev.comm())
     } else {
-        ev.comm.clone()
+        ev.comm().into_owned()
     };
     format!(
         "{t:>11.6} {:>3} {:>7} {:<16.16} {:<22} {:>18} {:>8}  {}",

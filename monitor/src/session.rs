@@ -10,12 +10,12 @@ use std::{
 
 use anyhow::Context as _;
 use monitor_common::{
-    event::EventId,
+    catalogue::EventId,
     maps::{CounterReason, state},
 };
 use monitor_detector::{
     Event,
-    tracefile::{Loss, Summary},
+    tracefile::{HookStatus, Loss, Summary},
 };
 
 use crate::{
@@ -93,7 +93,7 @@ impl Session {
     /// Loads and attaches. Fails if no hook at all could be attached.
     pub fn start(opts: &LoadOptions) -> anyhow::Result<Session> {
         let mut loaded = loader::load(opts)?;
-        if loaded.hooks.iter().all(|h| h.rung == "unavailable") {
+        if !loaded.hooks.iter().any(HookStatus::is_attached) {
             anyhow::bail!("no hook could be attached on this kernel (run with -v for the reasons)");
         }
         let ring = Ring::new(loaded.take_ring()?).context("registering the ring buffer")?;
@@ -117,6 +117,15 @@ impl Session {
             *delivered += 1;
             match Event::decode(bytes) {
                 Ok(ev) => {
+                    if !ev.probe.get().is_some_and(|p| p.emits(ev.id())) {
+                        // The catalogue says which program emits what; a record
+                        // that disagrees is a bug in the BPF code or the table.
+                        log::warn!(
+                            "record {} from program {} contradicts the catalogue",
+                            ev.kind(),
+                            ev.probe
+                        );
+                    }
                     gate.observe(&ev);
                     sink.event(ev);
                 }
@@ -240,7 +249,7 @@ pub fn summary_from(
             .iter()
             .filter_map(|id| {
                 let v = counters.get(reason, *id);
-                (v > 0).then(|| (id.name().to_owned(), v))
+                (v > 0).then_some((*id, v))
             })
             .collect()
     };
@@ -260,13 +269,9 @@ pub fn summary_from(
             .hits
             .iter()
             .filter(|(_, n)| *n > 0)
-            .map(|(p, n)| (p.program().to_owned(), *n))
+            .map(|(p, n)| (*p, *n))
             .collect(),
-        stats: counters
-            .stats
-            .iter()
-            .map(|(s, n)| (s.name().to_owned(), *n))
-            .collect(),
+        stats: counters.stats.iter().copied().collect(),
         // Filled by the writer (`written`, `recorder_dropped`).
         ..Summary::default()
     }

@@ -25,6 +25,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use monitor_common::catalogue::EventId;
 use monitor_detector::tracefile::{Header, Line, Loss, Summary, to_line};
 use thiserror::Error;
 
@@ -58,15 +59,17 @@ pub struct TraceWriter {
     failing: bool,
     /// Events dropped since the last loss line, by kind, and loss lines
     /// dropped (their counts are carried into the next loss line).
-    dropped_events: BTreeMap<String, u64>,
-    dropped_loss: BTreeMap<String, u64>,
+    dropped_events: BTreeMap<EventId, u64>,
+    dropped_loss: BTreeMap<EventId, u64>,
+    /// Loss of kinds this build does not know, from loss lines it was given.
+    dropped_unknown: u64,
     /// Events dropped in total.
     dropped_total: u64,
     /// Non-event, non-loss lines dropped (findings).
     dropped_other: u64,
 }
 
-fn is_nonempty(m: &BTreeMap<String, u64>) -> bool {
+fn is_nonempty(m: &BTreeMap<EventId, u64>) -> bool {
     m.values().any(|v| *v > 0)
 }
 
@@ -103,6 +106,7 @@ impl TraceWriter {
             failing: false,
             dropped_events: BTreeMap::new(),
             dropped_loss: BTreeMap::new(),
+            dropped_unknown: 0,
             dropped_total: 0,
             dropped_other: 0,
         }
@@ -151,7 +155,10 @@ impl TraceWriter {
 
     /// Buffers a loss line for what was dropped, if anything was.
     fn append_drop_loss(&mut self) {
-        if !is_nonempty(&self.dropped_events) && !is_nonempty(&self.dropped_loss) {
+        if !is_nonempty(&self.dropped_events)
+            && !is_nonempty(&self.dropped_loss)
+            && self.dropped_unknown == 0
+        {
             return;
         }
         let mut lost = std::mem::take(&mut self.dropped_loss);
@@ -161,6 +168,7 @@ impl TraceWriter {
         let line = to_line(&Line::Loss(Loss {
             t: sys::ktime_ns(),
             lost,
+            unknown_kinds: std::mem::take(&mut self.dropped_unknown),
         }));
         self.append(&line, false);
     }
@@ -176,13 +184,14 @@ impl TraceWriter {
         } else {
             match line {
                 Line::Event(ev) => {
-                    *self.dropped_events.entry(ev.kind().to_owned()).or_default() += 1;
+                    *self.dropped_events.entry(ev.id()).or_default() += 1;
                     self.dropped_total += 1;
                 }
                 Line::Loss(l) => {
                     for (k, v) in &l.lost {
-                        *self.dropped_loss.entry(k.clone()).or_default() += v;
+                        *self.dropped_loss.entry(*k).or_default() += v;
                     }
+                    self.dropped_unknown += l.unknown_kinds;
                 }
                 _ => self.dropped_other += 1,
             }
@@ -352,7 +361,7 @@ mod tests {
         // Other lines are left alone.
         let loss = Line::Loss(Loss {
             t: 1,
-            lost: BTreeMap::new(),
+            ..Loss::default()
         });
         assert_eq!(finding_line(&loss), to_line(&loss));
     }

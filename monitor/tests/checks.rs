@@ -9,12 +9,19 @@ use monitor_detector::{Data, Event};
 
 use crate::util::{Recording, TraceRun, scenario};
 
-pub fn hook_rung<'a>(rec: &'a Recording, hook: &str) -> &'a str {
+pub fn hook_rung(rec: &Recording, hook: &str) -> &'static str {
     rec.header
         .hooks
         .iter()
-        .find(|h| h.hook == hook)
-        .map_or("missing", |h| h.rung.as_str())
+        .find(|h| h.hook.name() == hook)
+        .map_or("missing", |h| h.rung.name())
+}
+
+/// Hit count of the program named `p` in a summary.
+pub fn hits_of(summary: &monitor_detector::tracefile::Summary, p: &str) -> u64 {
+    let id = monitor_common::catalogue::ProbeId::from_name(p)
+        .unwrap_or_else(|| panic!("{p} is not a program of the catalogue"));
+    summary.hits.get(&id).copied().unwrap_or(0)
 }
 
 pub fn assert_attached(rec: &Recording, hooks: &[&str]) {
@@ -39,7 +46,7 @@ pub fn assert_fired(rec: &Recording, programs: &[&str]) {
     let summary = rec.summary.as_ref().expect("summary line");
     for p in programs {
         assert!(
-            summary.hits.get(*p).copied().unwrap_or(0) > 0,
+            hits_of(summary, p) > 0,
             "program {p} never fired; hits: {:?}",
             summary.hits
         );
@@ -117,7 +124,7 @@ pub fn oom_reap(extra_args: &[&str]) -> Recording {
         reaper.is_kthread(),
         "reap_start must come from the oom_reaper kernel thread"
     );
-    assert_eq!(reaper.comm, "oom_reaper");
+    assert_eq!(reaper.comm(), "oom_reaper");
     if let Data::ReapEnd(r) = &gen_events[f].data {
         assert_ne!(
             r.mm_flags & (1 << monitor_common::mmf::MMF_UNSTABLE),
@@ -178,7 +185,8 @@ pub fn uffd_race(event: &str, extra_args: &[&str]) -> (Recording, serde_json::Va
         .iter()
         .filter(|(_, c)| c.ret == -11 && c.mmap_changing <= 0)
         .count();
-    let allowed = if hook_rung(&rec, "uffd_ioctl") == "fexit" {
+    // (The header names the rung `fentry`; on it this hook is its fexit program.)
+    let allowed = if hook_rung(&rec, "uffd_ioctl") == "fentry" {
         rec.events
             .iter()
             .filter(|e| e.kind() == "uffd_change_end" && copies.iter().any(|(c, _)| c.mm == e.mm))
@@ -206,8 +214,8 @@ pub fn uffd_race(event: &str, extra_args: &[&str]) -> (Recording, serde_json::Va
 /// not they recorded anything.
 pub fn exec_programs_fired(rec: &Recording, n: u64) {
     assert_attached(rec, &["exec", "stack_move"]);
-    let hits = &rec.summary.as_ref().expect("summary line").hits;
-    let get = |p: &str| hits.get(p).copied().unwrap_or(0);
+    let summary = rec.summary.as_ref().expect("summary line");
+    let get = |p: &str| hits_of(summary, p);
     assert!(
         get("tp_sched_process_exec") >= n,
         "sched_process_exec ran {} times for {n} execs",
@@ -232,7 +240,7 @@ pub fn exec_windows(rec: &Recording, exe: &str) -> usize {
     let execs: Vec<&Event> = rec
         .events
         .iter()
-        .filter(|e| matches!(&e.data, Data::Exec(x) if x.filename == exe))
+        .filter(|e| matches!(&e.data, Data::Exec(x) if monitor_detector::event::c_str(&x.filename) == exe))
         .collect();
     for e in &execs {
         let gen_events = rec.generation(e.mm, e.mm_gen);
@@ -270,7 +278,7 @@ pub fn no_exec_records(rec: &Recording, exe: &str) {
                     | Data::ExecMmSwitch(_)
                     | Data::StackMoveStart(_)
                     | Data::StackMoveEnd(_)
-            ) || (e.comm == comm && e.mm != 0)
+            ) || (e.comm() == comm && e.mm != 0)
         })
         .map(|e| e.kind())
         .collect();
@@ -309,10 +317,11 @@ pub fn migration_batches(rec: &Recording, reason: u32) {
         );
     }
     assert!(
-        ends.iter().all(|m| m.start_seen),
+        ends.iter().all(|m| m.start_seen != 0),
         "batch counters must cover whole batches"
     );
     let summary = rec.summary.as_ref().expect("summary");
     let ptes: u64 = ends.iter().map(|m| m.ptes_set).sum();
-    assert!(summary.stats.get("migration_pte_set").copied().unwrap_or(0) >= ptes);
+    let set = monitor_common::maps::Stat::MigrationPteSet;
+    assert!(summary.stats.get(&set).copied().unwrap_or(0) >= ptes);
 }

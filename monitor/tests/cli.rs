@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::util::{monitor_bin, run};
+use crate::util::{monitor_bin, require_root, run};
 
 /// Runs the monitor and checks the one-line error contract.
 fn fails_with(args: &[&str], expect: &str) {
@@ -63,6 +63,8 @@ fn missing_subcommand_is_a_usage_error() {
 
 #[test]
 fn not_root() {
+    // Dropping to nobody needs root in the first place.
+    require_root!();
     // Drop to nobody with no capabilities.
     fails_with_cmd(
         Command::new("setpriv")
@@ -80,6 +82,8 @@ fn not_root() {
 
 #[test]
 fn missing_btf() {
+    // The monitor checks for root before it reads BTF or opens its output.
+    require_root!();
     fails_with(
         &["trace", "--btf", "/nonexistent/vmlinux", "--duration", "1s"],
         "cannot read kernel BTF from /nonexistent/vmlinux",
@@ -88,6 +92,8 @@ fn missing_btf() {
 
 #[test]
 fn unreadable_btf() {
+    // The monitor checks for root before it reads BTF or opens its output.
+    require_root!();
     // A directory cannot be read as a file, even by root.
     fails_with(
         &["trace", "--btf", "/", "--duration", "1s"],
@@ -97,6 +103,8 @@ fn unreadable_btf() {
 
 #[test]
 fn garbage_btf() {
+    // The monitor checks for root before it reads BTF or opens its output.
+    require_root!();
     fails_with(
         &["trace", "--btf", "/etc/os-release", "--duration", "1s"],
         "is unusable: not BTF data",
@@ -105,6 +113,8 @@ fn garbage_btf() {
 
 #[test]
 fn unwritable_output() {
+    // The monitor checks for root before it reads BTF or opens its output.
+    require_root!();
     fails_with(
         &[
             "trace",
@@ -124,7 +134,7 @@ fn unwritable_output() {
 /// The detector's fixtures (recorded or hand-built trace files).
 fn fixture(name: &str) -> String {
     format!(
-        "{}/../monitor-detector/tests/data/{name}",
+        "{}/../monitor-detector/tests/data/legacy/{name}",
         env!("CARGO_MANIFEST_DIR")
     )
 }

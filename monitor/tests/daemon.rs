@@ -18,11 +18,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor::daemon::{hooks, record};
+use monitor::daemon::{metrics::event_hook_label, record};
+use monitor_common::catalogue::{HookId, Rung};
 use monitor_detector::tracefile::{Line, Summary, parse_line};
 use serde_json::Value;
 
-use crate::util::{monitor_bin, require_root, run, scenario, serial, tempdir::TempDir};
+use crate::{
+    tidy::{documented_metrics, panels, promql_metric_names},
+    util::{monitor_bin, require_root, run, scenario, serial, tempdir::TempDir},
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -360,8 +364,8 @@ fn plan_from_scrape(s: &Scrape) -> Vec<monitor_detector::tracefile::HookStatus> 
         .filter(|x| x.name == "mmrace_hook_rung" && x.value == 1.0)
         .filter(|x| x.labels["rung"] != "excluded")
         .map(|x| monitor_detector::tracefile::HookStatus {
-            hook: x.labels["hook"].clone(),
-            rung: x.labels["rung"].clone(),
+            hook: HookId::from_name(&x.labels["hook"]).expect("a catalogue hook"),
+            rung: Rung::from_name(&x.labels["rung"]).expect("a rung"),
             target: None,
             programs: Vec::new(),
             refused: Vec::new(),
@@ -377,7 +381,7 @@ fn expected_degraded(
 ) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = monitor::cli::check::degraded(plan)
         .iter()
-        .map(|h| h.hook.clone())
+        .map(|h| h.hook.name().to_owned())
         .collect();
     out.extend(impaired.iter().map(|h| (*h).to_owned()));
     out
@@ -564,121 +568,6 @@ impl Drop for Prometheus {
     }
 }
 
-// ---------------------------------------------------------------------------
-// PromQL: the metric names an expression uses.
-
-/// Binary operators and modifiers.
-const PROMQL_KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "bool", "offset", "atan2", "inf", "nan",
-];
-/// Modifiers followed by a parenthesised list of label names.
-const PROMQL_LABEL_LISTS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
-/// Aggregation operators (`sum by (x) (...)`: not followed by a parenthesis).
-const PROMQL_AGGREGATIONS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "limitk",
-    "limit_ratio",
-];
-
-/// Metric names in a PromQL expression: identifiers that are not function
-/// calls, aggregations, keywords, label names (in braces or grouping lists),
-/// numbers, durations or strings.
-fn promql_metric_names(expr: &str) -> BTreeSet<String> {
-    let b = expr.as_bytes();
-    let skip_quoted = |mut i: usize| {
-        let q = b[i];
-        i += 1;
-        while i < b.len() && b[i] != q {
-            i += if b[i] == b'\\' { 2 } else { 1 };
-        }
-        i + 1
-    };
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'"' || c == b'\'' || c == b'`' {
-            i = skip_quoted(i);
-        } else if c == b'{' {
-            while i < b.len() && b[i] != b'}' {
-                i = if b[i] == b'"' { skip_quoted(i) } else { i + 1 };
-            }
-            i += 1;
-        } else if c == b'[' {
-            while i < b.len() && b[i] != b']' {
-                i += 1;
-            }
-            i += 1;
-        } else if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
-                i += 1;
-            }
-            let word = &expr[start..i];
-            let mut j = i;
-            while j < b.len() && b[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            let call = j < b.len() && b[j] == b'(';
-            if PROMQL_LABEL_LISTS.contains(&word) {
-                if call {
-                    while j < b.len() && b[j] != b')' {
-                        j += 1;
-                    }
-                    i = j + 1;
-                }
-            } else if !call
-                && !PROMQL_KEYWORDS.contains(&word.to_ascii_lowercase().as_str())
-                && !PROMQL_AGGREGATIONS.contains(&word)
-            {
-                names.insert(word.to_owned());
-            }
-        } else if c.is_ascii_digit() || c == b'.' {
-            // Numbers and durations (0.99, 5m, 1e3).
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
-                i += 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    names
-}
-
-#[test]
-fn promql_names_are_extracted() {
-    let names = |e: &str| promql_metric_names(e).into_iter().collect::<Vec<_>>();
-    assert_eq!(
-        names(
-            r#"sum by (job, le) (rate(a_total{x="{y}", z=~"$i"}[5m] offset 1d)) > 2 * b_total or on(job) vector(0)"#
-        ),
-        ["a_total", "b_total"]
-    );
-    assert_eq!(
-        names("histogram_quantile(0.99, sum without (le) (rate(h_bucket[1m]))) / c:rule"),
-        ["c:rule", "h_bucket"]
-    );
-    assert_eq!(names(r#"up{job="m"} == 0 and bool count(x)"#), ["up", "x"]);
-}
-
 /// Grafana's variables, given values a test query can run with.
 fn substitute_grafana(expr: &str, template_vars: &BTreeSet<String>) -> String {
     let builtins = [
@@ -765,16 +654,6 @@ fn annotations_mark_findings(
     }
 }
 
-/// Every panel (rows included) of a dashboard.
-pub(crate) fn panels(v: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for p in v["panels"].as_array().into_iter().flatten() {
-        out.push(p);
-        out.extend(panels(p));
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------
 // Trace files.
 
@@ -833,7 +712,7 @@ impl RecordFile {
 /// documented with its type.
 #[test]
 fn prometheus_scrapes_the_daemon_through_real_races() {
-    require_root();
+    require_root!();
     let _g = serial();
     let rec = TempDir::new("daemon-rec");
     let daemon = Daemon::start(&["--record", rec.path().to_str().expect("utf-8")]);
@@ -929,8 +808,8 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
         .value(r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="exit_mmap"}"#);
     match plan
         .iter()
-        .find(|h| h.hook == "exit_mmap")
-        .map(|h| h.rung.as_str())
+        .find(|h| h.hook == HookId::ExitMmap)
+        .map(|h| h.rung.name())
     {
         Some("tracepoint") => assert_eq!(exit_window, 0.0),
         Some("fentry" | "kprobe") => assert!(exit_window >= 1.0),
@@ -1167,15 +1046,7 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
     assert!(checked >= 20, "only {checked} dashboard queries found");
 
     // Every exported family is documented with its type, and vice versa.
-    let doc = std::fs::read_to_string(repo().join("docs/metrics.md")).expect("docs/metrics.md");
-    let documented: BTreeMap<String, String> = doc
-        .lines()
-        .filter_map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-            Some((name.to_owned(), (*cells.get(2)?).to_owned()))
-        })
-        .collect();
+    let documented = documented_metrics(&repo());
     for (family, ty) in &scrape.types {
         assert_eq!(
             documented.get(family),
@@ -1204,25 +1075,21 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
     // Every record's program is in the table for its event kind, and the
     // per-hook labels of the kernel's per-kind counts match what arrived.
     let mut produced_by_hook: BTreeMap<String, u64> = BTreeMap::new();
-    for (ev, n) in &s.produced_by_event {
-        let id = monitor_common::event::EventId::from_name(ev).expect("event name");
-        *produced_by_hook
-            .entry(hooks::event_hook(id).expect("planned"))
-            .or_default() += n;
+    for (id, n) in &s.produced_by_event {
+        *produced_by_hook.entry(event_hook_label(*id)).or_default() += n;
     }
     let mut delivered_by_hook: BTreeMap<String, u64> = BTreeMap::new();
     for e in files[0].events() {
-        let probe = hooks::probe_by_name(&e.probe).expect("known program");
+        let probe = e.probe.get().expect("a catalogue program");
         assert!(
-            hooks::probe_events(probe).contains(&e.id()),
-            "{} emitted {}, not in daemon::hooks::probe_events",
+            probe.emits(e.id()),
+            "{} emitted {}, which its catalogue row does not list",
             e.probe,
             e.kind()
         );
-        let hook = hooks::probe_hook(probe).expect("planned");
-        assert!(hooks::event_hooks(e.id()).contains(&hook));
+        assert!(e.id().hooks().any(|h| h == probe.hook()));
         *delivered_by_hook
-            .entry(hooks::event_hook(e.id()).expect("planned"))
+            .entry(event_hook_label(e.id()))
             .or_default() += 1;
     }
     assert_eq!(
@@ -1279,7 +1146,7 @@ fn assert_programs_gone(ids: &BTreeSet<u32>) {
 /// STOPPING.
 #[test]
 fn sigterm_detaches_every_program_and_closes_the_trace_files() {
-    require_root();
+    require_root!();
     let _g = serial();
     let rec = TempDir::new("daemon-rotate");
     let notify = TempDir::new("daemon-notify");
@@ -1372,7 +1239,7 @@ fn sigterm_detaches_every_program_and_closes_the_trace_files() {
 /// keeps them (so this test can tell the difference).
 #[test]
 fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
-    require_root();
+    require_root!();
     let _g = serial();
     let cfg = TempDir::new("daemon-caps");
     let file = cfg.path().join("monitor.toml");
@@ -1513,7 +1380,7 @@ fn bad_input_gets_one_line_and_exit_2() {
     );
 
     // Port in use (needs the privilege check to pass, so root).
-    require_root();
+    require_root!();
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     fails(
@@ -1562,7 +1429,7 @@ fn expand_syscall_group(group: &str, out: &mut BTreeSet<String>) {
 /// needs CAP_SYSLOG) while making only system calls its filter allows.
 #[test]
 fn systemd_unit_is_valid_and_its_sandbox_suffices() {
-    require_root();
+    require_root!();
     let _g = serial();
     let unit_path = repo().join("deploy/systemd/mm-race-monitor.service");
     let unit = std::fs::read_to_string(&unit_path).expect("unit");
@@ -1639,7 +1506,8 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
             h["rung"].as_str().expect("rung"),
         );
         assert!(
-            plan.iter().any(|p| p.hook == hook && p.rung == rung),
+            plan.iter()
+                .any(|p| p.hook.name() == hook && p.rung.name() == rung),
             "with the unit's capabilities {hook} is not at {rung} as for root: {plan:?}"
         );
     }
@@ -1710,7 +1578,7 @@ fn systemd_unit_is_valid_and_its_sandbox_suffices() {
 /// say so and report the hook degraded exactly in that case.
 #[test]
 fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
-    require_root();
+    require_root!();
     let _g = serial();
     let sysctl = |name: &str| -> i64 {
         std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
@@ -1770,7 +1638,7 @@ fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
 /// BPF, faults are examined from then on, and the daemon exports both.
 #[test]
 fn an_oom_victim_opens_the_fault_gate() {
-    require_root();
+    require_root!();
     let _g = serial();
     let daemon = Daemon::start(&[]);
     let examined = |s: &Scrape| s.value("mmrace_bpf_stats_total", &[("stat", "faults_examined")]);
@@ -1817,7 +1685,7 @@ fn an_oom_victim_opens_the_fault_gate() {
 /// degraded (`MmRaceHookDegraded` pending); no violation alert.
 #[test]
 fn shipped_alerts_go_off_on_real_loss_and_degradation() {
-    require_root();
+    require_root!();
     let _g = serial();
     let mut cmd = Command::new("setpriv");
     cmd.args([

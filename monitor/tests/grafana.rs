@@ -22,7 +22,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    daemon::panels,
+    tidy::panels,
     util::{run, tempdir::TempDir},
 };
 

@@ -368,7 +368,7 @@ fn make_a_finding(addr: SocketAddr) {
 /// findings are queued: it keeps serving, counting and stopping on time.
 #[test]
 fn d1_daemon_with_a_stdout_nobody_reads_keeps_serving_and_stops_on_sigterm() {
-    require_root();
+    require_root!();
     let _g = serial();
     let (_reader, writer) = full_pipe();
     let mut cmd = daemon(&[]);
@@ -395,7 +395,7 @@ fn d1_daemon_with_a_stdout_nobody_reads_keeps_serving_and_stops_on_sigterm() {
 /// reported as a signal (not "sink closed" when the reader finally dies).
 #[test]
 fn d1_trace_with_a_stdout_nobody_reads_stops_on_sigterm() {
-    require_root();
+    require_root!();
     let _g = serial();
     let (_reader, writer) = full_pipe();
     let mut cmd = monitor(&["trace", "--format", "json"]);
@@ -436,7 +436,7 @@ fn d2_a_closed_stdout_ends_analyze_and_help_quietly() {
 /// D2: `monitor check | true` (after loading the BPF object).
 #[test]
 fn d2_a_closed_stdout_ends_check_quietly() {
-    require_root();
+    require_root!();
     let _g = serial();
     let out = run(monitor(&["check"]).stdout(Stdio::from(closed_pipe())));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -449,7 +449,7 @@ fn d2_a_closed_stdout_ends_check_quietly() {
 /// keeps serving, then stops cleanly.
 #[test]
 fn d2_a_closed_stderr_never_kills_the_daemon() {
-    require_root();
+    require_root!();
     let _g = serial();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -486,7 +486,7 @@ fn d2_a_closed_stderr_never_kills_the_daemon() {
 /// accepts the files, and every summary agrees with its file.
 #[test]
 fn d3_recording_on_a_full_disk_never_tears_and_tells_the_truth() {
-    require_root();
+    require_root!();
     let _g = serial();
     let fs = Tmpfs::new("full-disk", "512k");
     let filler = fs.fill(40 << 10);
@@ -553,7 +553,7 @@ fn d3_recording_on_a_full_disk_never_tears_and_tells_the_truth() {
 /// gap, and the summary's `written`/`recorder_dropped` match the file.
 #[test]
 fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
-    require_root();
+    require_root!();
     use monitor::tracefile::TraceWriter;
     use monitor_detector::{
         Data, Event,
@@ -585,13 +585,14 @@ fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
         cpu: 0,
         pid: 1,
         tgid: 1,
-        comm: "x".repeat(15),
+        comm: *b"xxxxxxxxxxxxxxx\0",
         task_flags: 0,
         mm: 0x1000,
         mm_gen: 1,
         seq: i + 1,
+        cgroup_id: 0,
         hdr_flags: 0,
-        probe: "tp_exit_mmap".into(),
+        probe: monitor_common::catalogue::ProbeId::TpExitMmap.into(),
         data: Data::ExitMmapEnd(MmState { mm_flags: 0x200000 }),
     };
     let mut pushed = 0;
@@ -625,7 +626,7 @@ fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
 /// the summary line on stderr all the same; the file is whole.
 #[test]
 fn u8_trace_output_on_a_full_disk_still_summarises() {
-    require_root();
+    require_root!();
     let _g = serial();
     let fs = Tmpfs::new("trace-full", "64k");
     let out = fs.path().join("t.jsonl");
@@ -738,7 +739,7 @@ fn u3_ring_sizes_accept_1g_and_never_wrap() {
 /// read whole, `/dev/zero` forever.
 #[test]
 fn u5_inputs_are_bounded() {
-    require_root();
+    require_root!();
     let dir = TempDir::new("u5");
     let fifo = dir.path().join("fifo");
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("c");
@@ -877,7 +878,7 @@ fn shift_mm_struct(btf: &[u8]) -> Vec<u8> {
 /// elsewhere is still accepted.
 #[test]
 fn d5_btf_that_does_not_describe_the_running_kernel_is_refused() {
-    require_root();
+    require_root!();
     let _g = serial();
     let Ok(raw) = std::fs::read("/sys/kernel/btf/vmlinux") else {
         panic!("the host has kernel BTF");
@@ -915,7 +916,7 @@ fn d5_btf_that_does_not_describe_the_running_kernel_is_refused() {
 /// attach.
 #[test]
 fn d6_sigkill_of_trace_leaves_no_tracefs_mount() {
-    require_root();
+    require_root!();
     let _g = serial();
     let script = r#"
         umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null
@@ -1000,7 +1001,7 @@ fn slowloris(
 /// generous 5 s per request, and the latencies are printed.
 #[test]
 fn s1_a_thousand_slow_connections_cannot_starve_the_endpoint() {
-    require_root();
+    require_root!();
     let _g = serial();
     monitor::sys::raise_fd_limit(8192);
     let mut d = Proc::spawn(daemon(&[]));
@@ -1029,7 +1030,7 @@ fn s1_a_thousand_slow_connections_cannot_starve_the_endpoint() {
 /// serves (the oldest connection is evicted to make room).
 #[test]
 fn u2_accept_errors_are_throttled() {
-    require_root();
+    require_root!();
     let _g = serial();
     // How many descriptors the daemon holds once attached, then the same
     // daemon under a limit a few above that (the review used 84 for 78).
@@ -1072,7 +1073,7 @@ fn u2_accept_errors_are_throttled() {
 /// and no capability; `--user root` keeps root.
 #[test]
 fn s2_the_daemon_switches_to_an_unprivileged_user_after_attach() {
-    require_root();
+    require_root!();
     let _g = serial();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let default_uid = ["mm-race-monitor", "nobody"]
@@ -1128,7 +1129,7 @@ fn s2_the_daemon_switches_to_an_unprivileged_user_after_attach() {
 /// a second daemon on the same directory is refused.
 #[test]
 fn s3_u11_record_directories_are_checked_locked_and_never_followed() {
-    require_root();
+    require_root!();
     let _g = serial();
     let root = TempDir::new("s3");
     let gw = root.path().join("gw");
@@ -1181,7 +1182,7 @@ fn s3_u11_record_directories_are_checked_locked_and_never_followed() {
 /// once attached.
 #[test]
 fn s4_files_are_private_and_trace_drops_capabilities() {
-    require_root();
+    require_root!();
     let _g = serial();
     let dir = TempDir::new("s4");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");

@@ -203,6 +203,8 @@ fn bullseye() -> PathBuf {
     }
     let tmp = dir.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
+    // mmdebstrap wants the parent to exist (a fresh checkout has no cache).
+    std::fs::create_dir_all(dir.parent().expect("cache dir")).expect("create the ship cache");
     ok(Command::new("mmdebstrap")
         .args(["--variant=essential", "--mode=root", "--quiet", "bullseye"])
         .arg(&tmp)
@@ -214,7 +216,7 @@ fn bullseye() -> PathBuf {
 #[test]
 #[ignore = "needs `cargo xtask dist --deb --image` (scripts/test.sh)"]
 fn static_binary_runs_on_debian_11_where_a_glibc_build_does_not() {
-    require_root();
+    require_root!();
     let _g = serial();
     let root = bullseye();
     assert!(
@@ -436,7 +438,7 @@ fn hooks_attached(stderr: &str) -> String {
 #[test]
 #[ignore = "needs `cargo xtask dist --deb --image` (scripts/test.sh)"]
 fn image_runs_under_podman_and_is_scraped_on_loopback() {
-    require_root();
+    require_root!();
     let _g = serial();
     let archive = artifact(&format!("{}.oci.tar", stem()));
     let image = format!("localhost/mm-race-monitor:{VERSION}");

@@ -15,6 +15,8 @@
 //! - `mutant`: the mutant kernel's switches (`cargo xtask mutant` runs them
 //!   in the guest; `#[ignore]` elsewhere).
 //! - `vm_selftest`: a deliberately failing guest test for the harness self-test.
+//! - `tidy`: no kernel, no root: metric names agree between the daemon,
+//!   docs/metrics.md, the dashboards and the alert rules.
 //! - `report`: `monitor analyze --html` opened in headless Chromium
 //!   (`browser`: the DevTools protocol on a pipe) and the Perfetto export
 //!   checked against the trace-event format. Needs Debian's `chromium`.
@@ -40,6 +42,7 @@ mod hostile;
 mod mutant;
 mod report;
 mod ship;
+mod tidy;
 mod util;
 mod vm;
 mod vm_selftest;

@@ -6,7 +6,7 @@
 //! file the monitor recorded (and on the detector's verdicts about it), and
 //! that the hooks it relies on fired.
 
-use monitor_detector::{Data, Finding, FindingKind, Severity};
+use monitor_detector::{Data, Finding, FindingKind, Severity, event::FaultExt};
 
 use crate::{
     checks,
@@ -77,6 +77,32 @@ fn check_shows_function_rung() {
         );
         assert_eq!(h["target"], target, "{name}");
     }
+    // The PMD-level and hugetlb migration-entry waits: attached at a
+    // function rung where the kernel has the function, else unavailable with
+    // a refusal of a named kind for every candidate (inlined, no BTF, other
+    // prototype), never a crash or a silent gap.
+    for name in ["pmd_migration_entry_wait", "migration_entry_wait_huge"] {
+        let h = hook(name);
+        let rung = h["rung"].as_str().unwrap_or("");
+        note(&format!("{name}: {rung} {}", h["target"]));
+        if rung == "unavailable" {
+            let refused = h["refused"].as_array().expect("refusals");
+            assert!(!refused.is_empty(), "{h}");
+            for r in refused {
+                assert!(
+                    r["kind"]
+                        .as_str()
+                        .is_some_and(|k| k != "unknown" && k != "internal"),
+                    "{name}: refusal without a kind: {r}"
+                );
+            }
+        } else {
+            assert!(
+                rung == "fentry" || rung == "kprobe",
+                "{name} is on {rung}: {h}"
+            );
+        }
+    }
     for rule in v["rules"].as_array().expect("rules") {
         let partial_ok = kernel() == "5.10" && rule["rule"] == "leftover_migration_entry";
         if !partial_ok {
@@ -95,7 +121,7 @@ fn oom_reaper_reaps_victim() {
 }
 
 /// The victim exits the moment the reaper starts: exit_mmap runs while the
-/// reaper still unmaps, a legal overlap since 4.14 (seed 001): a near miss.
+/// reaper still unmaps, a legal overlap since 4.14 (the reaper/exit_mmap race of `docs/kernel.md`): a near miss.
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn reaper_exit_overlap_is_a_near_miss() {
@@ -135,7 +161,7 @@ fn process_mrelease_reaps_in_the_callers_context() {
     let caller_reaps: Vec<_> = rec
         .events
         .iter()
-        .filter(|e| e.kind() == "reap_start" && e.comm == "scenario" && !e.is_kthread())
+        .filter(|e| e.kind() == "reap_start" && e.comm() == "scenario" && !e.is_kthread())
         .collect();
     assert!(
         !caller_reaps.is_empty(),
@@ -156,8 +182,8 @@ fn process_mrelease_reaps_in_the_callers_context() {
 }
 
 /// A vhost kernel thread (kthread_use_mm) faults on the reaped ring after
-/// MMF_UNSTABLE: the kernel turns it into SIGBUS (seed 000); so does a
-/// remote read through /proc/TID/mem (seed 002).
+/// MMF_UNSTABLE: the kernel turns it into SIGBUS (3f70dc38cec2); so does a
+/// remote read through /proc/TID/mem (6b31d5955cb2).
 #[test]
 #[ignore = "VM only: cargo xtask vm"]
 fn vhost_kthread_fault_after_reap_gets_sigbus() {
@@ -183,10 +209,10 @@ fn vhost_kthread_fault_after_reap_gets_sigbus() {
         .collect();
     let kthread = faults
         .iter()
-        .find(|(e, _)| e.is_kthread() && e.comm.starts_with("vhost"))
+        .find(|(e, _)| e.is_kthread() && e.comm().starts_with("vhost"))
         .unwrap_or_else(|| panic!("no vhost kthread fault on the victim's mm ({report})"));
     assert_eq!(
-        kthread.1.ret.map(|r| r & 0x2),
+        kthread.1.result().map(|r| r & 0x2),
         Some(0x2),
         "the kthread fault must be SIGBUS"
     );

@@ -1,6 +1,6 @@
 //! `leftover_migration_entry`: page migration racing exec's relocation of its
-//! temporary stack, which can leave migration entries behind (seed 003;
-//! `kernel-notes.md` §4.3).
+//! temporary stack, which can leave migration entries behind (the 2.6.34 fix
+//! "not migrating temporary stacks"; `docs/kernel.md`, "The four races").
 //!
 //! The exec window of an mm `M` is `stack_move_start`..`stack_move_end`
 //! (`shift_arg_pages`/`relocate_vma_down`, function rung) or, on the
@@ -20,24 +20,33 @@
 //!   while no `migrate_pages()` batch is open and none started since its first
 //!   wait: consistent with a left-behind entry, but THP splits and device
 //!   migration install migration entries outside batches, so this is only
-//!   ever `uncertain` (`candidate = violation` in the details).
+//!   ever `uncertain` (`candidate = violation` in the details). The same
+//!   holds for waits on PMD-level (THP) and hugetlb migration entries
+//!   (`huge_migration_wait_start`, keyed by the entry itself: their hooks
+//!   see no address), whose `huge_migration_wait_end` shows what the entry
+//!   held after the wait.
 //!
 //! Not judged (documented in `docs/detection.md`): `migrate_end` with
 //! `ptes_set != ptes_removed` on the tracepoint rung (entries of torn-down mms
 //! are zapped, not removed; THP splits) is only counted in the statistics, and
 //! an exec window overlapping a batch on that rung cannot be attributed to an mm.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
-use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit, hex};
+use super::{
+    Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
+    coverage::{Builder, RuleCoverage, Seen, seen},
+    details, emit, hex, mm_rule_common,
+};
+use monitor_common::catalogue::HookId;
+
 use crate::{
     bounded::DetMap,
-    detector::Limits,
-    event::{Data, Event},
+    event::{Data, Event, c_str},
     finding::FindingKind,
+    limits::Limits,
     sequencer::MmKey,
+    tracefile::HookStatus,
 };
 
 const KIND: FindingKind = FindingKind::LeftoverMigrationEntry;
@@ -68,7 +77,7 @@ impl Global {
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
         match &ev.data {
             Data::MigrateStart(_) => {
                 self.epoch += 1;
@@ -79,8 +88,10 @@ impl Global {
                 }
             }
             Data::MigrateEnd(m) => {
-                self.open.remove(&ev.pid);
-                if m.start_seen && m.ptes_set != m.ptes_removed {
+                if let Some(start) = self.open.remove(&ev.pid) {
+                    ctx.window_closed(RaceWindow::Migration, &start.ev, ev);
+                }
+                if m.start_seen != 0 && m.ptes_set != m.ptes_removed {
                     ctx.stats.unbalanced_migrate_batches += 1;
                 }
                 self.last_end = Some(ctx.note(ev));
@@ -122,6 +133,9 @@ struct Episode {
 #[derive(Clone, Debug)]
 struct WaitTrack {
     pid: u32,
+    /// 0 for a PTE-level wait (then `page` is the page address), else the
+    /// `HugeMigrationWait::level` (then `page` is the entry).
+    level: u32,
     page: u64,
     epoch: u64,
     count: u32,
@@ -231,7 +245,7 @@ impl State {
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, g: &mut Global, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Global, ctx: &mut Ctx<'_>) {
         let n = ctx.note(ev);
         match &ev.data {
             Data::ExecMmSwitch(_) => {
@@ -261,7 +275,7 @@ impl State {
             }
             Data::Exec(x) => {
                 if let Some(e) = &mut self.episode {
-                    e.exec = Some(x.filename.clone());
+                    e.exec = Some(c_str(&x.filename).into_owned());
                     e.w.push(n);
                 }
                 self.close_window(Close::WindowEnd, ctx);
@@ -276,26 +290,41 @@ impl State {
                     ctx.stats.evidence_omitted += 1;
                 }
             }
-            Data::MigrationEntryWait(r) => self.on_wait(ev, r.address, n, g, ctx),
+            Data::MigrationEntryWait(r) => self.on_wait(ev, 0, r.address & PAGE_MASK, n, g, ctx),
+            Data::HugeMigrationWaitStart(w) => self.on_wait(ev, w.level, w.entry, n, g, ctx),
+            Data::HugeMigrationWaitEnd(w) => {
+                if let Some(t) = self
+                    .waits
+                    .iter_mut()
+                    .find(|t| t.pid == ev.pid && t.level == w.level && !t.reported)
+                    && t.events.len() < MAX_WAIT_EVENTS
+                {
+                    t.events.push(n);
+                }
+            }
             _ => {}
         }
         let open = self.win.is_some() || self.episode.is_some();
         self.taint.settle(open);
     }
 
-    fn on_wait(&mut self, ev: &Event, address: u64, n: Noted, g: &Global, ctx: &mut Ctx<'_>) {
-        let page = address & PAGE_MASK;
+    fn on_wait(
+        &mut self,
+        ev: &Event,
+        level: u32,
+        page: u64,
+        n: Noted,
+        g: &Global,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let same = |t: &WaitTrack| t.pid == ev.pid && t.level == level && t.page == page;
         if !g.open.is_empty() {
             // A batch is in flight: the entry is explained.
-            self.waits.retain(|t| !(t.pid == ev.pid && t.page == page));
+            self.waits.retain(|t| !same(t));
             return;
         }
         let threshold = ctx.limits.wait_repeat_threshold.max(2);
-        let i = match self
-            .waits
-            .iter()
-            .position(|t| t.pid == ev.pid && t.page == page)
-        {
+        let i = match self.waits.iter().position(same) {
             Some(i) => i,
             None => {
                 if self.waits.len() >= MAX_WAIT_TRACKS {
@@ -303,6 +332,7 @@ impl State {
                 }
                 self.waits.push(WaitTrack {
                     pid: ev.pid,
+                    level,
                     page,
                     epoch: g.epoch,
                     count: 0,
@@ -319,6 +349,7 @@ impl State {
             // A batch started since the first wait: start over.
             *t = WaitTrack {
                 pid: ev.pid,
+                level,
                 page,
                 epoch: g.epoch,
                 count: 0,
@@ -350,18 +381,25 @@ impl State {
             grade: Grade::Uncertain,
             key: self.key,
             explanation: format!(
-                "Task {} (pid {}) waited {} times on a migration entry at {:#x} with no \
+                "Task {} (pid {}) waited {} times on {} with no \
                  migrate_pages() batch in flight and none started since its first wait: \
-                 consistent with a migration entry left behind (seed 003's symptom), but \
+                 consistent with a migration entry left behind (the symptom the 2.6.34 temporary-stack fix removed), but \
                  THP splits and device migration install migration entries outside \
                  migrate_pages() batches, so it cannot be proven.",
-                ev.comm, ev.pid, t.count, page
+                ev.comm(),
+                ev.pid,
+                t.count,
+                match level {
+                    0 => format!("a migration entry at {page:#x}"),
+                    1 => format!("the PMD-level (THP) migration entry {page:#x}"),
+                    _ => format!("the hugetlb migration entry {page:#x}"),
+                }
             ),
             details: details([
                 ("pattern", Value::from("repeated_migration_entry_wait")),
                 ("candidate", Value::from("violation")),
                 ("wait_count", Value::from(t.count)),
-                ("address", hex(page)),
+                (if level == 0 { "address" } else { "entry" }, hex(page)),
             ]),
             close: Close::WindowEnd,
         };
@@ -408,7 +446,7 @@ impl State {
                     "A migration installed {} migration entr{} into a VMA still \
                      flagged VM_STACK_INCOMPLETE_SETUP (exec's temporary stack) {place} \
                      (try_to_migrate_one): \
-                     migration must skip temporary stacks since 2.6.34 (seed 003), because \
+                     migration must skip temporary stacks since 2.6.34, because \
                      exec moves their page tables without the rmap locks and the entry can \
                      be left behind.",
                     e.in_temp,
@@ -422,7 +460,7 @@ impl State {
                 format!(
                     "Migration's rmap walk reached exec's temporary stack {} time(s) {place} \
                      and skipped it (invalid_migration_vma returned true): the 2010 fix \
-                     (seed 003) did its job.",
+                     did its job.",
                     e.skips
                 ),
             )
@@ -452,14 +490,77 @@ impl State {
         if let Some(f) = e.exec {
             d.insert("exec_filename".into(), Value::from(f));
         }
-        let verdict = Verdict {
-            kind: KIND,
-            grade,
-            key: self.key,
-            explanation,
-            details: d,
-            close,
-        };
+        let verdict = Verdict::new(KIND, self.key, grade, explanation, d, close);
         emit(ctx, e.w, verdict);
     }
+}
+
+impl MmRule for State {
+    const RULE: FindingKind = KIND;
+    mm_rule_common!();
+    fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::on_event(self, ev, &mut g.migration, ctx);
+    }
+    fn end(&mut self, close: Close, _: Option<&Event>, _: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::end(self, close, ctx);
+    }
+}
+
+/// What this rule can see under the hook plan.
+pub(crate) fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
+    let mut b = Builder::new(FindingKind::LeftoverMigrationEntry);
+    let try_one = seen(hooks, HookId::TryToMigrateOne) == Seen::Function;
+    let invalid = seen(hooks, HookId::InvalidMigrationVma) == Seen::Function;
+    let removed = seen(hooks, HookId::RemoveMigrationPtes) == Seen::Function;
+    let wait = seen(hooks, HookId::MigrationEntryWait) == Seen::Function;
+    let stack = seen(hooks, HookId::StackMove);
+    let batches = seen(hooks, HookId::MigratePages) != Seen::Unavailable;
+    if !(try_one || invalid || removed || wait) {
+        for h in [
+            HookId::TryToMigrateOne,
+            HookId::InvalidMigrationVma,
+            HookId::RemoveMigrationPtes,
+            HookId::MigrationEntryWait,
+        ] {
+            b.missing(h);
+        }
+        b.disable(
+            "no function-rung migration hook is attached (try_to_migrate_one, \
+             invalid_migration_vma, remove_migration_ptes, migration_entry_wait): on the \
+             tracepoint rung migration cannot be attributed to an mm",
+        );
+        return b.build();
+    }
+    if !try_one {
+        b.missing(HookId::TryToMigrateOne);
+        b.degrade("try_to_migrate_one is unavailable: a migration entry installed into a temporary exec stack (violation) is invisible");
+    }
+    if !invalid {
+        b.missing(HookId::InvalidMigrationVma);
+        b.degrade("invalid_migration_vma is unavailable: migration skipping a temporary stack (near miss) is invisible");
+    }
+    if !removed {
+        b.missing(HookId::RemoveMigrationPtes);
+        b.degrade("remove_migration_ptes is not on the function rung: migration PTE removals cannot be attributed to an mm");
+    } else if stack == Seen::Unavailable {
+        b.missing(HookId::StackMove);
+        b.degrade("stack_move is unavailable: a migration PTE removal cannot be placed inside an exec stack move");
+    }
+    for huge in [
+        HookId::PmdMigrationEntryWait,
+        HookId::MigrationEntryWaitHuge,
+    ] {
+        if seen(hooks, huge) != Seen::Function {
+            // Detail only: waits on PTE-level entries are the common case.
+            b.missing(huge);
+        }
+    }
+    if !wait {
+        b.missing(HookId::MigrationEntryWait);
+        b.degrade("migration_entry_wait is unavailable: repeated waits on a left-behind entry are invisible");
+    } else if !batches {
+        b.missing(HookId::MigratePages);
+        b.degrade("migrate_pages is unavailable: migration-entry waits cannot be compared with migration batches");
+    }
+    b.build()
 }

@@ -1,9 +1,12 @@
-//! The four seed rules and what they share: evidence windows, loss handling
+//! The four rules and what they share: evidence windows, loss handling
 //! and the translation of a rule's verdict into a [`Finding`].
 //!
-//! Each rule keeps a small state per mm generation (`MmRules`) plus, where a
-//! race spans generations or is not about one mm, a global part
-//! (`Globals`). Rules only ever see events in per-mm sequence order (the
+//! Each rule implements [`MmRule`]: a small state per mm generation (held in
+//! `MmRules`) plus, where a race spans generations or is not about one mm, a
+//! global part (`Globals`), and its coverage under a hook plan. Events reach
+//! a rule when the catalogue routes their kind to it
+//! (`monitor_common::catalogue::EventId::rules`); nothing here lists event
+//! kinds. Rules only ever see events in per-mm sequence order (the
 //! [`crate::sequencer`] runs first), one at a time, and emit a finding when a
 //! window closes, when the generation ends, or at the end of input.
 //!
@@ -15,20 +18,20 @@
 //! the window was open, or while a bracket it was built from was open, the
 //! finding is `uncertain`, never a violation.
 
-use std::{
-    collections::{BTreeMap, VecDeque},
-    sync::Arc,
-};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::Value;
 
 use crate::{
-    detector::{DetectorStats, Limits},
     era::Era,
-    event::{Data, Event},
+    event::{Data, Event, c_str},
     finding::{Finding, FindingKind, Severity, TaskRef},
+    limits::{DetectorStats, Limits},
     sequencer::MmKey,
+    tracefile::HookStatus,
 };
+
+pub(crate) use crate::windows::Window as RaceWindow;
 
 pub mod coverage;
 pub(crate) mod migration;
@@ -36,7 +39,7 @@ pub(crate) mod reaper;
 pub(crate) mod uffd;
 pub(crate) mod unstable;
 
-pub use coverage::{CoverageState, RuleCoverage, coverage};
+pub use coverage::{CoverageState, RuleCoverage};
 
 /// An event together with its release index (its position in the ordered
 /// stream the rules see), so evidence collected from several places can be put
@@ -44,9 +47,9 @@ pub use coverage::{CoverageState, RuleCoverage, coverage};
 #[derive(Clone, Debug)]
 pub(crate) struct Noted {
     pub(crate) at: u64,
-    /// Shared: an event is often evidence of several windows, and noting it
-    /// must not copy its strings.
-    pub(crate) ev: Arc<Event>,
+    /// A copy: events are plain data (no heap), so noting one costs a
+    /// memcpy, and only events that become evidence are noted.
+    pub(crate) ev: Event,
 }
 
 /// What every rule handler gets besides the event.
@@ -55,15 +58,25 @@ pub(crate) struct Ctx<'a> {
     pub(crate) limits: &'a Limits,
     pub(crate) out: &'a mut Vec<Finding>,
     pub(crate) stats: &'a mut DetectorStats,
+    /// Race windows that closed, with their duration (for the daemon's
+    /// histograms).
+    pub(crate) windows: &'a mut Vec<(RaceWindow, u64)>,
     /// Release index of the current event.
     pub(crate) at: u64,
 }
 
 impl Ctx<'_> {
-    pub(crate) fn note(&self, ev: &Arc<Event>) -> Noted {
+    pub(crate) fn note(&self, ev: &Event) -> Noted {
         Noted {
             at: self.at,
-            ev: Arc::clone(ev),
+            ev: *ev,
+        }
+    }
+
+    /// A race window opened at `start` closed at `end`.
+    pub(crate) fn window_closed(&mut self, w: RaceWindow, start: &Event, end: &Event) {
+        if end.t >= start.t {
+            self.windows.push((w, end.t - start.t));
         }
     }
 }
@@ -119,12 +132,7 @@ impl Evidence {
     fn into_sorted(self) -> (Vec<Event>, u64) {
         let mut all: Vec<Noted> = self.head.into_iter().chain(self.tail).collect();
         all.sort_by_key(|n| n.at);
-        (
-            all.into_iter()
-                .map(|n| Arc::unwrap_or_clone(n.ev))
-                .collect(),
-            self.omitted,
-        )
+        (all.into_iter().map(|n| n.ev).collect(), self.omitted)
     }
 }
 
@@ -248,6 +256,26 @@ pub(crate) struct Verdict {
     pub(crate) close: Close,
 }
 
+impl Verdict {
+    pub(crate) fn new(
+        kind: FindingKind,
+        key: MmKey,
+        grade: Grade,
+        explanation: String,
+        details: BTreeMap<String, Value>,
+        close: Close,
+    ) -> Verdict {
+        Verdict {
+            kind,
+            grade,
+            key,
+            explanation,
+            details,
+            close,
+        }
+    }
+}
+
 /// Turns a verdict and its window into a finding, applying the loss principle
 /// and the unknown-kernel cap, and appends it to the output.
 pub(crate) fn emit(ctx: &mut Ctx<'_>, mut window: Window, v: Verdict) {
@@ -329,13 +357,13 @@ fn tasks_of(evidence: &[Event]) -> Vec<TaskRef> {
             Data::MarkVictim(v) => TaskRef {
                 pid: v.victim_pid,
                 tgid: v.victim_tgid,
-                comm: v.victim_comm.clone(),
+                comm: c_str(&v.victim_comm).into_owned(),
                 kthread: false,
             },
             _ => TaskRef {
                 pid: ev.pid,
                 tgid: ev.tgid,
-                comm: ev.comm.clone(),
+                comm: ev.comm().into_owned(),
                 kthread: ev.is_kthread(),
             },
         };
@@ -346,31 +374,48 @@ fn tasks_of(evidence: &[Event]) -> Vec<TaskRef> {
     tasks
 }
 
-/// Which rules an event kind (by its snake_case name, as in `Loss` lines)
-/// matters to. Unknown names matter to every rule.
-pub(crate) fn relevant_rules(kind: &str) -> &'static [FindingKind] {
-    use FindingKind::*;
-    match kind {
-        "mark_victim" | "reap_start" => &[ReaperExitOverlap, UnstableMmFault],
-        "reap_end" | "reap_skip" | "reaper_unmap_start" | "reaper_unmap_end"
-        | "exit_mmap_start" | "exit_mmap_end" | "unmap_vmas_start" | "unmap_vmas_end"
-        | "mmdrop" | "mrelease_enter" | "mrelease_exit" => &[ReaperExitOverlap],
-        "fault" | "kernel_fault" | "kthread_use_mm" | "kthread_unuse_mm" => &[UnstableMmFault],
-        "exec"
-        | "exec_mm_switch"
-        | "stack_move_start"
-        | "stack_move_end"
-        | "migrate_start"
-        | "migrate_end"
-        | "migration_skip_temp_stack"
-        | "migration_entry_in_temp_stack"
-        | "migration_pte_removed"
-        | "migration_entry_wait" => &[LeftoverMigrationEntry],
-        "uffd_copy" | "mfill_start" | "mfill_end" | "uffd_change_begin" | "uffd_change_end"
-        | "fork" => &[UffdCopyVsMmChange],
-        _ => &FindingKind::ALL,
+/// One rule: its state for one mm generation, and what it does with events,
+/// loss and the end of the generation. The detector routes to it every event
+/// the catalogue routes to [`MmRule::RULE`].
+pub(crate) trait MmRule: Sized {
+    const RULE: FindingKind;
+    fn new(key: MmKey) -> Self;
+    /// Whether `ev` needs this rule's state created (most mms only ever meet
+    /// one or two rules, so state is made on demand). Default: yes.
+    fn wants(_ev: &Event) -> bool {
+        true
     }
+    fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>);
+    /// Records this rule cares about were lost while it held this state.
+    fn on_loss(&mut self, note: &str);
+    /// The generation is over: close and judge every open window.
+    fn end(&mut self, close: Close, end_event: Option<&Event>, g: &mut Globals, ctx: &mut Ctx<'_>);
+    /// Open windows (for the eviction count).
+    fn open_windows(&self) -> u64;
+    /// How well this rule is covered under a hook plan.
+    fn coverage(hooks: &[HookStatus]) -> RuleCoverage;
 }
+
+/// The [`MmRule`] items every rule's `State` provides the same way (its
+/// inherent `new`, `on_loss`, `open_windows` and the module's `coverage`).
+macro_rules! mm_rule_common {
+    () => {
+        fn new(key: MmKey) -> Self {
+            State::new(key)
+        }
+        fn on_loss(&mut self, note: &str) {
+            State::on_loss(self, note);
+        }
+        fn open_windows(&self) -> u64 {
+            State::open_windows(self)
+        }
+        fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
+            coverage(hooks)
+        }
+    };
+}
+
+pub(crate) use mm_rule_common;
 
 /// The rules' global state (not per mm generation).
 pub(crate) struct Globals {
@@ -387,165 +432,87 @@ impl Globals {
     }
 }
 
-/// All rules' state for one mm generation. Each rule's part is created on
-/// the first event that concerns it (most mms only ever meet one or two
-/// rules), so an idle mm costs a few words.
-pub(crate) struct MmRules {
-    key: MmKey,
-    reaper: Option<Box<reaper::State>>,
-    unstable: Option<Box<unstable::State>>,
-    migration: Option<Box<migration::State>>,
-    uffd: Option<Box<uffd::State>>,
+/// Declares `MmRules` (every rule's optional state for one mm generation)
+/// and the coverage of all rules, from one list of the rule types.
+macro_rules! mm_rules {
+    ($($field:ident: $rule:ty,)*) => {
+        /// All rules' state for one mm generation. Each rule's part is created
+        /// on the first event that concerns it, so an idle mm costs a few words.
+        pub(crate) struct MmRules {
+            key: MmKey,
+            $($field: Option<Box<$rule>>,)*
+        }
+
+        impl MmRules {
+            pub(crate) fn new(key: MmKey) -> Self {
+                MmRules { key, $($field: None,)* }
+            }
+
+            pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
+                for rule in ev.id().rules() {
+                    $(
+                        if *rule == <$rule as MmRule>::RULE {
+                            let part = match &mut self.$field {
+                                Some(p) => p,
+                                slot if <$rule as MmRule>::wants(ev) => {
+                                    slot.insert(Box::new(<$rule as MmRule>::new(self.key)))
+                                }
+                                _ => continue,
+                            };
+                            <$rule as MmRule>::on_event(part, ev, g, ctx);
+                        }
+                    )*
+                }
+            }
+
+            /// Records of this generation (or of kinds that matter to `rules`)
+            /// were lost.
+            pub(crate) fn on_loss(&mut self, rules: &[FindingKind], note: &str) {
+                $(
+                    if rules.contains(&<$rule as MmRule>::RULE)
+                        && let Some(s) = &mut self.$field
+                    {
+                        <$rule as MmRule>::on_loss(s, note);
+                    }
+                )*
+            }
+
+            /// The generation is over: every open window is closed and judged.
+            pub(crate) fn end(
+                self,
+                close: Close,
+                end_event: Option<&Event>,
+                g: &mut Globals,
+                ctx: &mut Ctx<'_>,
+            ) {
+                $(
+                    if let Some(mut s) = self.$field {
+                        <$rule as MmRule>::end(&mut s, close, end_event, g, ctx);
+                    }
+                )*
+            }
+
+            /// Number of open windows (for the eviction count).
+            pub(crate) fn open_windows(&self) -> u64 {
+                0 $(+ self.$field.as_ref().map_or(0, |s| <$rule as MmRule>::open_windows(s)))*
+            }
+        }
+
+        /// The coverage of every rule, in [`FindingKind::ALL`] order. Pure:
+        /// `monitor check`, the metrics and the analyzer all call this.
+        pub fn coverage(hooks: &[HookStatus]) -> Vec<RuleCoverage> {
+            let mut all = vec![$(<$rule as MmRule>::coverage(hooks)),*];
+            all.sort_by_key(|c| c.rule);
+            all
+        }
+    };
 }
 
-fn part<T>(slot: &mut Option<Box<T>>, make: impl FnOnce() -> T) -> &mut T {
-    slot.get_or_insert_with(|| Box::new(make()))
-}
-
-impl MmRules {
-    pub(crate) fn new(key: MmKey) -> Self {
-        MmRules {
-            key,
-            reaper: None,
-            unstable: None,
-            migration: None,
-            uffd: None,
-        }
-    }
-
-    fn reaper(&mut self) -> &mut reaper::State {
-        let key = self.key;
-        part(&mut self.reaper, || reaper::State::new(key))
-    }
-
-    fn unstable(&mut self) -> &mut unstable::State {
-        let key = self.key;
-        part(&mut self.unstable, || unstable::State::new(key))
-    }
-
-    fn migration(&mut self) -> &mut migration::State {
-        let key = self.key;
-        part(&mut self.migration, || migration::State::new(key))
-    }
-
-    fn uffd(&mut self) -> &mut uffd::State {
-        let key = self.key;
-        part(&mut self.uffd, || uffd::State::new(key))
-    }
-
-    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, g: &mut Globals, ctx: &mut Ctx<'_>) {
-        match &ev.data {
-            Data::MarkVictim(_) | Data::ReapStart(_) => {
-                self.reaper().on_event(ev, &mut g.reaper, ctx);
-                self.unstable().on_event(ev, ctx);
-            }
-            Data::ReapEnd(_)
-            | Data::ReapSkip(_)
-            | Data::ReaperUnmapStart(_)
-            | Data::ReaperUnmapEnd(_)
-            | Data::ExitMmapStart(_)
-            | Data::ExitMmapEnd(_)
-            | Data::UnmapVmasStart(_)
-            | Data::UnmapVmasEnd(_)
-            | Data::Mmdrop(_) => {
-                self.reaper().on_event(ev, &mut g.reaper, ctx);
-                // The fault rule needs to learn that MMF_UNSTABLE is set (for
-                // faults whose own flags cannot be read).
-                if self.unstable.is_some() || unstable::shows_unstable(ev) {
-                    self.unstable().observe_flags(ev, ctx);
-                }
-            }
-            Data::Fault(_)
-            | Data::KernelFault(_)
-            | Data::KthreadUseMm(_)
-            | Data::KthreadUnuseMm(_) => {
-                self.unstable().on_event(ev, ctx);
-            }
-            Data::Exec(_)
-            | Data::ExecMmSwitch(_)
-            | Data::StackMoveStart(_)
-            | Data::StackMoveEnd(_)
-            | Data::MigrationSkipTempStack(_)
-            | Data::MigrationEntryInTempStack(_)
-            | Data::MigrationPteRemoved(_)
-            | Data::MigrationEntryWait(_) => {
-                self.migration().on_event(ev, &mut g.migration, ctx);
-            }
-            Data::UffdCopy(_)
-            | Data::MfillStart(_)
-            | Data::MfillEnd(_)
-            | Data::UffdChangeBegin(_)
-            | Data::UffdChangeEnd(_)
-            | Data::Fork(_) => {
-                self.uffd().on_event(ev, ctx);
-            }
-            // Batches and process_mrelease(2) are not about one mm; the detector
-            // routes them to the globals. Seen here only if a record carried
-            // an mm anyway: ignored.
-            Data::MigrateStart(_)
-            | Data::MigrateEnd(_)
-            | Data::MreleaseEnter(_)
-            | Data::MreleaseExit(_) => {}
-        }
-    }
-
-    /// Records of this generation (or of the kinds in `rules`) were lost.
-    pub(crate) fn on_loss(&mut self, rules: &[FindingKind], note: &str) {
-        for rule in rules {
-            match rule {
-                FindingKind::ReaperExitOverlap => {
-                    if let Some(s) = &mut self.reaper {
-                        s.on_loss(note);
-                    }
-                }
-                FindingKind::UnstableMmFault => {
-                    if let Some(s) = &mut self.unstable {
-                        s.on_loss(note);
-                    }
-                }
-                FindingKind::LeftoverMigrationEntry => {
-                    if let Some(s) = &mut self.migration {
-                        s.on_loss(note);
-                    }
-                }
-                FindingKind::UffdCopyVsMmChange => {
-                    if let Some(s) = &mut self.uffd {
-                        s.on_loss(note);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The generation is over: every open window is closed and judged.
-    pub(crate) fn end(
-        self,
-        close: Close,
-        end_event: Option<&Event>,
-        g: &mut Globals,
-        ctx: &mut Ctx<'_>,
-    ) {
-        if let Some(mut s) = self.reaper {
-            s.end(close, end_event, &mut g.reaper, ctx);
-        }
-        if let Some(mut s) = self.unstable {
-            s.end(close, ctx);
-        }
-        if let Some(mut s) = self.migration {
-            s.end(close, ctx);
-        }
-        if let Some(mut s) = self.uffd {
-            s.end(close, ctx);
-        }
-    }
-
-    /// Number of open windows (for the eviction count).
-    pub(crate) fn open_windows(&self) -> u64 {
-        self.reaper.as_ref().map_or(0, |s| s.open_windows())
-            + self.unstable.as_ref().map_or(0, |s| s.open_windows())
-            + self.migration.as_ref().map_or(0, |s| s.open_windows())
-            + self.uffd.as_ref().map_or(0, |s| s.open_windows())
-    }
+mm_rules! {
+    reaper: reaper::State,
+    unstable: unstable::State,
+    migration: migration::State,
+    uffd: uffd::State,
 }
 
 /// Small helpers for details maps.

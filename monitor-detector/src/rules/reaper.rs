@@ -1,5 +1,5 @@
 //! `reaper_exit_overlap`: the OOM reaper unmapping an mm while `exit_mmap`
-//! tears the same mm generation down (seeds 001, 002; `kernel-notes.md` §4.1).
+//! tears the same mm generation down (27ae357fa82b, bf3980c85212; `docs/kernel.md`, "The four races").
 //!
 //! Brackets, per mm generation:
 //! * reaper: `reap_start`..`reap_end` (`__oom_reap_task_mm` entry/return, or
@@ -27,18 +27,25 @@
 //! reaping tracepoint names a victim pid of the ended generation, and the new
 //! generation has no `mark_victim` of its own.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::collections::VecDeque;
 
 use serde_json::Value;
 
-use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit};
+use super::{
+    Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
+    coverage::{Builder, RuleCoverage, Seen, seen},
+    details, emit, mm_rule_common,
+};
+use monitor_common::catalogue::HookId;
+
 use crate::{
     bounded::DetMap,
-    detector::Limits,
     era::OomEra,
     event::{Data, Event, ReapSource},
     finding::FindingKind,
+    limits::Limits,
     sequencer::MmKey,
+    tracefile::HookStatus,
 };
 
 const KIND: FindingKind = FindingKind::ReaperExitOverlap;
@@ -54,10 +61,10 @@ struct Bracket {
 impl Bracket {
     fn who(&self) -> (u32, String, ReapSource) {
         let source = match &self.start.ev.data {
-            Data::ReapStart(r) => r.source,
+            Data::ReapStart(r) => ReapSource::of(r),
             _ => ReapSource::Function,
         };
-        (self.pid, self.start.ev.comm.clone(), source)
+        (self.pid, self.start.ev.comm().into_owned(), source)
     }
 }
 
@@ -248,7 +255,7 @@ impl State {
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, g: &mut Global, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Global, ctx: &mut Ctx<'_>) {
         let n = ctx.note(ev);
         match &ev.data {
             Data::MarkVictim(_) => {
@@ -271,7 +278,7 @@ impl State {
                 if self.is_own_exit(ev.pid) {
                     self.nested.push(ev.pid);
                     self.push_if_open(n);
-                } else if self.continuation(ev, r.victim_pid, r.source, &n, g, ctx) {
+                } else if self.continuation(ev, r.victim_pid, ReapSource::of(r), &n, g, ctx) {
                     // Reported against the buried generation.
                 } else {
                     self.open_reap(ev, n, ctx);
@@ -304,7 +311,10 @@ impl State {
                 if let Some(i) = self.nested.iter().position(|p| *p == ev.pid) {
                     self.nested.remove(i);
                 } else if let Some(i) = self.reaps.iter().position(|b| b.pid == ev.pid) {
-                    self.reaps.remove(i);
+                    let b = self.reaps.remove(i);
+                    if matches!(b.start.ev.data, Data::ReapStart(_)) {
+                        ctx.window_closed(RaceWindow::Reaping, &b.start.ev, ev);
+                    }
                 }
                 self.push_if_open(n);
                 self.maybe_close(ctx);
@@ -348,6 +358,9 @@ impl State {
                 self.push_if_open(n);
             }
             Data::ExitMmapEnd(_) => {
+                if let Some(e) = &self.exit {
+                    ctx.window_closed(RaceWindow::ExitMmap, &e.start.ev, ev);
+                }
                 if !self.reaps.is_empty() {
                     let w = self.window(ctx);
                     w.violation("exit_mmap_end_inside_reap");
@@ -360,7 +373,7 @@ impl State {
                 self.exit_ended = Some(n);
                 self.maybe_close(ctx);
             }
-            Data::Mmdrop(_) => {
+            Data::MmDrop(_) => {
                 g.tombstones.remove(&self.key.0);
                 if !self.reaps.is_empty() {
                     let w = self.window(ctx);
@@ -462,7 +475,8 @@ impl State {
                  exit_mmap of its mm had finished: exit_mmap sets MMF_OOM_SKIP before it \
                  takes mmap_lock for write, so a reaper that takes the read lock afterwards \
                  must skip the mm.",
-                ev.comm, ev.pid
+                ev.comm(),
+                ev.pid
             ),
             details: details([
                 ("pattern", Value::from("reap_after_exit_mmap_end")),
@@ -574,7 +588,7 @@ impl State {
                         "{whom} was unmapping while exit_mmap ran unmap_vmas: on 4.14-5.19 \
                          exit_mmap sets MMF_OOM_SKIP and takes mmap_sem for write once \
                          before unmap_vmas, so the two zaps cannot overlap (the double \
-                         unmap of seed 001)."
+                         unmap fixed by 27ae357fa82b)."
                     ),
                 ),
                 OomEra::ExitBarrier if !w.unmap_vmas_seen => (
@@ -644,23 +658,90 @@ impl State {
             ReapSource::Function => "function",
             ReapSource::Unknown => "unknown",
         };
-        let verdict = Verdict {
-            kind: KIND,
+        let verdict = Verdict::new(
+            KIND,
+            self.key,
             grade,
-            key: self.key,
             explanation,
-            details: details([
+            details([
                 ("pattern", Value::from(pattern)),
                 ("overlapped_unmap_vmas", Value::from(w.overlap_unmap_vmas)),
                 ("reap_source", Value::from(source)),
                 ("era", Value::from(era.describe())),
             ]),
             close,
-        };
+        );
         let mut verdict = verdict;
         if !also.is_empty() {
             verdict.details.insert("also".into(), Value::from(also));
         }
         emit(ctx, w.w, verdict);
     }
+}
+
+impl MmRule for State {
+    const RULE: FindingKind = KIND;
+    mm_rule_common!();
+    fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::on_event(self, ev, &mut g.reaper, ctx);
+    }
+    fn end(&mut self, close: Close, end_event: Option<&Event>, g: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::end(self, close, end_event, &mut g.reaper, ctx);
+    }
+}
+
+/// What this rule can see under the hook plan.
+pub(crate) fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
+    let mut b = Builder::new(FindingKind::ReaperExitOverlap);
+    match seen(hooks, HookId::OomReap) {
+        Seen::Unavailable => {
+            b.missing(HookId::OomReap);
+            b.disable("oom_reap is unavailable: reaping is invisible");
+        }
+        Seen::Tracepoint => {
+            if seen(hooks, HookId::MarkVictim) == Seen::Unavailable {
+                b.missing(HookId::MarkVictim);
+                b.disable(
+                    "oom_reap is on the tracepoint rung and mark_victim is unavailable: \
+                     oom:*_task_reaping carry only a pid, which cannot be attributed to an mm",
+                );
+            } else {
+                b.degrade(
+                    "oom_reap is on the tracepoint rung: only the oom_reaper kthread's \
+                     start/finish bracket is seen; process_mrelease(2) reaping and the \
+                     reaper's per-VMA unmap_page_range are invisible",
+                );
+            }
+        }
+        Seen::Function => {
+            if seen(hooks, HookId::UnmapPageRange) == Seen::Unavailable {
+                // Detail only: the __oom_reap_task_mm bracket encloses it.
+                b.missing(HookId::UnmapPageRange);
+            }
+        }
+    }
+    match seen(hooks, HookId::ExitMmap) {
+        Seen::Unavailable => {
+            b.missing(HookId::ExitMmap);
+            b.disable("exit_mmap is unavailable: the victim's teardown is invisible");
+        }
+        Seen::Tracepoint => b.degrade(
+            "exit_mmap is on the tracepoint rung (mmap:exit_mmap = its end only): \
+             overlaps (near misses) cannot be seen; exit_mmap ending inside a reaping \
+             bracket and reaping after exit_mmap ended (violations) still are",
+        ),
+        Seen::Function => {}
+    }
+    if seen(hooks, HookId::UnmapVmas) != Seen::Function {
+        b.missing(HookId::UnmapVmas);
+        b.degrade(
+            "unmap_vmas is unavailable: on 4.14-5.19 kernels an overlap with exit_mmap's \
+             unmap_vmas (a violation) cannot be told from an overlap with its start (a near miss)",
+        );
+    }
+    if seen(hooks, HookId::Mmdrop) != Seen::Function {
+        b.missing(HookId::Mmdrop);
+        b.degrade("mmdrop is unavailable: the mm being freed under the reaper is invisible");
+    }
+    b.build()
 }

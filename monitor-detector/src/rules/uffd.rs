@@ -1,6 +1,6 @@
 //! `uffd_copy_vs_mm_change`: `UFFDIO_COPY` overlapping a non-cooperative
 //! change of the same mm (fork, mremap, munmap, `MADV_DONTNEED`/`REMOVE`)
-//! (seed 004; `kernel-notes.md` §4.4).
+//! (df2cc96e7701; `docs/kernel.md`, "The four races").
 //!
 //! The kernel's protection: each change raises `ctx->mmap_changing` (
 //! `uffd_change_begin`) until the monitor has read the event
@@ -26,17 +26,24 @@
 //!   the read lock in parallel with it: legal either way: near miss.
 //! * A copy with no change around it: nothing.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit};
+use super::{
+    Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
+    coverage::{Builder, RuleCoverage, Seen, names, seen},
+    details, emit, mm_rule_common,
+};
 use monitor_common::EAGAIN;
+
+use monitor_common::catalogue::HookId;
 
 use crate::{
     event::{Data, Event, UffdEventKind},
     finding::FindingKind,
     sequencer::MmKey,
+    tracefile::HookStatus,
 };
 
 const KIND: FindingKind = FindingKind::UffdCopyVsMmChange;
@@ -84,16 +91,6 @@ pub(crate) struct State {
     epoch: u64,
     mfills: Vec<Mfill>,
     taint: Taint,
-}
-
-fn kind_name(k: UffdEventKind) -> &'static str {
-    match k {
-        UffdEventKind::Fork => "fork",
-        UffdEventKind::Remap => "remap",
-        UffdEventKind::Remove => "remove",
-        UffdEventKind::Unmap => "unmap",
-        UffdEventKind::Unknown => "unknown",
-    }
 }
 
 impl State {
@@ -150,7 +147,7 @@ impl State {
         w
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
         let n = ctx.note(ev);
         match &ev.data {
             Data::UffdChangeBegin(c) => {
@@ -166,7 +163,7 @@ impl State {
                 }
                 self.changes.push(n.clone());
                 let w = self.window(Source::Change, ctx);
-                w.kinds.insert(kind_name(c.kind));
+                w.kinds.insert(UffdEventKind::of(c).name());
                 w.w.push(n);
             }
             Data::UffdChangeEnd(c) => {
@@ -183,8 +180,8 @@ impl State {
                     None => {}
                 }
                 if let Some(w) = &mut self.window {
-                    if c.kind != UffdEventKind::Unknown {
-                        w.kinds.insert(kind_name(c.kind));
+                    if UffdEventKind::of(c) != UffdEventKind::Unknown {
+                        w.kinds.insert(UffdEventKind::of(c).name());
                     }
                     w.w.push(n);
                 }
@@ -216,6 +213,9 @@ impl State {
                     .iter()
                     .position(|m| m.pid == ev.pid)
                     .map(|i| self.mfills.remove(i));
+                if let Some(m) = &start {
+                    ctx.window_closed(RaceWindow::UffdioCopy, &m.start.ev, ev);
+                }
                 if c.ret == EAGAIN {
                     let w = self.window(Source::Observed, ctx);
                     w.mfill_eagain += 1;
@@ -379,12 +379,12 @@ impl State {
             }
             return;
         };
-        let verdict = Verdict {
-            kind: KIND,
+        let verdict = Verdict::new(
+            KIND,
+            self.key,
             grade,
-            key: self.key,
             explanation,
-            details: details([
+            details([
                 ("pattern", Value::from(pattern)),
                 ("change_kind", Value::from(change)),
                 ("eagain_count", Value::from(refused)),
@@ -400,7 +400,82 @@ impl State {
                 ),
             ]),
             close,
-        };
+        );
         emit(ctx, w.w, verdict);
     }
+}
+
+impl MmRule for State {
+    const RULE: FindingKind = KIND;
+    mm_rule_common!();
+    fn on_event(&mut self, ev: &Event, _: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::on_event(self, ev, ctx);
+    }
+    fn end(&mut self, close: Close, _: Option<&Event>, _: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::end(self, close, ctx);
+    }
+}
+
+/// What this rule can see under the hook plan.
+pub(crate) fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
+    let mut b = Builder::new(FindingKind::UffdCopyVsMmChange);
+    let ioctl = seen(hooks, HookId::UffdIoctl);
+    let mfill = seen(hooks, HookId::MfillCopy) == Seen::Function;
+    if ioctl == Seen::Unavailable && !mfill {
+        b.missing(HookId::UffdIoctl);
+        b.missing(HookId::MfillCopy);
+        b.disable("neither uffd_ioctl nor mfill_copy is attached: UFFDIO_COPY is invisible");
+        return b.build();
+    }
+    if ioctl == Seen::Unavailable {
+        b.missing(HookId::UffdIoctl);
+        b.degrade(
+            "uffd_ioctl is unavailable: -EAGAIN from the early mmap_changing check in \
+             userfaultfd_copy (where every measured -EAGAIN came from) is invisible",
+        );
+    }
+    let changes = [
+        HookId::UffdFork,
+        HookId::UffdRemap,
+        HookId::UffdUnmap,
+        HookId::UffdRemove,
+    ];
+    let missing_changes: Vec<HookId> = changes
+        .iter()
+        .copied()
+        .filter(|h| seen(hooks, *h) != Seen::Function)
+        .collect();
+    let wait = seen(hooks, HookId::UffdEventWait) == Seen::Function;
+    if !mfill || missing_changes.len() == changes.len() || !wait {
+        let mut lacking = Vec::new();
+        if !mfill {
+            lacking.push(HookId::MfillCopy);
+        }
+        if missing_changes.len() == changes.len() {
+            lacking.extend(changes);
+        }
+        if !wait {
+            lacking.push(HookId::UffdEventWait);
+        }
+        for h in &lacking {
+            b.missing(*h);
+        }
+        b.degrade(format!(
+            "{} unavailable: only -EAGAIN near misses are seen; a copy that succeeded inside \
+             an mmap_changing window (violation) cannot be proven",
+            names(&lacking)
+        ));
+    } else if !missing_changes.is_empty() {
+        for h in &missing_changes {
+            b.missing(*h);
+        }
+        b.degrade(format!(
+            "{} unavailable: windows opened by those changes are invisible",
+            names(&missing_changes)
+        ));
+    }
+    if ioctl == Seen::Tracepoint && seen(hooks, HookId::Fork) == Seen::Unavailable {
+        b.missing(HookId::Fork);
+    }
+    b.build()
 }

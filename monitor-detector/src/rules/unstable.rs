@@ -1,14 +1,14 @@
 //! `unstable_mm_fault`: a page fault on an mm after the OOM reaper set
 //! `MMF_UNSTABLE`, by a kernel thread using the mm (`kthread_use_mm`, e.g. a
 //! vhost worker) or by a task that does not own the mm (remote access through
-//! GUP, `/proc/PID/mem`) (seeds 000, 002; `kernel-notes.md` §4.2).
+//! GUP, `/proc/PID/mem`) (3f70dc38cec2, 6b31d5955cb2; `docs/kernel.md`, "The four races").
 //!
 //! The mm counts as unstable for a fault when the fault's own `mm_flags` has
 //! bit 22 set; when the flags could not be read (`READ_ERROR`, or zero), when
 //! the reaper already started on this generation or an earlier event showed
 //! the bit. The dying owner's own threads (a non-kthread task whose
 //! `current->mm` is the faulting mm, including `PF_USER_WORKER` vhost tasks
-//! and io_uring workers, which die with it) are excluded: seed 000 says they
+//! and io_uring workers, which die with it) are excluded: 3f70dc38cec2 says they
 //! need no protection because the corruption cannot outlive them.
 //!
 //! Per fault, by its `vm_fault_t` result:
@@ -30,19 +30,24 @@
 //! aggregates every fault in it (worst verdict wins: violation, then
 //! uncertain, then near miss).
 
-use std::sync::Arc;
-
 use monitor_common::{event::hdr, mmf::MMF_UNSTABLE, pf::PF_KTHREAD, vm_fault};
 
 /// `VM_SHARED` in `vma->vm_flags`.
 const VM_SHARED: u64 = 0x8;
 use serde_json::Value;
 
-use super::{Close, Ctx, Grade, Noted, Taint, Verdict, Window, details, emit, hex};
+use super::{
+    Close, Ctx, Globals, Grade, MmRule, Noted, Taint, Verdict, Window,
+    coverage::{Builder, RuleCoverage, Seen, seen},
+    details, emit, hex, mm_rule_common,
+};
+use monitor_common::catalogue::HookId;
+
 use crate::{
-    event::{Data, Event, Fault},
+    event::{Data, Event, Fault, FaultExt},
     finding::FindingKind,
     sequencer::MmKey,
+    tracefile::HookStatus,
 };
 
 const KIND: FindingKind = FindingKind::UnstableMmFault;
@@ -65,14 +70,14 @@ enum Outcome {
 }
 
 fn outcome(f: &Fault) -> Outcome {
-    match f.ret {
+    match f.result() {
         None => Outcome::Unknown,
         Some(r) if r & vm_fault::SIGBUS != 0 => Outcome::Sigbus,
         Some(r) if r & vm_fault::ERROR != 0 => Outcome::OtherError,
         Some(r) if r & vm_fault::RETRY != 0 => Outcome::Retry,
         Some(r) if r & vm_fault::NOPAGE != 0 => Outcome::NoPage,
         Some(_) if f.vm_flags & VM_SHARED != 0 => Outcome::HandledShared,
-        Some(_) if f.unstable_at_entry == Some(false) => Outcome::HandledRaced,
+        Some(_) if f.unstable_at_entry() == Some(false) => Outcome::HandledRaced,
         Some(_) => Outcome::Handled,
     }
 }
@@ -119,7 +124,7 @@ fn flags_of(ev: &Event) -> Option<u64> {
         Data::ReapStart(p) | Data::ReapEnd(p) | Data::ReapSkip(p) => p.mm_flags,
         Data::ExitMmapStart(p)
         | Data::ExitMmapEnd(p)
-        | Data::Mmdrop(p)
+        | Data::MmDrop(p)
         | Data::KthreadUseMm(p)
         | Data::KthreadUnuseMm(p) => p.mm_flags,
         Data::Fault(p) | Data::KernelFault(p) => p.mm_flags,
@@ -155,13 +160,13 @@ impl State {
     }
 
     /// Any event carrying this mm's flags may show `MMF_UNSTABLE`.
-    pub(crate) fn observe_flags(&mut self, ev: &Arc<Event>, ctx: &Ctx<'_>) {
+    pub(crate) fn observe_flags(&mut self, ev: &Event, ctx: &Ctx<'_>) {
         if self.unstable_since.is_none() && flags_of(ev).is_some_and(|f| f & UNSTABLE_BIT != 0) {
             self.unstable_since = Some(ctx.note(ev));
         }
     }
 
-    pub(crate) fn on_event(&mut self, ev: &Arc<Event>, ctx: &mut Ctx<'_>) {
+    pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
         match &ev.data {
             Data::MarkVictim(_) => {
                 if self.victims.len() < 2 {
@@ -222,7 +227,7 @@ impl State {
                     Outcome::Handled => {
                         w.handled += 1;
                         if w.first_handled.is_none() {
-                            w.first_handled = Some((f.address, f.ret.unwrap_or(0), f.vm_flags));
+                            w.first_handled = Some((f.address, f.result().unwrap_or(0), f.vm_flags));
                         }
                     }
                     Outcome::HandledRaced => w.raced += 1,
@@ -390,14 +395,64 @@ impl State {
                 );
             }
         }
-        let verdict = Verdict {
-            kind: KIND,
-            grade,
-            key: self.key,
-            explanation,
-            details: d,
-            close,
-        };
+        let verdict = Verdict::new(KIND, self.key, grade, explanation, d, close);
         emit(ctx, w.w, verdict);
     }
+}
+
+impl MmRule for State {
+    const RULE: FindingKind = KIND;
+    mm_rule_common!();
+    /// The reaper's brackets only matter once the mm is seen unstable (to
+    /// learn that `MMF_UNSTABLE` is set, for faults whose own flags cannot be
+    /// read); everything else of this rule's creates its state.
+    fn wants(ev: &Event) -> bool {
+        match ev.data {
+            Data::MarkVictim(_)
+            | Data::ReapStart(_)
+            | Data::Fault(_)
+            | Data::KernelFault(_)
+            | Data::KthreadUseMm(_)
+            | Data::KthreadUnuseMm(_) => true,
+            _ => shows_unstable(ev),
+        }
+    }
+    fn on_event(&mut self, ev: &Event, _: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::on_event(self, ev, ctx);
+    }
+    fn end(&mut self, close: Close, _: Option<&Event>, _: &mut Globals, ctx: &mut Ctx<'_>) {
+        State::end(self, close, ctx);
+    }
+}
+
+/// What this rule can see under the hook plan.
+pub(crate) fn coverage(hooks: &[HookStatus]) -> RuleCoverage {
+    let mut b = Builder::new(FindingKind::UnstableMmFault);
+    match seen(hooks, HookId::HandleMmFault) {
+        Seen::Unavailable => {
+            b.missing(HookId::HandleMmFault);
+            b.disable("handle_mm_fault is unavailable: faults are invisible");
+        }
+        Seen::Tracepoint => b.degrade(
+            "handle_mm_fault is on the tracepoint rung (exceptions:page_fault_kernel): \
+             the fault's result is invisible (findings are `uncertain`) and remote \
+             (GUP, /proc/PID/mem) faults are not seen",
+        ),
+        Seen::Function => {}
+    }
+    if seen(hooks, HookId::KthreadUseMm) == Seen::Unavailable {
+        // Evidence only.
+        b.missing(HookId::KthreadUseMm);
+    }
+    if seen(hooks, HookId::OomReap) == Seen::Unavailable
+        && seen(hooks, HookId::MarkVictim) == Seen::Unavailable
+    {
+        b.missing(HookId::OomReap);
+        b.missing(HookId::MarkVictim);
+        b.degrade(
+            "neither oom_reap nor mark_victim is attached: a fault whose mm flags could not \
+             be read cannot be placed after the reaper started",
+        );
+    }
+    b.build()
 }

@@ -9,7 +9,10 @@ use monitor_detector::{
     tracefile::{Line, parse_line},
 };
 
-use super::{fixtures::analyze_file, scenarios, support::*};
+use super::{
+    fixtures::{analyze_file, fixture},
+    support::*,
+};
 
 const MM: u64 = 0xffff_8880_0541_a380;
 
@@ -20,25 +23,25 @@ fn uffd_violation(tr: &mut Trace) {
     tr.emit(
         app,
         mm,
-        "fentry_mremap_userfaultfd_prep",
+        "fexit_mremap_uffd_prep",
         Data::UffdChangeBegin(uffd_change(UffdEventKind::Remap, 1, 0x1000, 0x2000)),
     );
     tr.emit(
         mon,
         mm,
-        "fentry_mfill_atomic_copy",
+        "fentry_mfill_ctx",
         Data::MfillStart(uffd_copy(0x1000, 0, 1)),
     );
     tr.emit(
         mon,
         mm,
-        "fexit_mfill_atomic_copy",
+        "fexit_mfill_ctx",
         Data::MfillEnd(uffd_copy(0x1000, 4096, 1)),
     );
     tr.emit(
         app,
         mm,
-        "fexit_userfaultfd_event_wait_completion",
+        "fexit_uffd_wait",
         Data::UffdChangeEnd(uffd_change(UffdEventKind::Remap, 1, 0, 0)),
     );
 }
@@ -49,7 +52,7 @@ fn detector_for(tr: &Trace) -> Detector {
 
 #[test]
 fn a_finding_is_emitted_once_when_its_window_closes() {
-    let mut tr = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
     uffd_violation(&mut tr);
     let mut d = detector_for(&tr);
     let mut per_line = Vec::new();
@@ -64,7 +67,7 @@ fn a_finding_is_emitted_once_when_its_window_closes() {
 
 #[test]
 fn open_windows_are_reported_at_finish() {
-    let mut tr = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
     uffd_violation(&mut tr);
     tr.lines.pop();
     let mut d = detector_for(&tr);
@@ -78,7 +81,7 @@ fn open_windows_are_reported_at_finish() {
 
 #[test]
 fn loss_of_unrelated_kinds_does_not_touch_a_window() {
-    let mut tr = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
     uffd_violation(&mut tr);
     let end = tr.lines.pop().expect("closing line");
     tr.loss(&[("kernel_fault", 4000), ("migrate_end", 12)]);
@@ -90,7 +93,7 @@ fn loss_of_unrelated_kinds_does_not_touch_a_window() {
     }
     assert_eq!(found[0].severity, Severity::Violation);
     // The same loss of uffd records makes it uncertain.
-    let mut tr2 = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let mut tr2 = Trace::new(R612, hooks_function(R612), 1_000);
     uffd_violation(&mut tr2);
     let end = tr2.lines.pop().expect("closing line");
     tr2.loss(&[("uffd_change_end", 1)]);
@@ -110,7 +113,7 @@ fn loss_of_unrelated_kinds_does_not_touch_a_window() {
 
 #[test]
 fn unsequenced_events_never_prove_a_violation() {
-    let mut tr = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
     uffd_violation(&mut tr);
     for l in &mut tr.lines {
         if let Line::Event(e) = l {
@@ -133,7 +136,7 @@ fn unsequenced_events_never_prove_a_violation() {
 #[test]
 fn non_atomic_duplicates_are_neither_loss_nor_late() {
     // 5.10 ("compat" object): two CPUs may hand out the same number.
-    let mut tr = Trace::new(scenarios::R510, hooks_function(scenarios::R510), 1_000);
+    let mut tr = Trace::new(R510, hooks_function(R510), 1_000);
     let a = user(7, 7, "a");
     let mm = tr.mm(MM);
     tr.emit(
@@ -177,7 +180,7 @@ fn non_atomic_duplicates_are_neither_loss_nor_late() {
 
 #[test]
 fn a_filtered_recording_does_not_treat_gaps_as_loss() {
-    let mut tr = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
     uffd_violation(&mut tr);
     tr.header.filters.insert("comm".into(), "app".into());
     for l in &mut tr.lines[2..] {
@@ -198,7 +201,7 @@ fn a_filtered_recording_does_not_treat_gaps_as_loss() {
 
 #[test]
 fn memory_bounds_are_enforced_and_counted() {
-    let mut tr = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
     // Many uffd windows left open on distinct mms.
     for i in 0..200u64 {
         let mm = Mm {
@@ -209,13 +212,13 @@ fn memory_bounds_are_enforced_and_counted() {
         tr.emit(
             app,
             mm,
-            "fentry_mremap_userfaultfd_prep",
+            "fexit_mremap_uffd_prep",
             Data::UffdChangeBegin(uffd_change(UffdEventKind::Remap, 1, 0x1000, 0x2000)),
         );
         tr.emit(
             app,
             mm,
-            "fexit_userfaultfd_ioctl",
+            "fexit_uffd_ioctl",
             Data::UffdCopy(uffd_copy(0x1000, -11, 1)),
         );
     }
@@ -238,7 +241,7 @@ fn memory_bounds_are_enforced_and_counted() {
 
 #[test]
 fn evidence_is_capped_keeping_first_and_last() {
-    let mut tr = Trace::new(scenarios::R618, hooks_tracepoint(), 1_000);
+    let mut tr = Trace::new(R618, hooks_tracepoint(), 1_000);
     let a = user(9, 9, "t_uffd_fork");
     let mm = tr.mm(MM);
     for _ in 0..500 {
@@ -266,16 +269,8 @@ fn evidence_is_capped_keeping_first_and_last() {
 
 #[test]
 fn exit_status_error_wins_over_findings() {
-    let good = scenarios::all()
-        .into_iter()
-        .find(|(n, _)| *n == "reaper_6x_legal_overlap")
-        .map(|(_, b)| b().to_jsonl())
-        .expect("scenario");
-    let benign = scenarios::all()
-        .into_iter()
-        .find(|(n, _)| *n == "uffd_copy_no_change")
-        .map(|(_, b)| b().to_jsonl())
-        .expect("scenario");
+    let good = fixture("reaper_6x_legal_overlap").to_jsonl();
+    let benign = fixture("uffd_copy_no_change").to_jsonl();
     assert_eq!(
         analyze_texts([("b", benign.as_str())]).exit_status(),
         ExitStatus::NoFindings
@@ -298,11 +293,7 @@ fn exit_status_error_wins_over_findings() {
 
 #[test]
 fn line_errors_name_file_and_line() {
-    let good = scenarios::all()
-        .into_iter()
-        .find(|(n, _)| *n == "uffd_copy_no_change")
-        .map(|(_, b)| b().to_jsonl())
-        .expect("scenario");
+    let good = fixture("uffd_copy_no_change").to_jsonl();
     let mut lines: Vec<&str> = good.lines().collect();
     let header = lines[0];
 
@@ -352,14 +343,7 @@ fn json_output_is_one_object_per_line_and_findings_reparse() {
         "uffd_copy_no_change",
     ]
     .iter()
-    .map(|name| {
-        let b = scenarios::all()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, b)| b)
-            .expect("scenario");
-        (format!("{name}.jsonl"), b().to_jsonl())
-    })
+    .map(|name| (format!("{name}.jsonl"), fixture(name).to_jsonl()))
     .collect();
     let report = analyze_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())));
     let json = report.render_json();
@@ -395,11 +379,7 @@ fn json_output_is_one_object_per_line_and_findings_reparse() {
 
 #[test]
 fn table_output_lists_rules_findings_and_notes() {
-    let text = scenarios::all()
-        .into_iter()
-        .find(|(n, _)| *n == "unstable_tracepoint_unknown")
-        .map(|(_, b)| b().to_jsonl())
-        .expect("scenario");
+    let text = fixture("unstable_tracepoint_unknown").to_jsonl();
     let table = analyze_texts([("host.jsonl", text.as_str())]).render_table();
     for needle in [
         "== host.jsonl (kernel 6.18",
@@ -427,7 +407,7 @@ fn coverage_is_exposed_without_a_detector() {
             ("uffd_copy_vs_mm_change", CoverageState::Partial),
         ]
     );
-    let full = monitor_detector::coverage(&hooks_function(scenarios::R612));
+    let full = monitor_detector::coverage(&hooks_function(R612));
     assert!(
         full.iter().all(|c| c.state == CoverageState::Full),
         "{full:#?}"
@@ -436,11 +416,7 @@ fn coverage_is_exposed_without_a_detector() {
 
 #[test]
 fn streaming_line_by_line_equals_whole_text() {
-    let text = scenarios::all()
-        .into_iter()
-        .find(|(n, _)| *n == "reaper_seq_gap_in_window")
-        .map(|(_, b)| b().to_jsonl())
-        .expect("scenario");
+    let text = fixture("reaper_seq_gap_in_window").to_jsonl();
     let whole = analyze_texts([("a", text.as_str())]);
     let mut fa = FileAnalyzer::new("a");
     for l in text.lines() {
@@ -452,7 +428,7 @@ fn streaming_line_by_line_equals_whole_text() {
 
 #[test]
 fn a_late_record_after_its_generation_ended_is_dropped() {
-    let mut tr = Trace::new(scenarios::R612, hooks_function(scenarios::R612), 1_000);
+    let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
     let a = user(5, 5, "a");
     let mm = tr.mm(MM);
     tr.emit(
@@ -464,12 +440,12 @@ fn a_late_record_after_its_generation_ended_is_dropped() {
     tr.emit_flags(
         a,
         mm,
-        "fentry___mmdrop",
-        Data::Mmdrop(mm_state(MM_FLAGS)),
+        "fentry_mmdrop",
+        Data::MmDrop(mm_state(MM_FLAGS)),
         END_GENERATION,
     );
     let straggler = match &tr.lines[0] {
-        Line::Event(e) => e.clone(),
+        Line::Event(e) => *e,
         _ => unreachable!(),
     };
     tr.lines.push(Line::Event(straggler));
@@ -489,4 +465,59 @@ fn detector_is_send() {
     assert_send::<Detector>();
     assert_send::<FileAnalyzer>();
     assert_send::<Report>();
+}
+
+/// A fault task waiting again and again on one PMD-level (THP) migration
+/// entry, with no migration batch in flight, is the left-behind-entry
+/// pattern at the PMD level: uncertain, keyed by the entry (the hook sees no
+/// address), with the waits' returns as evidence.
+#[test]
+fn repeated_waits_on_one_pmd_migration_entry_are_reported() {
+    use monitor_common::catalogue::HugeMigrationWait;
+    use monitor_detector::FindingKind;
+    let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
+    let task = user(6700, 6700, "java");
+    let mm = tr.mm(0xffff_8880_0710_4e00);
+    let wait = |entry| HugeMigrationWait {
+        entry,
+        vm_start: 0,
+        level: 1,
+        _pad0: 0,
+    };
+    for _ in 0..3 {
+        tr.emit(
+            task,
+            mm,
+            "fentry_pmd_wait",
+            Data::HugeMigrationWaitStart(wait(0x3e_8000_0c02)),
+        );
+        tr.emit(
+            task,
+            mm,
+            "fexit_pmd_wait",
+            Data::HugeMigrationWaitEnd(wait(0x3e_8000_0c02)),
+        );
+    }
+    // Another entry waited on once is not a pattern.
+    tr.emit(
+        task,
+        mm,
+        "fentry_pmd_wait",
+        Data::HugeMigrationWaitStart(wait(0x77)),
+    );
+    let report = analyze_file("pmd.jsonl", &tr.to_jsonl());
+    let findings: Vec<_> = report.findings().map(|(_, f)| f).collect();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = findings[0];
+    assert_eq!(f.kind, FindingKind::LeftoverMigrationEntry);
+    assert_eq!(f.severity, Severity::Uncertain);
+    assert_eq!(f.details["entry"], "0x3e80000c02");
+    assert_eq!(f.details["wait_count"], 3);
+    assert!(
+        f.explanation.contains("PMD-level (THP) migration entry"),
+        "{}",
+        f.explanation
+    );
+    let kinds: Vec<&str> = f.evidence.iter().map(|e| e.kind()).collect();
+    assert!(kinds.contains(&"huge_migration_wait_end"), "{kinds:?}");
 }

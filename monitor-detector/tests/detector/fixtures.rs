@@ -1,7 +1,15 @@
-//! Data-driven tests: every `tests/data/*.jsonl` trace is analysed exactly as
-//! `monitor analyze` would, and the report is compared with the snapshot next
-//! to it (`*.findings`). `UPDATE_EXPECT=1` refreshes both the traces (from
-//! `scenarios.rs`) and the snapshots.
+//! Data-driven tests.
+//!
+//! * `tests/fixtures/*.trace`: the fixtures, compact trace text, one event
+//!   per line (syntax: `support::parse_trace`), every program and field
+//!   checked against the catalogue. Each is written out as a trace file,
+//!   analysed as `monitor analyze` would, and compared with its snapshot.
+//! * `tests/data/legacy/`: the regression corpus, the traces exactly as the
+//!   build before the catalogue wrote them (JSON Lines, with the program
+//!   names its test builders invented, and three damaged files), with their
+//!   snapshots (`*.findings`). Every trace recorded before the redesign must
+//!   keep giving the same findings, and a fixture of the same name must give
+//!   exactly the legacy snapshot. `UPDATE_EXPECT=1` refreshes the snapshots.
 //!
 //! Snapshots can be refreshed blindly, so [`EXPECTED`] pins the verdicts that
 //! matter independently: for each fixture, the exact list of
@@ -12,7 +20,7 @@ use std::{fmt::Write as _, fs, path::Path};
 use expect_test::expect_file;
 use monitor_detector::{FileAnalyzer, Report, event::Event, finding::Finding};
 
-use super::scenarios;
+use super::support::{Trace, parse_trace};
 
 /// (fixture, expected findings in order as (kind, severity), exit status).
 type Expectation = (&'static str, &'static [(&'static str, &'static str)], u8);
@@ -167,7 +175,7 @@ const EXPECTED: &[Expectation] = &[
 ];
 
 fn data_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/legacy"))
 }
 
 fn evidence_line(e: &Event) -> String {
@@ -178,7 +186,7 @@ fn evidence_line(e: &Event) -> String {
         e.t / 1_000_000_000,
         e.t % 1_000_000_000,
         e.kind(),
-        e.comm,
+        e.comm(),
         e.pid,
         if e.is_kthread() { " kthread" } else { "" }
     )
@@ -284,15 +292,7 @@ pub fn analyze_file(name: &str, text: &str) -> Report {
     reason = "the test harness reads its fixture files; the library under test does no IO"
 )]
 fn fixtures() {
-    // 1. The trace files are up to date with their scenarios.
-    for (name, build) in scenarios::all() {
-        expect_file![format!("../data/{name}.jsonl")].assert_eq(&build().to_jsonl());
-    }
-    for (name, text) in scenarios::broken() {
-        expect_file![format!("../data/{name}.jsonl")].assert_eq(&text);
-    }
-
-    // 2. Walk the data directory: every trace has a snapshot and pinned verdicts.
+    // Walk the corpus: every trace has a snapshot and pinned verdicts.
     let mut names: Vec<String> = fs::read_dir(data_dir())
         .expect("tests/data exists")
         .filter_map(|e| e.ok())
@@ -309,7 +309,7 @@ fn fixtures() {
     for name in &names {
         let text = fs::read_to_string(data_dir().join(format!("{name}.jsonl"))).expect("readable");
         let report = analyze_file(&format!("{name}.jsonl"), &text);
-        expect_file![format!("../data/{name}.findings")].assert_eq(&render(&report));
+        expect_file![format!("../data/legacy/{name}.findings")].assert_eq(&render(&report));
 
         let Some((_, want, status)) = EXPECTED.iter().find(|(n, _, _)| n == name) else {
             failures.push(format!("{name}: no entry in EXPECTED"));
@@ -363,4 +363,106 @@ fn fixtures_cover_every_kind_and_severity() {
         .filter(|(_, f, s)| f.is_empty() && *s == 0)
         .count();
     assert!(benign >= 8, "{benign} benign fixtures");
+}
+
+fn fixtures_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+}
+
+/// The compact fixture `name`, parsed (panics with the line on an error).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test harness reads its fixture files; the library under test does no IO"
+)]
+pub fn fixture(name: &str) -> Trace {
+    let path = fixtures_dir().join(format!("{name}.trace"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    parse_trace(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every fixture gives its pinned verdicts and, where the legacy corpus has
+/// the same trace, exactly the legacy snapshot: the compact text, the
+/// catalogue's program names and today's writer and reader changed nothing.
+#[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test harness reads its fixture files; the library under test does no IO"
+)]
+fn compact_fixtures() {
+    let mut names: Vec<String> = fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures exists")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".trace"))
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 30, "found only {} fixtures", names.len());
+    let mut failures = Vec::new();
+    for name in &names {
+        let report = analyze_file(&format!("{name}.jsonl"), &fixture(name).to_jsonl());
+        let got = render(&report);
+        match fs::read_to_string(data_dir().join(format!("{name}.findings"))) {
+            Ok(legacy) if legacy != got => failures.push(format!(
+                "{name}: differs from the legacy snapshot\n--- legacy\n{legacy}\n+++ fixture\n{got}"
+            )),
+            Ok(_) => {}
+            Err(_) => expect_file![format!("../fixtures/{name}.findings")].assert_eq(&got),
+        }
+        let Some((_, want, status)) = EXPECTED.iter().find(|(n, _, _)| n == name) else {
+            failures.push(format!("{name}: no entry in EXPECTED"));
+            continue;
+        };
+        let verdicts: Vec<(&str, &str)> = report
+            .findings()
+            .map(|(_, f)| (f.kind.name(), f.severity.name()))
+            .collect();
+        if verdicts != *want || report.exit_status().code() != *status {
+            failures.push(format!(
+                "{name}: expected {want:?}/{status}, got {verdicts:?}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "fixture failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The compact text is checked against the catalogue: a program it does not
+/// have, a program that does not emit the kind, a field the kind does not
+/// have, are errors naming the line.
+#[test]
+fn compact_text_is_checked_against_the_catalogue() {
+    let head = "kernel 6.12.1\nplan function\ntask r 40/40 oom_reaper kthread\nmm v 0x1000\n";
+    let err = |line: &str| {
+        parse_trace(&format!("{head}{line}\n"))
+            .err()
+            .unwrap_or_default()
+    };
+    assert!(
+        err("1.000000000 cpu0 r fentry___oom_reap_task_mm reap_start v/1#1")
+            .contains("not a program of the catalogue")
+    );
+    assert!(
+        err("1.000000000 cpu0 r fentry_oom_reap reap_end v/1#1").contains("does not emit reap_end")
+    );
+    assert!(
+        err("1.000000000 cpu0 r fentry_oom_reap reap_start v/1#1 victim=3")
+            .contains("has no field victim")
+    );
+    assert!(
+        err("1.000000000 cpu0 r fentry_oom_reap reap_start v/1#1 source=sideways")
+            .contains("source")
+    );
+    assert!(
+        parse_trace(&format!(
+            "{head}1.000000000 cpu0 r fentry_oom_reap reap_start v/1#1 source=function\n"
+        ))
+        .is_ok()
+    );
 }

@@ -5,20 +5,31 @@
 use std::collections::BTreeMap;
 
 use monitor_common::{
+    catalogue::{EventId, HookId, ProbeId, Rung},
+    event::{Token, fixed_str, reap_source, uffd_event},
+};
+use monitor_common::{
     event::hdr,
     mmf::{MMF_OOM_SKIP, MMF_UNSTABLE},
     pf::PF_KTHREAD,
     vm_flags,
 };
 use monitor_detector::{
+    ProbeRef,
     event::{
         Data, Event, Exec, ExecMmSwitch, Fault, Fork, MarkVictim, Migrate, MmState, Reap,
         ReapSource, StackMove, UffdChange, UffdCopy, UffdEventKind, VmaRange,
     },
     tracefile::{
-        FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, Loss, Refusal, Summary, to_line,
+        FORMAT_NAME, FORMAT_VERSION, Header, HookStatus, Line, Loss, Refusal, RefusalKind, Summary,
+        to_line,
     },
 };
+
+/// Kernel releases the fixtures are recorded on.
+pub const R510: &str = "5.10.0-32-cloud-amd64";
+pub const R612: &str = "6.12.117+deb12-cloud-amd64";
+pub const R618: &str = "6.18.44-fc-v669";
 
 /// `PF_RANDOMIZE`: set on every ordinary user task.
 const PF_RANDOMIZE: u32 = 0x0040_0000;
@@ -51,7 +62,6 @@ pub const fn kthread(pid: u32, comm: &'static str) -> Task {
 }
 
 pub const OOM_REAPER: Task = kthread(40, "oom_reaper");
-pub const KCOMPACTD: Task = kthread(51, "kcompactd0");
 
 /// `mm->flags` of an ordinary 6.x process (dumpable, default coredump
 /// filter, THP) and of a reaped one.
@@ -109,12 +119,6 @@ impl Trace {
         }
     }
 
-    /// Advances the clock by `us` microseconds.
-    pub fn wait_us(&mut self, us: u64) -> &mut Self {
-        self.t += us * 1000;
-        self
-    }
-
     pub fn on_cpu(&mut self, cpu: u32) -> &mut Self {
         self.cpu = cpu;
         self
@@ -152,54 +156,33 @@ impl Trace {
             cpu: self.cpu,
             pid: task.pid,
             tgid: task.tgid,
-            comm: task.comm.to_owned(),
+            comm: fixed_str(task.comm),
             task_flags: task.flags,
             mm: mm.addr,
             mm_gen: if mm.addr == 0 { 0 } else { mm.generation },
             seq,
+            cgroup_id: 0,
             hdr_flags,
-            probe: probe.to_owned(),
+            probe: {
+                let p = ProbeId::from_name(probe)
+                    .unwrap_or_else(|| panic!("{probe} is not a program of the catalogue"));
+                assert!(p.emits(data.id()), "{probe} does not emit {}", data.id());
+                ProbeRef::known(p)
+            },
             data,
         };
         self.lines.push(Line::Event(ev));
         seq
     }
 
-    /// A record of `mm` that was produced but lost (ring buffer full): its
-    /// sequence number is consumed, nothing is written.
-    pub fn lose_record(&mut self, mm: Mm) {
-        *self.seqs.entry((mm.addr, mm.generation)).or_insert(0) += 1;
-    }
-
     pub fn loss(&mut self, kinds: &[(&str, u64)]) {
         self.lines.push(Line::Loss(Loss {
             t: self.t + 500,
-            lost: kinds.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
-        }));
-    }
-
-    /// Swaps the last two lines: two CPUs took their sequence numbers in one
-    /// order and reserved ring space in the other.
-    pub fn swap_last_two(&mut self) {
-        let n = self.lines.len();
-        if n >= 2 {
-            self.lines.swap(n - 1, n - 2);
-        }
-    }
-
-    pub fn summary(&mut self, lost: u64) {
-        let events = self
-            .lines
-            .iter()
-            .filter(|l| matches!(l, Line::Event(_)))
-            .count() as u64;
-        self.lines.push(Line::Summary(Summary {
-            produced: events + lost,
-            delivered: events,
-            lost,
-            ended_by: "duration".to_owned(),
-            duration_ms: (self.t - self.header.start_ktime_ns) / 1_000_000,
-            ..Summary::default()
+            lost: kinds
+                .iter()
+                .map(|(k, n)| (EventId::from_name(k).expect("event kind"), *n))
+                .collect(),
+            unknown_kinds: 0,
         }));
     }
 
@@ -221,28 +204,25 @@ pub fn mark_victim(victim: Task, flags: u64) -> Data {
     Data::MarkVictim(MarkVictim {
         victim_pid: victim.pid,
         victim_tgid: victim.tgid,
-        victim_comm: victim.comm.to_owned(),
+        victim_comm: fixed_str(victim.comm),
         uid: 1000,
         mm_flags: flags,
+        _pad0: 0,
     })
 }
 
 fn reap(victim_pid: u32, source: ReapSource, ret: i32, flags: u64) -> Reap {
     Reap {
         victim_pid,
-        source,
+        source: match source {
+            ReapSource::Tracepoint => reap_source::TRACEPOINT,
+            ReapSource::Function => reap_source::FUNCTION,
+            ReapSource::Unknown => 0,
+        },
         ret,
         mm_flags: flags,
+        _pad0: 0,
     }
-}
-
-/// Tracepoint rung: `oom:start_task_reaping(pid)`.
-pub fn reap_start_tp(victim_pid: u32, flags: u64) -> Data {
-    Data::ReapStart(reap(victim_pid, ReapSource::Tracepoint, -1, flags))
-}
-
-pub fn reap_end_tp(victim_pid: u32, flags: u64) -> Data {
-    Data::ReapEnd(reap(victim_pid, ReapSource::Tracepoint, -1, flags))
 }
 
 pub fn reap_skip_tp(victim_pid: u32, flags: u64) -> Data {
@@ -284,36 +264,22 @@ pub fn fault(
         current_mm,
         vm_flags: 0,
         fault_flags,
-        ret,
-        unstable_at_entry: None,
-    }
-}
-
-/// A function-rung fault whose entry probe recorded whether `MMF_UNSTABLE`
-/// was already set when it began.
-pub fn fault_seen_at_entry(
-    address: u64,
-    flags: u64,
-    current_mm: u64,
-    ret: u32,
-    unstable_at_entry: bool,
-) -> Fault {
-    Fault {
-        unstable_at_entry: Some(unstable_at_entry),
-        ..fault(address, flags, current_mm, 0x214, Some(ret))
+        ret: ret.map_or(u64::MAX, u64::from),
+        entry_flags: 0,
     }
 }
 
 pub fn exec(filename: &str, old_pid: u32) -> Data {
     Data::Exec(Exec {
         old_pid,
-        filename: filename.to_owned(),
+        _pad0: 0,
+        filename: fixed_str(filename),
     })
 }
 
 pub fn exec_switch(new_comm: &str) -> Data {
     Data::ExecMmSwitch(ExecMmSwitch {
-        new_comm: new_comm.to_owned(),
+        new_comm: fixed_str(new_comm),
     })
 }
 
@@ -342,7 +308,8 @@ pub fn migrate(reason: u32) -> Migrate {
         reason,
         ptes_set: 0,
         ptes_removed: 0,
-        start_seen: true,
+        start_seen: 1,
+        _pad0: 0,
     }
 }
 
@@ -370,7 +337,13 @@ pub fn uffd_copy(dst: u64, ret: i64, mmap_changing: i32) -> UffdCopy {
 
 pub fn uffd_change(kind: UffdEventKind, mmap_changing: i32, start: u64, end: u64) -> UffdChange {
     UffdChange {
-        kind,
+        kind: match kind {
+            UffdEventKind::Fork => uffd_event::FORK,
+            UffdEventKind::Remap => uffd_event::REMAP,
+            UffdEventKind::Remove => uffd_event::REMOVE,
+            UffdEventKind::Unmap => uffd_event::UNMAP,
+            UffdEventKind::Unknown => 0,
+        },
         mmap_changing,
         start,
         end,
@@ -386,90 +359,57 @@ pub fn fork(child: Task, child_mm: u64) -> Data {
 }
 
 // ---------------------------------------------------------------------------
-// Hook plans.
+// Hook plans (programs from the catalogue: the hook's programs at the rung).
 
-fn hook(
-    name: &str,
-    rung: &str,
-    target: Option<&str>,
-    programs: &[&str],
-    refused: Vec<Refusal>,
-) -> HookStatus {
+fn hook(name: &str, rung: &str, target: Option<&str>, refused: Vec<Refusal>) -> HookStatus {
+    let hook = HookId::from_name(name).expect("hook");
+    let rung = Rung::from_name(rung).expect("rung");
     HookStatus {
-        hook: name.to_owned(),
-        rung: rung.to_owned(),
+        hook,
+        rung,
         target: target.map(str::to_owned),
-        programs: programs.iter().map(|p| (*p).to_owned()).collect(),
+        programs: hook
+            .probes()
+            .filter(|p| rung != Rung::Unavailable && p.rung() == rung)
+            .map(ProbeRef::known)
+            .collect(),
         refused,
     }
 }
 
 fn refused(rung: &str, target: &str, reason: &str) -> Refusal {
     Refusal {
-        rung: rung.to_owned(),
+        rung: Rung::from_name(rung).expect("rung"),
         target: target.to_owned(),
+        kind: RefusalKind::Unknown,
         reason: reason.to_owned(),
     }
 }
 
 /// Function-rung hook plan (Debian 6.1/6.12 and 5.10 kernels in a VM).
 pub fn hooks_function(release: &str) -> Vec<HookStatus> {
-    let stack_target = if release.starts_with("6.12") {
-        "relocate_vma_down"
+    let (stack, mfill) = if release.starts_with("6.12") {
+        ("relocate_vma_down", "mfill_atomic_copy")
     } else {
-        "shift_arg_pages"
+        ("shift_arg_pages", "mcopy_atomic")
     };
-    let mfill_target = if release.starts_with("6.12") {
-        "mfill_atomic_copy"
-    } else {
-        "mcopy_atomic"
-    };
-    let f = |name: &str, target: &str| {
-        hook(
-            name,
-            "fentry",
-            Some(target),
-            &[&format!("fentry_{target}"), &format!("fexit_{target}")],
-            Vec::new(),
-        )
-    };
+    let tp = |name: &str, target: &str| hook(name, "tracepoint", Some(target), Vec::new());
+    let f = |name: &str, target: &str| hook(name, "fentry", Some(target), Vec::new());
     vec![
         f("oom_reap", "__oom_reap_task_mm"),
-        hook(
-            "mark_victim",
-            "tracepoint",
-            Some("oom:mark_victim"),
-            &["tp_mark_victim"],
-            Vec::new(),
-        ),
+        tp("mark_victim", "oom:mark_victim"),
         f("exit_mmap", "exit_mmap"),
         f("unmap_page_range", "unmap_page_range"),
         f("unmap_vmas", "unmap_vmas"),
         f("mmdrop", "__mmdrop"),
-        hook(
-            "process_mrelease",
-            "tracepoint",
-            Some("syscalls:sys_enter_process_mrelease"),
-            &[
-                "tp_sys_enter_process_mrelease",
-                "tp_sys_exit_process_mrelease",
-            ],
-            Vec::new(),
-        ),
+        tp("process_mrelease", "syscalls:sys_enter_process_mrelease"),
         f("remove_migration_ptes", "remove_migration_pte"),
-        hook(
-            "migrate_pages",
-            "tracepoint",
-            Some("migrate:mm_migrate_pages"),
-            &["tp_mm_migrate_pages_start", "tp_mm_migrate_pages_7"],
-            Vec::new(),
-        ),
+        tp("migrate_pages", "migrate:mm_migrate_pages"),
         f("try_to_migrate_one", "try_to_migrate_one"),
         hook(
             "invalid_migration_vma",
             "kprobe",
             Some("invalid_migration_vma"),
-            &["kretprobe_invalid_migration_vma"],
             vec![refused(
                 "fentry",
                 "invalid_migration_vma",
@@ -477,24 +417,12 @@ pub fn hooks_function(release: &str) -> Vec<HookStatus> {
             )],
         ),
         f("migration_entry_wait", "migration_entry_wait"),
-        f("stack_move", stack_target),
-        hook(
-            "exec",
-            "tracepoint",
-            Some("sched:sched_process_exec"),
-            &["tp_sched_process_exec"],
-            Vec::new(),
-        ),
-        hook(
-            "fork",
-            "tracepoint",
-            Some("sched:sched_process_fork"),
-            &["tp_sched_process_fork"],
-            Vec::new(),
-        ),
+        f("stack_move", stack),
+        tp("exec", "sched:sched_process_exec"),
+        tp("fork", "sched:sched_process_fork"),
         f("handle_mm_fault", "handle_mm_fault"),
         f("kthread_use_mm", "kthread_use_mm"),
-        f("mfill_copy", mfill_target),
+        f("mfill_copy", mfill),
         f("uffd_ioctl", "userfaultfd_ioctl"),
         f("uffd_fork", "dup_userfaultfd"),
         f("uffd_remap", "mremap_userfaultfd_prep"),
@@ -516,103 +444,327 @@ pub fn hooks_tracepoint() -> Vec<HookStatus> {
             refused("kprobe", target, "CONFIG_KPROBES is not set"),
         ]
     };
-    let tp = |name: &str, target: &str, progs: &[&str], fn_target: &str| {
-        hook(
-            name,
-            "tracepoint",
-            Some(target),
-            progs,
-            no_kprobes(fn_target),
-        )
+    let tp = |name: &str, target: &str, fn_target: &str| {
+        hook(name, "tracepoint", Some(target), no_kprobes(fn_target))
     };
-    let none =
-        |name: &str, fn_target: &str| hook(name, "unavailable", None, &[], no_kprobes(fn_target));
+    let none = |name: &str, fn_target: &str| hook(name, "unavailable", None, no_kprobes(fn_target));
     vec![
-        tp(
-            "oom_reap",
-            "oom:start_task_reaping",
-            &[
-                "tp_start_task_reaping",
-                "tp_finish_task_reaping",
-                "tp_skip_task_reaping",
-            ],
-            "__oom_reap_task_mm",
-        ),
-        tp(
-            "mark_victim",
-            "oom:mark_victim",
-            &["tp_mark_victim"],
-            "mark_oom_victim",
-        ),
-        tp(
-            "exit_mmap",
-            "mmap:exit_mmap",
-            &["tp_exit_mmap"],
-            "exit_mmap",
-        ),
+        tp("oom_reap", "oom:start_task_reaping", "__oom_reap_task_mm"),
+        tp("mark_victim", "oom:mark_victim", "mark_oom_victim"),
+        tp("exit_mmap", "mmap:exit_mmap", "exit_mmap"),
         none("unmap_page_range", "unmap_page_range"),
         none("unmap_vmas", "unmap_vmas"),
         none("mmdrop", "__mmdrop"),
         tp(
             "process_mrelease",
             "syscalls:sys_enter_process_mrelease",
-            &[
-                "tp_sys_enter_process_mrelease",
-                "tp_sys_exit_process_mrelease",
-            ],
             "process_mrelease",
         ),
         tp(
             "remove_migration_ptes",
             "migrate:remove_migration_pte",
-            &["tp_remove_migration_pte", "tp_set_migration_pte"],
             "remove_migration_pte",
         ),
-        tp(
-            "migrate_pages",
-            "migrate:mm_migrate_pages",
-            &["tp_mm_migrate_pages_start", "tp_mm_migrate_pages_8"],
-            "migrate_pages",
-        ),
+        tp("migrate_pages", "migrate:mm_migrate_pages", "migrate_pages"),
         none("try_to_migrate_one", "try_to_migrate_one"),
         none("invalid_migration_vma", "invalid_migration_vma"),
         none("migration_entry_wait", "migration_entry_wait"),
-        tp(
-            "stack_move",
-            "task:task_rename",
-            &["tp_task_rename"],
-            "relocate_vma_down",
-        ),
-        tp(
-            "exec",
-            "sched:sched_process_exec",
-            &["tp_sched_process_exec"],
-            "begin_new_exec",
-        ),
-        tp(
-            "fork",
-            "sched:sched_process_fork",
-            &["tp_sched_process_fork"],
-            "dup_mmap",
-        ),
+        tp("stack_move", "task:task_rename", "relocate_vma_down"),
+        tp("exec", "sched:sched_process_exec", "begin_new_exec"),
+        tp("fork", "sched:sched_process_fork", "dup_mmap"),
         tp(
             "handle_mm_fault",
             "exceptions:page_fault_kernel",
-            &["tp_page_fault_kernel"],
             "handle_mm_fault",
         ),
         none("kthread_use_mm", "kthread_use_mm"),
         none("mfill_copy", "mfill_atomic_copy"),
-        tp(
-            "uffd_ioctl",
-            "syscalls:sys_exit_ioctl",
-            &["tp_sys_enter_ioctl", "tp_sys_exit_ioctl"],
-            "userfaultfd_ioctl",
-        ),
+        tp("uffd_ioctl", "syscalls:sys_exit_ioctl", "userfaultfd_ioctl"),
         none("uffd_fork", "dup_userfaultfd"),
         none("uffd_remap", "mremap_userfaultfd_prep"),
         none("uffd_unmap", "userfaultfd_unmap_prep"),
         none("uffd_remove", "userfaultfd_remove"),
         none("uffd_event_wait", "userfaultfd_event_wait_completion"),
     ]
+}
+
+// ---------------------------------------------------------------------------
+// Compact trace text (`tests/fixtures/*.trace`), one event per line.
+
+/// Splits a line at white space; a `"…"` part (JSON string syntax) may hold
+/// spaces.
+fn words(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                let mut lit = String::from('"');
+                loop {
+                    let Some(n) = chars.next() else {
+                        return Err("unterminated string".into());
+                    };
+                    lit.push(n);
+                    if n == '\\' {
+                        lit.extend(chars.next());
+                    } else if n == '"' {
+                        break;
+                    }
+                }
+                let s: String = serde_json::from_str(&lit).map_err(|e| e.to_string())?;
+                // Quoted: marked so that "123" stays a string.
+                cur.push('\u{0}');
+                cur.push_str(&s);
+            }
+            c if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// A `key=value` word's value as a field token.
+fn token(v: &str) -> Token<'_> {
+    if let Some(s) = v.strip_prefix('\u{0}') {
+        return Token::Str(s);
+    }
+    match v {
+        "true" => Token::Bool(true),
+        "false" => Token::Bool(false),
+        "null" => Token::Null,
+        _ if v.starts_with('-') || v.starts_with(|c: char| c.is_ascii_digit()) => {
+            if v.starts_with("0x") {
+                Token::Str(v)
+            } else {
+                Token::Num(v)
+            }
+        }
+        _ => Token::Str(v),
+    }
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('\u{0}').unwrap_or(v)
+}
+
+/// `S.NNNNNNNNN` seconds as nanoseconds.
+fn seconds(v: &str) -> Result<u64, String> {
+    let (s, ns) = v
+        .split_once('.')
+        .ok_or_else(|| format!("time {v}: want S.NNNNNNNNN"))?;
+    let s: u64 = s.parse().map_err(|_| format!("time {v}"))?;
+    let ns: u64 = ns.parse().map_err(|_| format!("time {v}"))?;
+    Ok(s * 1_000_000_000 + ns)
+}
+
+/// Parses a compact trace. Every program must be a catalogue program that
+/// emits the event kind written beside it, and every payload field one of
+/// the kind's fields:
+///
+/// ```text
+/// kernel 6.12.117+deb12-cloud-amd64     the traced kernel
+/// plan function                         or `tracepoint`: the hook plan of that host
+/// start 33402118000                     the recording's start (ns)
+/// task reaper 40/40 oom_reaper kthread  an alias, pid/tgid, comm, [kthread | flags=0x…]
+/// mm victim 0xffff88800541a380          an alias for an mm address
+/// 35.445748333 cpu1 reaper fentry_oom_reap reap_start victim/33437746296#2 [!end …] source=function …
+/// loss 40.000002537 fault=5310 reap_end=1
+/// summary produced=18 delivered=18 ended_by=duration
+/// ```
+///
+/// An event's mm is `-` (none) or `ALIAS/GENERATION#SEQ`; its header flags
+/// are derived (unsequenced, new generation at seq 1, non-atomic on a 5.x
+/// kernel) plus `!end`, `!read_error`, `!map_full`, or given whole as
+/// `!flags=0x…`. Payload fields not written are 0.
+pub fn parse_trace(text: &str) -> Result<Trace, String> {
+    let mut release = None;
+    let mut plan = None;
+    let mut start = 0u64;
+    let mut tasks: BTreeMap<String, (Task, String)> = BTreeMap::new();
+    let mut mms: BTreeMap<String, u64> = BTreeMap::new();
+    let mut body: Vec<Vec<String>> = Vec::new();
+    for (no, raw) in text.lines().enumerate() {
+        let at = |e: String| format!("line {}: {e}", no + 1);
+        let line = raw
+            .split_once('#')
+            .filter(|_| raw.trim_start().starts_with('#'))
+            .map_or(raw, |_| "");
+        let w = words(line).map_err(at)?;
+        let Some(first) = w.first() else { continue };
+        match first.as_str() {
+            "kernel" => release = w.get(1).cloned(),
+            "plan" => plan = w.get(1).cloned(),
+            "start" => {
+                start = w
+                    .get(1)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| at("start N".into()))?
+            }
+            "task" => {
+                let (alias, ids, comm) = match &w[..] {
+                    [_, a, i, c, ..] => (a, i, unquote(c)),
+                    _ => return Err(at("task ALIAS PID/TGID COMM".into())),
+                };
+                let (pid, tgid) = ids
+                    .split_once('/')
+                    .and_then(|(p, t)| Some((p.parse().ok()?, t.parse().ok()?)))
+                    .ok_or_else(|| at(format!("bad pid/tgid {ids}")))?;
+                let flags = match w.get(4).map(String::as_str) {
+                    None => PF_RANDOMIZE,
+                    Some("kthread") => PF_KTHREAD,
+                    Some(f) => f
+                        .strip_prefix("flags=0x")
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| at(format!("bad task flags {f}")))?,
+                };
+                let task = Task {
+                    pid,
+                    tgid,
+                    comm: "",
+                    flags,
+                };
+                tasks.insert(alias.clone(), (task, comm.to_owned()));
+            }
+            "mm" => {
+                let addr = w
+                    .get(2)
+                    .and_then(|a| u64::from_str_radix(a.strip_prefix("0x")?, 16).ok())
+                    .ok_or_else(|| at("mm ALIAS 0xADDR".into()))?;
+                mms.insert(w.get(1).cloned().unwrap_or_default(), addr);
+            }
+            _ => body.push(w),
+        }
+    }
+    let release = release.ok_or("no `kernel` line")?;
+    let hooks = match plan.as_deref() {
+        Some("function") => hooks_function(&release),
+        Some("tracepoint") => hooks_tracepoint(),
+        other => return Err(format!("plan {other:?}: want function or tracepoint")),
+    };
+    let mut tr = Trace::new(&release, hooks, start);
+    let compat = tr.header.bpf_object == "compat";
+    for w in body {
+        let ctx = w.join(" ");
+        let at = |e: String| format!("{ctx}: {e}");
+        match w[0].as_str() {
+            "loss" => {
+                let t = seconds(w.get(1).ok_or_else(|| at("loss T K=N…".into()))?).map_err(at)?;
+                let mut lost = BTreeMap::new();
+                for kv in &w[2..] {
+                    let (k, n) = kv.split_once('=').ok_or_else(|| at(kv.clone()))?;
+                    let id =
+                        EventId::from_name(k).ok_or_else(|| at(format!("no event kind {k}")))?;
+                    lost.insert(id, n.parse().map_err(|_| at(kv.clone()))?);
+                }
+                tr.lines.push(Line::Loss(Loss {
+                    t,
+                    lost,
+                    unknown_kinds: 0,
+                }));
+            }
+            "summary" => {
+                let mut s = Summary::default();
+                for kv in &w[1..] {
+                    let (k, v) = kv.split_once('=').ok_or_else(|| at(kv.clone()))?;
+                    let n = || v.parse::<u64>().map_err(|_| at(kv.clone()));
+                    match k {
+                        "produced" => s.produced = n()?,
+                        "delivered" => s.delivered = n()?,
+                        "lost" => s.lost = n()?,
+                        "duration_ms" => s.duration_ms = n()?,
+                        "ended_by" => s.ended_by = unquote(v).to_owned(),
+                        _ => return Err(at(format!("summary has no {k}"))),
+                    }
+                }
+                tr.lines.push(Line::Summary(s));
+            }
+            _ => {
+                let [t, cpu, task, program, kind, mm, rest @ ..] = &w[..] else {
+                    return Err(at("T cpuN TASK PROGRAM KIND MM …".into()));
+                };
+                let probe = ProbeId::from_name(program)
+                    .ok_or_else(|| at(format!("{program} is not a program of the catalogue")))?;
+                let id =
+                    EventId::from_name(kind).ok_or_else(|| at(format!("no event kind {kind}")))?;
+                if !probe.emits(id) {
+                    return Err(at(format!("{program} does not emit {kind} (catalogue)")));
+                }
+                let (task, comm) = tasks
+                    .get(task)
+                    .ok_or_else(|| at(format!("no task {task}")))?;
+                let (addr, generation, seq) = if mm == "-" {
+                    (0, 0, 0)
+                } else {
+                    let (a, gs) = mm.split_once('/').ok_or_else(|| at(format!("mm {mm}")))?;
+                    let (g, s) = gs.split_once('#').ok_or_else(|| at(format!("mm {mm}")))?;
+                    let addr = *mms.get(a).ok_or_else(|| at(format!("no mm {a}")))?;
+                    (
+                        addr,
+                        g.parse().map_err(|_| at(mm.clone()))?,
+                        s.parse().map_err(|_| at(mm.clone()))?,
+                    )
+                };
+                let mut hdr_flags = if addr == 0 { hdr::UNSEQUENCED } else { 0 }
+                    | if addr != 0 && seq == 1 {
+                        hdr::NEW_GENERATION
+                    } else {
+                        0
+                    }
+                    | if compat { hdr::SEQ_NON_ATOMIC } else { 0 };
+                let mut data = Data::zeroed(id);
+                for word in rest {
+                    if let Some(flag) = word.strip_prefix('!') {
+                        match flag {
+                            "end" => hdr_flags |= hdr::END_GENERATION,
+                            "read_error" => hdr_flags |= hdr::READ_ERROR,
+                            "map_full" => hdr_flags |= hdr::SEQ_MAP_FULL,
+                            f => {
+                                hdr_flags = f
+                                    .strip_prefix("flags=0x")
+                                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                    .ok_or_else(|| at(format!("flag {f}")))?;
+                            }
+                        }
+                        continue;
+                    }
+                    let (k, v) = word
+                        .split_once('=')
+                        .ok_or_else(|| at(format!("{word}: want KEY=VALUE")))?;
+                    match data.fields_mut().set(k, token(v)) {
+                        Ok(true) => {}
+                        Ok(false) => return Err(at(format!("{kind} has no field {k}"))),
+                        Err(b) => return Err(at(format!("{k}: expected {}", b.expected))),
+                    }
+                }
+                let cpu = cpu
+                    .strip_prefix("cpu")
+                    .and_then(|c| c.parse().ok())
+                    .ok_or_else(|| at(format!("cpu {cpu}")))?;
+                tr.lines.push(Line::Event(Event {
+                    t: seconds(t).map_err(at)?,
+                    cpu,
+                    pid: task.pid,
+                    tgid: task.tgid,
+                    comm: fixed_str(comm),
+                    task_flags: task.flags,
+                    mm: addr,
+                    mm_gen: generation,
+                    seq,
+                    cgroup_id: 0,
+                    hdr_flags,
+                    probe: ProbeRef::known(probe),
+                    data,
+                }));
+            }
+        }
+    }
+    Ok(tr)
 }

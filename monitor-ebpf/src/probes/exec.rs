@@ -14,8 +14,8 @@
 //! ```
 //!
 //! Without function hooks the stack move lies inside [task_rename, exec] of the
-//! exec'ing task on its new mm (`kernel-notes.md` §2.3). `bprm->mm` is already
-//! NULL at `sched_process_exec`, so the mm is read from the task.
+//! exec'ing task on its new mm (`docs/kernel.md`, "Exec"). `bprm->mm` is
+//! already NULL at `sched_process_exec`, so the mm is read from the task.
 //!
 //! Function rung (the window itself, under `mmap_write_lock`):
 //!
@@ -38,22 +38,18 @@
 //! tracked by then. An exec that no migration comes near costs a few map
 //! lookups and produces nothing.
 
-use aya_ebpf::{
-    helpers::bpf_probe_read_kernel_str_bytes,
-    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe},
-    programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
-};
+use aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes;
 use monitor_common::{
-    event::{EventId, Exec, ExecMmSwitch, StackMove},
-    maps::slot,
-    probes::ProbeId,
+    catalogue::{EventId, Exec, ExecMmSwitch, ProbeId, StackMove},
+    maps::state,
 };
 
 use crate::{
-    emit::{Seq, emit, hit, is_tracked, now},
+    emit::{Seq, emit, is_tracked, now},
     kernel,
     maps::STACK_MOVES,
-    stash::{self, inflight},
+    stamp::{function, programs},
+    stash,
 };
 
 /// Bit of a `STACK_MOVES` value (a start time otherwise): the window's
@@ -63,50 +59,51 @@ const START_EMITTED: u64 = 1 << 63;
 /// The policy for a record that opens an exec window on `mm`.
 #[inline(always)]
 fn opening_policy(mm: u64) -> Seq {
-    if stash::any(inflight::MIGRATIONS) || is_tracked(mm) {
+    if stash::any(state::MIGRATIONS) || is_tracked(mm) {
         Seq::Track
     } else {
         Seq::IfTracked
     }
 }
 
-#[btf_tracepoint(function = "sched_process_exec")]
-pub fn tp_sched_process_exec(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpSchedExec);
-    let task: u64 = ctx.arg(0);
-    let old_pid: u32 = ctx.arg(1);
-    let bprm: u64 = ctx.arg(2);
-    let mm = match kernel::task_mm(task) {
-        0 => kernel::bprm_mm(bprm),
-        mm => mm,
-    };
-    // Closes the window: recorded only if the window was.
-    emit::<Exec>(ProbeId::TpSchedExec, EventId::Exec, mm, Seq::IfTracked, |p| {
-        p.old_pid = old_pid;
-        kernel::bprm_filename(bprm, &mut p.filename) && mm != 0
-    });
-    0
+programs! {
+    tp_btf tp_sched_process_exec(ctx) {
+        let task: u64 = ctx.arg(0);
+        let old_pid: u32 = ctx.arg(1);
+        let bprm: u64 = ctx.arg(2);
+        let mm = match kernel::task_mm(task) {
+            0 => kernel::bprm_mm(bprm),
+            mm => mm,
+        };
+        // Closes the window: recorded only if the window was.
+        emit::<Exec>(P, EventId::Exec, mm, Seq::IfTracked, |p| {
+            p.old_pid = old_pid;
+            kernel::bprm_filename(bprm, &mut p.filename) && mm != 0
+        });
+    }
+
+    tp_btf tp_task_rename(ctx) {
+        let task: u64 = ctx.arg(0);
+        let comm: u64 = ctx.arg(1);
+        task_rename(P, task, comm);
+    }
 }
 
-#[btf_tracepoint(function = "task_rename")]
-pub fn tp_task_rename(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpTaskRename);
-    let task: u64 = ctx.arg(0);
-    let comm: u64 = ctx.arg(1);
+#[inline(always)]
+fn task_rename(probe: ProbeId, task: u64, comm: u64) {
     if task != kernel::current_task() {
         // Renames of other tasks (writes to /proc/PID/comm) are not exec.
-        return 0;
+        return;
     }
     let mm = kernel::task_mm(task);
     if mm == 0 {
-        return 0;
+        return;
     }
     let policy = opening_policy(mm);
-    emit::<ExecMmSwitch>(ProbeId::TpTaskRename, EventId::ExecMmSwitch, mm, policy, |p| {
+    emit::<ExecMmSwitch>(probe, EventId::ExecMmSwitch, mm, policy, |p| {
         // SAFETY: the helper bounds the copy and validates the pointer.
         unsafe { bpf_probe_read_kernel_str_bytes(comm as *const u8, &mut p.new_comm) }.is_ok()
     });
-    0
 }
 
 // shift_arg_pages / relocate_vma_down -------------------------------------------
@@ -124,10 +121,11 @@ fn stack_move(probe: ProbeId, id: EventId, mm: u64, vma: u64, shift: u64, ret: i
 }
 
 #[inline(always)]
-fn stack_move_start(probe: ProbeId, vma: u64, shift: u64) {
+fn stack_move_start(probe: ProbeId, a: &mut StackMoveArgs) -> bool {
+    let (vma, shift) = (a.vma, a.shift);
     let mm = kernel::vma_mm(vma);
     if mm == 0 {
-        return;
+        return true;
     }
     let mut started = now();
     if opening_policy(mm) == Seq::Track {
@@ -135,16 +133,26 @@ fn stack_move_start(probe: ProbeId, vma: u64, shift: u64) {
         started |= START_EMITTED;
     }
     let _ = STACK_MOVES.insert(mm, started, 0);
+    true
 }
 
 #[inline(always)]
-fn stack_move_end(probe: ProbeId, vma: u64, shift: u64, ret: i64) {
-    let mm = kernel::vma_mm(vma);
+fn stack_move_end(probe: ProbeId, a: &StackMoveArgs, ret: u64) {
+    let mm = kernel::vma_mm(a.vma);
     if mm == 0 {
         return;
     }
-    stack_move(probe, EventId::StackMoveEnd, mm, vma, shift, ret, Seq::IfTracked);
+    let ret = i64::from(ret as i32);
+    stack_move(probe, EventId::StackMoveEnd, mm, a.vma, a.shift, ret, Seq::IfTracked);
     let _ = STACK_MOVES.remove(mm);
+}
+
+function! {
+    /// `int shift_arg_pages(struct vm_area_struct *vma, unsigned long shift)`
+    /// (≤ 6.11) / `int relocate_vma_down(…)` (6.12+): the temporary stack moves.
+    StackMove: StackMoveArgs { vma: 0, shift: 1 } -> 2;
+    entry: fentry fentry_stack_move, kprobe kprobe_stack_move => stack_move_start;
+    exit: fexit fexit_stack_move, kretprobe kretprobe_stack_move => stack_move_end;
 }
 
 /// A migration hook is about to report something on `mm` (through `vma`):
@@ -163,39 +171,4 @@ pub fn open_window_late(probe: ProbeId, mm: u64, vma: u64) {
     stack_move(probe, EventId::StackMoveStart, mm, vma, 0, 0, Seq::Track);
     // SAFETY: as above.
     unsafe { *p = started | START_EMITTED };
-}
-
-#[fentry]
-pub fn fentry_stack_move(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryStackMove);
-    stack_move_start(ProbeId::FentryStackMove, ctx.arg(0), ctx.arg(1));
-    0
-}
-
-#[fexit]
-pub fn fexit_stack_move(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitStackMove);
-    let ret: u64 = ctx.arg(2);
-    stack_move_end(ProbeId::FexitStackMove, ctx.arg(0), ctx.arg(1), i64::from(ret as i32));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_stack_move(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeStackMove);
-    let (vma, shift) = (ctx.arg::<u64>(0).unwrap_or(0), ctx.arg::<u64>(1).unwrap_or(0));
-    stash::put(slot::STACK_MOVE, [vma, shift, 0, 0]);
-    stack_move_start(ProbeId::KprobeStackMove, vma, shift);
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_stack_move(ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeStackMove);
-    let a = stash::take(slot::STACK_MOVE);
-    if a.found {
-        let ret: u64 = ctx.ret();
-        stack_move_end(ProbeId::KretprobeStackMove, a.args[0], a.args[1], i64::from(ret as i32));
-    }
-    0
 }

@@ -35,55 +35,55 @@
 //! the return program reports faults on an `MMF_UNSTABLE` mm, and faults by a
 //! kernel thread or a foreign task on a tracked mm, with the `vm_fault_t`.
 
-use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe},
-    programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
-};
 use monitor_common::{
-    event::{EventId, Fault, MmState, fault_entry},
-    maps::{Stat, slot},
+    catalogue::{EventId, Fault, HookId, MmState, ProbeId},
+    event::fault_entry,
+    maps::Stat,
     pf::PF_KTHREAD,
-    probes::ProbeId,
 };
 
 use crate::{
-    emit::{Seq, emit, hit, is_tracked, stat},
-    kernel, stash,
+    emit::{Seq, emit, is_tracked, stat},
+    kernel,
+    stamp::{karg, programs},
+    stash::{self, Saved},
 };
 
-#[btf_tracepoint(function = "page_fault_kernel")]
-pub fn tp_page_fault_kernel(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpPageFaultKernel);
+programs! {
+    tp_btf tp_page_fault_kernel(ctx) {
+        page_fault_kernel(P, ctx.arg(0), ctx.arg(2));
+    }
+}
+
+#[inline(always)]
+fn page_fault_kernel(probe: ProbeId, address: u64, error_code: u64) {
     if !stash::fault_gate_open() {
-        return 0;
+        return;
     }
     stat(Stat::FaultsExamined);
-    let address: u64 = ctx.arg(0);
-    let error_code: u64 = ctx.arg(2);
     let task = kernel::current_task();
     let mm = kernel::task_mm(task);
     if mm == 0 {
-        return 0;
+        return;
     }
     let flags = kernel::mm_flags(mm);
     let unstable = kernel::mm_is_unstable(flags);
     if !unstable {
         let kthread = kernel::task_flags(task) & PF_KTHREAD != 0;
         if !(kthread && is_tracked(mm)) {
-            return 0;
+            return;
         }
     }
-    emit::<Fault>(ProbeId::TpPageFaultKernel, EventId::KernelFault, mm, Seq::Track, |p| {
+    emit::<Fault>(probe, EventId::KernelFault, mm, Seq::Track, |p| {
         p.address = address;
         p.mm_flags = flags;
         p.current_mm = mm;
         p.fault_flags = error_code as u32;
-        p.has_ret = 0;
+        p.ret = u64::MAX;
         // This tracepoint fires at the start of the fault.
         p.entry_flags = fault_entry::SEEN | if unstable { fault_entry::UNSTABLE } else { 0 };
         flags != 0
     });
-    0
 }
 
 // handle_mm_fault -------------------------------------------------------------
@@ -123,101 +123,105 @@ fn interesting(vma: u64) -> Verdict {
     v
 }
 
+/// What the entry of a fault keeps for its return: on fentry only whether the
+/// mm was already unstable (the common case stores nothing); on the kprobe
+/// rung, whose return has no arguments, the arguments too.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FaultArgs {
+    vma: u64,
+    address: u64,
+    flags: u64,
+    entry: u64,
+}
+
+// SAFETY: four u64.
+unsafe impl Saved for FaultArgs {
+    const HOOK: HookId = HookId::HandleMmFault;
+}
+
 #[inline(always)]
-fn report(probe: ProbeId, v: Verdict, vma: u64, address: u64, fflags: u64, ret: u64, entry: u32) {
+fn report(probe: ProbeId, v: Verdict, a: &FaultArgs, ret: u64) {
     emit::<Fault>(probe, EventId::Fault, v.mm, Seq::Track, |p| {
-        p.address = address;
-        p.vm_flags = kernel::vma_flags(vma);
+        p.address = a.address;
+        p.vm_flags = kernel::vma_flags(a.vma);
         p.mm_flags = v.flags;
         p.current_mm = v.current_mm;
-        p.fault_flags = fflags as u32;
-        p.ret = ret as u32;
-        p.has_ret = 1;
-        p.entry_flags = entry;
+        p.fault_flags = a.flags as u32;
+        p.ret = u64::from(ret as u32);
+        p.entry_flags = a.entry as u32;
         true
     });
 }
 
-/// Entry: note only that the mm was already unstable (the common case stores nothing).
-#[fentry]
-pub fn fentry_fault(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryFault);
-    if !stash::fault_gate_open() {
-        return 0;
+programs! {
+    /// `vm_fault_t handle_mm_fault(struct vm_area_struct *vma, unsigned long
+    /// address, unsigned int flags, struct pt_regs *regs)`. Entry: note only
+    /// that the mm was already unstable.
+    fentry fentry_fault(ctx) {
+        if stash::fault_gate_open() {
+            stat(Stat::FaultsExamined);
+            let vma: u64 = ctx.arg(0);
+            if kernel::mm_is_unstable(kernel::mm_flags(kernel::vma_mm(vma))) {
+                let entry = u64::from(fault_entry::UNSTABLE);
+                stash::put(&FaultArgs { vma, address: 0, flags: 0, entry });
+            }
+        }
     }
-    stat(Stat::FaultsExamined);
-    let vma: u64 = ctx.arg(0);
-    if kernel::mm_is_unstable(kernel::mm_flags(kernel::vma_mm(vma))) {
-        stash::put(slot::FAULT, [vma, u64::from(fault_entry::UNSTABLE), 0, 0]);
-    }
-    0
-}
 
-#[fexit]
-pub fn fexit_fault(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitFault);
-    if !stash::fault_gate_open() {
-        return 0;
+    fexit fexit_fault(ctx) {
+        if stash::fault_gate_open() {
+            let vma: u64 = ctx.arg(0);
+            let v = interesting(vma);
+            if v.report {
+                let saved = stash::take::<FaultArgs>();
+                let entry = if saved.found && saved.args.vma == vma {
+                    fault_entry::SEEN | saved.args.entry as u32
+                } else {
+                    fault_entry::SEEN
+                };
+                let a = FaultArgs {
+                    vma,
+                    address: ctx.arg(1),
+                    flags: ctx.arg(2),
+                    entry: u64::from(entry),
+                };
+                report(P, v, &a, ctx.arg(4));
+            }
+        }
     }
-    let vma: u64 = ctx.arg(0);
-    let v = interesting(vma);
-    if !v.report {
-        return 0;
-    }
-    let saved = stash::take(slot::FAULT);
-    let entry = if saved.found && saved.args[0] == vma {
-        fault_entry::SEEN | saved.args[1] as u32
-    } else {
-        fault_entry::SEEN
-    };
-    report(ProbeId::FexitFault, v, vma, ctx.arg(1), ctx.arg(2), ctx.arg(4), entry);
-    0
-}
 
-/// kprobe rung: the return has no arguments, so the filter runs at entry and
-/// only interesting faults are stashed.
-#[kprobe]
-pub fn kprobe_fault(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeFault);
-    if !stash::fault_gate_open() {
-        return 0;
+    /// kprobe rung: the return has no arguments, so the filter runs at entry
+    /// and only interesting faults are kept.
+    kprobe kprobe_fault(ctx) {
+        if stash::fault_gate_open() {
+            stat(Stat::FaultsExamined);
+            let vma = karg(&ctx, 0);
+            let v = interesting(vma);
+            if v.report {
+                let unstable = kernel::mm_is_unstable(v.flags);
+                let entry = fault_entry::SEEN | if unstable { fault_entry::UNSTABLE } else { 0 };
+                stash::put(&FaultArgs {
+                    vma,
+                    address: karg(&ctx, 1),
+                    flags: karg(&ctx, 2),
+                    entry: u64::from(entry),
+                });
+            }
+        }
     }
-    stat(Stat::FaultsExamined);
-    let vma = ctx.arg::<u64>(0).unwrap_or(0);
-    let v = interesting(vma);
-    if !v.report {
-        return 0;
-    }
-    let entry = fault_entry::SEEN
-        | if kernel::mm_is_unstable(v.flags) { fault_entry::UNSTABLE } else { 0 };
-    let address = ctx.arg::<u64>(1).unwrap_or(0);
-    let fflags = ctx.arg::<u64>(2).unwrap_or(0);
-    stash::put(slot::FAULT, [vma, address, fflags, u64::from(entry)]);
-    0
-}
 
-#[kretprobe]
-pub fn kretprobe_fault(ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeFault);
-    if !stash::fault_gate_open() {
-        return 0;
+    kretprobe kretprobe_fault(ctx) {
+        if stash::fault_gate_open() {
+            let s = stash::take::<FaultArgs>();
+            if s.found {
+                // Re-read the mm state at return (the reaper may have run meanwhile).
+                let mut v = interesting(s.args.vma);
+                v.report = true;
+                report(P, v, &s.args, ctx.ret());
+            }
+        }
     }
-    let a = stash::take(slot::FAULT);
-    if a.found {
-        // Re-read the mm state at return (the reaper may have run meanwhile).
-        let mut v = interesting(a.args[0]);
-        v.report = true;
-        report(
-            ProbeId::KretprobeFault,
-            v,
-            a.args[0],
-            a.args[1],
-            a.args[2],
-            ctx.ret(),
-            a.args[3] as u32,
-        );
-    }
-    0
 }
 
 // kthread_use_mm / kthread_unuse_mm -----------------------------------------
@@ -230,40 +234,19 @@ fn use_mm(probe: ProbeId, id: EventId, mm: u64, policy: Seq) {
     });
 }
 
-#[fentry]
-pub fn fentry_kthread_use_mm(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryKthreadUseMm);
-    use_mm(ProbeId::FentryKthreadUseMm, EventId::KthreadUseMm, ctx.arg(0), Seq::Track);
-    0
-}
-
-#[kprobe]
-pub fn kprobe_kthread_use_mm(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeKthreadUseMm);
-    use_mm(
-        ProbeId::KprobeKthreadUseMm,
-        EventId::KthreadUseMm,
-        ctx.arg::<u64>(0).unwrap_or(0),
-        Seq::Track,
-    );
-    0
-}
-
-#[fentry]
-pub fn fentry_kthread_unuse_mm(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryKthreadUnuseMm);
-    use_mm(ProbeId::FentryKthreadUnuseMm, EventId::KthreadUnuseMm, ctx.arg(0), Seq::IfTracked);
-    0
-}
-
-#[kprobe]
-pub fn kprobe_kthread_unuse_mm(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeKthreadUnuseMm);
-    use_mm(
-        ProbeId::KprobeKthreadUnuseMm,
-        EventId::KthreadUnuseMm,
-        ctx.arg::<u64>(0).unwrap_or(0),
-        Seq::IfTracked,
-    );
-    0
+programs! {
+    /// `void kthread_use_mm(struct mm_struct *mm)`: a kernel thread borrows a user mm.
+    fentry fentry_kthread_use_mm(ctx) {
+        use_mm(P, EventId::KthreadUseMm, ctx.arg(0), Seq::Track);
+    }
+    kprobe kprobe_kthread_use_mm(ctx) {
+        use_mm(P, EventId::KthreadUseMm, karg(&ctx, 0), Seq::Track);
+    }
+    /// `void kthread_unuse_mm(struct mm_struct *mm)`.
+    fentry fentry_kthread_unuse_mm(ctx) {
+        use_mm(P, EventId::KthreadUnuseMm, ctx.arg(0), Seq::IfTracked);
+    }
+    kprobe kprobe_kthread_unuse_mm(ctx) {
+        use_mm(P, EventId::KthreadUnuseMm, karg(&ctx, 0), Seq::IfTracked);
+    }
 }

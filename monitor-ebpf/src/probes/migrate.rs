@@ -29,37 +29,55 @@
 //! static bool invalid_migration_vma(vma, arg)                     true = temporary exec stack,
 //!                                                                 skipped (the 2010 fix); no BTF
 //! void migration_entry_wait(struct mm_struct *mm, pmd_t *pmd, unsigned long address)
+//! void pmd_migration_entry_wait(struct mm_struct *mm, pmd_t *pmd)   THP migration entry
+//! void migration_entry_wait_huge(struct vm_area_struct *vma, [mm | addr,] pte_t *ptep)
+//!                                                                 hugetlb migration entry
 //! int migrate_pages(from, new, free, private, mode, reason, …)    (5.x: no start tracepoint)
 //! ```
+//!
+//! The PMD and hugetlb waits are reported at entry and return with the entry
+//! as the hook reads it (`pmd_t`/`pte_t`, resolved from BTF): an entry still
+//! there after the wait is what a left-behind migration entry looks like.
 //!
 //! Per-PTE work stays in the kernel: only events touching an mm whose stack is
 //! moving, a temporary stack, or a migration-entry wait while no migration
 //! batch is in flight become records.
 
-use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe, kretprobe},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext, RetProbeContext},
-};
 use monitor_common::{
-    event::{EventId, Migrate, VmaRange},
-    maps::{Stat, slot},
-    probes::ProbeId,
+    catalogue::{EventId, HugeMigrationWait, Migrate, ProbeId, VmaRange},
+    maps::{Stat, state},
 };
 
 use crate::{
-    emit::{Seq, current_tid, emit, hit, stat, task_scratch, task_scratch_existing},
+    emit::{Seq, current_tid, emit, stat, task_scratch, task_scratch_existing},
     kernel,
     maps::STACK_MOVES,
-    stash::{self, inflight},
+    stamp::{function, programs},
+    stash,
 };
 
-#[btf_tracepoint(function = "mm_migrate_pages_start")]
-pub fn tp_mm_migrate_pages_start(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpMigrateStart);
-    let mode: u32 = ctx.arg(0);
-    let reason: u32 = ctx.arg(1);
-    migrate_start(ProbeId::TpMigrateStart, mode, reason);
-    0
+programs! {
+    tp_btf tp_mm_migrate_pages_start(ctx) {
+        let mode: u32 = ctx.arg(0);
+        let reason: u32 = ctx.arg(1);
+        migrate_start(P, mode, reason);
+    }
+    /// `mm_migrate_pages` with 7 arguments (before 6.12 added `large_folio_split`).
+    tp_btf tp_mm_migrate_pages_7(ctx) {
+        let counts = [ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), 0];
+        migrate_end(P, counts, ctx.arg(5), ctx.arg(6));
+    }
+    /// `mm_migrate_pages` with 8 arguments (6.12+).
+    tp_btf tp_mm_migrate_pages_8(ctx) {
+        let counts = [ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), ctx.arg(5)];
+        migrate_end(P, counts, ctx.arg(6), ctx.arg(7));
+    }
+    tp_btf tp_set_migration_pte(_ctx) {
+        pte_event(false);
+    }
+    tp_btf tp_remove_migration_pte(_ctx) {
+        pte_event(true);
+    }
 }
 
 /// A batch starts in the current task: reset its counters, count it in flight.
@@ -70,7 +88,7 @@ fn migrate_start(probe: ProbeId, mode: u32, reason: u32) {
         // SAFETY: valid map value pointer; only this task writes its entry.
         unsafe {
             if (*s).in_migrate == 0 {
-                stash::enter(inflight::MIGRATIONS);
+                stash::enter(state::MIGRATIONS);
             }
             (*s).in_migrate = 1;
             (*s).ptes_set = 0;
@@ -96,7 +114,7 @@ fn migrate_end(probe: ProbeId, counts: [u64; 6], mode: u32, reason: u32) {
                 start_seen = 1;
                 set = (*s).ptes_set;
                 removed = (*s).ptes_removed;
-                stash::leave(inflight::MIGRATIONS);
+                stash::leave(state::MIGRATIONS);
             }
             (*s).in_migrate = 0;
             (*s).ptes_set = 0;
@@ -119,22 +137,6 @@ fn migrate_end(probe: ProbeId, counts: [u64; 6], mode: u32, reason: u32) {
     });
 }
 
-#[btf_tracepoint(function = "mm_migrate_pages")]
-pub fn tp_mm_migrate_pages_7(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpMigrateEnd7);
-    let counts = [ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), 0];
-    migrate_end(ProbeId::TpMigrateEnd7, counts, ctx.arg(5), ctx.arg(6));
-    0
-}
-
-#[btf_tracepoint(function = "mm_migrate_pages")]
-pub fn tp_mm_migrate_pages_8(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpMigrateEnd8);
-    let counts = [ctx.arg(0), ctx.arg(1), ctx.arg(2), ctx.arg(3), ctx.arg(4), ctx.arg(5)];
-    migrate_end(ProbeId::TpMigrateEnd8, counts, ctx.arg(6), ctx.arg(7));
-    0
-}
-
 /// Counts one migration PTE event for the current task's batch.
 #[inline(always)]
 fn pte_event(removed: bool) {
@@ -154,34 +156,19 @@ fn pte_event(removed: bool) {
     }
 }
 
-#[btf_tracepoint(function = "set_migration_pte")]
-pub fn tp_set_migration_pte(_ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpSetMigrationPte);
-    pte_event(false);
-    0
-}
-
-#[btf_tracepoint(function = "remove_migration_pte")]
-pub fn tp_remove_migration_pte(_ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpRemoveMigrationPte);
-    pte_event(true);
-    0
-}
-
 // Function rung ---------------------------------------------------------------
 
-#[fentry]
-pub fn fentry_remove_migration_ptes(_ctx: FEntryContext) -> u32 {
-    // Counted only (HITS): on the migrate path the kernel inlines it, so the
-    // per-VMA callback below is what sees every removal.
-    hit(ProbeId::FentryRemoveMigrationPtes);
-    0
+/// Counted only (HITS): on the migrate path the kernel inlines it, so the
+/// per-VMA callback below is what sees every removal.
+#[inline(always)]
+fn counted(_probe: ProbeId, _a: &mut NoArgs) -> bool {
+    false
 }
 
-#[kprobe]
-pub fn kprobe_remove_migration_ptes(_ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeRemoveMigrationPtes);
-    0
+function! {
+    /// `void remove_migration_ptes(struct folio *src, struct folio *dst, bool|int)`
+    RemoveMigrationPtes: NoArgs {};
+    entry: fentry fentry_remove_migration_ptes, kprobe kprobe_remove_migration_ptes => counted;
 }
 
 /// Reports `id` for `vma`'s mm if its stack is being moved.
@@ -211,136 +198,190 @@ fn vma_event(probe: ProbeId, id: EventId, mm: u64, vma: u64, address: u64) {
 }
 
 #[inline(always)]
-fn removed(probe: ProbeId, vma: u64, address: u64) {
+fn removed(probe: ProbeId, a: &mut PteArgs) -> bool {
     pte_event(true);
-    during_stack_move(probe, EventId::MigrationPteRemoved, vma, address);
+    during_stack_move(probe, EventId::MigrationPteRemoved, a.vma, a.addr);
+    false
 }
 
-#[fentry]
-pub fn fentry_remove_migration_pte(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryRemoveMigrationPte);
-    removed(ProbeId::FentryRemoveMigrationPte, ctx.arg(1), ctx.arg(2));
-    0
+function! {
+    /// `static bool remove_migration_pte(struct folio *, struct vm_area_struct *vma,
+    /// unsigned long addr, void *arg)`: the rmap callback, with the mm.
+    RemoveMigrationPte: PteArgs { vma: 1, addr: 2 };
+    entry: fentry fentry_remove_migration_pte, kprobe kprobe_remove_migration_pte => removed;
 }
 
-#[kprobe]
-pub fn kprobe_remove_migration_pte(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeRemoveMigrationPte);
-    removed(
-        ProbeId::KprobeRemoveMigrationPte,
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(2).unwrap_or(0),
-    );
-    0
+/// Reports `id` if `vma` is exec's temporary stack (`vma_is_temporary_stack`).
+#[inline(always)]
+fn temp_stack_event(probe: ProbeId, id: EventId, vma: u64, address: u64) -> bool {
+    if kernel::is_temporary_stack(kernel::vma_flags(vma)) {
+        let mm = kernel::vma_mm(vma);
+        if mm != 0 {
+            super::exec::open_window_late(probe, mm, vma);
+            vma_event(probe, id, mm, vma, address);
+        }
+    }
+    false
 }
 
 /// A migration entry about to be installed into a temporary exec stack: the
 /// rmap walk should have skipped this VMA (`invalid_migration_vma`).
 #[inline(always)]
-fn try_to_migrate_one(probe: ProbeId, vma: u64, address: u64) {
-    if !kernel::is_temporary_stack(kernel::vma_flags(vma)) {
-        return;
-    }
-    let mm = kernel::vma_mm(vma);
-    if mm != 0 {
-        super::exec::open_window_late(probe, mm, vma);
-        vma_event(probe, EventId::MigrationEntryInTempStack, mm, vma, address);
-    }
+fn try_to_migrate_one(probe: ProbeId, a: &mut TryArgs) -> bool {
+    temp_stack_event(probe, EventId::MigrationEntryInTempStack, a.vma, a.addr)
 }
 
-#[fentry]
-pub fn fentry_try_to_migrate_one(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryTryToMigrateOne);
-    try_to_migrate_one(ProbeId::FentryTryToMigrateOne, ctx.arg(1), ctx.arg(2));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_try_to_migrate_one(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeTryToMigrateOne);
-    try_to_migrate_one(
-        ProbeId::KprobeTryToMigrateOne,
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(2).unwrap_or(0),
-    );
-    0
+function! {
+    /// `static bool try_to_migrate_one(struct folio *, struct vm_area_struct *vma,
+    /// unsigned long address, void *arg)`: installs migration entries.
+    TryToMigrateOne: TryArgs { vma: 1, addr: 2 };
+    entry: fentry fentry_try_to_migrate_one, kprobe kprobe_try_to_migrate_one => try_to_migrate_one;
 }
 
 /// `invalid_migration_vma(vma, arg)` returns `vma_is_temporary_stack(vma)`;
 /// the same predicate here names the VMAs the rmap walk skips.
-#[kprobe]
-pub fn kprobe_invalid_migration_vma(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeInvalidMigrationVma);
-    let vma = ctx.arg::<u64>(0).unwrap_or(0);
-    if kernel::is_temporary_stack(kernel::vma_flags(vma)) {
-        let mm = kernel::vma_mm(vma);
-        if mm != 0 {
-            super::exec::open_window_late(ProbeId::KprobeInvalidMigrationVma, mm, vma);
-            vma_event(ProbeId::KprobeInvalidMigrationVma, EventId::MigrationSkipTempStack, mm, vma, 0);
-        }
-    }
-    0
+#[inline(always)]
+fn invalid_vma(probe: ProbeId, a: &mut InvalidArgs) -> bool {
+    temp_stack_event(probe, EventId::MigrationSkipTempStack, a.vma, 0)
+}
+
+function! {
+    /// `static bool invalid_migration_vma(struct vm_area_struct *vma, void *arg)`
+    /// (no BTF: kprobe only).
+    InvalidMigrationVma: InvalidArgs { vma: 0 };
+    entry: kprobe kprobe_invalid_migration_vma => invalid_vma;
 }
 
 /// A fault found a migration entry. Reported when no migration batch is in
 /// flight (an entry nobody is about to remove); counted otherwise.
 #[inline(always)]
-fn entry_wait(probe: ProbeId, mm: u64, address: u64) {
-    if stash::any(inflight::MIGRATIONS) {
+fn entry_wait(probe: ProbeId, a: &mut WaitArgs) -> bool {
+    if stash::any(state::MIGRATIONS) {
         stat(Stat::MigrationPteOutsideBatch);
-        return;
+        return false;
     }
-    emit::<VmaRange>(probe, EventId::MigrationEntryWait, mm, Seq::Track, |p| {
+    let address = a.address;
+    emit::<VmaRange>(probe, EventId::MigrationEntryWait, a.mm, Seq::Track, |p| {
         p.address = address;
         true
     });
+    false
 }
 
-#[fentry]
-pub fn fentry_migration_entry_wait(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryMigrationEntryWait);
-    entry_wait(ProbeId::FentryMigrationEntryWait, ctx.arg(0), ctx.arg(2));
-    0
+function! {
+    /// `void migration_entry_wait(struct mm_struct *mm, pmd_t *pmd, unsigned long address)`
+    MigrationEntryWait: WaitArgs { mm: 0, address: 2 };
+    entry: fentry fentry_migration_entry_wait, kprobe kprobe_migration_entry_wait => entry_wait;
 }
 
-#[kprobe]
-pub fn kprobe_migration_entry_wait(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMigrationEntryWait);
-    entry_wait(
-        ProbeId::KprobeMigrationEntryWait,
-        ctx.arg::<u64>(0).unwrap_or(0),
-        ctx.arg::<u64>(2).unwrap_or(0),
-    );
-    0
+/// Page-table levels of [`HugeMigrationWait::level`].
+const LEVEL_PMD: u32 = 1;
+const LEVEL_HUGETLB: u32 = 2;
+
+/// A PMD-level or hugetlb wait on a migration entry, reported (start, or end
+/// on a tracked mm) like the PTE-level one: when no batch is in flight.
+#[inline(always)]
+fn huge_wait(probe: ProbeId, id: EventId, mm: u64, entry: u64, vma: u64, level: u32) -> bool {
+    if stash::any(state::MIGRATIONS) {
+        stat(Stat::MigrationPteOutsideBatch);
+        return false;
+    }
+    let policy = if id == EventId::HugeMigrationWaitStart {
+        Seq::Track
+    } else {
+        Seq::IfTracked
+    };
+    emit::<HugeMigrationWait>(probe, id, mm, policy, |p| {
+        p.entry = entry;
+        p.vm_start = kernel::vma_start(vma);
+        p.level = level;
+        mm != 0
+    });
+    true
 }
+
+#[inline(always)]
+fn pmd_wait_start(probe: ProbeId, a: &mut PmdWaitArgs) -> bool {
+    let entry = kernel::pmd_val(a.pmd);
+    huge_wait(probe, EventId::HugeMigrationWaitStart, a.mm, entry, 0, LEVEL_PMD)
+}
+
+#[inline(always)]
+fn pmd_wait_end(probe: ProbeId, a: &PmdWaitArgs, _ret: u64) {
+    let entry = kernel::pmd_val(a.pmd);
+    huge_wait(probe, EventId::HugeMigrationWaitEnd, a.mm, entry, 0, LEVEL_PMD);
+}
+
+function! {
+    /// `void pmd_migration_entry_wait(struct mm_struct *mm, pmd_t *pmd)`
+    /// (mm/migrate.c, `CONFIG_ARCH_ENABLE_THP_MIGRATION`).
+    PmdMigrationEntryWait: PmdWaitArgs { mm: 0, pmd: 1 };
+    entry: fentry fentry_pmd_wait, kprobe kprobe_pmd_wait => pmd_wait_start;
+    exit: fexit fexit_pmd_wait, kretprobe kretprobe_pmd_wait => pmd_wait_end;
+}
+
+#[inline(always)]
+fn hugetlb_wait(probe: ProbeId, id: EventId, vma: u64, pte: u64) -> bool {
+    let entry = kernel::pte_val(pte);
+    huge_wait(probe, id, kernel::vma_mm(vma), entry, vma, LEVEL_HUGETLB)
+}
+
+/// The programs of one signature of `migration_entry_wait_huge`: its pte
+/// pointer is argument `$pte`.
+macro_rules! huge_wait {
+    ($(#[$doc:meta])* $args:ident { pte: $pte:literal }, $start:ident, $end:ident,
+     $fentry:ident, $fexit:ident, $kprobe:ident, $kretprobe:ident) => {
+        #[inline(always)]
+        fn $start(probe: ProbeId, a: &mut $args) -> bool {
+            hugetlb_wait(probe, EventId::HugeMigrationWaitStart, a.vma, a.pte)
+        }
+
+        #[inline(always)]
+        fn $end(probe: ProbeId, a: &$args, _ret: u64) {
+            hugetlb_wait(probe, EventId::HugeMigrationWaitEnd, a.vma, a.pte);
+        }
+
+        function! {
+            $(#[$doc])*
+            MigrationEntryWaitHuge: $args { vma: 0, pte: $pte };
+            entry: fentry $fentry, kprobe $kprobe => $start;
+            exit: fexit $fexit, kretprobe $kretprobe => $end;
+        }
+    };
+}
+
+huge_wait!(
+    /// `void migration_entry_wait_huge(struct vm_area_struct *vma, pte_t *ptep)` (5.19–6.9).
+    HugeWait2Args { pte: 1 }, huge2_start, huge2_end,
+    fentry_huge_wait_2, fexit_huge_wait_2, kprobe_huge_wait_2, kretprobe_huge_wait_2
+);
+huge_wait!(
+    /// `void migration_entry_wait_huge(struct vm_area_struct *vma, struct mm_struct *mm,
+    /// pte_t *pte)` (≤ 5.18) / `(vma, unsigned long addr, pte_t *ptep)` (6.10+).
+    HugeWait3Args { pte: 2 }, huge3_start, huge3_end,
+    fentry_huge_wait_3, fexit_huge_wait_3, kprobe_huge_wait_3, kretprobe_huge_wait_3
+);
 
 /// `migrate_pages()` itself, for kernels without `mm_migrate_pages_start`
 /// (5.x): mode and reason are its 5th and 6th arguments on every version.
-#[kprobe]
-pub fn kprobe_migrate_pages(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMigratePages);
-    let mode = ctx.arg::<u64>(4).unwrap_or(0) as u32;
-    let reason = ctx.arg::<u64>(5).unwrap_or(0) as u32;
-    stash::put(slot::MIGRATE, [u64::from(mode), u64::from(reason), 0, 0]);
-    migrate_start(ProbeId::KprobeMigratePages, mode, reason);
-    0
+#[inline(always)]
+fn batch_start(probe: ProbeId, a: &mut BatchArgs) -> bool {
+    migrate_start(probe, a.mode as u32, a.reason as u32);
+    true
 }
 
-#[kretprobe]
-pub fn kretprobe_migrate_pages(ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeMigratePages);
-    let a = stash::take(slot::MIGRATE);
-    if !a.found {
-        return 0;
-    }
-    // Returns the number of pages not migrated, or -errno.
-    let ret = ctx.ret::<u64>() as i32;
+/// Returns the number of pages not migrated, or -errno.
+#[inline(always)]
+fn batch_end(probe: ProbeId, a: &BatchArgs, ret: u64) {
+    let ret = ret as i32;
     let failed = if ret > 0 { ret as u64 } else { 0 };
-    migrate_end(
-        ProbeId::KretprobeMigratePages,
-        [0, failed, 0, 0, 0, 0],
-        a.args[0] as u32,
-        a.args[1] as u32,
-    );
-    0
+    migrate_end(probe, [0, failed, 0, 0, 0, 0], a.mode as u32, a.reason as u32);
+}
+
+function! {
+    /// `int migrate_pages(from, get_new, put_new, private, enum migrate_mode mode,
+    /// int reason, unsigned int *ret_succeeded)`
+    MigratePages: BatchArgs { mode: 4, reason: 5 };
+    entry: kprobe kprobe_migrate_pages => batch_start;
+    exit: kretprobe kretprobe_migrate_pages => batch_end;
 }

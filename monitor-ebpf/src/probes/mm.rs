@@ -20,20 +20,16 @@
 //! `exit_mmap`. `unmap_vmas` is reported only inside `exit_mmap` of a tracked
 //! mm, checked first with one array lookup of the in-flight count.
 
-use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe},
-    programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
-};
 use monitor_common::{
-    event::{EventId, MmState, VmaRange},
-    maps::{slot, state},
-    probes::ProbeId,
+    catalogue::{EventId, HookId, MmState, ProbeId, VmaRange},
+    maps::state,
 };
 
 use crate::{
-    emit::{Seq, emit, hit, is_tracked},
+    emit::{Seq, emit, is_tracked},
     kernel,
-    stash::{self, inflight},
+    stamp::{karg, programs},
+    stash::{self, Saved},
 };
 
 #[inline(always)]
@@ -54,23 +50,29 @@ fn exit_end_policy() -> Seq {
     }
 }
 
-#[btf_tracepoint(function = "exit_mmap")]
-pub fn tp_exit_mmap(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpExitMmap);
-    let mm: u64 = ctx.arg(0);
-    mm_state(ProbeId::TpExitMmap, EventId::ExitMmapEnd, mm, exit_end_policy());
-    0
+// exit_mmap -----------------------------------------------------------------
+// On both rungs the entry keeps the mm in the hook's slot: it marks the thread
+// as inside `exit_mmap` for `unmap_vmas` (and counts it in `EXITS`).
+
+/// `void exit_mmap(struct mm_struct *mm)`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ExitArgs {
+    mm: u64,
 }
 
-// exit_mmap -----------------------------------------------------------------
+// SAFETY: one u64.
+unsafe impl Saved for ExitArgs {
+    const HOOK: HookId = HookId::ExitMmap;
+}
 
 #[inline(always)]
 fn exit_entry(probe: ProbeId, mm: u64) {
     if !is_tracked(mm) {
         return;
     }
-    if stash::put(slot::EXIT_MMAP, [mm, 0, 0, 0]) {
-        stash::enter(inflight::EXITS);
+    if stash::put(&ExitArgs { mm }) {
+        stash::enter(state::EXITS);
     }
     mm_state(probe, EventId::ExitMmapStart, mm, Seq::IfTracked);
 }
@@ -78,44 +80,16 @@ fn exit_entry(probe: ProbeId, mm: u64) {
 /// `mm` is 0 when the return program has no arguments (kretprobe).
 #[inline(always)]
 fn exit_return(probe: ProbeId, mm: u64) {
-    if !stash::any(inflight::EXITS) {
+    if !stash::any(state::EXITS) {
         return;
     }
-    let saved = stash::take(slot::EXIT_MMAP);
+    let saved = stash::take::<ExitArgs>();
     if !saved.found {
         return;
     }
-    stash::leave(inflight::EXITS);
-    let mm = if mm != 0 { mm } else { saved.args[0] };
+    stash::leave(state::EXITS);
+    let mm = if mm != 0 { mm } else { saved.args.mm };
     mm_state(probe, EventId::ExitMmapEnd, mm, exit_end_policy());
-}
-
-#[fentry]
-pub fn fentry_exit_mmap(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryExitMmap);
-    exit_entry(ProbeId::FentryExitMmap, ctx.arg(0));
-    0
-}
-
-#[fexit]
-pub fn fexit_exit_mmap(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitExitMmap);
-    exit_return(ProbeId::FexitExitMmap, ctx.arg(0));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_exit_mmap(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeExitMmap);
-    exit_entry(ProbeId::KprobeExitMmap, ctx.arg::<u64>(0).unwrap_or(0));
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_exit_mmap(_ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeExitMmap);
-    exit_return(ProbeId::KretprobeExitMmap, 0);
-    0
 }
 
 // unmap_vmas inside exit_mmap -------------------------------------------------
@@ -123,60 +97,58 @@ pub fn kretprobe_exit_mmap(_ctx: RetProbeContext) -> u32 {
 /// `tlb` is 0 when the return program has no arguments (kretprobe).
 #[inline(always)]
 fn unmap_vmas(probe: ProbeId, id: EventId, tlb: u64) {
-    if !stash::any(inflight::EXITS) {
+    if !stash::any(state::EXITS) {
         return;
     }
-    let saved = stash::get(slot::EXIT_MMAP);
+    let saved = stash::get::<ExitArgs>();
     if !saved.found {
         return;
     }
-    let mm = saved.args[0];
+    let mm = saved.args.mm;
     if tlb != 0 && kernel::tlb_mm(tlb) != mm {
         return;
     }
     emit::<VmaRange>(probe, id, mm, Seq::IfTracked, |_| true);
 }
 
-#[fentry]
-pub fn fentry_unmap_vmas(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryUnmapVmas);
-    unmap_vmas(ProbeId::FentryUnmapVmas, EventId::UnmapVmasStart, ctx.arg(0));
-    0
-}
+programs! {
+    tp_btf tp_exit_mmap(ctx) {
+        let mm: u64 = ctx.arg(0);
+        mm_state(P, EventId::ExitMmapEnd, mm, exit_end_policy());
+    }
 
-#[fexit]
-pub fn fexit_unmap_vmas(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitUnmapVmas);
-    unmap_vmas(ProbeId::FexitUnmapVmas, EventId::UnmapVmasEnd, ctx.arg(0));
-    0
-}
+    fentry fentry_exit_mmap(ctx) {
+        exit_entry(P, ctx.arg(0));
+    }
+    fexit fexit_exit_mmap(ctx) {
+        exit_return(P, ctx.arg(0));
+    }
+    kprobe kprobe_exit_mmap(ctx) {
+        exit_entry(P, karg(&ctx, 0));
+    }
+    kretprobe kretprobe_exit_mmap(_ctx) {
+        exit_return(P, 0);
+    }
 
-#[kprobe]
-pub fn kprobe_unmap_vmas(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeUnmapVmas);
-    unmap_vmas(ProbeId::KprobeUnmapVmas, EventId::UnmapVmasStart, ctx.arg::<u64>(0).unwrap_or(0));
-    0
-}
+    /// `void unmap_vmas(struct mmu_gather *tlb, …)`: the exit's read-locked zap.
+    fentry fentry_unmap_vmas(ctx) {
+        unmap_vmas(P, EventId::UnmapVmasStart, ctx.arg(0));
+    }
+    fexit fexit_unmap_vmas(ctx) {
+        unmap_vmas(P, EventId::UnmapVmasEnd, ctx.arg(0));
+    }
+    kprobe kprobe_unmap_vmas(ctx) {
+        unmap_vmas(P, EventId::UnmapVmasStart, karg(&ctx, 0));
+    }
+    kretprobe kretprobe_unmap_vmas(_ctx) {
+        unmap_vmas(P, EventId::UnmapVmasEnd, 0);
+    }
 
-#[kretprobe]
-pub fn kretprobe_unmap_vmas(_ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeUnmapVmas);
-    unmap_vmas(ProbeId::KretprobeUnmapVmas, EventId::UnmapVmasEnd, 0);
-    0
-}
-
-// __mmdrop --------------------------------------------------------------------
-
-#[fentry]
-pub fn fentry_mmdrop(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryMmdrop);
-    mm_state(ProbeId::FentryMmdrop, EventId::MmDrop, ctx.arg(0), Seq::EndIfTracked);
-    0
-}
-
-#[kprobe]
-pub fn kprobe_mmdrop(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMmdrop);
-    mm_state(ProbeId::KprobeMmdrop, EventId::MmDrop, ctx.arg::<u64>(0).unwrap_or(0), Seq::EndIfTracked);
-    0
+    /// `void __mmdrop(struct mm_struct *mm)`: the mm_struct is freed.
+    fentry fentry_mmdrop(ctx) {
+        mm_state(P, EventId::MmDrop, ctx.arg(0), Seq::EndIfTracked);
+    }
+    kprobe kprobe_mmdrop(ctx) {
+        mm_state(P, EventId::MmDrop, karg(&ctx, 0), Seq::EndIfTracked);
+    }
 }

@@ -35,30 +35,35 @@
 //! while the current thread is inside `__oom_reap_task_mm`, checked first with
 //! one array lookup of the in-flight reap count.
 
-use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe},
-    programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
-};
 use monitor_common::{
-    event::{EventId, MarkVictim, Reap, VmaRange, reap_source},
-    maps::slot,
-    probes::ProbeId,
+    catalogue::{EventId, MarkVictim, ProbeId, Reap, VmaRange},
+    event::reap_source,
+    maps::state,
 };
 
 use crate::{
-    emit::{Seq, emit, hit, is_tracked},
+    emit::{Seq, emit, is_tracked},
     kernel,
     maps::VICTIMS,
-    stash::{self, inflight},
+    stamp::{function, karg, programs},
+    stash::{self, Saved},
 };
 
-#[btf_tracepoint(function = "mark_victim")]
-pub fn tp_mark_victim(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpMarkVictim);
-    let task: u64 = ctx.arg(0);
-    let uid: u32 = ctx.arg(1);
-    mark_victim(ProbeId::TpMarkVictim, task, uid);
-    0
+programs! {
+    tp_btf tp_mark_victim(ctx) {
+        let task: u64 = ctx.arg(0);
+        let uid: u32 = ctx.arg(1);
+        mark_victim(P, task, uid);
+    }
+    tp_btf tp_start_task_reaping(ctx) {
+        reaping(P, EventId::ReapStart, ctx.arg(0));
+    }
+    tp_btf tp_finish_task_reaping(ctx) {
+        reaping(P, EventId::ReapEnd, ctx.arg(0));
+    }
+    tp_btf tp_skip_task_reaping(ctx) {
+        reaping(P, EventId::ReapSkip, ctx.arg(0));
+    }
 }
 
 /// Shared by the tracepoint and the `mark_oom_victim` function hooks.
@@ -113,37 +118,27 @@ fn reaping(probe: ProbeId, id: EventId, pid: u32) {
     });
 }
 
-#[btf_tracepoint(function = "start_task_reaping")]
-pub fn tp_start_task_reaping(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpStartReaping);
-    let pid: u32 = ctx.arg(0);
-    reaping(ProbeId::TpStartReaping, EventId::ReapStart, pid);
-    0
-}
-
-#[btf_tracepoint(function = "finish_task_reaping")]
-pub fn tp_finish_task_reaping(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpFinishReaping);
-    let pid: u32 = ctx.arg(0);
-    reaping(ProbeId::TpFinishReaping, EventId::ReapEnd, pid);
-    0
-}
-
-#[btf_tracepoint(function = "skip_task_reaping")]
-pub fn tp_skip_task_reaping(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpSkipReaping);
-    let pid: u32 = ctx.arg(0);
-    reaping(ProbeId::TpSkipReaping, EventId::ReapSkip, pid);
-    0
-}
-
 // __oom_reap_task_mm ---------------------------------------------------------
+// On both rungs the entry keeps the mm in the hook's slot: it marks the thread
+// as inside the reap for `unmap_page_range` (and counts it in `REAPS`).
+
+/// `bool __oom_reap_task_mm(struct mm_struct *mm)`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ReapArgs {
+    mm: u64,
+}
+
+// SAFETY: one u64.
+unsafe impl Saved for ReapArgs {
+    const HOOK: monitor_common::catalogue::HookId = monitor_common::catalogue::HookId::OomReap;
+}
 
 #[inline(always)]
 fn reap_entry(probe: ProbeId, mm: u64) {
     stash::open_fault_gate();
-    if stash::put(slot::OOM_REAP, [mm, 0, 0, 0]) {
-        stash::enter(inflight::REAPS);
+    if stash::put(&ReapArgs { mm }) {
+        stash::enter(state::REAPS);
     }
     let flags = kernel::mm_flags(mm);
     emit::<Reap>(probe, EventId::ReapStart, mm, reap_policy(mm, flags), |p| {
@@ -157,18 +152,18 @@ fn reap_entry(probe: ProbeId, mm: u64) {
 /// `mm` is 0 when the return program has no arguments (kretprobe).
 #[inline(always)]
 fn reap_exit(probe: ProbeId, mm: u64, ret: u64) {
-    let saved = if stash::any(inflight::REAPS) {
-        stash::take(slot::OOM_REAP)
+    let saved = if stash::any(state::REAPS) {
+        stash::take::<ReapArgs>()
     } else {
         stash::Stashed {
             found: false,
-            args: [0; 4],
+            args: ReapArgs { mm: 0 },
         }
     };
     if saved.found {
-        stash::leave(inflight::REAPS);
+        stash::leave(state::REAPS);
     }
-    let mm = if mm != 0 { mm } else { saved.args[0] };
+    let mm = if mm != 0 { mm } else { saved.args.mm };
     if mm == 0 {
         return;
     }
@@ -182,32 +177,19 @@ fn reap_exit(probe: ProbeId, mm: u64, ret: u64) {
     });
 }
 
-#[fentry]
-pub fn fentry_oom_reap(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryOomReap);
-    reap_entry(ProbeId::FentryOomReap, ctx.arg(0));
-    0
-}
-
-#[fexit]
-pub fn fexit_oom_reap(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitOomReap);
-    reap_exit(ProbeId::FexitOomReap, ctx.arg(0), ctx.arg(1));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_oom_reap(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeOomReap);
-    reap_entry(ProbeId::KprobeOomReap, ctx.arg::<u64>(0).unwrap_or(0));
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_oom_reap(ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeOomReap);
-    reap_exit(ProbeId::KretprobeOomReap, 0, ctx.ret::<u64>());
-    0
+programs! {
+    fentry fentry_oom_reap(ctx) {
+        reap_entry(P, ctx.arg(0));
+    }
+    fexit fexit_oom_reap(ctx) {
+        reap_exit(P, ctx.arg(0), ctx.arg(1));
+    }
+    kprobe kprobe_oom_reap(ctx) {
+        reap_entry(P, karg(&ctx, 0));
+    }
+    kretprobe kretprobe_oom_reap(ctx) {
+        reap_exit(P, 0, ctx.ret::<u64>());
+    }
 }
 
 // unmap_page_range, inside a reap --------------------------------------------
@@ -216,21 +198,23 @@ pub fn kretprobe_oom_reap(ctx: RetProbeContext) -> u32 {
 /// (0 otherwise).
 #[inline(always)]
 fn reaping_mm() -> u64 {
-    if !stash::any(inflight::REAPS) {
+    if !stash::any(state::REAPS) {
         return 0;
     }
-    stash::get(slot::OOM_REAP).args[0]
+    stash::get::<ReapArgs>().args.mm
 }
 
+/// Reports the zap if the thread is reaping; whether it did.
 #[inline(always)]
-fn reaper_unmap(probe: ProbeId, id: EventId, vma: u64, addr: u64) -> bool {
+fn reaper_unmap(probe: ProbeId, id: EventId, a: &UnmapArgs) -> bool {
     let mm = reaping_mm();
     if mm == 0 {
         return false;
     }
+    let vma = a.vma;
     emit::<VmaRange>(probe, id, mm, Seq::Track, |p| {
         // The zapped range starts at `addr`; the reaper zaps whole VMAs.
-        p.address = addr;
+        p.address = a.addr;
         p.vm_start = kernel::vma_start(vma);
         p.vm_end = kernel::vma_end(vma);
         p.vm_flags = kernel::vma_flags(vma);
@@ -239,51 +223,23 @@ fn reaper_unmap(probe: ProbeId, id: EventId, vma: u64, addr: u64) -> bool {
     true
 }
 
-#[fentry]
-pub fn fentry_unmap_page_range(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryUnmapPageRange);
-    reaper_unmap(
-        ProbeId::FentryUnmapPageRange,
-        EventId::ReaperUnmapStart,
-        ctx.arg(1),
-        ctx.arg(2),
-    );
-    0
+#[inline(always)]
+fn unmap_start(probe: ProbeId, a: &mut UnmapArgs) -> bool {
+    reaper_unmap(probe, EventId::ReaperUnmapStart, a)
 }
 
-#[fexit]
-pub fn fexit_unmap_page_range(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitUnmapPageRange);
-    reaper_unmap(
-        ProbeId::FexitUnmapPageRange,
-        EventId::ReaperUnmapEnd,
-        ctx.arg(1),
-        ctx.arg(2),
-    );
-    0
+#[inline(always)]
+fn unmap_end(probe: ProbeId, a: &UnmapArgs, _ret: u64) {
+    reaper_unmap(probe, EventId::ReaperUnmapEnd, a);
 }
 
-#[kprobe]
-pub fn kprobe_unmap_page_range(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeUnmapPageRange);
-    let (vma, addr) = (ctx.arg::<u64>(1).unwrap_or(0), ctx.arg::<u64>(2).unwrap_or(0));
-    if reaper_unmap(ProbeId::KprobeUnmapPageRange, EventId::ReaperUnmapStart, vma, addr) {
-        stash::put(slot::UNMAP_PAGE_RANGE, [vma, addr, 0, 0]);
-    }
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_unmap_page_range(_ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeUnmapPageRange);
-    if !stash::any(inflight::REAPS) {
-        return 0;
-    }
-    let a = stash::take(slot::UNMAP_PAGE_RANGE);
-    if a.found {
-        reaper_unmap(ProbeId::KretprobeUnmapPageRange, EventId::ReaperUnmapEnd, a.args[0], a.args[1]);
-    }
-    0
+function! {
+    /// `void unmap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
+    /// unsigned long addr, unsigned long end, struct zap_details *details)`
+    UnmapPageRange: UnmapArgs { vma: 1, addr: 2 };
+    entry: fentry fentry_unmap_page_range, kprobe kprobe_unmap_page_range => unmap_start;
+    exit when { stash::any(state::REAPS) }: fexit fexit_unmap_page_range,
+        kretprobe kretprobe_unmap_page_range => unmap_end;
 }
 
 // mark_oom_victim (kernels whose tracepoint lacks the task) -------------------
@@ -291,27 +247,20 @@ pub fn kretprobe_unmap_page_range(_ctx: RetProbeContext) -> u32 {
 /// `uid` is not known on this rung.
 const UID_UNKNOWN: u32 = u32::MAX;
 
-#[fexit]
-pub fn fexit_mark_oom_victim(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitMarkOomVictim);
-    mark_victim(ProbeId::FexitMarkOomVictim, ctx.arg(0), UID_UNKNOWN);
-    0
+#[inline(always)]
+fn keep_victim(_probe: ProbeId, _a: &mut VictimArgs) -> bool {
+    true
 }
 
-#[kprobe]
-pub fn kprobe_mark_oom_victim(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMarkOomVictim);
-    stash::put(slot::MARK_VICTIM, [ctx.arg::<u64>(0).unwrap_or(0), 0, 0, 0]);
-    0
+/// `signal->oom_mm` is set inside the function: read it on return.
+#[inline(always)]
+fn victim_marked(probe: ProbeId, a: &VictimArgs, _ret: u64) {
+    mark_victim(probe, a.task, UID_UNKNOWN);
 }
 
-#[kretprobe]
-pub fn kretprobe_mark_oom_victim(_ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeMarkOomVictim);
-    // `signal->oom_mm` is set inside the function: read it on return.
-    let a = stash::take(slot::MARK_VICTIM);
-    if a.found {
-        mark_victim(ProbeId::KretprobeMarkOomVictim, a.args[0], UID_UNKNOWN);
-    }
-    0
+function! {
+    /// `static void mark_oom_victim(struct task_struct *tsk)`
+    MarkVictim: VictimArgs { task: 0 };
+    entry: kprobe kprobe_mark_oom_victim => keep_victim;
+    exit: fexit fexit_mark_oom_victim, kretprobe kretprobe_mark_oom_victim => victim_marked;
 }

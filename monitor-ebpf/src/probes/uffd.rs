@@ -17,7 +17,7 @@
 //! ```
 //!
 //! Every `-EAGAIN` comes from the `mmap_changing` checks, so counting them here
-//! is exact (`kernel-notes.md` §4.4). The uffd's target mm is found through the
+//! is exact (`docs/kernel.md`, "userfaultfd"). The uffd's target mm is found through the
 //! fd: `current->files` → the `struct file` whose `f_op->unlocked_ioctl` is
 //! `userfaultfd_ioctl` → `ctx->mm`.
 //!
@@ -41,23 +41,19 @@
 //! The hot ones (`dup_userfaultfd` per VMA per fork, `userfaultfd_unmap_prep`
 //! per munmap) return after one pointer read when no userfaultfd is involved.
 
-use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe, tracepoint},
-    programs::{
-        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
-        TracePointContext,
-    },
-};
+use aya_ebpf::programs::TracePointContext;
 use monitor_common::{
     UFFDIO_COPY,
-    event::{EventId, Fork, Mrelease, UffdChange, UffdCopy, uffd_event},
-    maps::{bracket, slot},
-    probes::ProbeId,
+    catalogue::{EventId, Fork, HookId, Mrelease, ProbeId, UffdChange, UffdCopy},
+    config::Field,
+    event::uffd_event,
 };
 
 use crate::{
-    emit::{Seq, current_tid, emit, hit, task_scratch, task_scratch_existing},
-    kernel, stash,
+    emit::{Seq, emit},
+    kernel,
+    stamp::{function, karg, programs},
+    stash::{self, Saved},
 };
 
 /// `UFFD_FEATURE_EVENT_REMOVE`.
@@ -77,52 +73,106 @@ fn field(ctx: &TracePointContext, offset: u64) -> u64 {
     kernel::probe_kernel::<u64>(ctx.as_ptr() as u64 + offset).0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
-pub fn tp_sys_enter_ioctl(ctx: TracePointContext) -> u32 {
-    hit(ProbeId::TpSysEnterIoctl);
-    if field(&ctx, SYSCALL_ARG1) as u32 != UFFDIO_COPY {
-        return 0;
-    }
-    let fd = field(&ctx, SYSCALL_ARG0);
-    let arg = field(&ctx, SYSCALL_ARG2);
-    // `mmap_changing` at entry: the early check reads it right after this,
-    // and by the syscall's exit the uffd monitor may already have lowered it.
-    let uctx = kernel::file_uffd_ctx(kernel::task_file(kernel::current_task(), fd as u32));
-    let changing = kernel::uffd_ctx_mmap_changing(uctx);
-    let s = task_scratch(current_tid());
-    if !s.is_null() {
-        // SAFETY: valid map value pointer.
-        unsafe {
-            (*s).brackets |= bracket::UFFD_IOCTL;
-            (*s).args[0] = fd;
-            (*s).args[1] = arg;
-            (*s).args[2] = changing as u32 as u64;
-            // The ioctl holds the file: the context found here is the one
-            // the exit reports on, without walking the fd table again.
-            (*s).args[3] = uctx;
-        }
-    }
-    0
+/// What a UFFDIO_COPY ioctl keeps from its entry to its return (both rungs
+/// that have an entry: the syscall tracepoints and the kprobe). The ioctl
+/// holds the file, so the context found at entry is the one the return
+/// reports on, without walking the fd table again.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IoctlState {
+    uctx: u64,
+    arg: u64,
+    /// `mmap_changing` at entry: the early check reads it right after this,
+    /// and by the return the uffd monitor may already have lowered it.
+    changing: i32,
+    fd: i32,
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_ioctl")]
-pub fn tp_sys_exit_ioctl(ctx: TracePointContext) -> u32 {
-    hit(ProbeId::TpSysExitIoctl);
-    let s = task_scratch_existing(current_tid());
-    if s.is_null() {
-        return 0;
-    }
-    // SAFETY: valid map value pointer.
-    let (fd, arg, at_entry, uctx) = unsafe {
-        if (*s).brackets & bracket::UFFD_IOCTL == 0 {
-            return 0;
+// SAFETY: integers only, 24 bytes.
+unsafe impl Saved for IoctlState {
+    const HOOK: HookId = HookId::UffdIoctl;
+}
+
+programs! {
+    /// Classic tracepoint `syscalls/sys_enter_ioctl` (fires for ioctl only).
+    tracepoint tp_sys_enter_ioctl(ctx) {
+        if field(&ctx, SYSCALL_ARG1) as u32 == UFFDIO_COPY {
+            let fd = field(&ctx, SYSCALL_ARG0);
+            let uctx = kernel::file_uffd_ctx(kernel::task_file(kernel::current_task(), fd as u32));
+            stash::put(&IoctlState {
+                uctx,
+                arg: field(&ctx, SYSCALL_ARG2),
+                changing: kernel::uffd_ctx_mmap_changing(uctx),
+                fd: fd as i32,
+            });
         }
-        (*s).brackets &= !bracket::UFFD_IOCTL;
-        ((*s).args[0], (*s).args[1], (*s).args[2] as u32 as i32, (*s).args[3])
-    };
-    let ret = field(&ctx, SYSCALL_RET) as i64;
-    copy_result(ProbeId::TpSysExitIoctl, uctx, fd as i32, arg, ret, at_entry);
-    0
+    }
+
+    tracepoint tp_sys_exit_ioctl(ctx) {
+        let s = stash::take::<IoctlState>();
+        if s.found {
+            let ret = field(&ctx, SYSCALL_RET) as i64;
+            let a = s.args;
+            copy_result(P, a.uctx, a.fd, a.arg, ret, a.changing);
+        }
+    }
+
+    /// `static long userfaultfd_ioctl(struct file *file, unsigned cmd, unsigned long arg)`.
+    fexit fexit_uffd_ioctl(ctx) {
+        let cmd: u64 = ctx.arg(1);
+        if cmd as u32 == UFFDIO_COPY {
+            let file: u64 = ctx.arg(0);
+            let ret: u64 = ctx.arg(3);
+            let uctx = kernel::read_u64(file, Field::FilePrivateData);
+            copy_result(P, uctx, -1, ctx.arg(2), ret as i64, -1);
+        }
+    }
+
+    kprobe kprobe_uffd_ioctl(ctx) {
+        if karg(&ctx, 1) as u32 == UFFDIO_COPY {
+            let uctx = kernel::read_u64(karg(&ctx, 0), Field::FilePrivateData);
+            stash::put(&IoctlState {
+                uctx,
+                arg: karg(&ctx, 2),
+                changing: kernel::uffd_ctx_mmap_changing(uctx),
+                fd: -1,
+            });
+        }
+    }
+
+    kretprobe kretprobe_uffd_ioctl(ctx) {
+        let s = stash::take::<IoctlState>();
+        if s.found {
+            let a = s.args;
+            copy_result(P, a.uctx, a.fd, a.arg, ctx.ret::<u64>() as i64, a.changing);
+        }
+    }
+
+    tp_btf tp_sched_process_fork(ctx) {
+        let parent: u64 = ctx.arg(0);
+        let child: u64 = ctx.arg(1);
+        fork(P, parent, child);
+    }
+
+    tracepoint tp_sys_enter_process_mrelease(ctx) {
+        // It reaps synchronously: the target's mm becomes unstable.
+        stash::open_fault_gate();
+        let pidfd = field(&ctx, SYSCALL_ARG0);
+        let flags = field(&ctx, SYSCALL_ARG1);
+        emit::<Mrelease>(P, EventId::MreleaseEnter, 0, Seq::None, |p| {
+            p.pidfd = pidfd as i32;
+            p.flags = flags as u32;
+            true
+        });
+    }
+
+    tracepoint tp_sys_exit_process_mrelease(ctx) {
+        let ret = field(&ctx, SYSCALL_RET) as i64;
+        emit::<Mrelease>(P, EventId::MreleaseExit, 0, Seq::None, |p| {
+            p.ret = ret;
+            true
+        });
+    }
 }
 
 /// Emits an [`EventId::UffdCopy`] for a UFFDIO_COPY on `uctx` (0 if unknown).
@@ -148,93 +198,20 @@ fn copy_result(probe: ProbeId, uctx: u64, fd: i32, arg: u64, ret: i64, at_entry:
     });
 }
 
-#[btf_tracepoint(function = "sched_process_fork")]
-pub fn tp_sched_process_fork(ctx: BtfTracePointContext) -> u32 {
-    hit(ProbeId::TpSchedFork);
-    let parent: u64 = ctx.arg(0);
-    let child: u64 = ctx.arg(1);
+#[inline(always)]
+fn fork(probe: ProbeId, parent: u64, child: u64) {
     let mm = kernel::task_mm(parent);
     let child_mm = kernel::task_mm(child);
     if child_mm == mm {
         // A new thread (CLONE_VM) shares the mm: not a fork of it.
-        return 0;
+        return;
     }
-    emit::<Fork>(ProbeId::TpSchedFork, EventId::Fork, mm, Seq::IfTracked, |p| {
+    emit::<Fork>(probe, EventId::Fork, mm, Seq::IfTracked, |p| {
         p.child_mm = child_mm;
         p.child_pid = kernel::task_pid(child);
         p.child_tgid = kernel::task_tgid(child);
         p.child_pid != 0
     });
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_process_mrelease")]
-pub fn tp_sys_enter_process_mrelease(ctx: TracePointContext) -> u32 {
-    hit(ProbeId::TpSysEnterMrelease);
-    // It reaps synchronously: the target's mm becomes unstable.
-    stash::open_fault_gate();
-    let pidfd = field(&ctx, SYSCALL_ARG0);
-    let flags = field(&ctx, SYSCALL_ARG1);
-    emit::<Mrelease>(ProbeId::TpSysEnterMrelease, EventId::MreleaseEnter, 0, Seq::None, |p| {
-        p.pidfd = pidfd as i32;
-        p.flags = flags as u32;
-        true
-    });
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_process_mrelease")]
-pub fn tp_sys_exit_process_mrelease(ctx: TracePointContext) -> u32 {
-    hit(ProbeId::TpSysExitMrelease);
-    let ret = field(&ctx, SYSCALL_RET) as i64;
-    emit::<Mrelease>(ProbeId::TpSysExitMrelease, EventId::MreleaseExit, 0, Seq::None, |p| {
-        p.ret = ret;
-        true
-    });
-    0
-}
-
-// userfaultfd_ioctl -----------------------------------------------------------
-
-#[fexit]
-pub fn fexit_uffd_ioctl(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitUffdIoctl);
-    let cmd: u64 = ctx.arg(1);
-    if cmd as u32 != UFFDIO_COPY {
-        return 0;
-    }
-    let file: u64 = ctx.arg(0);
-    let ret: u64 = ctx.arg(3);
-    let uctx = kernel::read_u64(file, monitor_common::config::Field::FilePrivateData);
-    copy_result(ProbeId::FexitUffdIoctl, uctx, -1, ctx.arg(2), ret as i64, -1);
-    0
-}
-
-#[kprobe]
-pub fn kprobe_uffd_ioctl(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeUffdIoctl);
-    if ctx.arg::<u64>(1).unwrap_or(0) as u32 != UFFDIO_COPY {
-        return 0;
-    }
-    let file = ctx.arg::<u64>(0).unwrap_or(0);
-    let arg = ctx.arg::<u64>(2).unwrap_or(0);
-    let uctx = kernel::read_u64(file, monitor_common::config::Field::FilePrivateData);
-    let changing = kernel::uffd_ctx_mmap_changing(uctx);
-    stash::put(slot::UFFD_IOCTL, [file, arg, changing as u32 as u64, 0]);
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_uffd_ioctl(ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeUffdIoctl);
-    let a = stash::take(slot::UFFD_IOCTL);
-    if a.found {
-        let uctx = kernel::read_u64(a.args[0], monitor_common::config::Field::FilePrivateData);
-        let ret = ctx.ret::<u64>() as i64;
-        let at_entry = a.args[2] as u32 as i32;
-        copy_result(ProbeId::KretprobeUffdIoctl, uctx, -1, a.args[1], ret, at_entry);
-    }
-    0
 }
 
 // mcopy_atomic / mfill_atomic_copy ----------------------------------------------
@@ -252,113 +229,50 @@ fn mfill(probe: ProbeId, id: EventId, mm: u64, dst: u64, len: u64, changing: i32
 }
 
 /// `dst_mm` first: `mmap_changing` is the pointer in the 5th argument.
-#[fentry]
-pub fn fentry_mfill_mm(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryMfillMm);
-    let changing = kernel::changing_at(ctx.arg(4));
-    mfill(ProbeId::FentryMfillMm, EventId::MfillStart, ctx.arg(0), ctx.arg(1), ctx.arg(3), changing, 0);
-    0
+#[inline(always)]
+fn mfill_mm_start(probe: ProbeId, a: &mut MfillMmArgs) -> bool {
+    let changing = kernel::changing_at(a.changing);
+    mfill(probe, EventId::MfillStart, a.mm, a.dst, a.len, changing, 0);
+    true
 }
 
-#[fexit]
-pub fn fexit_mfill_mm(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitMfillMm);
-    let changing = kernel::changing_at(ctx.arg(4));
-    let ret: u64 = ctx.arg(6);
-    mfill(
-        ProbeId::FexitMfillMm,
-        EventId::MfillEnd,
-        ctx.arg(0),
-        ctx.arg(1),
-        ctx.arg(3),
-        changing,
-        ret as i64,
-    );
-    0
+#[inline(always)]
+fn mfill_mm_end(probe: ProbeId, a: &MfillMmArgs, ret: u64) {
+    let changing = kernel::changing_at(a.changing);
+    mfill(probe, EventId::MfillEnd, a.mm, a.dst, a.len, changing, ret as i64);
 }
 
-#[kprobe]
-pub fn kprobe_mfill_mm(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMfillMm);
-    let (mm, dst, len, ptr) = (
-        ctx.arg::<u64>(0).unwrap_or(0),
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(3).unwrap_or(0),
-        ctx.arg::<u64>(4).unwrap_or(0),
-    );
-    stash::put(slot::MFILL, [mm, dst, len, ptr]);
-    mfill(ProbeId::KprobeMfillMm, EventId::MfillStart, mm, dst, len, kernel::changing_at(ptr), 0);
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_mfill_mm(ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeMfillMm);
-    let a = stash::take(slot::MFILL);
-    if a.found {
-        let changing = kernel::changing_at(a.args[3]);
-        let ret = ctx.ret::<u64>() as i64;
-        mfill(ProbeId::KretprobeMfillMm, EventId::MfillEnd, a.args[0], a.args[1], a.args[2], changing, ret);
-    }
-    0
+function! {
+    /// `ssize_t mcopy_atomic(struct mm_struct *dst_mm, dst, src, len,
+    /// atomic_t|bool *mmap_changing, __u64 mode)` (≤ 6.3; also
+    /// `mfill_atomic_copy` with that signature in 6.4–6.8).
+    MfillCopy: MfillMmArgs { mm: 0, dst: 1, len: 3, changing: 4 } -> 6;
+    entry: fentry fentry_mfill_mm, kprobe kprobe_mfill_mm => mfill_mm_start;
+    exit: fexit fexit_mfill_mm, kretprobe kretprobe_mfill_mm => mfill_mm_end;
 }
 
 /// `ctx` first (6.9+): mm and `mmap_changing` are read from the context.
-#[fentry]
-pub fn fentry_mfill_ctx(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryMfillCtx);
-    let uctx: u64 = ctx.arg(0);
-    let mm = kernel::uffd_ctx_mm(uctx);
-    let changing = kernel::uffd_ctx_mmap_changing(uctx);
-    mfill(ProbeId::FentryMfillCtx, EventId::MfillStart, mm, ctx.arg(1), ctx.arg(3), changing, 0);
-    0
+#[inline(always)]
+fn mfill_ctx_start(probe: ProbeId, a: &mut MfillCtxArgs) -> bool {
+    let mm = kernel::uffd_ctx_mm(a.ctx);
+    let changing = kernel::uffd_ctx_mmap_changing(a.ctx);
+    mfill(probe, EventId::MfillStart, mm, a.dst, a.len, changing, 0);
+    true
 }
 
-#[fexit]
-pub fn fexit_mfill_ctx(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitMfillCtx);
-    let uctx: u64 = ctx.arg(0);
-    let mm = kernel::uffd_ctx_mm(uctx);
-    let changing = kernel::uffd_ctx_mmap_changing(uctx);
-    let ret: u64 = ctx.arg(5);
-    mfill(
-        ProbeId::FexitMfillCtx,
-        EventId::MfillEnd,
-        mm,
-        ctx.arg(1),
-        ctx.arg(3),
-        changing,
-        ret as i64,
-    );
-    0
+#[inline(always)]
+fn mfill_ctx_end(probe: ProbeId, a: &MfillCtxArgs, ret: u64) {
+    let mm = kernel::uffd_ctx_mm(a.ctx);
+    let changing = kernel::uffd_ctx_mmap_changing(a.ctx);
+    mfill(probe, EventId::MfillEnd, mm, a.dst, a.len, changing, ret as i64);
 }
 
-#[kprobe]
-pub fn kprobe_mfill_ctx(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMfillCtx);
-    let (uctx, dst, len) = (
-        ctx.arg::<u64>(0).unwrap_or(0),
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(3).unwrap_or(0),
-    );
-    stash::put(slot::MFILL, [uctx, dst, len, 0]);
-    let mm = kernel::uffd_ctx_mm(uctx);
-    let changing = kernel::uffd_ctx_mmap_changing(uctx);
-    mfill(ProbeId::KprobeMfillCtx, EventId::MfillStart, mm, dst, len, changing, 0);
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_mfill_ctx(ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeMfillCtx);
-    let a = stash::take(slot::MFILL);
-    if a.found {
-        let mm = kernel::uffd_ctx_mm(a.args[0]);
-        let changing = kernel::uffd_ctx_mmap_changing(a.args[0]);
-        let ret = ctx.ret::<u64>() as i64;
-        mfill(ProbeId::KretprobeMfillCtx, EventId::MfillEnd, mm, a.args[1], a.args[2], changing, ret);
-    }
-    0
+function! {
+    /// `ssize_t mfill_atomic_copy(struct userfaultfd_ctx *ctx, dst, src, len,
+    /// uffd_flags_t flags)` (6.9+).
+    MfillCopy: MfillCtxArgs { ctx: 0, dst: 1, len: 3 } -> 5;
+    entry: fentry fentry_mfill_ctx, kprobe kprobe_mfill_ctx => mfill_ctx_start;
+    exit: fexit fexit_mfill_ctx, kretprobe kretprobe_mfill_ctx => mfill_ctx_end;
 }
 
 // The non-cooperative window ----------------------------------------------------
@@ -379,6 +293,21 @@ fn change(probe: ProbeId, id: EventId, uctx: u64, kind: u32, start: u64, end: u6
     });
 }
 
+/// What `dup_userfaultfd` keeps from entry to return on both rungs: the
+/// parent's ctx and its `mmap_changing` before the call.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DupState {
+    octx: u64,
+    before: u64,
+    vma: u64,
+}
+
+// SAFETY: three u64.
+unsafe impl Saved for DupState {
+    const HOOK: HookId = HookId::UffdFork;
+}
+
 /// fork: the parent's ctx (`vma->vm_userfaultfd_ctx.ctx` before the call).
 #[inline(always)]
 fn dup_entry(vma: u64) {
@@ -387,133 +316,98 @@ fn dup_entry(vma: u64) {
         return;
     }
     let before = kernel::uffd_ctx_mmap_changing(octx);
-    stash::put(slot::DUP_UFFD, [octx, before as u64, vma, 0]);
+    stash::put(&DupState {
+        octx,
+        before: before as u64,
+        vma,
+    });
 }
 
 /// Reported when this call raised `mmap_changing` (the first VMA of that ctx).
 #[inline(always)]
 fn dup_return(probe: ProbeId) {
-    let a = stash::take(slot::DUP_UFFD);
+    let a = stash::take::<DupState>();
     if !a.found {
         return;
     }
-    let octx = a.args[0];
+    let octx = a.args.octx;
     let after = kernel::uffd_ctx_mmap_changing(octx);
-    if after > a.args[1] as i32 {
-        let (s, e) = (kernel::vma_start(a.args[2]), kernel::vma_end(a.args[2]));
+    if after > a.args.before as i32 {
+        let (s, e) = (kernel::vma_start(a.args.vma), kernel::vma_end(a.args.vma));
         change(probe, EventId::UffdChangeBegin, octx, uffd_event::FORK, s, e);
     }
 }
 
-#[fentry]
-pub fn fentry_dup_uffd(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryDupUffd);
-    dup_entry(ctx.arg(0));
-    0
-}
-
-#[fexit]
-pub fn fexit_dup_uffd(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitDupUffd);
-    // The child's VMA has no ctx unless the parent's has EVENT_FORK: nothing stashed.
-    let vma: u64 = ctx.arg(0);
-    if kernel::vma_uffd_ctx(vma) == 0 {
-        return 0;
+programs! {
+    /// `int dup_userfaultfd(struct vm_area_struct *vma, struct list_head *fcs)`:
+    /// the first call per parent ctx raises its `mmap_changing`.
+    fentry fentry_dup_uffd(ctx) {
+        dup_entry(ctx.arg(0));
     }
-    dup_return(ProbeId::FexitDupUffd);
-    0
+    fexit fexit_dup_uffd(ctx) {
+        // The child's VMA has no ctx unless the parent's has EVENT_FORK: nothing stashed.
+        let vma: u64 = ctx.arg(0);
+        if kernel::vma_uffd_ctx(vma) != 0 {
+            dup_return(P);
+        }
+    }
+    kprobe kprobe_dup_uffd(ctx) {
+        dup_entry(karg(&ctx, 0));
+    }
+    kretprobe kretprobe_dup_uffd(_ctx) {
+        dup_return(P);
+    }
 }
 
-#[kprobe]
-pub fn kprobe_dup_uffd(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeDupUffd);
-    dup_entry(ctx.arg::<u64>(0).unwrap_or(0));
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_dup_uffd(_ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeDupUffd);
-    dup_return(ProbeId::KretprobeDupUffd);
-    0
+#[inline(always)]
+fn keep<A>(_probe: ProbeId, _a: &mut A) -> bool {
+    true
 }
 
 /// The end of every window: the monitor read the event.
 #[inline(always)]
-fn wait_done(probe: ProbeId, uctx: u64, ewq: u64) {
-    change(probe, EventId::UffdChangeEnd, uctx, kernel::uffd_wq_event(ewq), 0, 0);
+fn wait_done(probe: ProbeId, a: &WaitArgs, _ret: u64) {
+    change(probe, EventId::UffdChangeEnd, a.ctx, kernel::uffd_wq_event(a.ewq), 0, 0);
 }
 
-#[fexit]
-pub fn fexit_uffd_wait(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitUffdWait);
-    wait_done(ProbeId::FexitUffdWait, ctx.arg(0), ctx.arg(1));
-    0
+function! {
+    /// `static void userfaultfd_event_wait_completion(struct userfaultfd_ctx *ctx,
+    /// struct userfaultfd_wait_queue *ewq)`: the window closes.
+    UffdEventWait: WaitArgs { ctx: 0, ewq: 1 };
+    entry: kprobe kprobe_uffd_wait => keep;
+    exit: fexit fexit_uffd_wait, kretprobe kretprobe_uffd_wait => wait_done;
 }
 
-#[kprobe]
-pub fn kprobe_uffd_wait(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeUffdWait);
-    stash::put(
-        slot::UFFD_WAIT,
-        [ctx.arg::<u64>(0).unwrap_or(0), ctx.arg::<u64>(1).unwrap_or(0), 0, 0],
-    );
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_uffd_wait(_ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeUffdWait);
-    let a = stash::take(slot::UFFD_WAIT);
-    if a.found {
-        wait_done(ProbeId::KretprobeUffdWait, a.args[0], a.args[1]);
-    }
-    0
+/// Only VMAs registered with a userfaultfd can raise the window.
+#[inline(always)]
+fn remap_registered(_probe: ProbeId, a: &mut RemapArgs) -> bool {
+    kernel::vma_uffd_ctx(a.vma) != 0
 }
 
 /// mremap: after the prep, `vm_ctx->ctx` is set iff the ctx has EVENT_REMAP
 /// (and its `mmap_changing` was raised).
 #[inline(always)]
-fn remap_prep(probe: ProbeId, vma: u64, vm_ctx: u64) {
-    let uctx = kernel::vm_uffd_ctx(vm_ctx);
+fn remap_prep(probe: ProbeId, a: &RemapArgs, _ret: u64) {
+    let uctx = kernel::vm_uffd_ctx(a.vm_ctx);
     if uctx != 0 {
-        let (s, e) = (kernel::vma_start(vma), kernel::vma_end(vma));
+        let (s, e) = (kernel::vma_start(a.vma), kernel::vma_end(a.vma));
         change(probe, EventId::UffdChangeBegin, uctx, uffd_event::REMAP, s, e);
     }
 }
 
-#[fexit]
-pub fn fexit_mremap_uffd_prep(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitMremapUffdPrep);
-    remap_prep(ProbeId::FexitMremapUffdPrep, ctx.arg(0), ctx.arg(1));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_mremap_uffd_prep(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeMremapUffdPrep);
-    let vma = ctx.arg::<u64>(0).unwrap_or(0);
-    // Only VMAs registered with a userfaultfd can raise the window.
-    if kernel::vma_uffd_ctx(vma) != 0 {
-        stash::put(slot::UFFD_PREP, [vma, ctx.arg::<u64>(1).unwrap_or(0), 0, 0]);
-    }
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_mremap_uffd_prep(_ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeMremapUffdPrep);
-    let a = stash::take(slot::UFFD_PREP);
-    if a.found {
-        remap_prep(ProbeId::KretprobeMremapUffdPrep, a.args[0], a.args[1]);
-    }
-    0
+function! {
+    /// `void mremap_userfaultfd_prep(struct vm_area_struct *vma,
+    /// struct vm_userfaultfd_ctx *vm_ctx)`.
+    UffdRemap: RemapArgs { vma: 0, vm_ctx: 1 };
+    entry: kprobe kprobe_mremap_uffd_prep => remap_registered;
+    exit: fexit fexit_mremap_uffd_prep, kretprobe kretprobe_mremap_uffd_prep => remap_prep;
 }
 
 /// munmap: the prep appends a `userfaultfd_unmap_ctx` for each ctx with
 /// EVENT_UNMAP; the last list entry with this call's range is ours.
 #[inline(always)]
-fn unmap_prep(probe: ProbeId, start: u64, end: u64, unmaps: u64) {
+fn unmap_prep(probe: ProbeId, a: &UnmapPrepArgs, _ret: u64) {
+    let (start, end, unmaps) = (a.start, a.end, a.unmaps);
     if unmaps == 0 {
         return;
     }
@@ -527,64 +421,28 @@ fn unmap_prep(probe: ProbeId, start: u64, end: u64, unmaps: u64) {
     }
 }
 
-#[fexit]
-pub fn fexit_unmap_uffd_prep(ctx: FExitContext) -> u32 {
-    hit(ProbeId::FexitUnmapUffdPrep);
-    unmap_prep(ProbeId::FexitUnmapUffdPrep, ctx.arg(1), ctx.arg(2), ctx.arg(3));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_unmap_uffd_prep(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeUnmapUffdPrep);
-    stash::put(
-        slot::UFFD_PREP,
-        [
-            ctx.arg::<u64>(1).unwrap_or(0),
-            ctx.arg::<u64>(2).unwrap_or(0),
-            ctx.arg::<u64>(3).unwrap_or(0),
-            0,
-        ],
-    );
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_unmap_uffd_prep(_ctx: RetProbeContext) -> u32 {
-    hit(ProbeId::KretprobeUnmapUffdPrep);
-    let a = stash::take(slot::UFFD_PREP);
-    if a.found {
-        unmap_prep(ProbeId::KretprobeUnmapUffdPrep, a.args[0], a.args[1], a.args[2]);
-    }
-    0
+function! {
+    /// `int userfaultfd_unmap_prep(struct mm_struct *mm | struct vm_area_struct *vma,
+    /// unsigned long start, unsigned long end, struct list_head *unmaps)`.
+    UffdUnmap: UnmapPrepArgs { start: 1, end: 2, unmaps: 3 };
+    entry: kprobe kprobe_unmap_uffd_prep => keep;
+    exit: fexit fexit_unmap_uffd_prep, kretprobe kretprobe_unmap_uffd_prep => unmap_prep;
 }
 
 /// MADV_DONTNEED/REMOVE: `userfaultfd_remove` raises `mmap_changing` (if the
 /// ctx has EVENT_REMOVE) and then waits for the monitor itself.
 #[inline(always)]
-fn remove(probe: ProbeId, vma: u64, start: u64, end: u64) {
-    let uctx = kernel::vma_uffd_ctx(vma);
-    if uctx == 0 || kernel::uffd_ctx_features(uctx) & FEATURE_EVENT_REMOVE == 0 {
-        return;
+fn remove(probe: ProbeId, a: &mut RemoveArgs) -> bool {
+    let uctx = kernel::vma_uffd_ctx(a.vma);
+    if uctx != 0 && kernel::uffd_ctx_features(uctx) & FEATURE_EVENT_REMOVE != 0 {
+        change(probe, EventId::UffdChangeBegin, uctx, uffd_event::REMOVE, a.start, a.end);
     }
-    change(probe, EventId::UffdChangeBegin, uctx, uffd_event::REMOVE, start, end);
+    false
 }
 
-#[fentry]
-pub fn fentry_uffd_remove(ctx: FEntryContext) -> u32 {
-    hit(ProbeId::FentryUffdRemove);
-    remove(ProbeId::FentryUffdRemove, ctx.arg(0), ctx.arg(1), ctx.arg(2));
-    0
-}
-
-#[kprobe]
-pub fn kprobe_uffd_remove(ctx: ProbeContext) -> u32 {
-    hit(ProbeId::KprobeUffdRemove);
-    remove(
-        ProbeId::KprobeUffdRemove,
-        ctx.arg::<u64>(0).unwrap_or(0),
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(2).unwrap_or(0),
-    );
-    0
+function! {
+    /// `bool userfaultfd_remove(struct vm_area_struct *vma, unsigned long start,
+    /// unsigned long end)`.
+    UffdRemove: RemoveArgs { vma: 0, start: 1, end: 2 };
+    entry: fentry fentry_uffd_remove, kprobe kprobe_uffd_remove => remove;
 }

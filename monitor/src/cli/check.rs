@@ -10,25 +10,13 @@ use serde_json::json;
 use super::args::{CheckArgs, Format};
 use crate::{loader, output, plan, say, sys};
 
-/// The rung of a hook's most preferred candidate.
-fn best_rung(hook: &str) -> &'static str {
-    plan::hook(hook).map_or("unavailable", |h| h.candidates[0].rung.name())
-}
-
-fn rung_rank(rung: &str) -> u8 {
-    match rung {
-        "fentry" => 0,
-        "kprobe" => 1,
-        "tracepoint" => 2,
-        _ => 3,
-    }
-}
+use plan::best_rung;
 
 /// Hooks below their best rung.
 pub fn degraded(hooks: &[HookStatus]) -> Vec<&HookStatus> {
     hooks
         .iter()
-        .filter(|h| rung_rank(&h.rung) > rung_rank(best_rung(&h.hook)))
+        .filter(|h| h.rung > best_rung(h.hook))
         .collect()
 }
 
@@ -39,18 +27,20 @@ fn table(hooks: &[HookStatus], rules: &[RuleCoverage], object: &str) -> String {
         object
     );
     for h in hooks {
-        let primary = plan::hook(&h.hook).is_some_and(|s| s.primary);
+        let primary = plan::spec(h.hook).is_some_and(|s| s.primary);
         out.push_str(&format!(
             "{:<22} {:<12} {}{}\n",
-            h.hook,
-            h.rung,
+            h.hook.name(),
+            h.rung.name(),
             h.target.as_deref().unwrap_or("-"),
             if primary { "  (function hook)" } else { "" }
         ));
         for r in &h.refused {
             out.push_str(&format!(
                 "    refused {:<10} {}: {}\n",
-                r.rung, r.target, r.reason
+                r.rung.name(),
+                r.target,
+                r.reason
             ));
         }
     }
@@ -99,7 +89,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if args.strict && (!degraded.is_empty() || !uncovered.is_empty()) {
         let hooks: Vec<String> = degraded
             .iter()
-            .map(|h| format!("{} ({} < {})", h.hook, h.rung, best_rung(&h.hook)))
+            .map(|h| format!("{} ({} < {})", h.hook, h.rung, best_rung(h.hook)))
             .collect();
         let rules: Vec<String> = uncovered
             .iter()

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use monitor_common::maps::{WIRE_VERSION, state};
 use monitor_detector::{
     Data, Event,
+    event::c_str,
     tracefile::{FORMAT_NAME, FORMAT_VERSION, Header, Line, Loss, to_line},
 };
 
@@ -38,7 +39,7 @@ impl LoadArgs {
     pub fn validate(&self) -> anyhow::Result<()> {
         for h in self.hooks.iter().flatten().chain(&self.test_break_hook) {
             if crate::plan::hook(h).is_none() {
-                let known: Vec<&str> = crate::plan::HOOKS.iter().map(|h| h.name).collect();
+                let known: Vec<&str> = crate::plan::HOOKS.iter().map(|h| h.id.name()).collect();
                 anyhow::bail!(
                     "unknown hook {h:?} in --hooks (known: {})",
                     known.join(", ")
@@ -88,9 +89,9 @@ impl Filter {
             .pid
             .is_none_or(|p| ev.tgid == p || ev.pid == p || ev.subject_pid() == Some(p));
         let comm_ok = self.comm.as_deref().is_none_or(|c| {
-            ev.comm == c
-                || matches!(&ev.data, Data::MarkVictim(v) if v.victim_comm == c)
-                || matches!(&ev.data, Data::ExecMmSwitch(s) if s.new_comm == c)
+            ev.comm() == c
+                || matches!(&ev.data, Data::MarkVictim(v) if c_str(&v.victim_comm) == c)
+                || matches!(&ev.data, Data::ExecMmSwitch(s) if c_str(&s.new_comm) == c)
         });
         pid_ok && comm_ok
     }
@@ -142,7 +143,7 @@ impl Sink for TraceSink {
             // never the ring buffer or the signals.
             let line = match self.format {
                 Format::Table => render::table_row(&ev, self.t0),
-                Format::Json => to_line(&Line::Event(ev.clone())),
+                Format::Json => to_line(&Line::Event(ev)),
             };
             output::STDOUT.line(&line);
         }

@@ -325,7 +325,7 @@ pub fn merge(
     })?;
     for h in &cfg.bpf.hooks {
         if plan::hook(h).is_none() {
-            let known: Vec<&str> = plan::HOOKS.iter().map(|h| h.name).collect();
+            let known: Vec<&str> = plan::HOOKS.iter().map(|h| h.id.name()).collect();
             return Err(bad(
                 origin.of(f_hooks, "bpf.hooks"),
                 format!("unknown hook {h:?} (known: {})", known.join(", ")),

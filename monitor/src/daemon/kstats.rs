@@ -20,8 +20,8 @@ use aya::{
     programs::ProgramFd,
 };
 use monitor_common::{
+    catalogue::ProbeId,
     maps::{self as names, MmSeq, TaskScratch},
-    probes::ProbeId,
 };
 
 /// Map values as plain bytes: only keys are read, and the wire structs do not
@@ -29,7 +29,7 @@ use monitor_common::{
 type MmSeqBytes = [u8; size_of::<MmSeq>()];
 type TaskBytes = [u8; size_of::<TaskScratch>()];
 
-use super::{hooks, metrics::Metrics};
+use super::metrics::Metrics;
 use crate::loader::Loaded;
 
 /// Prefix of the kernel's `struct bpf_prog_info` (include/uapi/linux/bpf.h),
@@ -172,7 +172,7 @@ impl KernelStats {
         let mut progs = Vec::new();
         let mut recursion_misses = false;
         for (name, prog) in loaded.ebpf.programs() {
-            let Some(probe) = hooks::probe_by_name(name) else {
+            let Some(probe) = ProbeId::from_name(name) else {
                 continue;
             };
             // Unloaded programs (refused candidates) have no fd.
@@ -249,7 +249,7 @@ impl KernelStats {
                     continue;
                 }
             };
-            let hook = hooks::probe_hook(p.probe).unwrap_or(hooks::UNPLANNED);
+            let hook = p.probe.hook().name();
             let labels = [hook, p.probe.program()];
             if len >= std::mem::offset_of!(ProgInfo, recursion_misses) {
                 let run_ns = info.run_time_ns.saturating_sub(p.seen_run_ns);

@@ -10,20 +10,19 @@
 use std::sync::Mutex;
 
 use monitor_common::{
-    event::EventId,
+    catalogue::{EventId, HookId, ProbeId, Rung},
     maps::{CounterReason, Stat},
-    probes::ProbeId,
 };
 use monitor_detector::{
-    CoverageState, DetectorStats, FindingKind, RuleCoverage, Severity, tracefile::HookStatus,
+    CoverageState, DetectorStats, FindingKind, RuleCoverage, Severity, Window,
+    tracefile::HookStatus,
 };
 use prometheus::{
     Counter, CounterVec, Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use super::{hooks, windows::Window};
-use crate::{loader::Counters, plan};
+use crate::loader::Counters;
 
 /// Prefix of every metric of the monitor (process metrics use the standard
 /// `process_` names).
@@ -32,16 +31,25 @@ pub const NAMESPACE: &str = "mmrace";
 /// The exposition format Prometheus scrapes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Values of the `rung` label of `mmrace_hook_rung`: the loader's rungs, plus
-/// `excluded` for hooks left out by configuration (`bpf.hooks`).
-pub const RUNGS: [&str; 5] = ["fentry", "kprobe", "tracepoint", "unavailable", "excluded"];
+/// The `rung` label value of `mmrace_hook_rung` for hooks left out by
+/// configuration (`bpf.hooks`); the others are the catalogue's rungs.
+pub const EXCLUDED: &str = "excluded";
 
 /// Values of the `reason` label of `mmrace_events_lost_total`.
-pub const LOSS_REASONS: [(CounterReason, &str); 3] = [
-    (CounterReason::RingbufFull, "ringbuf_full"),
-    (CounterReason::SeqMapFull, "seq_map_full"),
-    (CounterReason::ReadError, "read_error"),
+pub const LOSS_REASONS: [CounterReason; 3] = [
+    CounterReason::RingbufFull,
+    CounterReason::SeqMapFull,
+    CounterReason::ReadError,
 ];
+
+/// The `hook` label of event kind `id`'s counters: its hook, or the hooks
+/// that share it joined by `+`, in catalogue order (the four userfaultfd
+/// change hooks all emit `uffd_change_begin`). The BPF side counts records
+/// per event kind, not per program.
+pub fn event_hook_label(id: EventId) -> String {
+    let hooks: Vec<&str> = id.hooks().map(HookId::name).collect();
+    hooks.join("+")
+}
 
 /// Values of the `what` label of `mmrace_detector_forgotten_total`.
 pub const FORGOTTEN: [&str; 4] = ["mms", "streams", "windows", "batches"];
@@ -197,18 +205,11 @@ impl Metrics {
             )?,
         );
         let event_labels: Vec<(EventId, String)> = EventId::ALL
-            .into_iter()
-            .map(|id| {
-                (
-                    id,
-                    hooks::event_hook(id).unwrap_or_else(|| hooks::UNPLANNED.to_owned()),
-                )
-            })
+            .iter()
+            .map(|id| (*id, event_hook_label(*id)))
             .collect();
         for (id, hook) in &event_labels {
-            if hook != hooks::UNPLANNED {
-                events_produced.with_label_values(&[hook, id.name()]);
-            }
+            events_produced.with_label_values(&[hook, id.name()]);
         }
         let events_delivered = reg(
             &r,
@@ -235,18 +236,18 @@ impl Metrics {
         );
         // Loss is labelled like production (by the hooks of the event kind);
         // every hook and every shared label exists from the start.
-        let mut loss_labels: Vec<&str> = plan::HOOKS.iter().map(|h| h.name).collect();
+        let mut loss_labels: Vec<&str> = HookId::ALL.iter().map(|h| h.name()).collect();
         for (_, hook) in &event_labels {
-            if hook != hooks::UNPLANNED && !loss_labels.contains(&hook.as_str()) {
+            if !loss_labels.contains(&hook.as_str()) {
                 loss_labels.push(hook);
             }
         }
-        for h in plan::HOOKS {
-            events_delivered.with_label_values(&[h.name]);
+        for h in HookId::ALL {
+            events_delivered.with_label_values(&[h.name()]);
         }
         for hook in loss_labels {
-            for (_, reason) in LOSS_REASONS {
-                events_lost.with_label_values(&[hook, reason]);
+            for reason in LOSS_REASONS {
+                events_lost.with_label_values(&[hook, reason.name()]);
             }
         }
         let decode_errors = reg(
@@ -342,8 +343,7 @@ impl Metrics {
             None
         };
         for p in ProbeId::ALL {
-            let hook = hooks::probe_hook(*p).unwrap_or(hooks::UNPLANNED);
-            let labels = [hook, p.program()];
+            let labels = [p.hook().name(), p.program()];
             program_hits.with_label_values(&labels);
             program_run_seconds.with_label_values(&labels);
             program_runs.with_label_values(&labels);
@@ -384,22 +384,23 @@ impl Metrics {
         // Degraded as `monitor check --strict` sees it (below the hook's best
         // rung, or unavailable), or attached but impaired; excluded hooks are
         // not degraded.
-        let below_best: Vec<&str> = crate::cli::check::degraded(info.hooks)
+        let below_best: Vec<HookId> = crate::cli::check::degraded(info.hooks)
             .iter()
-            .map(|s| s.hook.as_str())
+            .map(|s| s.hook)
             .collect();
-        for h in plan::HOOKS {
-            let status = info.hooks.iter().find(|s| s.hook == h.name);
-            let rung = status.map_or("excluded", |s| s.rung.as_str());
-            for candidate in RUNGS {
+        for h in HookId::ALL {
+            let status = info.hooks.iter().find(|s| s.hook == *h);
+            let rung = status.map_or(EXCLUDED, |s| s.rung.name());
+            let candidates = Rung::ALL.iter().map(|r| r.name()).chain([EXCLUDED]);
+            for candidate in candidates {
                 hook_rung
-                    .with_label_values(&[h.name, candidate])
+                    .with_label_values(&[h.name(), candidate])
                     .set(i64::from(candidate == rung));
             }
             let degraded = status.is_some()
-                && (below_best.contains(&h.name) || info.impaired_hooks.contains(&h.name));
+                && (below_best.contains(h) || info.impaired_hooks.contains(&h.name()));
             hook_degraded
-                .with_label_values(&[h.name])
+                .with_label_values(&[h.name()])
                 .set(i64::from(degraded));
         }
 
@@ -581,22 +582,16 @@ impl Metrics {
             let delta = |reason| now.get(reason, id).saturating_sub(prev.get(reason, id));
             let produced = delta(CounterReason::Produced);
             if produced > 0 {
-                if hook == hooks::UNPLANNED {
-                    log::warn!(
-                        "BPF produced {} {} records, which no planned program emits \
-                         (daemon::hooks::probe_events is out of date)",
-                        produced,
-                        id.name()
-                    );
-                }
                 self.events_produced
                     .with_label_values(&[hook, id.name()])
                     .inc_by(produced);
             }
-            for (reason, label) in LOSS_REASONS {
+            for reason in LOSS_REASONS {
                 let n = delta(reason);
                 if n > 0 {
-                    self.events_lost.with_label_values(&[hook, label]).inc_by(n);
+                    self.events_lost
+                        .with_label_values(&[hook, reason.name()])
+                        .inc_by(n);
                 }
             }
         }
@@ -609,9 +604,8 @@ impl Metrics {
         for (p, n) in &now.hits {
             let d = n.saturating_sub(prev_hits(*p));
             if d > 0 {
-                let hook = hooks::probe_hook(*p).unwrap_or(hooks::UNPLANNED);
                 self.program_hits
-                    .with_label_values(&[hook, p.program()])
+                    .with_label_values(&[p.hook().name(), p.program()])
                     .inc_by(d);
             }
         }
@@ -788,8 +782,8 @@ mod tests {
 
     fn status(hook: &str, rung: &str) -> HookStatus {
         HookStatus {
-            hook: hook.into(),
-            rung: rung.into(),
+            hook: HookId::from_name(hook).expect("hook"),
+            rung: Rung::from_name(rung).expect("rung"),
             target: None,
             programs: vec![],
             refused: vec![],
@@ -862,7 +856,7 @@ mod tests {
     #[test]
     fn counters_advance_by_the_difference() {
         let m = metrics(&[]);
-        let mut row = vec![0u64; monitor_common::event::MAX_EVENT_ID as usize];
+        let mut row = vec![0u64; monitor_common::catalogue::MAX_EVENT_ID as usize];
         let mut prev = Counters {
             by_reason: vec![row.clone(); 4],
             hits: vec![(ProbeId::TpExitMmap, 5)],

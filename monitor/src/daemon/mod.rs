@@ -16,7 +16,6 @@
 
 pub mod caps;
 pub mod config;
-pub mod hooks;
 pub mod http;
 pub mod kmsg;
 pub mod kstats;
@@ -24,7 +23,6 @@ pub mod metrics;
 pub mod notify;
 pub mod record;
 pub mod sink;
-pub mod windows;
 
 use std::{
     io,
@@ -211,7 +209,7 @@ async fn daemon(
         .loaded
         .hooks
         .iter()
-        .any(|h| h.hook == "uffd_ioctl" && h.rung != "unavailable");
+        .any(|h| h.hook == monitor_common::catalogue::HookId::UffdIoctl && h.is_attached());
     if uffd_attached && session.loaded.config.userfaultfd_ioctl == 0 {
         say!(
             "{}monitor: warning: kernel addresses are hidden (no CAP_SYSLOG?): UFFDIO_COPY records \

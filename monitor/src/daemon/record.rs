@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn deltas_telescope() {
-        use monitor_common::{maps::Stat, probes::ProbeId};
+        use monitor_common::{catalogue::ProbeId, maps::Stat};
         let c = |v: u64| Counters {
             by_reason: vec![vec![v, 2 * v]; 4],
             hits: vec![(ProbeId::TpExitMmap, 3 * v)],

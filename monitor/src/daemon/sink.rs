@@ -1,6 +1,6 @@
 //! The daemon's [`Sink`]: every record the session delivers goes through the
-//! race detector, updates the metrics and the window histograms, and goes to
-//! the recorder. Each finding is counted, written to stdout as one JSON line
+//! race detector (which also measures the race windows for the histograms),
+//! updates the metrics, and goes to the recorder. Each finding is counted, written to stdout as one JSON line
 //! (the trace-file `finding` line: kind, severity, mm, tasks, explanation,
 //! details and evidence events; journald keeps it whole) and recorded.
 
@@ -16,7 +16,7 @@ use monitor_detector::{
     tracefile::{Line, Loss},
 };
 
-use super::{hooks, kmsg::Kmsg, metrics::Metrics, record::Recorder, windows::WindowTracker};
+use super::{kmsg::Kmsg, metrics::Metrics, record::Recorder};
 use crate::{
     journal::{self, Priority},
     loader::Counters,
@@ -84,7 +84,6 @@ pub struct DaemonSink {
     /// The detector's statistics at the last flush (metrics advance by the
     /// difference).
     detector_stats: DetectorStats,
-    windows: WindowTracker,
     pub recorder: Option<Recorder>,
     /// Set on SIGHUP (`notify::Control`): start a new trace file at the next flush.
     pub reopen: Arc<AtomicBool>,
@@ -111,7 +110,6 @@ impl DaemonSink {
             health,
             detector,
             detector_stats: DetectorStats::default(),
-            windows: WindowTracker::default(),
             recorder,
             counters,
             delivered: 0,
@@ -177,20 +175,19 @@ impl DaemonSink {
 impl Sink for DaemonSink {
     fn event(&mut self, ev: Event) {
         self.delivered += 1;
-        let hook = hooks::probe_by_name(&ev.probe)
-            .and_then(hooks::probe_hook)
-            .unwrap_or(hooks::UNPLANNED);
+        // A field read: the record names its program, the catalogue its hook.
+        let hook = ev.probe.get().map_or("unknown", |p| p.hook().name());
         self.metrics
             .events_delivered
             .with_label_values(&[hook])
             .inc();
-        if let Some((w, ns)) = self.windows.observe(&ev) {
-            self.metrics
-                .windows
+        let findings = self.detector.push_event(ev);
+        let windows = &self.metrics.windows;
+        self.detector.drain_windows(|w, ns| {
+            windows
                 .with_label_values(&[w.name()])
                 .observe(ns as f64 / 1e9);
-        }
-        let findings = self.detector.push_event(ev.clone());
+        });
         if let Some(r) = &mut self.recorder {
             r.push(&Line::Event(ev));
         }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use monitor_common::{mmf, pf};
 use monitor_detector::{
     FileReport, Finding,
-    event::{Data, Event, ReapSource},
+    event::{Data, Event, FaultExt, ReapSource, UffdEventKind, c_str as text},
     tracefile::{Header, Loss, Summary},
 };
 
@@ -68,6 +68,7 @@ pub enum Bracket {
     KthreadUseMm,
     Mfill,
     UffdChange,
+    HugeMigrationWait,
 }
 
 impl Bracket {
@@ -85,6 +86,7 @@ impl Bracket {
             Bracket::KthreadUseMm => "kthread_use_mm",
             Bracket::Mfill => "UFFDIO_COPY (mfill)",
             Bracket::UffdChange => "mmap_changing raised",
+            Bracket::HugeMigrationWait => "migration entry wait (PMD/hugetlb)",
         }
     }
 }
@@ -112,18 +114,6 @@ const VM_FAULT_SIGBUS: u32 = 0x2;
 const VM_FAULT_ERROR: u32 = 0x1 | 0x2 | 0x40 | 0x10 | 0x20 | 0x800;
 const VM_FAULT_RETRY_NOPAGE: u32 = 0x400 | 0x100;
 
-fn rung_of(probe: &str) -> &'static str {
-    if probe.starts_with("fentry_") || probe.starts_with("fexit_") {
-        "fentry"
-    } else if probe.starts_with("kprobe_") || probe.starts_with("kretprobe_") {
-        "kprobe"
-    } else if probe.starts_with("tp_") || probe.starts_with("btf_") {
-        "tracepoint"
-    } else {
-        "?"
-    }
-}
-
 fn unstable(flags: u64) -> bool {
     flags & (1 << mmf::MMF_UNSTABLE) != 0
 }
@@ -139,7 +129,10 @@ pub fn ev(e: &Event) -> Ev {
             Some(v.mm_flags),
             format!(
                 "victim={}/{} uid={} mm_flags={:#x}",
-                v.victim_pid, v.victim_comm, v.uid, v.mm_flags
+                v.victim_pid,
+                text(&v.victim_comm),
+                v.uid,
+                v.mm_flags
             ),
         ),
         Data::ReapStart(r) | Data::ReapEnd(r) | Data::ReapSkip(r) => {
@@ -148,11 +141,7 @@ pub fn ev(e: &Event) -> Ev {
                 Data::ReapEnd(_) => Close(B::Reap),
                 _ => Point,
             };
-            let source = match r.source {
-                ReapSource::Tracepoint => "tracepoint",
-                ReapSource::Function => "function",
-                ReapSource::Unknown => "unknown",
-            };
+            let source = ReapSource::of(r).name();
             (
                 shape,
                 Outcome::None,
@@ -200,7 +189,7 @@ pub fn ev(e: &Event) -> Ev {
         ),
         Data::ExitMmapStart(s)
         | Data::ExitMmapEnd(s)
-        | Data::Mmdrop(s)
+        | Data::MmDrop(s)
         | Data::KthreadUseMm(s)
         | Data::KthreadUnuseMm(s) => {
             let shape = match &e.data {
@@ -221,13 +210,13 @@ pub fn ev(e: &Event) -> Ev {
             Close(B::Exec),
             Outcome::None,
             None,
-            format!("old_pid={} filename={}", x.old_pid, x.filename),
+            format!("old_pid={} filename={}", x.old_pid, text(&x.filename)),
         ),
         Data::ExecMmSwitch(x) => (
             Open(B::Exec),
             Outcome::None,
             None,
-            format!("new_comm={}", x.new_comm),
+            format!("new_comm={}", text(&x.new_comm)),
         ),
         Data::StackMoveStart(s) | Data::StackMoveEnd(s) => (
             if matches!(e.data, Data::StackMoveStart(_)) {
@@ -256,7 +245,7 @@ pub fn ev(e: &Event) -> Ev {
             ),
         ),
         Data::Fault(f) | Data::KernelFault(f) => {
-            let outcome = match f.ret {
+            let outcome = match f.result() {
                 None => Outcome::Unknown,
                 Some(r) if r & VM_FAULT_SIGBUS != 0 => Outcome::Sigbus,
                 Some(r) if r & VM_FAULT_ERROR != 0 => Outcome::FaultError,
@@ -264,7 +253,7 @@ pub fn ev(e: &Event) -> Ev {
                 Some(_) => Outcome::Handled,
             };
             let ret = f
-                .ret
+                .result()
                 .map_or_else(|| "unknown".to_owned(), |r| format!("{r:#x}"));
             (
                 Point,
@@ -308,13 +297,23 @@ pub fn ev(e: &Event) -> Ev {
             None,
             format!(
                 "kind={} mmap_changing={} range={:#x}-{:#x}",
-                serde_json::to_value(c.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                UffdEventKind::of(c).name(),
                 c.mmap_changing,
                 c.start,
                 c.end
+            ),
+        ),
+        Data::HugeMigrationWaitStart(w) | Data::HugeMigrationWaitEnd(w) => (
+            if matches!(e.data, Data::HugeMigrationWaitStart(_)) {
+                Open(B::HugeMigrationWait)
+            } else {
+                Close(B::HugeMigrationWait)
+            },
+            Outcome::None,
+            None,
+            format!(
+                "entry={:#x} vm_start={:#x} level={}",
+                w.entry, w.vm_start, w.level
             ),
         ),
         Data::Fork(f) => (
@@ -332,7 +331,11 @@ pub fn ev(e: &Event) -> Ev {
         _ => false,
     };
     let victim = match &e.data {
-        Data::MarkVictim(v) => Some((v.victim_pid, v.victim_tgid, v.victim_comm.clone())),
+        Data::MarkVictim(v) => Some((
+            v.victim_pid,
+            v.victim_tgid,
+            text(&v.victim_comm).into_owned(),
+        )),
         _ => None,
     };
     Ev {
@@ -340,14 +343,14 @@ pub fn ev(e: &Event) -> Ev {
         cpu: e.cpu,
         pid: e.pid,
         tgid: e.tgid,
-        comm: e.comm.clone(),
+        comm: e.comm().into_owned(),
         kthread: e.task_flags & pf::PF_KTHREAD != 0,
         mm: e.mm,
         mm_gen: e.mm_gen,
         seq: e.seq,
         kind: e.kind(),
-        rung: rung_of(&e.probe),
-        probe: e.probe.clone(),
+        rung: e.probe.get().map_or("?", |p| p.rung().name()),
+        probe: e.probe.name().into_owned(),
         shape,
         outcome,
         unstable: flags.is_some_and(unstable),
@@ -502,8 +505,8 @@ pub fn file(
                 h.hooks
                     .iter()
                     .map(|s| HookView {
-                        hook: s.hook.clone(),
-                        rung: s.rung.clone(),
+                        hook: s.hook.name().to_owned(),
+                        rung: s.rung.name().to_owned(),
                         target: s.target.clone(),
                         refused: s
                             .refused

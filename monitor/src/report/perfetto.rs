@@ -56,7 +56,9 @@ fn cat_of(b: Bracket) -> &'static str {
         Bracket::ExitMmap | Bracket::UnmapVmas => "exit",
         Bracket::KthreadUseMm => "fault",
         Bracket::Mfill | Bracket::UffdChange => "uffd",
-        Bracket::StackMove | Bracket::Exec | Bracket::Migrate => "migration",
+        Bracket::StackMove | Bracket::Exec | Bracket::Migrate | Bracket::HugeMigrationWait => {
+            "migration"
+        }
     }
 }
 

@@ -35,6 +35,12 @@ pub fn run(args: &CompactArgs) -> anyhow::Result<serde_json::Value> {
     let page = sys::page_size();
     let len = args.mb << 20;
     let p = sys::mmap_anon(len)?;
+    // Small pages only: in a transparent huge page, freeing every other
+    // small page leaves no hole (the huge page stays allocated until it is
+    // split), so compaction would find nothing of ours to move whenever
+    // memory is compact enough to hand out huge pages.
+    // SAFETY: advice on our own mapping.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_NOHUGEPAGE) };
     for off in (0..len).step_by(page) {
         // SAFETY: inside the mapping.
         unsafe { p.add(off).write_volatile(1) };

@@ -1,5 +1,5 @@
 //! fork + exec storms (optionally with large argv, which makes exec's
-//! temporary stack span many pages: kernel-notes §5.4).
+//! temporary stack span many pages: `docs/kernel.md`).
 
 use std::{process::Command, time::Instant};
 

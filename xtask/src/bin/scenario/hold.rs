@@ -1,4 +1,4 @@
-//! Keeping a killed process's mm alive, deterministically (kernel-notes §5.2).
+//! Keeping a killed process's mm alive, deterministically (`docs/kernel.md`, "Reproducing the races").
 //!
 //! This process (the holder, X) registers one page U with userfaultfd; its
 //! thread W calls `write(pipe, U, 4096)`: `pipe_write` takes `pipe->mutex`,

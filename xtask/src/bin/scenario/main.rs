@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// A memcg OOM whose victim cannot exit within the reaper delay, so the
-    /// oom_reaper really reaps it; then the victim exits (kernel-notes §5.2).
+    /// oom_reaper really reaps it; then the victim exits (`docs/kernel.md`, "Reproducing the races").
     OomReap(oom::OomArgs),
     /// fork + exec a small program many times.
     ExecStorm(exec::ExecArgs),
@@ -48,7 +48,7 @@ enum Command {
     /// temporary stack from the other CPU.
     ExecMigrate(exec_migrate::ExecMigrateArgs),
     /// UFFDIO_COPY in a loop while the mm changes (fork, mremap, madvise,
-    /// munmap) and the monitor sits on the event (kernel-notes §5.5).
+    /// munmap) and the monitor sits on the event (`docs/kernel.md`).
     UffdRace(uffd_race::UffdArgs),
     /// process_mrelease(2) on a killed process kept alive: a synchronous reap.
     Mrelease(mrelease::MreleaseArgs),

@@ -1,6 +1,6 @@
 //! `migrate_pages(2)`: move a process's pages between NUMA nodes (the VMs have
 //! two). Migrates under the target's `mmap_lock`, so it never overlaps exec's
-//! stack relocation (kernel-notes §5.4); it exercises the migration hooks with
+//! stack relocation (`docs/kernel.md`, "Reproducing the races"); it exercises the migration hooks with
 //! reason `syscall_or_cpuset`.
 
 use std::time::Instant;

@@ -1,15 +1,15 @@
-//! A memcg OOM whose victim really gets reaped (kernel-notes §5.2), with
+//! A memcg OOM whose victim really gets reaped (`docs/kernel.md`, "Reproducing the races"), with
 //! variants that open the other reaping windows:
 //!
 //! * default: the victim exits `release_ms` after the kill, long after the
 //!   reaper (2 s delay) is done: mark_victim → reap → exit_mmap, in order;
 //! * `--overlap`: the victim is released the moment the reaper starts zapping
 //!   (its RSS starts to drop), with the victim on CPU 0 and the reaper on CPU 1,
-//!   so `exit_mmap` runs while the reaper is still unmapping (seed 001);
+//!   so `exit_mmap` runs while the reaper is still unmapping (the reaper/exit_mmap race of `docs/kernel.md`);
 //! * `--vhost`: the victim owns a vhost-net device with a tap backend; after the
 //!   reap its kernel thread is kicked and faults on the reaped ring
-//!   (`kthread_use_mm`, seed 000), and this process reads the victim's memory
-//!   through `/proc/TID/mem` (a remote fault after `MMF_UNSTABLE`, seed 002).
+//!   (`kthread_use_mm`, 3f70dc38cec2), and this process reads the victim's memory
+//!   through `/proc/TID/mem` (a remote fault after `MMF_UNSTABLE`, 6b31d5955cb2).
 
 use std::{
     io::{BufRead as _, BufReader},

@@ -1,4 +1,4 @@
-//! UFFDIO_COPY racing non-cooperative events (kernel-notes §5.5, seed 004).
+//! UFFDIO_COPY racing non-cooperative events (`docs/kernel.md`, the userfaultfd race).
 //!
 //! A userfaultfd monitor registers a range with MISSING mode and one event
 //! feature. Thread A keeps filling pages with UFFDIO_COPY. Thread B changes the

@@ -1,4 +1,4 @@
-//! A minimal vhost-net device with a tap backend (kernel-notes §5.3): the
+//! A minimal vhost-net device with a tap backend (`docs/kernel.md`): the
 //! in-tree way to get a kernel thread that reads a process's memory through
 //! `kthread_use_mm` (6.1, and 6.12 in kthread mode) without hardware.
 //!
