@@ -422,7 +422,7 @@ fn d1_trace_with_a_stdout_nobody_reads_stops_on_sigterm() {
 #[test]
 fn d2_a_closed_stdout_ends_analyze_and_help_quietly() {
     let fixture = format!(
-        "{}/../monitor-detector/tests/data/uffd_copy_inside_remap_window.jsonl",
+        "{}/../monitor-detector/tests/data/legacy/uffd_copy_inside_remap_window.jsonl",
         env!("CARGO_MANIFEST_DIR")
     );
     for (args, code) in [(vec!["analyze", fixture.as_str()], 1), (vec!["--help"], 0)] {
@@ -784,7 +784,7 @@ const AS_NOBODY: [&str; 4] = [
 fn u10_u12_surprising_input_gets_a_warning() {
     let dir = TempDir::new("u10");
     let src = format!(
-        "{}/../monitor-detector/tests/data/benign_function_rung.jsonl",
+        "{}/../monitor-detector/tests/data/legacy/benign_function_rung.jsonl",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(src).expect("fixture");

@@ -74,10 +74,11 @@ pub fn analyze_file_with(path: &std::path::Path, also: &mut dyn FnMut(&str)) -> 
 }
 
 /// Files written by another build still parse as JSON; say so when their
-/// BPF record layout is one this build does not know.
+/// BPF record layout is newer than this build's (older layouts are read in
+/// full: each layout change only added fields, which older files lack).
 fn warn_about_header(file: &str, first_line: &str) {
     if let Ok(Line::Header(h)) = parse_line(first_line.trim_end_matches('\r'))
-        && h.wire_version != WIRE_VERSION
+        && h.wire_version > WIRE_VERSION
     {
         say!(
             "monitor: warning: {file}: recorded with BPF record layout (wire_version) {}, this \
