@@ -1122,6 +1122,50 @@ fn s2_the_daemon_switches_to_an_unprivileged_user_after_attach() {
     }
 }
 
+/// S2 without CAP_SETUID and CAP_SETGID (a narrowed bounding set, a
+/// container granted only what loading needs): the default user cannot be
+/// had, so the daemon stays uid 0 without capabilities and says why (the
+/// first release blamed `security.user = "root"`); a user asked for
+/// explicitly is refused at start.
+#[test]
+fn s2_without_setuid_the_daemon_stays_root_and_says_why() {
+    require_root();
+    let _g = serial();
+    let narrowed = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set", "-setuid,-setgid", "--"])
+            .arg(monitor_bin())
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut d = Proc::spawn(narrowed(&[]));
+    d.wait_line("staying uid 0 (without capabilities) after attach");
+    let line = d.wait_line("user after attach");
+    assert!(
+        line.contains("root (switching to ") && line.ends_with("needs CAP_SETUID and CAP_SETGID)"),
+        "{line}"
+    );
+    d.serving();
+    let pid = d.pid();
+    assert_eq!(status_field(pid, "Uid:"), "0\t0\t0\t0");
+    assert_eq!(status_field(pid, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(pid, "CapPrm:"), "0000000000000000");
+    let (status, _, err) = d.stop(libc::SIGTERM, Duration::from_secs(5));
+    assert!(status.success() && err.contains("(verified)"), "{err}");
+
+    let out = output_within(narrowed(&["--user", "4242:4343"]), Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("security.user is 4242:4343 but the process lacks CAP_SETUID and CAP_SETGID"),
+        "{err}"
+    );
+}
+
 /// S3 and U11: a record directory writable by others is refused; in a
 /// proper one, a symlink planted under the next file names is never
 /// followed (the first release created the link's target, root-owned);
