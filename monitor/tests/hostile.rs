@@ -1069,7 +1069,8 @@ fn u2_accept_errors_are_throttled() {
 
 /// S2: after attach the daemon runs as an unprivileged user (default:
 /// mm-race-monitor, else nobody; or numeric), with no supplementary groups
-/// and no capability; `--user root` keeps root.
+/// and no capability; `--user root` keeps root, and so does a daemon
+/// without CAP_SETUID and CAP_SETGID, saying why.
 #[test]
 fn s2_the_daemon_switches_to_an_unprivileged_user_after_attach() {
     require_root();
@@ -1120,17 +1121,12 @@ fn s2_the_daemon_switches_to_an_unprivileged_user_after_attach() {
         let (status, _, err) = d.stop(libc::SIGTERM, Duration::from_secs(5));
         assert!(status.success() && err.contains("(verified)"), "{err}");
     }
-}
 
-/// S2 without CAP_SETUID and CAP_SETGID (a narrowed bounding set, a
-/// container granted only what loading needs): the default user cannot be
-/// had, so the daemon stays uid 0 without capabilities and says why (the
-/// first release blamed `security.user = "root"`); a user asked for
-/// explicitly is refused at start.
-#[test]
-fn s2_without_setuid_the_daemon_stays_root_and_says_why() {
-    require_root();
-    let _g = serial();
+    // Without CAP_SETUID and CAP_SETGID (a narrowed bounding set, a
+    // container granted only what loading needs) the default user cannot
+    // be had: the daemon stays uid 0 without capabilities and says why (the
+    // first release blamed `security.user = "root"`); a user asked for
+    // explicitly is refused at start.
     let narrowed = |args: &[&str]| {
         let mut c = Command::new("setpriv");
         c.args(["--bounding-set", "-setuid,-setgid", "--"])

@@ -203,9 +203,8 @@ fn bullseye() -> PathBuf {
     }
     let tmp = dir.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
-    // mmdebstrap resolves the target's absolute path, so its parent must
-    // exist (on a fresh checkout target/ship-cache does not).
-    std::fs::create_dir_all(dir.parent().expect("parent")).expect("target/ship-cache");
+    // mmdebstrap wants the parent to exist (a fresh checkout has no cache).
+    std::fs::create_dir_all(dir.parent().expect("cache dir")).expect("create the ship cache");
     ok(Command::new("mmdebstrap")
         .args(["--variant=essential", "--mode=root", "--quiet", "bullseye"])
         .arg(&tmp)
