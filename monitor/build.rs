@@ -17,6 +17,7 @@ use anyhow::{Context as _, anyhow, bail};
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
+    let metadata = cargo_metadata_root()?;
     if std::env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1") {
         // Builds that never load a program (the fuzz targets, built with
         // sanitizer flags the BPF target cannot take): empty objects, so
@@ -28,9 +29,9 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&p, b"").with_context(|| format!("writing {}", p.display()))?;
             }
         }
-        return Ok(());
+        // `build_info.rs` needs the stamp whatever the objects are.
+        return stamp(Path::new(&metadata));
     }
-    let metadata = cargo_metadata_root()?;
     let ebpf_dir = format!("{metadata}/monitor-ebpf");
     aya_build::build_ebpf(
         [aya_build::Package {

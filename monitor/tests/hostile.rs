@@ -1070,7 +1070,8 @@ fn u2_accept_errors_are_throttled() {
 
 /// S2: after attach the daemon runs as an unprivileged user (default:
 /// mm-race-monitor, else nobody; or numeric), with no supplementary groups
-/// and no capability; `--user root` keeps root.
+/// and no capability; `--user root` keeps root, and so does a daemon
+/// without CAP_SETUID and CAP_SETGID, saying why.
 #[test]
 fn s2_the_daemon_switches_to_an_unprivileged_user_after_attach() {
     require_root!();
@@ -1121,6 +1122,45 @@ fn s2_the_daemon_switches_to_an_unprivileged_user_after_attach() {
         let (status, _, err) = d.stop(libc::SIGTERM, Duration::from_secs(5));
         assert!(status.success() && err.contains("(verified)"), "{err}");
     }
+
+    // Without CAP_SETUID and CAP_SETGID (a narrowed bounding set, a
+    // container granted only what loading needs) the default user cannot
+    // be had: the daemon stays uid 0 without capabilities and says why (the
+    // first release blamed `security.user = "root"`); a user asked for
+    // explicitly is refused at start.
+    let narrowed = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set", "-setuid,-setgid", "--"])
+            .arg(monitor_bin())
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut d = Proc::spawn(narrowed(&[]));
+    d.wait_line("staying uid 0 (without capabilities) after attach");
+    let line = d.wait_line("user after attach");
+    assert!(
+        line.contains("root (switching to ") && line.ends_with("needs CAP_SETUID and CAP_SETGID)"),
+        "{line}"
+    );
+    d.serving();
+    let pid = d.pid();
+    assert_eq!(status_field(pid, "Uid:"), "0\t0\t0\t0");
+    assert_eq!(status_field(pid, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(pid, "CapPrm:"), "0000000000000000");
+    let (status, _, err) = d.stop(libc::SIGTERM, Duration::from_secs(5));
+    assert!(status.success() && err.contains("(verified)"), "{err}");
+
+    let out = output_within(narrowed(&["--user", "4242:4343"]), Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("security.user is 4242:4343 but the process lacks CAP_SETUID and CAP_SETGID"),
+        "{err}"
+    );
 }
 
 /// S3 and U11: a record directory writable by others is refused; in a

@@ -374,10 +374,26 @@ fn podman_conf(dir: &Path) -> PathBuf {
     conf
 }
 
+/// What one `podman run` of the image showed.
+struct Container {
+    /// The exposition scraped on loopback.
+    metrics: String,
+    /// The daemon's stderr, start to stop.
+    stderr: String,
+    /// `/proc/PID/status` of the daemon (the container's PID 1, seen from
+    /// the host) once it served, i.e. after attach.
+    status: Result<(), String>,
+}
+
+/// The user the daemon switches to in the image: `FROM scratch` has no
+/// `/etc/passwd`, so the default (`mm-race-monitor`, else `nobody`)
+/// resolves to nobody's numeric ids.
+const IMAGE_UID: u32 = 65534;
+
 /// Runs the image under podman with `flags` (in a private mount namespace
 /// where tracefs is mounted, as systemd mounts it on most hosts); scrapes
-/// it; stops it. Returns the exposition and the container's stderr.
-fn podman_run(conf: &Path, image: &str, name: &str, flags: &[&str]) -> (String, String) {
+/// it; checks its credentials; stops it.
+fn podman_run(conf: &Path, image: &str, name: &str, flags: &[&str]) -> Container {
     let port = free_port();
     let _ = run(podman(conf).args(["rm", "-f", name]));
     let cmd = format!(
@@ -405,6 +421,12 @@ fn podman_run(conf: &Path, image: &str, name: &str, flags: &[&str]) -> (String, 
     };
     let (status, health) = http_get(port, "/healthz").expect("/healthz");
     assert_eq!(status, 200, "{health}");
+    // Serving means attached and privileges dropped (daemon/mod.rs).
+    let pid: u32 = ok(podman(conf).args(["inspect", "-f", "{{.State.Pid}}", name]))
+        .trim()
+        .parse()
+        .expect("container PID");
+    let status = crate::util::unprivileged(pid, IMAGE_UID, IMAGE_UID);
     ok(podman(conf).args(["stop", "-t", "20", name]));
     let code = ok(podman(conf).args(["inspect", "-f", "{{.State.ExitCode}}", name]));
     let logs = run(podman(conf).args(["logs", name]));
@@ -419,18 +441,42 @@ fn podman_run(conf: &Path, image: &str, name: &str, flags: &[&str]) -> (String, 
         stderr.contains("programs (verified)"),
         "no clean stop ({flags:?}):\n{stderr}"
     );
-    (metrics, stderr)
+    Container {
+        metrics,
+        stderr,
+        status,
+    }
 }
 
-/// `N of M hooks attached` from the daemon's first line.
+/// The daemon ran as nobody without capabilities after attach, and said so.
+fn assert_unprivileged(c: &Container, flags: &str) {
+    if let Err(e) = &c.status {
+        panic!("{flags}: not unprivileged after attach: {e}\n{}", c.stderr);
+    }
+    let want = format!("monitor: user after attach: {IMAGE_UID}:{IMAGE_UID} (uid {IMAGE_UID}, ");
+    assert!(
+        c.stderr.contains(&want)
+            && c.stderr
+                .contains("monitor: capabilities after attach: none"),
+        "{flags}: the daemon must say it switched to {IMAGE_UID} and holds no capability:\n{}",
+        c.stderr
+    );
+    assert!(
+        !c.stderr.contains("staying uid 0"),
+        "{flags}: the user switch must not be refused:\n{}",
+        c.stderr
+    );
+}
+
+/// `N of M` from the daemon's `N of M hooks attached (…)` line.
 fn hooks_attached(stderr: &str) -> String {
     stderr
         .lines()
         .find_map(|l| {
-            l.strip_prefix("monitor: ")?
-                .split(" hooks attached")
-                .next()
-                .map(str::to_owned)
+            let (n, _) = l
+                .strip_prefix("monitor: ")?
+                .split_once(" hooks attached (")?;
+            Some(n.to_owned())
         })
         .unwrap_or_else(|| panic!("no start line:\n{stderr}"))
 }
@@ -475,19 +521,25 @@ fn image_runs_under_podman_and_is_scraped_on_loopback() {
         "{inspect}"
     );
 
-    let (metrics, privileged) =
-        podman_run(&conf, &image, "mmrace-ship-privileged", &["--privileged"]);
-    assert!(metrics.contains("mmrace_build_info{"), "{metrics}");
-    // The documented minimal set: four capabilities, read-only root, tracefs
-    // from the host, and a seccomp profile that admits bpf/perf_event_open
-    // under CAP_BPF/CAP_PERFMON. The same hooks attach as privileged.
+    let privileged = podman_run(&conf, &image, "mmrace-ship-privileged", &["--privileged"]);
+    assert!(
+        privileged.metrics.contains("mmrace_build_info{"),
+        "{}",
+        privileged.metrics
+    );
+    assert_unprivileged(&privileged, "--privileged");
+    // The documented minimal set: the four capabilities loading needs and
+    // the two switching to nobody needs, read-only root, tracefs from the
+    // host, and a seccomp profile that admits bpf/perf_event_open under
+    // CAP_BPF/CAP_PERFMON. The same hooks attach as privileged, and the
+    // daemon ends up as unprivileged.
     let profile = tmp.path().join("seccomp-bpf.json");
     let jq = ok(Command::new("jq")
         .arg(SECCOMP_JQ)
         .arg("/usr/share/containers/seccomp.json"));
     std::fs::write(&profile, jq).expect("seccomp profile");
     let seccomp = format!("seccomp={}", profile.display());
-    let (metrics, minimal) = podman_run(
+    let minimal = podman_run(
         &conf,
         &image,
         "mmrace-ship-caps",
@@ -495,7 +547,7 @@ fn image_runs_under_podman_and_is_scraped_on_loopback() {
             "--cap-drop",
             "all",
             "--cap-add",
-            "BPF,PERFMON,SYSLOG,SYS_RESOURCE",
+            "BPF,PERFMON,SYSLOG,SYS_RESOURCE,SETUID,SETGID",
             "--security-opt",
             &seccomp,
             "--read-only",
@@ -503,15 +555,24 @@ fn image_runs_under_podman_and_is_scraped_on_loopback() {
             "/sys/kernel/tracing:/sys/kernel/tracing:ro",
         ],
     );
-    assert!(metrics.contains("mmrace_hook_rung{"), "{metrics}");
+    assert!(
+        minimal.metrics.contains("mmrace_hook_rung{"),
+        "{}",
+        minimal.metrics
+    );
+    assert_unprivileged(&minimal, "the minimal capability set");
     assert_eq!(
-        hooks_attached(&minimal),
-        hooks_attached(&privileged),
-        "{minimal}"
+        hooks_attached(&minimal.stderr),
+        hooks_attached(&privileged.stderr),
+        "{}",
+        minimal.stderr
     );
     assert!(
-        !minimal.contains("warning: kernel addresses are hidden"),
-        "with CAP_SYSLOG the UFFDIO_COPY hook must see kernel addresses:\n{minimal}"
+        !minimal
+            .stderr
+            .contains("warning: kernel addresses are hidden"),
+        "with CAP_SYSLOG the UFFDIO_COPY hook must see kernel addresses:\n{}",
+        minimal.stderr
     );
 }
 
@@ -587,6 +648,8 @@ fn kustomize_base_renders_validates_and_passes_checkov() {
         "- PERFMON",
         "- SYSLOG",
         "- SYS_RESOURCE",
+        "- SETUID",
+        "- SETGID",
         "memory: 256Mi",
     ] {
         assert!(ds.contains(want), "the DaemonSet lacks {want}:\n{ds}");

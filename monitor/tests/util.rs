@@ -39,6 +39,44 @@ pub fn scenario_bin() -> PathBuf {
     path
 }
 
+/// Checks, from `/proc/PID/status`, that a daemon runs as `uid:gid` (real,
+/// effective, saved and file-system ids), without supplementary groups,
+/// with empty effective, permitted, inheritable and ambient capability sets
+/// and `no_new_privs`. `Err` says what differs, with the whole status.
+pub fn unprivileged(pid: u32, uid: u32, gid: u32) -> Result<(), String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+            .unwrap_or("(absent)")
+    };
+    let ids = |n: u32| format!("{n}\t{n}\t{n}\t{n}");
+    let zero = "0000000000000000";
+    let want = [
+        ("Uid", ids(uid)),
+        ("Gid", ids(gid)),
+        ("Groups", String::new()),
+        ("CapEff", zero.to_owned()),
+        ("CapPrm", zero.to_owned()),
+        ("CapInh", zero.to_owned()),
+        ("CapAmb", zero.to_owned()),
+        ("NoNewPrivs", "1".to_owned()),
+    ];
+    let wrong: Vec<String> = want
+        .iter()
+        .filter(|(name, v)| field(name) != v)
+        .map(|(name, v)| format!("{name}: {:?}, want {v:?}", field(name)))
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("pid {pid}: {}\n{status}", wrong.join("; ")))
+    }
+}
+
 /// Host-kernel tests share the kernel: run them one at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());

@@ -4,13 +4,16 @@
 //! runs this module there (`#[ignore]` on the host).
 //!
 //! One test, in the order an operator meets the package: `dpkg -i` starts
-//! the unit (`Type=notify`), Prometheus scrapes it, `systemctl reload`
-//! starts a new trace file without losing a record, `systemctl stop`
-//! detaches every program (checked against the kernel's program list),
-//! a hung daemon (SIGSTOP: the poll loop stops exactly as if it deadlocked,
-//! and no test-only hook ships in the binary) is restarted by the watchdog,
-//! and `journalctl -p warning` holds warnings but not the start banner or
-//! near misses.
+//! the unit (`Type=notify`) and, once attached, the daemon runs as the
+//! `mm-race-monitor` user without capabilities (`/proc/PID/status`),
+//! Prometheus scrapes it, `systemctl reload` starts a new trace file
+//! without losing a record (both files the daemon user's, mode 0600),
+//! `systemctl stop` detaches every program (checked against the kernel's
+//! program list), a hung daemon (SIGSTOP: the poll loop stops exactly as if
+//! it deadlocked, and no test-only hook ships in the binary) is restarted
+//! by the watchdog, and `journalctl -p warning` holds warnings but not the
+//! start banner or near misses. Any failure prints `systemctl status` and
+//! the unit's journal.
 
 use std::{
     collections::BTreeSet,
@@ -59,17 +62,26 @@ fn show(prop: &str) -> String {
         .to_owned()
 }
 
+/// On any failure (every assertion of the test, and `sh`): the panic
+/// message, then the unit's status and its journal, which say why.
+fn diagnose_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let (_, status, err) = sh_status(&format!("systemctl status --no-pager --full {UNIT}"));
+        let (_, log, _) = sh_status(&format!(
+            "journalctl -u {UNIT} --no-pager -n 80 -o short-monotonic"
+        ));
+        eprintln!("--- systemctl status {UNIT}:\n{status}{err}--- journalctl -u {UNIT}:\n{log}");
+    }));
+}
+
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !done() {
         assert!(
             start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}; unit status:\n{}\njournal:\n{}",
-            sh_status(&format!("systemctl status --no-pager {UNIT}")).1,
-            sh_status(&format!(
-                "journalctl -u {UNIT} --no-pager -n 40 -o short-monotonic"
-            ))
-            .1
+            "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -180,6 +192,25 @@ fn trace_files() -> Vec<PathBuf> {
     files
 }
 
+/// The `mm-race-monitor` system user's uid and gid (`getent passwd`).
+fn daemon_user() -> (u32, u32) {
+    let passwd = sh(&format!("getent passwd {UNIT}"));
+    let f: Vec<&str> = passwd.trim().split(':').collect();
+    assert!(
+        f.len() == 7 && passwd.trim().ends_with(":/nonexistent:/usr/sbin/nologin"),
+        "system user: {passwd}"
+    );
+    (f[2].parse().expect("uid"), f[3].parse().expect("gid"))
+}
+
+/// The daemon (attached and serving) runs as its user without capabilities.
+fn assert_unprivileged(pid: u32) {
+    let (uid, gid) = daemon_user();
+    if let Err(e) = crate::util::unprivileged(pid, uid, gid) {
+        panic!("the daemon after attach: {e}");
+    }
+}
+
 fn read_lines(path: &Path) -> Vec<Line> {
     std::fs::read_to_string(path)
         .expect("trace file")
@@ -199,6 +230,7 @@ fn the_package_runs_under_systemd() {
         "systemd",
         "PID 1 must be systemd"
     );
+    diagnose_on_panic();
     let deb = std::env::var("DEB").expect("DEB: the package to install");
     let before = kernel_programs();
 
@@ -236,10 +268,14 @@ fn the_package_runs_under_systemd() {
         "the unit must keep CAP_SYSLOG and /proc/kallsyms readable:\n{journal_start}"
     );
     note(&format!("systemd: {status}"));
-    let passwd = sh("getent passwd mm-race-monitor");
+    // Attached (READY=1 came after it): the user switch is done.
+    assert_unprivileged(main_pid());
     assert!(
-        passwd.trim().ends_with(":/nonexistent:/usr/sbin/nologin"),
-        "system user: {passwd}"
+        journal_start.contains(&format!(
+            "monitor: user after attach: {UNIT} (uid {}",
+            daemon_user().0
+        )) && journal_start.contains("monitor: capabilities after attach: none"),
+        "the daemon must say it runs as {UNIT} without capabilities:\n{journal_start}"
     );
     assert_eq!(
         sh(&format!("stat -c '%U %G %a' {RECORD_DIR}")).trim(),
@@ -326,6 +362,7 @@ fn the_package_runs_under_systemd() {
     ));
     assert!(running(), "the unit must stay active through a reload");
     assert_eq!(main_pid(), pid, "reload must not restart the daemon");
+    assert_unprivileged(pid);
     scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
     // The daemon's programs: the prog_id of each BPF descriptor it holds
     // (systemd loads its own programs for the unit's IPAddressDeny=).
@@ -359,6 +396,21 @@ fn the_package_runs_under_systemd() {
 
     let files = trace_files();
     assert_eq!(files.len(), 2, "{files:?}");
+    // Both created by the daemon as its user (the second one after the
+    // reload, long after attach), readable by it alone.
+    let (uid, gid) = daemon_user();
+    for f in &files {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::symlink_metadata(f).expect("stat");
+        assert!(
+            m.file_type().is_file() && (m.uid(), m.gid(), m.mode() & 0o7777) == (uid, gid, 0o600),
+            "{}: uid {} gid {} mode {:o}, want {uid} {gid} 600",
+            f.display(),
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777
+        );
+    }
     let (mut events, mut produced, mut delivered, mut lost) = (0u64, 0, 0, 0);
     for (i, f) in files.iter().enumerate() {
         let lines = read_lines(f);
@@ -406,6 +458,7 @@ fn the_package_runs_under_systemd() {
         log.contains("Watchdog timeout"),
         "no watchdog timeout in the journal"
     );
+    assert_unprivileged(main_pid());
 
     // Priorities: warnings and worse under -p warning, not the banner; near
     // misses at notice.

@@ -73,6 +73,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     sys::check_privileges()?;
     sys::raise_fd_limit(4096);
     let mut cfg = cfg;
+    // Why the daemon stays root, for the line after attach.
+    let root_because = match &cfg.user {
+        None => "security.user = \"root\"".to_owned(),
+        Some(u) => format!("switching to {} needs CAP_SETUID and CAP_SETGID", u.name),
+    };
     if cfg.drop_capabilities {
         cfg.user = caps::usable_user(cfg.user.as_ref(), cfg.user_explicit)
             .map_err(anyhow::Error::msg)?
@@ -108,7 +113,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(daemon(cfg, listener, record_dir))
+    runtime.block_on(daemon(cfg, listener, record_dir, root_because))
 }
 
 /// The HTTP endpoints.
@@ -161,6 +166,7 @@ async fn daemon(
     cfg: DaemonConfig,
     listener: std::net::TcpListener,
     record_dir: Option<RecordDir>,
+    root_because: String,
 ) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install()?;
     let mut control = notify::Control::install()?;
@@ -250,7 +256,7 @@ async fn daemon(
         say!(
             "monitor: user after attach: {}",
             dropped.user.as_ref().map_or_else(
-                || "root (security.user = \"root\")".to_owned(),
+                || format!("root ({root_because})"),
                 |u| format!(
                     "{} (uid {}, gid {}, no supplementary groups)",
                     u.name, u.uid, u.gid

@@ -48,6 +48,10 @@ impl Report {
                 if matches!(outcome.as_str(), "ok" | "FAILED" | "ignored") {
                     r.tests.push((name.to_owned(), outcome));
                 } else {
+                    // The test's first output line continues libtest's.
+                    if let Some(note) = tail.strip_prefix("VMH note ") {
+                        r.notes.push(note.to_owned());
+                    }
                     pending = Some(name.to_owned());
                 }
             }
@@ -197,6 +201,14 @@ mod tests {
         );
         let r = Report::parse(&text);
         assert_eq!(r.tests[0], ("vm::a".to_owned(), "ok".to_owned()));
+        assert_eq!(r.verdict(), None);
+        // A note printed first stands on libtest's line.
+        let text = GOOD.replace(
+            "test vm::a ... ok\n",
+            "test vm::a ... VMH note first\nVMH note second\nok\n",
+        );
+        let r = Report::parse(&text);
+        assert_eq!(r.notes[..2], ["first".to_owned(), "second".to_owned()]);
         assert_eq!(r.verdict(), None);
     }
 }
