@@ -291,6 +291,10 @@ payloads! {
         /// `mm->flags` word 0 when the victim was marked.
         mm_flags: u64 = Hex,
         victim_comm: [u8; 16] = CStr,
+        /// The victim's cgroup v2 id and memory cgroup id (as the header's
+        /// `cgroup_id` and `memcg_id` are the current task's): the workload
+        /// the OOM killer chose, whoever triggered it.
+        victim_cgroup_id: u64 = Dec, victim_memcg_id: u64 = Dec,
     }
 
     /// [`EventId::ReapStart`], [`EventId::ReapEnd`], [`EventId::ReapSkip`].
@@ -440,7 +444,7 @@ payloads! {
 /// size is a multiple of 8 with only 8/4-byte fields in this order has no hidden
 /// padding. A change here is a format change: bump [`crate::maps::WIRE_VERSION`].
 const _: () = {
-    assert!(size_of::<MarkVictim>() == 40);
+    assert!(size_of::<MarkVictim>() == 56);
     assert!(size_of::<Reap>() == 24);
     assert!(size_of::<Mrelease>() == 16);
     assert!(size_of::<MmState>() == 8);
@@ -454,7 +458,7 @@ const _: () = {
     assert!(size_of::<UffdChange>() == 24);
     assert!(size_of::<Fork>() == 16);
     assert!(size_of::<HugeMigrationWait>() == 24);
-    assert!(size_of::<crate::event::Record<Migrate>>() == 168);
+    assert!(size_of::<crate::event::Record<Migrate>>() == 176);
 };
 
 named! {

@@ -55,10 +55,17 @@ pub enum Field {
     VmUffdCtxCtx,
     PmdVal,
     PteVal,
+    // Which cgroups a task is in (`task_struct.cgroups`, a `struct css_set *`).
+    TaskCgroups,
+    CssSetDflCgrp,
+    CssSetSubsys,
+    CssCgroup,
+    CgroupKn,
+    KernfsNodeId,
 }
 
 /// Number of [`Field`] values.
-pub const FIELD_COUNT: usize = 36;
+pub const FIELD_COUNT: usize = 42;
 
 impl Field {
     /// Every field with the BTF path that resolves it. Paths go through named
@@ -104,6 +111,17 @@ impl Field {
         // The page-table entry types: `typedef struct { pmdval_t pmd; } pmd_t`.
         (Field::PmdVal, "pmd_t.pmd"),
         (Field::PteVal, "pte_t.pte"),
+        // A task's cgroups: `task->cgroups` is its `css_set`; `dfl_cgrp` its
+        // cgroup v2 cgroup, `subsys[memory_cgrp_id]` its memory controller
+        // state (on cgroup v1 a cgroup of the memory hierarchy); a cgroup's
+        // id is `cgrp->kn->id`, the kernfs inode number (64-bit kernels,
+        // 5.5+: `kernfs_node.id` is a u64).
+        (Field::TaskCgroups, "task_struct.cgroups"),
+        (Field::CssSetDflCgrp, "css_set.dfl_cgrp"),
+        (Field::CssSetSubsys, "css_set.subsys"),
+        (Field::CssCgroup, "cgroup_subsys_state.cgroup"),
+        (Field::CgroupKn, "cgroup.kn"),
+        (Field::KernfsNodeId, "kernfs_node.id"),
     ];
 
     pub const fn path(self) -> &'static str {
@@ -139,7 +157,9 @@ pub struct Config {
     pub userfaultfd_ioctl: u64,
     /// Reserved for future flags (0).
     pub flags: u32,
-    pub _pad1: u32,
+    /// `memory_cgrp_id` of `enum cgroup_subsys_id` (the memory controller's
+    /// index in `css_set.subsys`), [`OFFSET_NONE`] without CONFIG_MEMCG.
+    pub memory_cgrp_id: u32,
 }
 
 impl Config {
@@ -152,7 +172,7 @@ impl Config {
         wakeup_bytes: 64 * 1024,
         userfaultfd_ioctl: 0,
         flags: 0,
-        _pad1: 0,
+        memory_cgrp_id: OFFSET_NONE,
     };
 
     pub const fn offset(&self, field: Field) -> Option<u32> {
@@ -168,7 +188,7 @@ const _: () = {
         "keep the offsets table a multiple of 8 bytes (adjust _pad0)"
     );
     assert!(size_of::<Config>().is_multiple_of(8));
-    assert!(Field::PteVal as usize == FIELD_COUNT - 1);
+    assert!(Field::KernfsNodeId as usize == FIELD_COUNT - 1);
 };
 
 #[cfg(test)]

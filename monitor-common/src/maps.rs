@@ -7,7 +7,9 @@ use crate::named::named;
 /// Bumped on any change to a record's layout; recorded in trace-file headers.
 /// 2: the header gained `cgroup_id`; `Fault` carries its result as one
 /// `u64` (`u64::MAX` = not seen) instead of `ret` + `has_ret`.
-pub const WIRE_VERSION: u32 = 2;
+/// 3: the header gained `memcg_id` (96 bytes); `MarkVictim` carries the
+/// victim's cgroup and memory cgroup ids.
+pub const WIRE_VERSION: u32 = 3;
 
 /// The single ring buffer carrying every record, in reservation order.
 pub const EVENTS: &str = "EVENTS";

@@ -73,6 +73,7 @@ impl Gen {
             mm_gen: if mm == 0 { 0 } else { generation },
             seq,
             cgroup_id: 0x1234,
+            memcg_id: 0x2345,
             hdr_flags,
             probe: ProbeRef::known(ProbeId::FexitFault),
             data,
@@ -183,6 +184,8 @@ fn script(g: &mut Gen, k: u64) -> Vec<Step> {
                 uid: 0,
                 mm_flags: 0x2_00cd,
                 _pad0: 0,
+                victim_cgroup_id: 0x1234,
+                victim_memcg_id: 0x2345,
             };
             let reap = Reap {
                 victim_pid: 0,

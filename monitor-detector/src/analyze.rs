@@ -33,6 +33,7 @@ use crate::{
     finding::{Finding, Severity},
     rules::{CoverageState, RuleCoverage},
     tracefile::{Line, LineError, Summary, parse_line},
+    workload::CgroupTable,
 };
 
 /// An error that stops the analysis of one file.
@@ -109,6 +110,8 @@ pub struct FileAnalyzer {
     /// A cut-short line waiting to learn whether it is the last one.
     truncated_at: Option<usize>,
     summary: Option<Summary>,
+    /// The file's `cgroup` lines: findings name their tasks' workloads.
+    cgroups: CgroupTable,
     failed: bool,
 }
 
@@ -119,6 +122,7 @@ impl FileAnalyzer {
             detector: None,
             truncated_at: None,
             summary: None,
+            cgroups: CgroupTable::default(),
             failed: false,
         }
     }
@@ -198,6 +202,7 @@ impl FileAnalyzer {
             // Findings recorded live are not re-read: the analysis recomputes them.
             Line::Finding(_) => {}
             Line::Summary(s) => self.summary = Some(s),
+            Line::Cgroup(c) => self.cgroups.insert(c),
         }
     }
 
@@ -233,6 +238,10 @@ impl FileAnalyzer {
                 self.report.findings.extend(found);
             }
             self.report.stats = d.stats().clone();
+        }
+        let table = &self.cgroups;
+        for f in &mut self.report.findings {
+            crate::workload::annotate(&mut f.tasks, |h, id| table.get(h, id));
         }
         self.add_notes();
         self.report
@@ -549,6 +558,9 @@ fn render_file(s: &mut String, f: &FileReport) {
                 tasks.join(" ")
             );
             let _ = writeln!(s, "    why: {}", x.explanation);
+            for who in x.tasks.iter().filter_map(crate::workload::describe) {
+                let _ = writeln!(s, "    who: {who}");
+            }
             let d: Vec<String> = x.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(s, "    details: {}", d.join(" "));
             let _ = writeln!(s, "    evidence: {} event(s)", x.evidence.len());

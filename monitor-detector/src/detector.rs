@@ -135,7 +135,7 @@ impl Detector {
         match line {
             Line::Event(ev) => self.push_event(*ev),
             Line::Loss(loss) => self.push_loss(loss),
-            Line::Header(_) | Line::Finding(_) | Line::Summary(_) => Vec::new(),
+            Line::Header(_) | Line::Finding(_) | Line::Summary(_) | Line::Cgroup(_) => Vec::new(),
         }
     }
 

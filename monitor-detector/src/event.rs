@@ -43,6 +43,9 @@ pub struct Event {
     /// The cgroup v2 id of the task (see [`EventHeader::cgroup_id`]); 0 in
     /// traces recorded before it existed.
     pub cgroup_id: u64,
+    /// The task's memory cgroup id (see [`EventHeader::memcg_id`]); 0 in
+    /// traces recorded before it existed.
+    pub memcg_id: u64,
     /// [`hdr`] bits.
     pub hdr_flags: u32,
     /// The BPF program that produced it (its hook and rung).
@@ -249,6 +252,7 @@ impl Event {
             mm_gen: header.mm_gen,
             seq: header.seq,
             cgroup_id: header.cgroup_id,
+            memcg_id: header.memcg_id,
             hdr_flags: header.hdr_flags,
             probe: ProbeRef::from_raw(header.probe),
             comm: header.comm,
@@ -268,6 +272,7 @@ impl Event {
             mm_gen: 0,
             seq: 0,
             cgroup_id: 0,
+            memcg_id: 0,
             hdr_flags: 0,
             probe: ProbeRef::UNKNOWN,
             comm: [0; 16],
@@ -369,6 +374,7 @@ mod tests {
             seq: 1,
             comm,
             cgroup_id: 4242,
+            memcg_id: 4343,
         }
     }
 
@@ -383,6 +389,8 @@ mod tests {
                 _pad0: 0,
                 mm_flags: 0x20200cd,
                 victim_comm: wire::fixed_str("hog"),
+                victim_cgroup_id: 5,
+                victim_memcg_id: 6,
             },
         };
         let ev = Event::decode(&bytes_of(&rec)).expect("decodes");
@@ -395,6 +403,7 @@ mod tests {
         assert!(json.contains(r#""ev":"mark_victim""#), "{json}");
         assert!(json.contains(r#""mm":"0xffff888012345000""#), "{json}");
         assert!(json.contains(r#""cgroup_id":4242"#), "{json}");
+        assert!(json.ends_with(r#","memcg_id":4343}"#), "{json}");
         assert!(json.contains(r#""victim_comm":"hog""#), "{json}");
         let back: Event = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, ev);

@@ -40,13 +40,31 @@ impl Severity {
     }
 }
 
-/// A task involved in a finding.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// A task involved in a finding, and the workload it belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskRef {
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,
     pub kthread: bool,
+    /// The task's cgroup v2 id and memory cgroup id as its records carried
+    /// them (absent: 0, unknown: traces of older builds).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cgroup_id: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub memcg_id: u64,
+    /// Their paths, when resolved (`crate::workload::annotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memcg: Option<String>,
+    /// The container and pod those paths name.
+    #[serde(flatten)]
+    pub workload: crate::workload::Workload,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// One verdict about one mm generation.

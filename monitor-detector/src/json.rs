@@ -13,7 +13,8 @@
 //! output.
 //!
 //! Absent header fields are an error except `cgroup_id` (added with wire
-//! version 2); absent payload fields read as 0; unknown fields are ignored,
+//! version 2) and `memcg_id` (wire version 3, written last, after the
+//! payload); absent payload fields read as 0; unknown fields are ignored,
 //! so newer traces stay readable.
 
 use std::{borrow::Cow, fmt, fmt::Write as _};
@@ -30,8 +31,9 @@ use serde::{
 
 use crate::event::{Event, ProbeRef, c_str};
 
-/// Header fields in the order they are written; all but `cgroup_id` required.
-const HEADER: [&str; 12] = [
+/// Header fields in the order they are written (`memcg_id` after the
+/// payload); all but `cgroup_id` and `memcg_id` required.
+const HEADER: [&str; 13] = [
     "t",
     "cpu",
     "pid",
@@ -44,8 +46,9 @@ const HEADER: [&str; 12] = [
     "hdr_flags",
     "cgroup_id",
     "probe",
+    "memcg_id",
 ];
-const REQUIRED: u16 = ((1 << HEADER.len()) - 1) & !(1 << 10);
+const REQUIRED: u16 = ((1 << HEADER.len()) - 1) & !(1 << 10) & !(1 << 12);
 
 /// Sets header field `i` of `ev` from `t`; `None` if the value does not fit.
 fn set_header(ev: &mut Event, i: usize, t: Token<'_>) -> Option<()> {
@@ -72,6 +75,7 @@ fn set_header(ev: &mut Event, i: usize, t: Token<'_>) -> Option<()> {
             let Token::Str(s) = t else { return None };
             ev.probe = ProbeRef::from_name(s);
         }
+        12 => ev.memcg_id = num(t)?,
         _ => return None,
     }
     Some(())
@@ -93,6 +97,7 @@ fn header_index(key: &str) -> Option<usize> {
         "hdr_flags" => 9,
         "cgroup_id" => 10,
         "probe" => 11,
+        "memcg_id" => 12,
         _ => return None,
     })
 }
@@ -156,6 +161,7 @@ pub fn write_members(ev: &Event, out: &mut String) {
         out.push_str("\":");
         push_value(out, v);
     });
+    let _ = write!(out, ",\"memcg_id\":{}", ev.memcg_id);
 }
 
 impl Serialize for Event {
@@ -197,6 +203,7 @@ impl Serialize for Event {
         if let Some(e) = err {
             return Err(e);
         }
+        m.serialize_entry("memcg_id", &self.memcg_id)?;
         m.end()
     }
 }

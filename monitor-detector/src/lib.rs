@@ -57,6 +57,7 @@ pub mod rules;
 pub mod sequencer;
 pub mod tracefile;
 pub mod windows;
+pub mod workload;
 
 pub use analyze::{ExitStatus, FileAnalyzer, FileReport, Report, analyze_texts};
 pub use detector::{Detector, DetectorConfig, DetectorStats, Limits};

@@ -367,6 +367,7 @@ mod tests {
             hdr_flags: flags | if seq == 1 { hdr::NEW_GENERATION } else { 0 },
             probe: crate::event::ProbeRef::UNKNOWN,
             cgroup_id: 0,
+            memcg_id: 0,
             data: Data::ExitMmapStart(MmState { mm_flags: 0 }),
         }
     }

@@ -1,7 +1,8 @@
 //! The trace file format (JSON Lines, documented in `docs/trace-format.md`).
 //!
 //! A file is a [`Header`] line followed by any number of [`Line::Event`],
-//! [`Line::Loss`] and [`Line::Finding`] lines, and, when the recording ended
+//! [`Line::Loss`], [`Line::Finding`] and [`Line::Cgroup`] lines (the last
+//! naming a cgroup id before the first event that uses it), and, when the recording ended
 //! cleanly, a final [`Line::Summary`]. Every line is one complete JSON object
 //! and is written with a single `write` of the whole line, so a recording that
 //! is killed still leaves a readable file: at worst its last line is cut short,
@@ -35,6 +36,9 @@ pub enum Line {
     Loss(Loss),
     Finding(Finding),
     Summary(Summary),
+    /// A cgroup id resolved to its path (and the container and pod that
+    /// names), written before the first event that carries the id.
+    Cgroup(crate::workload::CgroupInfo),
 }
 
 /// First line of every trace file.

@@ -224,6 +224,7 @@ pub fn emit<P: Payload>(
     // SAFETY: helper without preconditions (tracing programs, 4.18+); 0
     // without cgroup support.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let memcg_id = kernel::task_memcg_id(task);
     // SAFETY: `rec` points to reserved ring buffer memory sized for Record<P>.
     // The payload is zeroed before `fill` so no stale ring data leaks out.
     unsafe {
@@ -250,6 +251,7 @@ pub fn emit<P: Payload>(
             seq,
             comm,
             cgroup_id,
+            memcg_id,
         };
     }
     let pending = EVENTS.query(BPF_RB_AVAIL_DATA);

@@ -329,3 +329,41 @@ pub fn file_uffd_ctx(file: u64) -> u64 {
     }
     read_u64(file, Field::FilePrivateData)
 }
+
+#[inline(always)]
+fn memory_cgrp_id() -> u32 {
+    volatile(&raw const MONITOR_CONFIG.memory_cgrp_id)
+}
+
+/// `cgrp->kn->id` of a `struct cgroup *`: the cgroup's id, its kernfs inode
+/// number (what `bpf_get_current_cgroup_id()` returns for the v2 one); 0 if
+/// unreadable.
+#[inline(always)]
+fn cgroup_kn_id(cgrp: u64) -> u64 {
+    read_u64(read_u64(cgrp, Field::CgroupKn), Field::KernfsNodeId)
+}
+
+/// The cgroup v2 id of `task` (`task->cgroups->dfl_cgrp`), 0 if unreadable.
+/// `task->cgroups` is RCU-protected: a task moved meanwhile reads its old
+/// or new css_set, both valid while the program runs.
+#[inline(always)]
+pub fn task_cgroup_id(task: u64) -> u64 {
+    cgroup_kn_id(read_u64(read_u64(task, Field::TaskCgroups), Field::CssSetDflCgrp))
+}
+
+/// The id of `task`'s memory cgroup
+/// (`task->cgroups->subsys[memory_cgrp_id]->cgroup`), 0 without the
+/// memory controller or if unreadable.
+#[inline(always)]
+pub fn task_memcg_id(task: u64) -> u64 {
+    let idx = memory_cgrp_id();
+    let off = offset(Field::CssSetSubsys);
+    let cset = read_u64(task, Field::TaskCgroups);
+    // `CGROUP_SUBSYS_COUNT` is below 16 on every kernel; userspace checks
+    // the index against the array's length.
+    if cset == 0 || off == u64::MAX || idx >= 64 {
+        return 0;
+    }
+    let css = probe_kernel::<u64>(cset + off + 8 * u64::from(idx)).0;
+    cgroup_kn_id(read_u64(css, Field::CssCgroup))
+}

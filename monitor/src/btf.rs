@@ -86,6 +86,7 @@ enum Ty {
     },
     Array {
         elem: u32,
+        nelems: u32,
     },
     Func {
         proto: u32,
@@ -111,6 +112,8 @@ pub struct Btf {
     /// Index 0 is `void`.
     types: Vec<TypeEntry>,
     by_name: HashMap<String, Vec<u32>>,
+    /// Enumerator constants (`memory_cgrp_id`), first definition wins.
+    enumerators: HashMap<String, i64>,
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
@@ -149,6 +152,7 @@ impl Btf {
             name_off: 0,
             ty: Ty::Other { kind: 0 },
         }];
+        let mut enumerators: Vec<(u32, i64)> = Vec::new();
         let mut off = 0usize;
         while off < type_data.len() {
             let id = types.len() as u32;
@@ -172,8 +176,9 @@ impl Btf {
                 },
                 KIND_ARRAY => {
                     let elem = u32_at(type_data, off).ok_or(BtfError::Truncated("array"))?;
+                    let nelems = u32_at(type_data, off + 8).ok_or(BtfError::Truncated("array"))?;
                     off += 12;
-                    Ty::Array { elem }
+                    Ty::Array { elem, nelems }
                 }
                 KIND_STRUCT | KIND_UNION => {
                     let mut members = Vec::with_capacity(vlen);
@@ -201,12 +206,27 @@ impl Btf {
                         size: size_or_type,
                     }
                 }
-                KIND_ENUM => {
-                    off += 8 * vlen;
-                    Ty::Other { kind }
-                }
-                KIND_ENUM64 => {
-                    off += 12 * vlen;
+                KIND_ENUM | KIND_ENUM64 => {
+                    let size = if kind == KIND_ENUM { 8 } else { 12 };
+                    for i in 0..vlen {
+                        let at = off + size * i;
+                        let name = u32_at(type_data, at).ok_or(BtfError::Truncated("enum"))?;
+                        let lo = u32_at(type_data, at + 4).ok_or(BtfError::Truncated("enum"))?;
+                        let value = if kind == KIND_ENUM {
+                            // Signed unless kind_flag says unsigned (6.0+).
+                            if kind_flag {
+                                i64::from(lo)
+                            } else {
+                                i64::from(lo as i32)
+                            }
+                        } else {
+                            let hi =
+                                u32_at(type_data, at + 8).ok_or(BtfError::Truncated("enum"))?;
+                            (u64::from(hi) << 32 | u64::from(lo)) as i64
+                        };
+                        enumerators.push((name, value));
+                    }
+                    off += size * vlen;
                     Ty::Other { kind }
                 }
                 KIND_FWD | KIND_FLOAT => Ty::Other { kind },
@@ -240,7 +260,14 @@ impl Btf {
             strings,
             types,
             by_name: HashMap::new(),
+            enumerators: HashMap::new(),
         };
+        for (name, value) in enumerators {
+            let name = btf.str_at(name).to_owned();
+            if !name.is_empty() {
+                btf.enumerators.entry(name).or_insert(value);
+            }
+        }
         let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
         for (id, t) in btf.types.iter().enumerate().skip(1) {
             if t.name_off != 0 {
@@ -334,6 +361,26 @@ impl Btf {
     /// `vm_area_struct.vm_userfaultfd_ctx.ctx` (members of embedded structs; no
     /// pointer dereferences).
     pub fn field_offset(&self, path: &str) -> Result<u32, FieldError> {
+        self.resolve(path).map(|(off, _)| off)
+    }
+
+    /// The value of enumerator `name` (a C enum constant such as
+    /// `memory_cgrp_id`).
+    pub fn enum_value(&self, name: &str) -> Option<i64> {
+        self.enumerators.get(name).copied()
+    }
+
+    /// The element count of the array member at `path` (`css_set.subsys`).
+    pub fn array_len(&self, path: &str) -> Option<u32> {
+        let (_, id) = self.resolve(path).ok()?;
+        match self.ty(self.strip(id))?.ty {
+            Ty::Array { nelems, .. } => Some(nelems),
+            _ => None,
+        }
+    }
+
+    /// Byte offset and type of the member at `path`.
+    fn resolve(&self, path: &str) -> Result<(u32, u32), FieldError> {
         let mut parts = path.split('.');
         let root = parts
             .next()
@@ -364,7 +411,7 @@ impl Btf {
         if !any {
             return Err(FieldError::BadPath(path.to_owned()));
         }
-        Ok(bits / 8)
+        Ok((bits / 8, id))
     }
 
     /// Size in bytes of the struct (or union) called `name`.
@@ -469,7 +516,7 @@ impl Btf {
                 kind: KIND_ENUM | KIND_ENUM64,
             } => format!("enum {name}"),
             Ty::Other { kind: 0 } if id == 0 => "void".to_owned(),
-            Ty::Array { elem } => format!("{}[]", self.type_name(*elem, depth + 1)),
+            Ty::Array { elem, .. } => format!("{}[]", self.type_name(*elem, depth + 1)),
             Ty::FuncProto { .. } => "fn".to_owned(),
             Ty::Other { kind: KIND_INT } => canonical_int(name),
             _ => name.to_owned(),
@@ -703,5 +750,12 @@ mod tests {
             btf.tracepoint_proto("exit_mmap"),
             Some(vec!["struct mm_struct *".to_owned()])
         );
+        // The memory controller's index in `css_set.subsys` (an enum
+        // constant), within the array.
+        let memcg = btf.enum_value("memory_cgrp_id").expect("CONFIG_MEMCG");
+        let subsys = btf.array_len("css_set.subsys").expect("an array");
+        assert!(memcg >= 0 && (memcg as u32) < subsys, "{memcg} of {subsys}");
+        assert_eq!(btf.enum_value("no_such_enumerator"), None);
+        assert_eq!(btf.array_len("task_struct.pid"), None);
     }
 }

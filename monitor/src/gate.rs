@@ -167,6 +167,7 @@ mod tests {
             hdr_flags: flags,
             probe: monitor_detector::ProbeRef::UNKNOWN,
             cgroup_id: 0,
+            memcg_id: 0,
             data,
         }
     }

@@ -12,6 +12,7 @@
 pub mod btf;
 pub mod btfcheck;
 pub mod build_info;
+pub mod cgroup;
 pub mod cli;
 pub mod daemon;
 pub mod gate;

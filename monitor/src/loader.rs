@@ -176,6 +176,14 @@ pub fn build_config(
             Err(e) => missing.push((field, e.to_string())),
         }
     }
+    // The memory controller's slot in `css_set.subsys`, if the array has it.
+    config.memory_cgrp_id = match (
+        btf.enum_value("memory_cgrp_id"),
+        btf.array_len("css_set.subsys"),
+    ) {
+        (Some(id), Some(len)) if (0..i64::from(len)).contains(&id) => id as u32,
+        _ => monitor_common::config::OFFSET_NONE,
+    };
     config.wakeup_bytes = u64::from(ring_bytes / 16).max(4096);
     let syms = sys::Kallsyms::load(|n| n == "userfaultfd_ioctl");
     config.userfaultfd_ioctl = syms.address("userfaultfd_ioctl").unwrap_or(0);

@@ -19,14 +19,17 @@
 //! through a symbolic link.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashSet, VecDeque},
     fs::File,
     io::{self, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
 };
 
 use monitor_common::catalogue::EventId;
-use monitor_detector::tracefile::{Header, Line, Loss, Summary, to_line};
+use monitor_detector::{
+    tracefile::{Header, Line, Loss, Summary, to_line},
+    workload::{CgroupInfo, Hierarchy},
+};
 use thiserror::Error;
 
 use crate::sys;
@@ -67,6 +70,9 @@ pub struct TraceWriter {
     dropped_total: u64,
     /// Non-event, non-loss lines dropped (findings).
     dropped_other: u64,
+    /// The cgroups this file has a `cgroup` line for (and whether that line
+    /// had the path).
+    cgroups: HashSet<(Hierarchy, u64, bool)>,
 }
 
 fn is_nonempty(m: &BTreeMap<EventId, u64>) -> bool {
@@ -109,7 +115,21 @@ impl TraceWriter {
             dropped_unknown: 0,
             dropped_total: 0,
             dropped_other: 0,
+            cgroups: HashSet::new(),
         }
+    }
+
+    /// Writes a `cgroup` line for `info` unless the file has one already
+    /// (one that knew as much: a resolved line follows an unresolved one).
+    /// Call before pushing the first event that carries its id.
+    pub fn note_cgroup(&mut self, info: &CgroupInfo) {
+        let resolved = info.path.is_some();
+        let key = |r| (info.hierarchy, info.id, r);
+        if self.cgroups.contains(&key(true)) || self.cgroups.contains(&key(resolved)) {
+            return;
+        }
+        self.cgroups.insert(key(resolved));
+        self.push(&Line::Cgroup(info.clone()));
     }
 
     /// Bounds the buffer kept while writes fail.

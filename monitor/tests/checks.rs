@@ -2,12 +2,14 @@
 //! `monitor trace` and checks what the monitor recorded, including that the
 //! hooks the check relies on actually fired.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, process::Command};
 
 use monitor_common::event::hdr;
 use monitor_detector::{Data, Event};
 
-use crate::util::{Recording, TraceRun, scenario};
+use serde_json::Value;
+
+use crate::util::{Recording, TraceRun, run, scenario};
 
 pub fn hook_rung(rec: &Recording, hook: &str) -> &'static str {
     rec.header
@@ -146,7 +148,7 @@ pub fn oom_reap(extra_args: &[&str]) -> Recording {
 
 /// UFFDIO_COPY while the mm changes: every -EAGAIN is recorded, with the
 /// uffd's target mm resolved.
-pub fn uffd_race(event: &str, extra_args: &[&str]) -> (Recording, serde_json::Value) {
+pub fn uffd_race(event: &str, extra_args: &[&str]) -> (Recording, Value) {
     let run = TraceRun::start("uffd", extra_args);
     let report = scenario(&["uffd-race", "--event", event, "--delay-ms", "500"]);
     let (rec, _) = run.stop();
@@ -324,4 +326,181 @@ pub fn migration_batches(rec: &Recording, reason: u32) {
     let ptes: u64 = ends.iter().map(|m| m.ptes_set).sum();
     let set = monitor_common::maps::Stat::MigrationPteSet;
     assert!(summary.stats.get(&set).copied().unwrap_or(0) >= ptes);
+}
+
+/// Fresh cgroups at `rel` below the memory controller's hierarchy and the
+/// cgroup v2 one (the same directory when they are one), removed on drop.
+struct FreshCgroups {
+    dirs: Vec<std::path::PathBuf>,
+    rel: String,
+}
+
+impl FreshCgroups {
+    fn create(rel: &str) -> FreshCgroups {
+        let m = monitor::cgroup::Mounts::discover();
+        let mut roots: Vec<std::path::PathBuf> =
+            [m.root(m.memcg_hierarchy()), m.cgroup2.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(std::path::Path::to_path_buf)
+                .collect();
+        roots.dedup();
+        assert!(!roots.is_empty(), "no cgroup hierarchy mounted: {m:?}");
+        let dirs = roots
+            .iter()
+            .map(|r| {
+                let d = r.join(rel);
+                std::fs::create_dir_all(&d)
+                    .unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+                d
+            })
+            .collect();
+        // On cgroup v2 a cgroup has its own memory controller state only when
+        // its parents enable the controller for their children.
+        if !m.memcg_v1
+            && let Some(v2) = &m.cgroup2
+        {
+            let mut p = v2.clone();
+            for c in rel.split('/').filter(|c| !c.is_empty()) {
+                let ctl = p.join("cgroup.subtree_control");
+                std::fs::write(&ctl, "+memory")
+                    .unwrap_or_else(|e| panic!("+memory in {}: {e}", ctl.display()));
+                p.push(c);
+            }
+        }
+        FreshCgroups {
+            dirs,
+            rel: format!("/{rel}"),
+        }
+    }
+
+    /// Runs a scenario in these cgroups (a shell joins them, then execs it).
+    fn scenario(&self, args: &[&str]) -> Value {
+        let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        let out = run(Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"for d in $CGS; do echo $$ > "$d/cgroup.procs" || exit 97; done; exec "$0" "$@""#,
+            )
+            .arg(crate::util::scenario_bin())
+            .args(args)
+            .env("CGS", dirs.join(" ")));
+        assert!(
+            out.status.success(),
+            "scenario {args:?} in {dirs:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("scenario report")
+    }
+}
+
+impl Drop for FreshCgroups {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            // The leaf, then its parents up to the first component.
+            let mut p = d.clone();
+            for _ in self.rel.split('/').filter(|c| !c.is_empty()) {
+                let _ = std::fs::remove_dir(&p);
+                p.pop();
+            }
+        }
+    }
+}
+
+/// Issue 15 item 7 (host and VM): a workload in a fresh cgroup shaped like a docker
+/// container's (the memory v1 hierarchy on this host, plus the v2 one):
+/// its records carry that cgroup's id, the trace file names its path and
+/// container, and the near miss it causes names them for its task (JSON and
+/// the `analyze` table).
+pub fn cgroup_attribution() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use monitor_detector::workload::Hierarchy;
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let id = format!("{nanos:016x}").repeat(4);
+    let cg = FreshCgroups::create(&format!("mmrace-test.slice/docker-{id}.scope"));
+    let mounts = monitor::cgroup::Mounts::discover();
+    let mem_h = mounts.memcg_hierarchy();
+    let mem_dir = mounts
+        .root(mem_h)
+        .expect("memory hierarchy")
+        .join(&cg.rel[1..]);
+    let mem_ino = std::fs::metadata(&mem_dir).expect("memcg dir").ino();
+
+    let trace = TraceRun::start("cgroup", &[]);
+    let report = cg.scenario(&["uffd-race", "--event", "fork", "--delay-ms", "500"]);
+    let (rec, _) = trace.stop();
+    let pid = report["pid"].as_u64().expect("pid") as u32;
+
+    // Records: the memory cgroup id is the directory's inode number.
+    let copies: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.tgid == pid && matches!(e.data, Data::UffdCopy(_)))
+        .collect();
+    assert!(!copies.is_empty(), "no uffd_copy of {pid}");
+    assert!(
+        copies.iter().all(|e| e.memcg_id == mem_ino),
+        "memcg ids {:?}, the cgroup's inode is {mem_ino}",
+        copies.iter().map(|e| e.memcg_id).collect::<Vec<_>>()
+    );
+    // The file names it, once, before its first record.
+    let line = rec
+        .cgroups
+        .iter()
+        .find(|c| c.hierarchy == mem_h && c.id == mem_ino)
+        .unwrap_or_else(|| panic!("no cgroup line for {mem_ino}: {:?}", rec.cgroups));
+    assert_eq!(line.path.as_deref(), Some(cg.rel.as_str()));
+    assert_eq!(line.workload.container_id.as_deref(), Some(id.as_str()));
+    assert_eq!(line.workload.container_runtime.as_deref(), Some("docker"));
+    let named = rec
+        .text
+        .find(&format!("\"id\":{mem_ino},"))
+        .expect("the line");
+    let first = rec
+        .text
+        .find(&format!("\"memcg_id\":{mem_ino}}}"))
+        .expect("a record");
+    assert!(
+        named < first,
+        "the cgroup line comes before its first record"
+    );
+    // The cgroup v2 id too, where the task could join a v2 cgroup.
+    if let Some(v2) = &mounts.cgroup2 {
+        let ino = std::fs::metadata(v2.join(&cg.rel[1..]))
+            .expect("v2 dir")
+            .ino();
+        assert!(copies.iter().all(|e| e.cgroup_id == ino), "cgroup v2 ids");
+        assert!(
+            rec.cgroups.iter().any(|c| c.hierarchy == Hierarchy::Cgroup2
+                && c.id == ino
+                && c.path.as_deref() == Some(cg.rel.as_str())),
+            "{:?}",
+            rec.cgroups
+        );
+    }
+
+    // Findings: the near miss names the workload of the scenario's task.
+    let findings = rec.findings();
+    let task = findings
+        .iter()
+        .flat_map(|f| &f.tasks)
+        .find(|t| t.tgid == pid && t.memcg_id == mem_ino)
+        .unwrap_or_else(|| panic!("no finding names task {pid}: {findings:#?}"));
+    assert_eq!(task.memcg.as_deref(), Some(cg.rel.as_str()));
+    assert_eq!(task.workload.container_id.as_deref(), Some(id.as_str()));
+    let json = serde_json::to_value(task).expect("json");
+    assert_eq!(json["container_id"], id.as_str());
+    assert_eq!(json["memcg"], cg.rel.as_str());
+    let table = monitor_detector::analyze_texts([("cgroup", rec.text.as_str())]).render_table();
+    assert!(
+        table.lines().any(|l| l.trim_start().starts_with("who: ")
+            && l.contains(&format!("container docker:{}", &id[..12]))
+            && l.contains(&format!("memcg {}", cg.rel))),
+        "{table}"
+    );
 }

@@ -265,3 +265,12 @@ fn a_hook_that_cannot_attach_disables_its_rule_and_nothing_else() {
         "{table}"
     );
 }
+
+/// Issue 15 item 7 on this host's cgroup v1 memory hierarchy (plus the v2
+/// one): `checks::cgroup_attribution`.
+#[test]
+fn records_and_findings_name_the_cgroup_and_container() {
+    require_root!();
+    let _g = serial();
+    checks::cgroup_attribution();
+}

@@ -591,6 +591,7 @@ fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
         mm_gen: 1,
         seq: i + 1,
         cgroup_id: 0,
+        memcg_id: 0,
         hdr_flags: 0,
         probe: monitor_common::catalogue::ProbeId::TpExitMmap.into(),
         data: Data::ExitMmapEnd(MmState { mm_flags: 0x200000 }),

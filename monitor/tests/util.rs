@@ -261,6 +261,8 @@ pub struct Recording {
     pub events: Vec<Event>,
     pub losses: Vec<Loss>,
     pub summary: Option<Summary>,
+    /// The `cgroup` lines.
+    pub cgroups: Vec<monitor_detector::workload::CgroupInfo>,
 }
 
 impl Recording {
@@ -271,6 +273,7 @@ impl Recording {
         let mut events = Vec::new();
         let mut losses = Vec::new();
         let mut summary = None;
+        let mut cgroups = Vec::new();
         for (i, line) in text.lines().enumerate() {
             match parse_line(line).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1)) {
                 Line::Header(h) => {
@@ -281,6 +284,7 @@ impl Recording {
                 Line::Loss(l) => losses.push(l),
                 Line::Summary(s) => summary = Some(s),
                 Line::Finding(_) => {}
+                Line::Cgroup(c) => cgroups.push(c),
             }
         }
         Recording {
@@ -289,6 +293,7 @@ impl Recording {
             events,
             losses,
             summary,
+            cgroups,
         }
     }
 

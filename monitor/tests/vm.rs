@@ -353,3 +353,11 @@ fn benign_churn_has_no_findings() {
         "benign churn produced findings: {findings:#?}"
     );
 }
+
+/// Issue 15 item 7 on pure cgroup v2 (the guest mounts only the unified
+/// hierarchy): the header's `cgroup_id` and `memcg_id` are both v2 ids.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn records_and_findings_name_the_cgroup_v2_and_container() {
+    checks::cgroup_attribution();
+}

@@ -359,12 +359,18 @@ fn tasks_of(evidence: &[Event]) -> Vec<TaskRef> {
                 tgid: v.victim_tgid,
                 comm: c_str(&v.victim_comm).into_owned(),
                 kthread: false,
+                cgroup_id: v.victim_cgroup_id,
+                memcg_id: v.victim_memcg_id,
+                ..TaskRef::default()
             },
             _ => TaskRef {
                 pid: ev.pid,
                 tgid: ev.tgid,
                 comm: ev.comm().into_owned(),
                 kthread: ev.is_kthread(),
+                cgroup_id: ev.cgroup_id,
+                memcg_id: ev.memcg_id,
+                ..TaskRef::default()
             },
         };
         if !tasks.iter().any(|x| x.pid == t.pid) {

@@ -914,6 +914,7 @@ fn odd_event() -> impl Strategy<Value = Line> {
                 tgid: cpu + 1,
                 comm: monitor_common::event::fixed_str("odd"),
                 cgroup_id: 0,
+                memcg_id: 0,
                 task_flags,
                 mm,
                 mm_gen: generation,

@@ -162,6 +162,7 @@ impl Trace {
             mm_gen: if mm.addr == 0 { 0 } else { mm.generation },
             seq,
             cgroup_id: 0,
+            memcg_id: 0,
             hdr_flags,
             probe: {
                 let p = ProbeId::from_name(probe)
@@ -208,6 +209,8 @@ pub fn mark_victim(victim: Task, flags: u64) -> Data {
         uid: 1000,
         mm_flags: flags,
         _pad0: 0,
+        victim_cgroup_id: 0,
+        victim_memcg_id: 0,
     })
 }
 
@@ -759,6 +762,7 @@ pub fn parse_trace(text: &str) -> Result<Trace, String> {
                     mm_gen: generation,
                     seq,
                     cgroup_id: 0,
+                    memcg_id: 0,
                     hdr_flags,
                     probe: ProbeRef::known(probe),
                     data,

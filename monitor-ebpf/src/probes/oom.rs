@@ -81,6 +81,8 @@ pub fn mark_victim(probe: ProbeId, task: u64, uid: u32) {
         p.victim_tgid = kernel::task_tgid(task);
         p.victim_comm = kernel::task_comm(task);
         p.mm_flags = kernel::mm_flags(mm);
+        p.victim_cgroup_id = kernel::task_cgroup_id(task);
+        p.victim_memcg_id = kernel::task_memcg_id(task);
         mm != 0 && pid != 0 && p.mm_flags != 0
     });
 }

@@ -123,6 +123,8 @@ struct TraceSink {
     t0: u64,
     filtered_out: u64,
     shown: u64,
+    /// Cgroup ids → paths for the trace file's `cgroup` lines.
+    cgroups: crate::cgroup::Resolver,
 }
 
 impl TraceSink {
@@ -148,6 +150,9 @@ impl Sink for TraceSink {
             output::STDOUT.line(&line);
         }
         if let Some(w) = &mut self.writer {
+            for c in self.cgroups.for_event(&ev) {
+                w.note_cgroup(&c);
+            }
             w.push(&Line::Event(ev));
         }
     }
@@ -242,6 +247,7 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
         filtered_out: 0,
         shown: 0,
         filter,
+        cgroups: crate::cgroup::Resolver::discover(),
     };
     if let Some(w) = &mut sink.writer {
         w.write_header(Header {

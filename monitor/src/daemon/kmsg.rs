@@ -11,6 +11,9 @@
 //! mm-race-monitor: violation rule=uffd_copy_vs_mm_change pattern=copy_inside_window mm=0xffff8880045a1c00 gen=7 tasks=231/229:scenario,12/12:oom_reaper[k] t=5012331..5098812
 //! ```
 //!
+//! When a task's cgroup names a container or pod (`monitor_detector::workload`),
+//! ` container=<first 12 hex digits> pod=<uid>` follow the tasks.
+//!
 //! The file is opened once, write-only and `O_NONBLOCK`; a write never
 //! blocks the daemon and a failure (no `/dev/kmsg` in the sandbox, `EAGAIN`)
 //! is counted by the caller (`mmrace_kmsg_write_failures_total`) and warned
@@ -122,6 +125,15 @@ pub fn line(f: &Finding) -> String {
     if f.tasks.is_empty() {
         s.push('-');
     }
+    // The workload of the first task whose cgroup names one.
+    if let Some(w) = f.tasks.iter().map(|t| &t.workload).find(|w| !w.is_empty()) {
+        if let Some(id) = &w.container_id {
+            let _ = write!(s, " container={}", clean(id.get(..12).unwrap_or(id)));
+        }
+        if let Some(uid) = &w.pod_uid {
+            let _ = write!(s, " pod={}", clean(uid));
+        }
+    }
     let _ = write!(s, " t={}..{}", f.start_t, f.end_t);
     if s.len() > MAX_LINE {
         let mut cut = MAX_LINE;
@@ -154,12 +166,14 @@ mod tests {
                     tgid: 229,
                     comm: comm.to_owned(),
                     kthread: false,
+                    ..TaskRef::default()
                 },
                 TaskRef {
                     pid: 12,
                     tgid: 12,
                     comm: "oom_reaper".to_owned(),
                     kthread: true,
+                    ..TaskRef::default()
                 },
             ],
             start_t: 5_012_331,
@@ -176,6 +190,22 @@ mod tests {
             line(&finding(Severity::Violation, "scenario")),
             "<2>mm-race-monitor: violation rule=uffd_copy_vs_mm_change pattern=copy_inside_window \
              mm=0xffff8880045a1c00 gen=7 tasks=231/229:scenario,12/12:oom_reaper[k] t=5012331..5098812\n"
+        );
+    }
+
+    #[test]
+    fn the_container_and_pod_follow_the_tasks() {
+        let mut f = finding(Severity::Violation, "scenario");
+        f.tasks[0].workload = monitor_detector::workload::parse_path(
+            "/kubepods/burstable/pod1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9/\
+             0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        );
+        let l = line(&f);
+        assert!(
+            l.contains(
+                ":oom_reaper[k] container=0123456789ab pod=1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9 t="
+            ),
+            "{l}"
         );
     }
 

@@ -28,7 +28,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use monitor_detector::tracefile::{Header, Line};
+use monitor_detector::{
+    tracefile::{Header, Line},
+    workload::CgroupInfo,
+};
 
 use super::{caps::User, config::RecordOptions, metrics::Metrics};
 use crate::{
@@ -306,6 +309,15 @@ impl Recorder {
             c.writer.push(line);
             if matches!(line, Line::Event(_)) {
                 c.delivered += 1;
+            }
+        }
+    }
+
+    /// The `cgroup` lines the next event needs, in the current file.
+    pub fn note_cgroups(&mut self, infos: &[Arc<CgroupInfo>]) {
+        if let Some(c) = &mut self.current {
+            for i in infos {
+                c.writer.note_cgroup(i);
             }
         }
     }

@@ -94,6 +94,8 @@ pub struct DaemonSink {
     stdout_closed: bool,
     /// Violations also go to the kernel log, first (see `kmsg.rs`).
     kmsg: Kmsg,
+    /// Cgroup ids → paths, containers, pods (for findings and the recording).
+    cgroups: crate::cgroup::Resolver,
 }
 
 impl DaemonSink {
@@ -117,11 +119,13 @@ impl DaemonSink {
             stdout_closed: false,
             reopen: Arc::default(),
             kmsg,
+            cgroups: crate::cgroup::Resolver::discover(),
         }
     }
 
     fn report(&mut self, findings: Vec<Finding>) {
-        for f in findings {
+        for mut f in findings {
+            self.cgroups.annotate(&mut f);
             self.findings += 1;
             if !self.kmsg.write(&f) {
                 self.metrics.kmsg_write_failures.inc();
@@ -188,7 +192,11 @@ impl Sink for DaemonSink {
                 .with_label_values(&[w.name()])
                 .observe(ns as f64 / 1e9);
         });
+        // Resolved as the record arrives (its cgroup may be gone by the time
+        // a finding names it); cached, so this is two lookups.
+        let cgroups = self.cgroups.for_event(&ev);
         if let Some(r) = &mut self.recorder {
+            r.note_cgroups(&cgroups);
             r.push(&Line::Event(ev));
         }
         self.report(findings);
