@@ -495,6 +495,8 @@ named! {
         UffdUnmap = 24 => "uffd_unmap",
         UffdRemove = 25 => "uffd_remove",
         UffdEventWait = 26 => "uffd_event_wait",
+        /// A task is freed: the monitor forgets its per-task map entries.
+        TaskFree = 48 => "task_free",
     }
 }
 
@@ -601,6 +603,8 @@ probes! {
     TpSysExitIoctl = 16 => tp_sys_exit_ioctl, UffdIoctl, Tracepoint, [UffdCopy];
     TpSysEnterMrelease = 17 => tp_sys_enter_process_mrelease, ProcessMrelease, Tracepoint, [MreleaseEnter];
     TpSysExitMrelease = 18 => tp_sys_exit_process_mrelease, ProcessMrelease, Tracepoint, [MreleaseExit];
+    /// `sched:sched_process_free` with `TP_PROTO(struct task_struct *p)`: map cleanup only.
+    TpSchedProcessFree = 60 => tp_sched_process_free, TaskFree, TpBtf, [];
 
     // Function rung: fentry/fexit, then kprobe/kretprobe, per target.
     /// `__oom_reap_task_mm(struct mm_struct *mm)` → bool.

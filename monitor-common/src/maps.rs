@@ -66,6 +66,11 @@ pub mod state {
     /// Times a program opened the fault gate (index 5): userspace re-reads it
     /// after closing the gate and reopens the gate if it moved meanwhile.
     pub const GATE_OPENS: u32 = 5;
+    /// Hooks whose stash slots may outlive their call (index 6): bit
+    /// `HookId as u32` is set for hooks attached at the kprobe rung, whose
+    /// kretprobe can miss a return (`maxactive`). When a task is freed its
+    /// slots of these hooks are removed (`sched_process_free`).
+    pub const STASH_HOOKS: u32 = 6;
 }
 
 /// Key of [`STASH`]: one slot per (thread, hook).

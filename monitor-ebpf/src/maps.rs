@@ -22,11 +22,13 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_DEFAULT_BYTES, 0);
 #[map]
 pub static MM_SEQ: HashMap<u64, MmSeq> = HashMap::with_max_entries(MM_SEQ_MAX_ENTRIES, 0);
 
-/// Victim pid → mm, from `oom:mark_victim`.
+/// Victim pid → mm, from `oom:mark_victim`; removed when the victim is
+/// freed and its mm has `MMF_OOM_SKIP` (`probes/task.rs`).
 #[map]
 pub static VICTIMS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(VICTIMS_MAX_ENTRIES, 0);
 
-/// Per-task migration-batch counts (LRU: a task that dies inside a batch ages out).
+/// Per-task migration-batch counts; removed when the task is freed
+/// (`probes/task.rs`).
 #[map]
 pub static TASKS: LruHashMap<u32, TaskScratch> =
     LruHashMap::with_max_entries(TASKS_MAX_ENTRIES, 0);

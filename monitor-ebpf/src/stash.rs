@@ -141,3 +141,30 @@ pub fn open_fault_gate() {
 pub fn fault_gate_open() -> bool {
     STATE.get(state::FAULT_GATE).is_some_and(|v| *v != 0)
 }
+
+/// Forgets the stash slots of a freed thread `tid` for the hooks in
+/// `state::STASH_HOOKS` (those whose return program can miss a return), and
+/// the in-flight count its missed return left raised. Userspace sets the
+/// mask after planning; with no hook at the kprobe rung it is 0 and this
+/// costs one array read.
+#[inline(always)]
+pub fn forget_task(tid: u32) {
+    let mask = match STATE.get(state::STASH_HOOKS) {
+        Some(v) => *v,
+        None => 0,
+    };
+    if mask == 0 {
+        return;
+    }
+    let mut hook = 0u32;
+    while hook < 64 {
+        if mask & (1u64 << hook) != 0 && STASH.remove(StashKey { tid, hook }).is_ok() {
+            if hook == HookId::OomReap as u32 {
+                leave(state::REAPS);
+            } else if hook == HookId::ExitMmap as u32 {
+                leave(state::EXITS);
+            }
+        }
+        hook += 1;
+    }
+}

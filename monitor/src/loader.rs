@@ -282,6 +282,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     {
         set_state_flag(&mut ebpf, state::END_AT_MMDROP)?;
     }
+    set_state(&mut ebpf, state::STASH_HOOKS, stash_hooks(&hooks))?;
     let mounted_tracefs = planner.mounted_tracefs;
     Ok(Loaded {
         ebpf,
@@ -390,6 +391,28 @@ fn unload(prog: &mut Program) {
         Program::RawTracePoint(p) => p.unload(),
         _ => Ok(()),
     };
+}
+
+/// The hooks whose stash slots a freed task may leave behind: those
+/// attached at the kprobe rung, whose kretprobe can miss a return
+/// (`maxactive`); `sched_process_free` removes their slots
+/// (`monitor_common::maps::state::STASH_HOOKS`).
+fn stash_hooks(hooks: &[HookStatus]) -> u64 {
+    hooks
+        .iter()
+        .filter(|h| h.rung == Rung::Kprobe && (h.hook as u32) < 64)
+        .fold(0, |m, h| m | 1 << h.hook as u32)
+}
+
+fn set_state(ebpf: &mut Ebpf, index: u32, value: u64) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(names::STATE)
+        .ok_or_else(|| LoadError::Object("state map missing".into()))?;
+    let mut state: Array<&mut MapData, u64> =
+        Array::try_from(map).map_err(|e| LoadError::Object(e.to_string()))?;
+    state
+        .set(index, value, 0)
+        .map_err(|e| LoadError::Object(e.to_string()))
 }
 
 fn set_state_flag(ebpf: &mut Ebpf, bit: u64) -> Result<(), LoadError> {

@@ -711,6 +711,20 @@ pub const HOOKS: &[HookSpec] = &[
         primary: false,
         candidates: cands!(UFFD_WAIT),
     },
+    HookSpec {
+        id: HookId::TaskFree,
+        what: "delayed_put_task_struct(): a task is freed; its per-task map entries are removed",
+        primary: false,
+        candidates: cands!(tp_cand(
+            "sched:sched_process_free",
+            &[tp(
+                P::TpSchedProcessFree,
+                "sched_process_free",
+                Proto::Leading(&["struct task_struct *"]),
+            )],
+            &[Field::TaskPid],
+        )),
+    },
 ];
 
 /// Finds a hook's plan by name (command-line and configuration input).

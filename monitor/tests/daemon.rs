@@ -1764,3 +1764,107 @@ fn shipped_alerts_go_off_on_real_loss_and_degradation() {
     let (status, _, stderr) = daemon.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+/// Forks `count` children that exit at once; every `compact_every`-th first
+/// writes `/proc/sys/vm/compact_memory`, so compaction migrates pages in its
+/// context and the monitor gives it a `TASKS` entry. Returns the pids of
+/// those. The children make raw system calls only (the test is
+/// multi-threaded: nothing that allocates or locks after `fork`).
+fn short_lived_tasks(count: u32, compact_every: u32) -> BTreeSet<u32> {
+    let path = c"/proc/sys/vm/compact_memory";
+    let mut compacting = BTreeSet::new();
+    for i in 0..count {
+        let compact = i % compact_every == 0;
+        // SAFETY: the child only makes system calls and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: raw system calls on a static path and buffer.
+            unsafe {
+                if compact {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                    if fd >= 0 {
+                        libc::write(fd, c"1".as_ptr().cast(), 1);
+                    }
+                }
+                libc::_exit(0);
+            }
+        }
+        if compact {
+            compacting.insert(pid as u32);
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+    compacting
+}
+
+/// Issue 18 U1: `TASKS` and `VICTIMS` entries of exited tasks were never
+/// removed, so `mmrace_bpf_map_entries` only climbed. Now
+/// `sched:sched_process_free` removes them: after 100 000 short-lived tasks,
+/// 1 000 of which migrated pages (each one a `TASKS` entry, proven by its
+/// records), and a reaped OOM victim (a `VICTIMS` entry), the fill read back
+/// through the loader's map handles is at its baseline again.
+#[test]
+fn u1_per_task_map_entries_go_when_their_tasks_exit() {
+    require_root!();
+    let _g = serial();
+    let dir = TempDir::new("daemon-u1");
+    let file = dir.path().join("monitor.toml");
+    std::fs::write(&file, "[metrics]\nmap_fill_interval = \"1s\"\n").expect("config");
+    let rec = dir.path().join("rec");
+    std::fs::create_dir(&rec).expect("record dir");
+    let daemon = Daemon::start(&[
+        "--config",
+        file.to_str().expect("utf-8"),
+        "--record",
+        rec.to_str().expect("utf-8"),
+    ]);
+    let entries = |s: &Scrape, map: &str| s.value("mmrace_bpf_map_entries", &[("map", map)]);
+    let frees = |s: &Scrape| s.sum("mmrace_program_hits_total", &[("hook", "task_free")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = daemon.scrape();
+    let (tasks0, victims0) = (entries(&before, "TASKS"), entries(&before, "VICTIMS"));
+
+    let compacting = short_lived_tasks(100_000, 100);
+    scenario(&["oom-reap", "--release-ms", "500"]);
+    // Other tasks of the host may hold an entry meanwhile (kcompactd, a
+    // process migrating right now): a few, never the 1 000 of the test.
+    let after = daemon.scrape_until("the map fill returns to its baseline", |s| {
+        entries(s, "TASKS") <= tasks0 + 8.0
+            && entries(s, "VICTIMS") <= victims0
+            && frees(s) >= frees(&before) + 100_000.0
+    });
+    println!(
+        "TASKS {tasks0} -> {}, VICTIMS {victims0} -> {}, {} frees",
+        entries(&after, "TASKS"),
+        entries(&after, "VICTIMS"),
+        frees(&after) - frees(&before)
+    );
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{stderr}");
+
+    // The entries existed: the children's batches were recorded (a batch
+    // start is what creates an entry), and a victim was marked.
+    let files = read_record_dir(&rec);
+    let migrated: BTreeSet<u32> = files
+        .iter()
+        .flat_map(RecordFile::events)
+        .filter(|e| e.kind() == "migrate_start" && compacting.contains(&e.pid))
+        .map(|e| e.pid)
+        .collect();
+    assert!(
+        migrated.len() >= 900,
+        "only {} of {} compacting children started a migration batch",
+        migrated.len(),
+        compacting.len()
+    );
+    assert!(
+        files
+            .iter()
+            .flat_map(RecordFile::events)
+            .any(|e| e.kind() == "mark_victim"),
+        "no OOM victim was marked"
+    );
+}

@@ -7,4 +7,5 @@ pub mod fault;
 pub mod migrate;
 pub mod mm;
 pub mod oom;
+pub mod task;
 pub mod uffd;

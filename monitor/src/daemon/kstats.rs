@@ -21,13 +21,15 @@ use aya::{
 };
 use monitor_common::{
     catalogue::ProbeId,
-    maps::{self as names, MmSeq, TaskScratch},
+    maps::{self as names, MmSeq, Stash, StashKey, TaskScratch},
 };
 
 /// Map values as plain bytes: only keys are read, and the wire structs do not
 /// implement `aya::Pod` (monitor-common does not depend on aya).
 type MmSeqBytes = [u8; size_of::<MmSeq>()];
 type TaskBytes = [u8; size_of::<TaskScratch>()];
+type StashKeyBytes = [u8; size_of::<StashKey>()];
+type StashBytes = [u8; size_of::<Stash>()];
 
 use super::metrics::Metrics;
 use crate::loader::Loaded;
@@ -122,6 +124,7 @@ enum FillMap {
     MmSeq(HashMap<MapData, u64, MmSeqBytes>),
     Tasks(HashMap<MapData, u32, TaskBytes>),
     Victims(HashMap<MapData, u32, u64>),
+    Stash(HashMap<MapData, StashKeyBytes, StashBytes>),
 }
 
 /// A program of this daemon, for `bpf_prog_info`.
@@ -168,6 +171,8 @@ impl KernelStats {
         maps.push((names::TASKS, max, FillMap::Tasks(HashMap::try_from(m)?)));
         let (max, m) = dup_map(loaded, names::VICTIMS)?;
         maps.push((names::VICTIMS, max, FillMap::Victims(HashMap::try_from(m)?)));
+        let (max, m) = dup_map(loaded, names::STASH)?;
+        maps.push((names::STASH, max, FillMap::Stash(HashMap::try_from(m)?)));
 
         let mut progs = Vec::new();
         let mut recursion_misses = false;
@@ -224,6 +229,7 @@ impl KernelStats {
             FillMap::MmSeq(m) => walk(m, max),
             FillMap::Tasks(m) => walk(m, max),
             FillMap::Victims(m) => walk(m, max),
+            FillMap::Stash(m) => walk(m, max),
         }
     }
 

@@ -460,7 +460,8 @@ impl Metrics {
                 opts(
                     "bpf_map_entries",
                     "Entries in the monitor's BPF hash maps (MM_SEQ: mms tracked in the kernel; \
-                     TASKS, VICTIMS), read every metrics.map_fill_interval.",
+                     TASKS, VICTIMS, STASH: per-task state, removed when the task is freed), \
+                     read every metrics.map_fill_interval.",
                 ),
                 &["map"],
             )?,
