@@ -73,6 +73,41 @@ pub mod state {
     pub const STASH_HOOKS: u32 = 6;
 }
 
+/// The attach-time sanity read (`monitor/src/sanity.rs`): a raw tracepoint
+/// program, never attached, that userspace runs once with
+/// `BPF_PROG_TEST_RUN` in its own context. It reads fields of `current` at
+/// the offsets resolved from the BTF it was given and the same facts
+/// through helpers that need no offsets, into [`SANITY`].
+pub const SANITY_PROGRAM: &str = "sanity_read";
+/// `u64` array written by [`SANITY_PROGRAM`], indexed by [`sanity`].
+pub const SANITY: &str = "SANITY";
+pub const SANITY_ENTRIES: u32 = 16;
+
+/// Indices of [`SANITY`].
+pub mod sanity {
+    /// 1 once the program ran.
+    pub const RAN: u32 = 0;
+    /// `bpf_get_current_pid_tgid()` (tgid << 32 | pid): no offsets.
+    pub const HELPER_PID_TGID: u32 = 1;
+    /// `task_struct.tgid << 32 | task_struct.pid`, read at the offsets.
+    pub const PID_TGID: u32 = 2;
+    /// `bpf_get_current_comm()`, two words.
+    pub const HELPER_COMM: u32 = 3;
+    /// `task_struct.comm` at its offset, two words.
+    pub const COMM: u32 = 5;
+    /// `task_struct.flags`.
+    pub const TASK_FLAGS: u32 = 7;
+    /// `task_struct.mm` and word 0 of its `mm_struct.flags`.
+    pub const MM: u32 = 8;
+    pub const MM_FLAGS: u32 = 9;
+    /// `bpf_get_current_cgroup_id()`: no offsets.
+    pub const HELPER_CGROUP_ID: u32 = 10;
+    /// `task->cgroups->dfl_cgrp->kn->id` at the offsets.
+    pub const CGROUP_ID: u32 = 11;
+    /// `task->cgroups->subsys[memory_cgrp_id]->cgroup->kn->id`.
+    pub const MEMCG_ID: u32 = 12;
+}
+
 /// Key of [`STASH`]: one slot per (thread, hook).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

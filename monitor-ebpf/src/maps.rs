@@ -7,9 +7,9 @@ use aya_ebpf::{
 use monitor_common::{
     catalogue::{MAX_EVENT_ID, MAX_PROBES},
     maps::{
-        COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, MM_SEQ_MAX_ENTRIES, MmSeq, STASH_MAX_ENTRIES,
-        STATE_ENTRIES, STATS_ENTRIES, Stash, StashKey, TASKS_MAX_ENTRIES, TaskScratch,
-        VICTIMS_MAX_ENTRIES,
+        COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, MM_SEQ_MAX_ENTRIES, MmSeq, SANITY_ENTRIES,
+        STASH_MAX_ENTRIES, STATE_ENTRIES, STATS_ENTRIES, Stash, StashKey, TASKS_MAX_ENTRIES,
+        TaskScratch, VICTIMS_MAX_ENTRIES,
     },
 };
 
@@ -47,6 +47,10 @@ pub static STACK_MOVES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024
 /// the programs keep (indices in `monitor_common::maps::state`).
 #[map]
 pub static STATE: Array<u64> = Array::with_max_entries(STATE_ENTRIES, 0);
+
+/// What the attach-time sanity read found (`sanity.rs`).
+#[map]
+pub static SANITY: Array<u64> = Array::with_max_entries(SANITY_ENTRIES, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_ENTRIES, 0);

@@ -5,6 +5,7 @@ mod emit;
 mod kernel;
 mod maps;
 mod probes;
+mod sanity;
 mod stamp;
 mod stash;
 

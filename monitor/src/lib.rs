@@ -23,6 +23,7 @@ pub mod output;
 pub mod plan;
 pub mod render;
 pub mod report;
+pub mod sanity;
 pub mod secfs;
 pub mod session;
 pub mod sys;

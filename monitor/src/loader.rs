@@ -250,6 +250,26 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
     };
 
+    // Before anything is attached: the kernel confirms the offsets.
+    match crate::sanity::check(&mut ebpf, &config, &crate::cgroup::Mounts::discover()) {
+        Ok(crate::sanity::Outcome::Agrees(n)) => {
+            log::debug!("sanity read: {n} fields agree with the running kernel");
+        }
+        Ok(crate::sanity::Outcome::NotRun(why)) => log::warn!(
+            "cannot sanity-read kernel fields at the offsets from {} ({why}): if that BTF is \
+             not the running kernel's, records may be wrong",
+            opts.btf_path.display()
+        ),
+        Err(message) => {
+            return Err(LoadError::BtfMismatch {
+                path: opts.btf_path.clone(),
+                message: format!(
+                    "it does not describe the running kernel: read at its offsets, {message}"
+                ),
+            });
+        }
+    }
+
     let symbols = plan::function_symbols();
     let kallsyms = sys::Kallsyms::load(|name| {
         let base = name.split('.').next().unwrap_or(name);

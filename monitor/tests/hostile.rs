@@ -826,54 +826,6 @@ fn u10_u12_surprising_input_gets_a_warning() {
 // ---------------------------------------------------------------------------
 // D5: BTF of another kernel.
 
-/// The review's mangler: the BTF of the running kernel with `mm_struct`'s
-/// members moved by 8 bytes (valid BTF, the wrong layout).
-fn shift_mm_struct(btf: &[u8]) -> Vec<u8> {
-    let mut d = btf.to_vec();
-    let u32_at = |d: &[u8], o: usize| u32::from_le_bytes(d[o..o + 4].try_into().expect("4"));
-    let hl = u32_at(&d, 4) as usize;
-    let (toff, tlen, soff) = (
-        u32_at(&d, 8) as usize,
-        u32_at(&d, 12) as usize,
-        u32_at(&d, 16) as usize,
-    );
-    let (tb, sb) = (hl + toff, hl + soff);
-    let name = |d: &[u8], o: u32| {
-        let s = &d[sb + o as usize..];
-        String::from_utf8_lossy(&s[..s.iter().position(|b| *b == 0).expect("nul")]).into_owned()
-    };
-    let extra = |k: u32| match k {
-        1 | 14 | 17 => 4,
-        3 => 12,
-        _ => 0,
-    };
-    let per = |k: u32| match k {
-        4 | 5 | 15 | 19 => 12,
-        6 | 13 => 8,
-        _ => 0,
-    };
-    let mut p = tb;
-    while p < tb + tlen {
-        let (no, info) = (u32_at(&d, p), u32_at(&d, p + 4));
-        let (kind, vlen, kflag) = ((info >> 24) & 0x1f, (info & 0xffff) as usize, info >> 31);
-        let q = p + 12;
-        if (kind == 4 || kind == 5) && name(&d, no) == "mm_struct" {
-            for i in 0..vlen {
-                let o = q + 12 * i + 8;
-                let mo = u32_at(&d, o);
-                let mo = if kflag != 0 {
-                    ((mo >> 24) << 24) | ((mo & 0xff_ffff) + 64)
-                } else {
-                    mo + 64
-                };
-                d[o..o + 4].copy_from_slice(&mo.to_le_bytes());
-            }
-        }
-        p = q + extra(kind) + per(kind) * vlen;
-    }
-    d
-}
-
 /// D5: `check` accepted such a file with exit 0 and `trace` went blind.
 /// Now both refuse it naming the field; an exact copy of the kernel's BTF
 /// elsewhere is still accepted.
@@ -886,7 +838,7 @@ fn d5_btf_that_does_not_describe_the_running_kernel_is_refused() {
     };
     let dir = TempDir::new("d5");
     let bad = dir.path().join("shifted.btf");
-    std::fs::write(&bad, shift_mm_struct(&raw)).expect("write");
+    std::fs::write(&bad, crate::checks::shift_mm_struct(&raw)).expect("write");
     let bad = bad.to_str().expect("utf-8");
     for args in [
         vec!["check", "--btf", bad],
@@ -915,6 +867,15 @@ fn d5_btf_that_does_not_describe_the_running_kernel_is_refused() {
 /// attach the syscall tracepoints, then is SIGKILLed. The first release kept
 /// the mount for its whole run, so it stayed; now it is released right after
 /// attach.
+/// D5, the kernel's own word: the attach-time sanity read refuses a wrong
+/// layout the file checks cannot see (`checks::sanity_read`).
+#[test]
+fn d5_the_sanity_read_refuses_a_wrong_layout_the_file_checks_cannot_see() {
+    require_root!();
+    let _g = serial();
+    crate::checks::sanity_read();
+}
+
 #[test]
 fn d6_sigkill_of_trace_leaves_no_tracefs_mount() {
     require_root!();

@@ -354,6 +354,15 @@ fn benign_churn_has_no_findings() {
     );
 }
 
+/// Issue 18 D5 on a guest kernel (function rungs, its own BTF layout): the
+/// sanity read agrees with the kernel's BTF and refuses a shifted
+/// `mm_struct` once the kernel's own BTF is hidden.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn btf_sanity_read_agrees_and_refuses_a_shifted_layout() {
+    checks::sanity_read();
+}
+
 /// Issue 15 item 7 on pure cgroup v2 (the guest mounts only the unified
 /// hierarchy): the header's `cgroup_id` and `memcg_id` are both v2 ids.
 #[test]
