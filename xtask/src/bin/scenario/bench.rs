@@ -22,7 +22,7 @@ use crate::{
     bpfstats::{self, StatsEnabled},
     hold::{fork_child, touch_anon},
     sys::{self, Memcg, wait_child},
-    uffd::Uffd,
+    uffd_storm::{self, StormResult},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -452,41 +452,20 @@ fn profile(w: Workload, args: &BenchArgs, v: &Variant) -> anyhow::Result<Value> 
     }))
 }
 
-/// UFFDIO_COPY calls that fail fast (-EEXIST on a filled page): each is one
-/// ioctl, one record. `threads` threads each run `count` of them, paced at
-/// `rate`/s per thread (0 = flat out); returns the achieved total rate.
+/// UFFDIO_COPY calls that fail fast with -EAGAIN inside a held change
+/// window: each is one ioctl and one record on every rung. `threads` threads
+/// each run `count` of them, paced at `rate`/s per thread (0 = flat out);
+/// returns the achieved total rate.
 fn uffd_burst(count: u64, rate: u64, threads: usize) -> anyhow::Result<f64> {
     let start = Instant::now();
     let workers: Vec<_> = (0..threads)
-        .map(|_| std::thread::spawn(move || uffd_burst_thread(count, rate)))
+        .map(|_| std::thread::spawn(move || uffd_storm::storm(count, rate, StormResult::Eagain)))
         .collect();
     for w in workers {
         w.join()
             .map_err(|_| anyhow::anyhow!("burst thread panicked"))??;
     }
     Ok((count * threads as u64) as f64 / start.elapsed().as_secs_f64())
-}
-
-fn uffd_burst_thread(count: u64, rate: u64) -> anyhow::Result<()> {
-    let page = sys::page_size();
-    let uffd = Uffd::open(0)?;
-    let area = sys::mmap_anon(page)?;
-    uffd.register_missing(area, page)?;
-    let src = touch_anon(page)?;
-    if uffd.copy(area, src, page) <= 0 {
-        bail!("priming UFFDIO_COPY failed");
-    }
-    let start = Instant::now();
-    for i in 0..count {
-        let _ = uffd.copy(area, src, page);
-        if rate > 0 && i % 1000 == 0 {
-            let due = Duration::from_secs_f64(i as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Per variant: paced rates up to what the generator can reach with the
