@@ -13,6 +13,7 @@ pub mod btf;
 pub mod btfcheck;
 pub mod build_info;
 pub mod cli;
+pub mod compress;
 pub mod daemon;
 pub mod gate;
 pub mod ingest;
