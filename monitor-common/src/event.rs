@@ -116,6 +116,11 @@ pub trait Fields {
     fn for_each(&self, out: &mut dyn FnMut(&'static str, Value<'_>));
     /// Sets field `name` (a trace-file name); `Ok(false)` if there is none.
     fn set(&mut self, name: &str, token: Token<'_>) -> Result<bool, BadValue>;
+    /// Brings every field to the value the trace file can express (unknown
+    /// bits and codes dropped, padding zeroed, strings as they would read
+    /// back), so a decoded record equals its own trace line read back: the
+    /// daemon's detector and `analyze` of its recording see the same event.
+    fn canonicalize(&mut self);
 }
 
 /// How one kind of field is shown and read (the `= kind` of a catalogue
@@ -123,6 +128,8 @@ pub trait Fields {
 pub trait Kind<T> {
     fn get(v: &T) -> Option<Value<'_>>;
     fn set(v: &mut T, t: Token<'_>) -> Option<()>;
+    /// `v` as [`Kind::set`] would give it back from [`Kind::get`]'s value.
+    fn canon(_v: &mut T) {}
     const EXPECTED: &'static str;
 }
 
@@ -199,12 +206,15 @@ pub mod kind {
         const EXPECTED: &'static str = "a hex string or a number";
     }
 
-    impl<T> Kind<T> for Pad {
+    impl<T: Default> Kind<T> for Pad {
         fn get(_: &T) -> Option<Value<'_>> {
             None
         }
         fn set(_: &mut T, _: Token<'_>) -> Option<()> {
             Some(())
+        }
+        fn canon(v: &mut T) {
+            *v = T::default();
         }
         const EXPECTED: &'static str = "anything";
     }
@@ -218,6 +228,9 @@ pub mod kind {
             *v = u32::from(b);
             Some(())
         }
+        fn canon(v: &mut u32) {
+            *v = u32::from(*v != 0);
+        }
         const EXPECTED: &'static str = "true or false";
     }
 
@@ -230,6 +243,9 @@ pub mod kind {
             let Token::Str(s) = t else { return None };
             *v = crate::event::fixed_str(s);
             Some(())
+        }
+        fn canon(v: &mut [u8; N]) {
+            crate::event::canon_cstr(v);
         }
         const EXPECTED: &'static str = "a string";
     }
@@ -249,6 +265,14 @@ pub mod kind {
                 _ => return None,
             };
             Some(())
+        }
+        fn canon(v: &mut u32) {
+            use crate::event::fault_entry::{SEEN, UNSTABLE};
+            *v = if *v & SEEN == 0 {
+                0
+            } else {
+                *v & (SEEN | UNSTABLE)
+            };
         }
         const EXPECTED: &'static str = "true, false or null";
     }
@@ -281,6 +305,9 @@ pub mod kind {
             *v = N::code(s)?;
             Some(())
         }
+        fn canon(v: &mut u32) {
+            *v = N::code(N::name(*v)).unwrap_or(0);
+        }
         const EXPECTED: &'static str = "a known name";
     }
 }
@@ -295,6 +322,36 @@ pub fn fixed_str<const N: usize>(s: &str) -> [u8; N] {
     }
     out[..len].copy_from_slice(&s.as_bytes()[..len]);
     out
+}
+
+/// `v` as its trace-file text reads back: the bytes up to the first NUL,
+/// invalid UTF-8 replaced as the writer replaces it, cut to fit with a NUL.
+/// (`String::from_utf8_lossy` then [`fixed_str`], without allocating.)
+pub fn canon_cstr<const N: usize>(v: &mut [u8; N]) {
+    let end = v.iter().position(|b| *b == 0).unwrap_or(N);
+    let mut out = [0u8; N];
+    let room = N.saturating_sub(1);
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        if len + bytes.len() > room {
+            return false;
+        }
+        out[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+        true
+    };
+    'chunks: for chunk in v[..end].utf8_chunks() {
+        let mut buf = [0u8; 4];
+        for c in chunk.valid().chars() {
+            if !push(c.encode_utf8(&mut buf).as_bytes()) {
+                break 'chunks;
+            }
+        }
+        if !chunk.invalid().is_empty() && !push("\u{FFFD}".as_bytes()) {
+            break;
+        }
+    }
+    *v = out;
 }
 
 /// The bytes of a NUL-terminated string up to the NUL.
@@ -355,6 +412,10 @@ macro_rules! payloads {
                     }
                 )*
                 Ok(false)
+            }
+
+            fn canonicalize(&mut self) {
+                $(<$kind as $crate::event::Kind<$ty>>::canon(&mut self.$field);)*
             }
         }
     )*};

@@ -13,12 +13,12 @@
 
 pub use crate::limits::{DetectorStats, FindingCounts, Limits};
 use crate::{
-    bounded::BoundedMap,
     era::Era,
     event::{Data, Event},
     finding::{Finding, FindingKind},
-    rules::{self, Close, Ctx, Globals, MmRules, RuleCoverage},
-    sequencer::{MmKey, Released, Sequencer, ends_generation},
+    rules::{self, Close, Ctx, Globals, MmRules, RuleCoverage, RulePool},
+    sequencer::{MmKey, Push, Released, Sequencer, Stream, ends_generation},
+    slots::{Idx, Slots},
     tracefile::{Header, HookStatus, Line, Loss},
     windows::Window,
 };
@@ -66,7 +66,10 @@ pub struct Detector {
     era: Era,
     coverage: Vec<RuleCoverage>,
     sequencer: Sequencer,
-    mms: BoundedMap<MmKey, MmRules>,
+    /// Per mm generation, in one slot: the sequencer's stream and the rules'
+    /// state (each bounded by `Limits::max_mms`).
+    slots: Slots<Stream, MmRules>,
+    pool: RulePool,
     globals: Globals,
     stats: DetectorStats,
     /// Release index of the last event handed to the rules.
@@ -84,7 +87,8 @@ impl Detector {
         let limits = &config.limits;
         Detector {
             sequencer: Sequencer::new(limits.reorder_window, limits.max_mms),
-            mms: BoundedMap::new(limits.max_mms),
+            slots: Slots::new(limits.max_mms, limits.max_mms),
+            pool: RulePool::default(),
             globals: Globals::new(limits),
             era,
             coverage,
@@ -117,7 +121,7 @@ impl Detector {
 
     /// Number of mm generations currently tracked.
     pub fn tracked_mms(&self) -> usize {
-        self.mms.len()
+        self.slots.rules_len()
     }
 
     /// The race windows that closed since the last call, with their duration
@@ -146,14 +150,19 @@ impl Detector {
             return out;
         }
         self.stats.events += 1;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        if self.sequencer.push(&ev, &mut scratch, &mut self.stats) {
-            self.on_event(&ev, &mut out);
+        if let Push::First(slot) =
+            self.sequencer
+                .push(&mut self.slots, &ev, &mut self.scratch, &mut self.stats)
+        {
+            self.on_event(&ev, slot, &mut out);
         }
-        for r in scratch.drain(..) {
-            self.dispatch(r, &mut out);
+        if !self.scratch.is_empty() {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            for r in scratch.drain(..) {
+                self.dispatch(r, &mut out);
+            }
+            self.scratch = scratch;
         }
-        self.scratch = scratch;
         out
     }
 
@@ -197,7 +206,7 @@ impl Detector {
                 kinds.join(", ")
             }
         );
-        for mm in self.mms.values_mut() {
+        for mm in self.slots.rules_mut() {
             mm.on_loss(&rules, &note);
         }
         if rules.contains(&FindingKind::ReaperExitOverlap) {
@@ -217,13 +226,14 @@ impl Detector {
             return out;
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.sequencer.flush(&mut scratch, &mut self.stats);
+        self.sequencer
+            .flush(&mut self.slots, &mut scratch, &mut self.stats);
         for r in scratch.drain(..) {
             self.dispatch(r, &mut out);
         }
         self.scratch = scratch;
-        for key in self.mms.sorted_keys() {
-            self.end_generation(key, Close::EndOfInput, None, &mut out);
+        for key in self.slots.rules_keys() {
+            self.end_generation(key, None, Close::EndOfInput, None, &mut out);
         }
         self.finished = true;
         out
@@ -231,35 +241,39 @@ impl Detector {
 
     fn dispatch(&mut self, r: Released, out: &mut Vec<Finding>) {
         match r {
-            Released::Event(ev) => self.on_event(&ev, out),
+            Released::Event(ev) => self.on_event(&ev, None, out),
             Released::Gap { key, missing } => {
                 if !self.config.seq_gaps_are_loss {
                     return;
                 }
                 let note = format!("{missing} record(s) of this mm missing from its sequence");
-                if let Some(mm) = self.mms.peek_mut(&key) {
+                if let Some(mm) = self.slots.find(key).and_then(|i| self.slots.rules(i)) {
                     mm.on_loss(FindingKind::ALL, &note);
                 }
             }
             Released::Replaced { old } => {
                 if self.config.seq_gaps_are_loss {
                     self.stats.generations_end_lost += 1;
-                    self.end_generation(old, Close::EndLost, None, out);
+                    self.end_generation(old, None, Close::EndLost, None, out);
                 } else {
                     // Filtered trace: the end record may simply have been
                     // filtered out.
-                    self.end_generation(old, Close::GenerationEnd, None, out);
+                    self.end_generation(old, None, Close::GenerationEnd, None, out);
                 }
             }
         }
     }
 
-    fn on_event(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    /// Hands a released event to the rules. `slot` is its stream's slot
+    /// when the sequencer just found it (then the rules' state is reached
+    /// without hashing the key again).
+    fn on_event(&mut self, ev: &Event, slot: Option<Idx>, out: &mut Vec<Finding>) {
         self.released += 1;
         let Detector {
             era,
             config,
-            mms,
+            slots,
+            pool,
             globals,
             stats,
             released,
@@ -287,31 +301,42 @@ impl Detector {
             return;
         }
         let key: MmKey = (ev.mm, if ev.is_sequenced() { ev.mm_gen } else { 0 });
-        // Looked up first, inserted only when absent: one hash on the usual path.
-        if let Some(mm) = mms.get_mut(&key) {
-            mm.on_event(ev, globals, &mut ctx);
-        } else {
-            let (mm, evicted) = mms.get_or_insert_with(key, || MmRules::new(key));
-            mm.on_event(ev, globals, &mut ctx);
-            if let Some((_, dropped)) = evicted {
-                ctx.stats.mms_evicted += 1;
-                ctx.stats.windows_dropped += dropped.open_windows();
+        let idx = match slots.find_rules(key, slot) {
+            Ok((i, mm)) => {
+                mm.on_event(ev, globals, &mut ctx, pool);
+                i
             }
-            ctx.stats.peak_mms = ctx.stats.peak_mms.max(mms.len() as u64);
-        }
+            Err(idx) => {
+                let (i, evicted) = slots.insert_rules(key, idx, MmRules::new(key));
+                if let Some(mm) = slots.rules(i) {
+                    mm.on_event(ev, globals, &mut ctx, pool);
+                }
+                if let Some((_, dropped)) = evicted {
+                    ctx.stats.mms_evicted += 1;
+                    ctx.stats.windows_dropped += dropped.open_windows();
+                }
+                ctx.stats.peak_mms = ctx.stats.peak_mms.max(slots.rules_len() as u64);
+                i
+            }
+        };
         if key.1 != 0 && ends_generation(ev) {
-            self.end_generation(key, Close::GenerationEnd, Some(ev), out);
+            self.end_generation(key, Some(idx), Close::GenerationEnd, Some(ev), out);
         }
     }
 
     fn end_generation(
         &mut self,
         key: MmKey,
+        slot: Option<Idx>,
         close: Close,
         end: Option<&Event>,
         out: &mut Vec<Finding>,
     ) {
-        let Some(mm) = self.mms.remove(&key) else {
+        let idx = match slot {
+            Some(i) if self.slots.is(i, key) => Some(i),
+            _ => self.slots.find(key),
+        };
+        let Some(mm) = idx.and_then(|i| self.slots.take_rules(i)) else {
             return;
         };
         let mut ctx = Ctx {
@@ -322,6 +347,6 @@ impl Detector {
             windows: &mut self.windows,
             at: self.released,
         };
-        mm.end(close, end, &mut self.globals, &mut ctx);
+        mm.end(close, end, &mut self.globals, &mut ctx, &mut self.pool);
     }
 }

@@ -55,6 +55,7 @@ pub mod json;
 pub mod limits;
 pub mod rules;
 pub mod sequencer;
+mod slots;
 pub mod tracefile;
 pub mod windows;
 

@@ -23,14 +23,15 @@
 //!   sequence entry even when the ring buffer is full): it is reported as
 //!   `Released::Replaced`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque, hash_map::Entry};
 
 use monitor_common::event::hdr;
 
 use crate::{
-    bounded::{BoundedMap, DetMap},
+    bounded::DetMap,
     detector::DetectorStats,
     event::{Data, Event},
+    slots::{Idx, Slots},
 };
 
 /// `(mm address, generation)`; generation 0 is the pseudo-generation of
@@ -52,7 +53,20 @@ pub(crate) enum Released {
     },
 }
 
-struct Stream {
+/// What became of the record given to [`Sequencer::push`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Released ahead of everything the push appended (it is then not copied
+    /// into `out`), with the slot of its stream if it has one: an
+    /// unsequenced record, or the next record of its stream, which is what
+    /// almost every record is.
+    First(Option<Idx>),
+    /// Held for reordering, dropped as a straggler, or appended to `out`.
+    Later,
+}
+
+/// The sequencer's part of an mm generation's slot.
+pub(crate) struct Stream {
     /// The next expected sequence number; `None` until the start is known.
     next: Option<u64>,
     /// Held events by sequence number, each with its arrival index.
@@ -66,124 +80,16 @@ impl Stream {
             .flat_map(|v| v.iter().map(|(a, _)| *a))
             .min()
     }
-}
 
-pub(crate) struct Sequencer {
-    streams: BoundedMap<MmKey, Stream>,
-    /// The live generation per address.
-    current_gen: DetMap<u64, u64>,
-    /// (deadline in arrivals, key): when a held event's wait runs out.
-    deadlines: VecDeque<(u64, MmKey)>,
-    /// Recently ended streams, to recognise stragglers.
-    ended: DetMap<MmKey, ()>,
-    ended_fifo: VecDeque<MmKey>,
-    max_ended: usize,
-    arrivals: u64,
-    window: u64,
-}
-
-/// Whether this event ends its generation.
-pub(crate) fn ends_generation(ev: &Event) -> bool {
-    ev.hdr_flags & hdr::END_GENERATION != 0 || matches!(ev.data, Data::MmDrop(_))
-}
-
-impl Sequencer {
-    pub(crate) fn new(window: u64, max_streams: usize) -> Self {
-        Sequencer {
-            streams: BoundedMap::new(max_streams),
-            current_gen: DetMap::default(),
-            deadlines: VecDeque::new(),
-            ended: DetMap::default(),
-            ended_fifo: VecDeque::new(),
-            max_ended: max_streams.clamp(16, 65_536),
-            arrivals: 0,
-            window: window.max(1),
+    /// Places an arriving record: advances `next` and returns false when the
+    /// record is released now, true when it must be held.
+    fn place(&mut self, ev: &Event, stats: &mut DetectorStats) -> bool {
+        if self.next.is_none() && (ev.hdr_flags & hdr::NEW_GENERATION != 0 || ev.seq == 1) {
+            self.next = Some(ev.seq);
         }
-    }
-
-    /// Accepts one record in arrival order; appends what can be released.
-    /// Returns `true` when `ev` itself is released ahead of everything
-    /// appended (it is then not copied into `out`): an unsequenced record, or
-    /// the next record of a stream with nothing held, which is what almost
-    /// every record is.
-    pub(crate) fn push(
-        &mut self,
-        ev: &Event,
-        out: &mut Vec<Released>,
-        stats: &mut DetectorStats,
-    ) -> bool {
-        self.arrivals += 1;
-        let first = if !ev.is_sequenced() {
-            if ev.mm != 0 {
-                stats.unsequenced += 1;
-            }
-            true
-        } else if self.in_order(ev) {
-            true
-        } else {
-            self.accept(*ev, out, stats);
-            false
-        };
-        self.expire(out, stats);
-        first
-    }
-
-    /// The common case, with one lookup: `ev` is the next record of a known
-    /// stream that holds nothing and it does not end the generation. What
-    /// `accept` would do then comes down to advancing `next`: a stream
-    /// exists only for a key that has not ended and is its mm's current
-    /// generation (`accept` creates it after checking both; ending, replacing
-    /// and evicting a stream remove it).
-    fn in_order(&mut self, ev: &Event) -> bool {
-        if ends_generation(ev) {
-            return false;
-        }
-        let Some(stream) = self.streams.get_mut(&(ev.mm, ev.mm_gen)) else {
-            return false;
-        };
-        if stream.next != Some(ev.seq) || !stream.pending.is_empty() {
-            return false;
-        }
-        stream.next = Some(ev.seq.saturating_add(1));
-        true
-    }
-
-    /// End of input: every held event is released, every gap declared.
-    pub(crate) fn flush(&mut self, out: &mut Vec<Released>, stats: &mut DetectorStats) {
-        for key in self.streams.sorted_keys() {
-            self.resolve(key, true, out, stats);
-        }
-        self.deadlines.clear();
-    }
-
-    fn accept(&mut self, ev: Event, out: &mut Vec<Released>, stats: &mut DetectorStats) {
-        let key: MmKey = (ev.mm, ev.mm_gen);
-        if self.ended.contains_key(&key) {
-            stats.late_after_end += 1;
-            return;
-        }
-        match self.current_gen.insert(ev.mm, ev.mm_gen) {
-            Some(old_gen) if old_gen != ev.mm_gen => {
-                // The old generation's end record never arrived.
-                let old = (ev.mm, old_gen);
-                self.resolve(old, true, out, stats);
-                self.streams.remove(&old);
-                self.mark_ended(old);
-                out.push(Released::Replaced { old });
-            }
-            _ => {}
-        }
-        let arrivals = self.arrivals;
-        let (stream, evicted) = self.streams.get_or_insert_with(key, || Stream {
-            next: None,
-            pending: BTreeMap::new(),
-        });
-        if stream.next.is_none() && (ev.hdr_flags & hdr::NEW_GENERATION != 0 || ev.seq == 1) {
-            stream.next = Some(ev.seq);
-        }
-        let held = match stream.next {
+        match self.next {
             Some(n) if ev.seq == n => {
-                stream.next = Some(n.saturating_add(1));
+                self.next = Some(n.saturating_add(1));
                 false
             }
             Some(n) if ev.seq < n => {
@@ -197,7 +103,127 @@ impl Sequencer {
             }
             // Ahead of the expected number, or the start is not known yet.
             _ => true,
+        }
+    }
+}
+
+/// The streams themselves live in the detector's [`Slots`] (one lookup per
+/// record finds both a stream and its rules' state); the sequencer keeps what
+/// is not per stream.
+pub(crate) struct Sequencer {
+    /// The live generation per address: exactly the addresses with a stream.
+    current_gen: DetMap<u64, u64>,
+    /// (deadline in arrivals, key): when a held event's wait runs out.
+    deadlines: VecDeque<(u64, MmKey)>,
+    /// Recently ended streams, to recognise stragglers.
+    ended: DetMap<MmKey, ()>,
+    ended_fifo: VecDeque<MmKey>,
+    max_ended: usize,
+    arrivals: u64,
+    window: u64,
+}
+
+/// Whether this event ends its generation.
+#[inline]
+pub(crate) fn ends_generation(ev: &Event) -> bool {
+    ev.hdr_flags & hdr::END_GENERATION != 0 || matches!(ev.data, Data::MmDrop(_))
+}
+
+type Streams<R> = Slots<Stream, R>;
+
+impl Sequencer {
+    pub(crate) fn new(window: u64, max_streams: usize) -> Self {
+        Sequencer {
+            current_gen: DetMap::default(),
+            deadlines: VecDeque::new(),
+            ended: DetMap::default(),
+            ended_fifo: VecDeque::new(),
+            max_ended: max_streams.clamp(16, 65_536),
+            arrivals: 0,
+            window: window.max(1),
+        }
+    }
+
+    /// Accepts one record in arrival order; appends what can be released.
+    ///
+    /// A record of a stream that exists needs no more checks than its place
+    /// in the stream: a stream exists only for a key that has not ended and
+    /// is its mm's current generation (`accept_new` creates it after checking
+    /// both; ending, replacing and evicting a stream remove it).
+    #[inline]
+    pub(crate) fn push<R>(
+        &mut self,
+        slots: &mut Streams<R>,
+        ev: &Event,
+        out: &mut Vec<Released>,
+        stats: &mut DetectorStats,
+    ) -> Push {
+        self.arrivals += 1;
+        let first = if !ev.is_sequenced() {
+            if ev.mm != 0 {
+                stats.unsequenced += 1;
+            }
+            Push::First(None)
+        } else {
+            match slots.find_stream((ev.mm, ev.mm_gen)) {
+                Some((idx, stream)) => {
+                    if stream.place(ev, stats) {
+                        self.hold(stream, *ev, stats);
+                        Push::Later
+                    } else {
+                        let nothing_held = stream.pending.is_empty();
+                        if ends_generation(ev) {
+                            self.end(slots, (ev.mm, ev.mm_gen), out, stats);
+                        } else if !nothing_held {
+                            self.drain(slots, (ev.mm, ev.mm_gen), out, stats);
+                        }
+                        Push::First(Some(idx))
+                    }
+                }
+                None => self.accept_new(slots, ev, out, stats),
+            }
         };
+        if !self.deadlines.is_empty() {
+            self.expire(slots, out, stats);
+        }
+        first
+    }
+
+    /// A record of a key without a stream: a new generation, a straggler of
+    /// an ended one, or a stream joined midway.
+    #[inline(never)]
+    fn accept_new<R>(
+        &mut self,
+        slots: &mut Streams<R>,
+        ev: &Event,
+        out: &mut Vec<Released>,
+        stats: &mut DetectorStats,
+    ) -> Push {
+        let key: MmKey = (ev.mm, ev.mm_gen);
+        if self.ended.contains_key(&key) {
+            stats.late_after_end += 1;
+            return Push::Later;
+        }
+        let at = out.len();
+        match self.current_gen.insert(ev.mm, ev.mm_gen) {
+            Some(old_gen) if old_gen != ev.mm_gen => {
+                // The old generation's end record never arrived.
+                let old = (ev.mm, old_gen);
+                self.resolve(slots, old, true, out, stats);
+                if let Some(i) = slots.find(old) {
+                    slots.take_stream(i);
+                }
+                self.mark_ended(old);
+                out.push(Released::Replaced { old });
+            }
+            _ => {}
+        }
+        let mut stream = Stream {
+            next: None,
+            pending: BTreeMap::new(),
+        };
+        let held = stream.place(ev, stats);
+        let (idx, evicted) = slots.insert_stream(key, stream);
         if let Some((evicted_key, old)) = evicted {
             stats.streams_evicted += 1;
             if self.current_gen.get(&evicted_key.0) == Some(&evicted_key.1) {
@@ -212,30 +238,62 @@ impl Sequencer {
             }
         }
         if held {
-            if let Some(stream) = self.streams.peek_mut(&key) {
-                stream
-                    .pending
-                    .entry(ev.seq)
-                    .or_default()
-                    .push((arrivals, ev));
+            if let Some(stream) = slots.stream(idx) {
+                self.hold(stream, *ev, stats);
             }
-            stats.held += 1;
-            self.deadlines.push_back((arrivals + self.window, key));
-            return;
+            return Push::Later;
         }
-        let ends = ends_generation(&ev);
-        out.push(Released::Event(ev));
-        if ends {
-            self.end(key, out, stats);
+        // A new stream holds nothing: nothing to drain after `ev`.
+        let first = out.len() == at;
+        if !first {
+            out.push(Released::Event(*ev));
+        }
+        if ends_generation(ev) {
+            self.end(slots, key, out, stats);
+        }
+        if first {
+            Push::First(Some(idx))
         } else {
-            self.drain(key, out, stats);
+            Push::Later
         }
     }
 
+    fn hold(&mut self, stream: &mut Stream, ev: Event, stats: &mut DetectorStats) {
+        let arrivals = self.arrivals;
+        let key = (ev.mm, ev.mm_gen);
+        stream
+            .pending
+            .entry(ev.seq)
+            .or_default()
+            .push((arrivals, ev));
+        stats.held += 1;
+        self.deadlines.push_back((arrivals + self.window, key));
+    }
+
+    /// End of input: every held event is released, every gap declared.
+    pub(crate) fn flush<R>(
+        &mut self,
+        slots: &mut Streams<R>,
+        out: &mut Vec<Released>,
+        stats: &mut DetectorStats,
+    ) {
+        for key in slots.stream_keys() {
+            self.resolve(slots, key, true, out, stats);
+        }
+        self.deadlines.clear();
+    }
+
     /// Releases held events that are now in order.
-    fn drain(&mut self, key: MmKey, out: &mut Vec<Released>, stats: &mut DetectorStats) {
+    fn drain<R>(
+        &mut self,
+        slots: &mut Streams<R>,
+        key: MmKey,
+        out: &mut Vec<Released>,
+        stats: &mut DetectorStats,
+    ) {
+        let Some(idx) = slots.find(key) else { return };
         let mut ended = false;
-        while let Some(stream) = self.streams.peek_mut(&key) {
+        while let Some(stream) = slots.stream(idx) {
             let Some(next) = stream.next else { break };
             let Some(mut first) = stream.pending.first_entry() else {
                 break;
@@ -260,13 +318,22 @@ impl Sequencer {
             }
         }
         if ended {
-            self.end(key, out, stats);
+            self.end(slots, key, out, stats);
         }
     }
 
     /// The stream has ended: release anything still held, forget it.
-    fn end(&mut self, key: MmKey, out: &mut Vec<Released>, stats: &mut DetectorStats) {
-        if let Some(stream) = self.streams.remove(&key) {
+    #[inline(never)]
+    fn end<R>(
+        &mut self,
+        slots: &mut Streams<R>,
+        key: MmKey,
+        out: &mut Vec<Released>,
+        stats: &mut DetectorStats,
+    ) {
+        if let Some(stream) = slots.find(key).and_then(|i| slots.take_stream(i))
+            && !stream.pending.is_empty()
+        {
             for (_, events) in stream.pending {
                 for (_, ev) in events {
                     stats.late_records += 1;
@@ -274,8 +341,10 @@ impl Sequencer {
                 }
             }
         }
-        if self.current_gen.get(&key.0) == Some(&key.1) {
-            self.current_gen.remove(&key.0);
+        if let Entry::Occupied(e) = self.current_gen.entry(key.0)
+            && *e.get() == key.1
+        {
+            e.remove();
         }
         self.mark_ended(key);
     }
@@ -291,13 +360,18 @@ impl Sequencer {
         }
     }
 
-    fn expire(&mut self, out: &mut Vec<Released>, stats: &mut DetectorStats) {
+    fn expire<R>(
+        &mut self,
+        slots: &mut Streams<R>,
+        out: &mut Vec<Released>,
+        stats: &mut DetectorStats,
+    ) {
         while let Some(&(deadline, key)) = self.deadlines.front() {
             if deadline > self.arrivals {
                 break;
             }
             self.deadlines.pop_front();
-            self.resolve(key, false, out, stats);
+            self.resolve(slots, key, false, out, stats);
         }
     }
 
@@ -305,8 +379,9 @@ impl Sequencer {
     /// the gap in front of the oldest held event (if its wait is over, or
     /// unconditionally when `all`) and releases what follows. Every held event
     /// has its own deadline entry, so nothing needs re-arming here.
-    fn resolve(
+    fn resolve<R>(
         &mut self,
+        slots: &mut Streams<R>,
         key: MmKey,
         all: bool,
         out: &mut Vec<Released>,
@@ -315,7 +390,7 @@ impl Sequencer {
         loop {
             let arrivals = self.arrivals;
             let window = self.window;
-            let Some(stream) = self.streams.peek_mut(&key) else {
+            let Some(stream) = slots.find(key).and_then(|i| slots.stream(i)) else {
                 return;
             };
             let Some(oldest) = stream.oldest_arrival() else {
@@ -343,7 +418,7 @@ impl Sequencer {
                 Some(_) => {}
             }
             // Releases at least the event at `min_seq`, so the loop progresses.
-            self.drain(key, out, stats);
+            self.drain(slots, key, out, stats);
         }
     }
 }
@@ -373,22 +448,34 @@ mod tests {
 
     /// What the detector does with a push: a record released first goes
     /// ahead of what the push appended.
-    fn push(s: &mut Sequencer, e: Event, out: &mut Vec<Released>, stats: &mut DetectorStats) {
+    fn push(
+        (s, slots): &mut (Sequencer, Streams<()>),
+        e: Event,
+        out: &mut Vec<Released>,
+        stats: &mut DetectorStats,
+    ) {
         let at = out.len();
-        if s.push(&e, out, stats) {
+        if let Push::First(_) = s.push(slots, &e, out, stats) {
             out.insert(at, Released::Event(e));
         }
     }
 
+    fn sequencer(window: u64, max_streams: usize) -> (Sequencer, Streams<()>) {
+        (
+            Sequencer::new(window, max_streams),
+            Slots::new(max_streams, max_streams),
+        )
+    }
+
     /// Feeds events, returns what was released as compact strings.
     fn run(window: u64, input: Vec<Event>) -> (Vec<String>, DetectorStats) {
-        let mut s = Sequencer::new(window, 1024);
+        let mut s = sequencer(window, 1024);
         let mut stats = DetectorStats::default();
         let mut out = Vec::new();
         for e in input {
             push(&mut s, e, &mut out, &mut stats);
         }
-        s.flush(&mut out, &mut stats);
+        s.0.flush(&mut s.1, &mut out, &mut stats);
         let shown = out
             .iter()
             .map(|r| match r {
@@ -490,7 +577,7 @@ mod tests {
 
     #[test]
     fn an_evicted_stream_releases_what_it_held() {
-        let mut s = Sequencer::new(100, 1);
+        let mut s = sequencer(100, 1);
         let mut stats = DetectorStats::default();
         let mut out = Vec::new();
         push(&mut s, ev(0xa, 1, 1, 0), &mut out, &mut stats);

@@ -281,7 +281,7 @@ impl Drop for Tmpfs {
 /// but at the very end fails, like `monitor analyze`).
 fn lines_of(path: &Path) -> Vec<Line> {
     // Plain or compressed (`.gz`/`.zst`): decoded whole, as analyze reads it.
-    let file = std::io::BufReader::new(std::fs::File::open(path).expect("trace file"));
+    let file = BufReader::new(std::fs::File::open(path).expect("trace file"));
     let (_, mut r) = monitor::compress::reader(file).expect("trace file");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut r, &mut text)

@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::Value;
 
+use monitor_common::catalogue::{EventId, MAX_EVENT_ID};
+
 use crate::{
     era::Era,
     event::{Data, Event, c_str},
@@ -385,6 +387,12 @@ pub(crate) trait MmRule: Sized {
     fn wants(_ev: &Event) -> bool {
         true
     }
+    /// Makes `self` (a finished generation's state, from the pool) the fresh
+    /// state of `key`, as [`MmRule::new`] would. A rule may override it to
+    /// keep its buffers' capacity.
+    fn reuse(&mut self, key: MmKey) {
+        *self = Self::new(key);
+    }
     fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>);
     /// Records this rule cares about were lost while it held this state.
     fn on_loss(&mut self, note: &str);
@@ -432,8 +440,32 @@ impl Globals {
     }
 }
 
-/// Declares `MmRules` (every rule's optional state for one mm generation)
-/// and the coverage of all rules, from one list of the rule types.
+/// The rules each event kind is routed to, as bits by [`FindingKind`]
+/// number, indexed by event id.
+static ROUTES: [u8; MAX_EVENT_ID as usize] = {
+    let mut t = [0u8; MAX_EVENT_ID as usize];
+    let mut i = 0;
+    while i < EventId::ALL.len() {
+        let id = EventId::ALL[i];
+        let rules = id.rules();
+        let mut j = 0;
+        while j < rules.len() {
+            t[id as usize] |= 1 << rules[j] as u8;
+            j += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// Spare boxes of rule state kept per rule for reuse: most mm generations
+/// live for a handful of records, so their state is made and dropped at the
+/// rate of process lives.
+const SPARE_STATES: usize = 256;
+
+/// Declares `MmRules` (every rule's optional state for one mm generation),
+/// the pool its boxes are reused from, and the coverage of all rules, from
+/// one list of the rule types.
 macro_rules! mm_rules {
     ($($field:ident: $rule:ty,)*) => {
         /// All rules' state for one mm generation. Each rule's part is created
@@ -443,26 +475,48 @@ macro_rules! mm_rules {
             $($field: Option<Box<$rule>>,)*
         }
 
+        /// Boxes of rule state whose generation ended, reused for the next
+        /// ones (at most [`SPARE_STATES`] per rule).
+        #[derive(Default)]
+        pub(crate) struct RulePool {
+            $($field: Vec<Box<$rule>>,)*
+        }
+
         impl MmRules {
             pub(crate) fn new(key: MmKey) -> Self {
                 MmRules { key, $($field: None,)* }
             }
 
-            pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
-                for rule in ev.id().rules() {
-                    $(
-                        if *rule == <$rule as MmRule>::RULE {
-                            let part = match &mut self.$field {
-                                Some(p) => p,
-                                slot if <$rule as MmRule>::wants(ev) => {
-                                    slot.insert(Box::new(<$rule as MmRule>::new(self.key)))
-                                }
-                                _ => continue,
-                            };
+            pub(crate) fn on_event(
+                &mut self,
+                ev: &Event,
+                g: &mut Globals,
+                ctx: &mut Ctx<'_>,
+                pool: &mut RulePool,
+            ) {
+                // In `Rule` order, which is the order of every catalogue
+                // row's rule list (a test checks it).
+                let routed = ROUTES[ev.id() as usize];
+                $(
+                    if routed & (1 << <$rule as MmRule>::RULE as u8) != 0 {
+                        let part = match &mut self.$field {
+                            Some(p) => Some(p),
+                            slot if <$rule as MmRule>::wants(ev) => {
+                                Some(slot.insert(match pool.$field.pop() {
+                                    Some(mut b) => {
+                                        b.reuse(self.key);
+                                        b
+                                    }
+                                    None => Box::new(<$rule as MmRule>::new(self.key)),
+                                }))
+                            }
+                            _ => None,
+                        };
+                        if let Some(part) = part {
                             <$rule as MmRule>::on_event(part, ev, g, ctx);
                         }
-                    )*
-                }
+                    }
+                )*
             }
 
             /// Records of this generation (or of kinds that matter to `rules`)
@@ -484,10 +538,14 @@ macro_rules! mm_rules {
                 end_event: Option<&Event>,
                 g: &mut Globals,
                 ctx: &mut Ctx<'_>,
+                pool: &mut RulePool,
             ) {
                 $(
                     if let Some(mut s) = self.$field {
                         <$rule as MmRule>::end(&mut s, close, end_event, g, ctx);
+                        if pool.$field.len() < SPARE_STATES {
+                            pool.$field.push(s);
+                        }
                     }
                 )*
             }
@@ -497,6 +555,10 @@ macro_rules! mm_rules {
                 0 $(+ self.$field.as_ref().map_or(0, |s| <$rule as MmRule>::open_windows(s)))*
             }
         }
+
+        /// The rules in field order (routing calls them in this order).
+        #[cfg(test)]
+        const FIELD_ORDER: &[FindingKind] = &[$(<$rule as MmRule>::RULE),*];
 
         /// The coverage of every rule, in [`FindingKind::ALL`] order. Pure:
         /// `monitor check`, the metrics and the analyzer all call this.
@@ -522,4 +584,24 @@ pub(crate) fn details<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<Str
 
 pub(crate) fn hex(v: u64) -> Value {
     Value::from(format!("{v:#x}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event routed to several rules reaches them in the order its
+    /// catalogue row lists them, as it did when routing walked that list:
+    /// the rows list rules in `FindingKind` order and so do the fields.
+    #[test]
+    fn routing_order_is_the_catalogue_order() {
+        assert!(FIELD_ORDER.is_sorted(), "{FIELD_ORDER:?}");
+        assert_eq!(FIELD_ORDER.len(), FindingKind::ALL.len());
+        for id in EventId::ALL {
+            assert!(id.rules().is_sorted(), "{id:?}: {:?}", id.rules());
+            let bits = ROUTES[*id as usize];
+            let want = id.rules().iter().fold(0u8, |b, r| b | 1 << *r as u8);
+            assert_eq!(bits, want, "{id:?}");
+        }
+    }
 }

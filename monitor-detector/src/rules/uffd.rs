@@ -148,9 +148,11 @@ impl State {
     }
 
     pub(crate) fn on_event(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
-        let n = ctx.note(ev);
+        // The event is noted (copied) only where it is kept: most copies
+        // are kept nowhere.
         match &ev.data {
             Data::UffdChangeBegin(c) => {
+                let n = ctx.note(ev);
                 let opening = !matches!(
                     self.window,
                     Some(UffdWindow {
@@ -183,7 +185,7 @@ impl State {
                     if UffdEventKind::of(c) != UffdEventKind::Unknown {
                         w.kinds.insert(UffdEventKind::of(c).name());
                     }
-                    w.w.push(n);
+                    w.w.push(ctx.note(ev));
                 }
                 if self.changes.is_empty() {
                     self.close(Close::WindowEnd, ctx);
@@ -202,7 +204,7 @@ impl State {
                 }
                 self.mfills.push(Mfill {
                     pid: ev.pid,
-                    start: n,
+                    start: ctx.note(ev),
                     epoch,
                     mmap_changing: c.mmap_changing,
                 });
@@ -222,33 +224,33 @@ impl State {
                     if let Some(m) = &start {
                         w.w.push(m.start.clone());
                     }
-                    w.w.push(n);
+                    w.w.push(ctx.note(ev));
                 } else if c.ret > 0 {
-                    self.mfill_success(start, n, ctx);
+                    self.mfill_success(start, ctx.note(ev), ctx);
                 }
             }
             Data::UffdCopy(c) => {
                 if c.ret == EAGAIN {
                     let w = self.window(Source::Observed, ctx);
                     w.eagain += 1;
-                    w.w.push(n);
+                    w.w.push(ctx.note(ev));
                 } else if c.ret >= 0 {
                     match &mut self.window {
                         Some(w) if w.source == Source::Change => {
                             w.copied += 1;
-                            w.w.push(n);
+                            w.w.push(ctx.note(ev));
                         }
                         Some(w) => {
                             // The check passed: the counter was back to zero.
                             w.copied += 1;
-                            w.w.push(n);
+                            w.w.push(ctx.note(ev));
                             self.close(Close::WindowEnd, ctx);
                         }
                         None => {}
                     }
                 }
             }
-            Data::UffdCopyDone(c) => self.copy_done(ev, c, n, ctx),
+            Data::UffdCopyDone(c) => self.copy_done(ev, c, ctx),
             Data::Fork(_) => {
                 if let Some(w) = &mut self.window
                     && w.source == Source::Observed
@@ -256,7 +258,7 @@ impl State {
                     // sched_process_fork fires after the fork handshake:
                     // the fork's window is over.
                     w.kinds.insert("fork");
-                    w.w.push(n);
+                    w.w.push(ctx.note(ev));
                     self.close(Close::WindowEnd, ctx);
                 }
             }
@@ -268,13 +270,14 @@ impl State {
 
     /// One copy of the in-kernel filter: the `uffd_copy` and `mfill_*`
     /// logic of one record, with the start state the kernel folded in.
-    fn copy_done(&mut self, ev: &Event, c: &UffdCopyDone, n: Noted, ctx: &mut Ctx<'_>) {
+    fn copy_done(&mut self, ev: &Event, c: &UffdCopyDone, ctx: &mut Ctx<'_>) {
         use monitor_common::event::copy_window::{MFILL_HOOKED, OPEN_AT_START, SAME_WINDOW};
         if c.mfill_start_ns != 0 && ev.t >= c.mfill_start_ns {
             ctx.windows
                 .push((RaceWindow::UffdioCopy, ev.t - c.mfill_start_ns));
         }
         if c.ret == EAGAIN {
+            let n = ctx.note(ev);
             let w = self.window(Source::Observed, ctx);
             w.eagain += 1;
             w.w.push(n);
@@ -283,6 +286,7 @@ impl State {
         if c.ret < 0 {
             return;
         }
+        let n = ctx.note(ev);
         let changing_now = !self.changes.is_empty();
         match &mut self.window {
             Some(w) if w.source == Source::Change => {
@@ -455,6 +459,18 @@ impl State {
 impl MmRule for State {
     const RULE: FindingKind = KIND;
     mm_rule_common!();
+    /// Keeps the capacity of the brackets' lists (copies come in bursts).
+    fn reuse(&mut self, key: MmKey) {
+        let mut changes = std::mem::take(&mut self.changes);
+        let mut mfills = std::mem::take(&mut self.mfills);
+        changes.clear();
+        mfills.clear();
+        *self = State {
+            changes,
+            mfills,
+            ..State::new(key)
+        };
+    }
     fn on_event(&mut self, ev: &Event, _: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, ctx);
     }
