@@ -194,6 +194,9 @@ named! {
         UffdCopyExists = 11 => "uffd_copy_eexist",
         UffdCopyAgain = 12 => "uffd_copy_eagain",
         UffdCopyOther = 13 => "uffd_copy_other",
+        /// `UFFD_CTX` was full once: from then on every UFFDIO_COPY is
+        /// recorded (`state::UFFD_RECORD_ALL`), as before the filter.
+        UffdCtxMapFull = 14 => "uffd_ctx_map_full",
     }
 }
 

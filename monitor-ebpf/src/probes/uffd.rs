@@ -257,7 +257,7 @@ fn ctx_state_create(uctx: u64) -> *mut UffdCtxState {
         // Erring means recording every copy, never missing a window.
         stash::set_flag(state::UFFD_RECORD_ALL);
         stash::enter(state::UFFD_ACTIVE);
-        stat(Stat::TaskMapFull);
+        stat(Stat::UffdCtxMapFull);
     }
     p
 }
