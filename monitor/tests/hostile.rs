@@ -553,24 +553,10 @@ fn d3_recording_on_a_full_disk_never_tears_and_tells_the_truth() {
     assert!(rc == 0 || rc == 1, "analyze: {rc}: {err}");
 }
 
-/// D3 at the writer: with a 16 KiB retry buffer on a full 64 KiB tmpfs,
-/// lines beyond the buffer are dropped and counted, a loss line marks the
-/// gap, and the summary's `written`/`recorder_dropped` match the file.
-#[test]
-fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
-    require_root!();
-    use monitor::tracefile::TraceWriter;
-    use monitor_detector::{
-        Data, Event,
-        event::MmState,
-        tracefile::{FORMAT_NAME, FORMAT_VERSION, Header},
-    };
-    let fs = Tmpfs::new("writer", "64k");
-    let path = fs.path().join("t.jsonl");
-    let mut w = TraceWriter::create(&path, false)
-        .expect("create")
-        .with_limit(16 << 10);
-    w.write_header(Header {
+/// The header of the trace files the writer tests make.
+fn writer_test_header() -> monitor_detector::tracefile::Header {
+    use monitor_detector::tracefile::{FORMAT_NAME, FORMAT_VERSION, Header};
+    Header {
         format: FORMAT_NAME.to_owned(),
         version: FORMAT_VERSION,
         wire_version: 1,
@@ -582,8 +568,23 @@ fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
         start_unix_ms: 1,
         hooks: Vec::new(),
         filters: Default::default(),
-    })
-    .expect("header");
+    }
+}
+
+/// D3 at the writer: with a 16 KiB retry buffer on a full 64 KiB tmpfs,
+/// lines beyond the buffer are dropped and counted, a loss line marks the
+/// gap, and the summary's `written`/`recorder_dropped` match the file.
+#[test]
+fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
+    require_root!();
+    use monitor::tracefile::TraceWriter;
+    use monitor_detector::{Data, Event, event::MmState};
+    let fs = Tmpfs::new("writer", "64k");
+    let path = fs.path().join("t.jsonl");
+    let mut w = TraceWriter::create(&path, false)
+        .expect("create")
+        .with_limit(16 << 10);
+    w.write_header(writer_test_header()).expect("header");
     let filler = fs.fill(6 << 10);
     let ev = |i: u64| Event {
         t: 10 + i,
@@ -634,28 +635,11 @@ fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
 fn d3_a_compressed_member_cut_by_a_full_disk_is_written_again_whole() {
     require_root!();
     use monitor::tracefile::TraceWriter;
-    use monitor_detector::{
-        Data, Event,
-        event::MmState,
-        tracefile::{FORMAT_NAME, FORMAT_VERSION, Header},
-    };
+    use monitor_detector::{Data, Event, event::MmState};
     let fs = Tmpfs::new("writer-gz", "64k");
     let path = fs.path().join("t.jsonl.gz");
     let mut w = TraceWriter::create(&path, false).expect("create");
-    w.write_header(Header {
-        format: FORMAT_NAME.to_owned(),
-        version: FORMAT_VERSION,
-        wire_version: 1,
-        monitor_version: "test".to_owned(),
-        kernel_release: "6.18".to_owned(),
-        hostname: "h".to_owned(),
-        bpf_object: "atomic".to_owned(),
-        start_ktime_ns: 1,
-        start_unix_ms: 1,
-        hooks: Vec::new(),
-        filters: Default::default(),
-    })
-    .expect("header");
+    w.write_header(writer_test_header()).expect("header");
     let header_bytes = w.len();
     let filler = fs.fill(2 << 10);
     // Lines that compress poorly (pseudo-random times): more than 2 KiB of gzip.
