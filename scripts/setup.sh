@@ -97,7 +97,8 @@ if [ "$for_tests" -eq 1 ]; then
     # (kubernetes-validate and checkov below), curl.
     # chromium: the HTML report opened headless (monitor/tests/report.rs);
     # nodejs + npm (if the machine has no Node.js): Grafana's schema types.
-    pkgs=(qemu-system-x86 busybox-static xz-utils zstd prometheus util-linux procps systemd strace
+    # stress-ng: the benchmark workloads (`cargo xtask bench`, host and guest).
+    pkgs=(qemu-system-x86 busybox-static xz-utils zstd prometheus util-linux procps systemd strace stress-ng
           mmdebstrap e2fsprogs lintian buildah podman runc jq file binutils llvm man-db python3-venv curl
           chromium)
     command -v npm >/dev/null || pkgs+=(nodejs npm)

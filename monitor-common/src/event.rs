@@ -449,6 +449,20 @@ pub mod fault_entry {
     pub const UNSTABLE: u32 = 1 << 1;
 }
 
+/// [`crate::catalogue::UffdCopyDone::window`] bits.
+pub mod copy_window {
+    /// The `mfill` hook was attached: the copy's start state below is known
+    /// (without it the detector cannot tell a copy that began inside a window).
+    pub const MFILL_HOOKED: u32 = 1 << 0;
+    /// A change window was open on the copy's context when it entered `mfill`.
+    pub const OPEN_AT_START: u32 = 1 << 1;
+    /// That window was still open, never closed in between, when the copy
+    /// returned (same opening time).
+    pub const SAME_WINDOW: u32 = 1 << 2;
+    /// A change window was open on the context at the copy's return.
+    pub const OPEN_AT_END: u32 = 1 << 3;
+}
+
 /// How a reap event was observed ([`crate::catalogue::Reap::source`]).
 pub mod reap_source {
     /// `oom:*_task_reaping` tracepoints (the `oom_reaper` kthread only).

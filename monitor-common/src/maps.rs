@@ -41,7 +41,14 @@ pub const STASH_MAX_ENTRIES: u32 = 16_384;
 /// Small global state written by userspace after planning and read by the
 /// programs: index [`state::FLAGS`] holds [`state`] flag bits.
 pub const STATE: &str = "STATE";
-pub const STATE_ENTRIES: u32 = 8;
+pub const STATE_ENTRIES: u32 = 16;
+
+/// Per-userfaultfd-context change windows as the change hooks saw them:
+/// `u64` ctx pointer → [`UffdCtxState`]. An entry exists only while a window
+/// is open or an observed window waits for its closing copy, so the map stays
+/// small; a full map makes every copy a record (`state::UFFD_RECORD_ALL`).
+pub const UFFD_CTX: &str = "UFFD_CTX";
+pub const UFFD_CTX_MAX_ENTRIES: u32 = 4096;
 
 /// Indices and flags of [`STATE`].
 pub mod state {
@@ -71,6 +78,33 @@ pub mod state {
     /// kretprobe can miss a return (`maxactive`). When a task is freed its
     /// slots of these hooks are removed (`sched_process_free`).
     pub const STASH_HOOKS: u32 = 6;
+    /// userfaultfd activity anywhere (index 8): change windows open, contexts
+    /// with an observed (`-EAGAIN`) window pending, copies in flight whose
+    /// start saw a window. While it is 0 a UFFDIO_COPY costs one array read
+    /// and one per-CPU count; only otherwise is [`super::UFFD_CTX`] consulted.
+    pub const UFFD_ACTIVE: u32 = 8;
+    /// `uffd_ioctl` is attached (flag): the ioctl's return writes the one
+    /// record per copy and the `mfill` programs only keep its bracket.
+    pub const UFFD_FOLD_AT_IOCTL: u64 = 1 << 1;
+    /// `mfill_copy` is attached at a function rung (flag): a copy with no
+    /// bracket began outside any window on its context.
+    pub const UFFD_MFILL_HOOKED: u64 = 1 << 2;
+    /// [`super::UFFD_CTX`] was full once (flag): every copy becomes a record,
+    /// as before the filter, rather than missing a window.
+    pub const UFFD_RECORD_ALL: u64 = 1 << 3;
+}
+
+/// Value of [`UFFD_CTX`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UffdCtxState {
+    /// Change begins not yet ended on this context.
+    pub open: u64,
+    /// Kernel time the current window opened (identifies it).
+    pub opened_ns: u64,
+    /// 1 while an `-EAGAIN` recorded outside any window waits for the next
+    /// successful copy (the detector's observed window).
+    pub observed: u64,
 }
 
 /// The attach-time sanity read (`monitor/src/sanity.rs`): a raw tracepoint
@@ -196,15 +230,44 @@ named! {
         TaskMapFull = 4 => "task_map_full",
         /// `handle_mm_fault` returns whose entry was not seen (filter state lost).
         FaultUnmatchedReturn = 5 => "fault_unmatched_return",
+        /// Every UFFDIO_COPY the hooks reported, recorded or not, by result:
+        /// succeeded, `-EEXIST`, `-EAGAIN`, other errors.
+        UffdCopyOk = 10 => "uffd_copy_ok",
+        UffdCopyExists = 11 => "uffd_copy_eexist",
+        UffdCopyAgain = 12 => "uffd_copy_eagain",
+        UffdCopyOther = 13 => "uffd_copy_other",
+        /// `UFFD_CTX` was full once: from then on every UFFDIO_COPY is
+        /// recorded (`state::UFFD_RECORD_ALL`), as before the filter.
+        UffdCtxMapFull = 14 => "uffd_ctx_map_full",
     }
 }
 
 pub const STATS_ENTRIES: u32 = 16;
+
+impl Stat {
+    /// For the counts of UFFDIO_COPY calls: the result they are counted
+    /// under (`ok`, `eexist`, `eagain`, `other`).
+    pub const fn uffd_copy_result(self) -> Option<&'static str> {
+        match self {
+            Stat::UffdCopyOk => Some("ok"),
+            Stat::UffdCopyExists => Some("eexist"),
+            Stat::UffdCopyAgain => Some("eagain"),
+            Stat::UffdCopyOther => Some("other"),
+            _ => None,
+        }
+    }
+}
 
 const _: () = {
     assert!(size_of::<StashKey>() == 8);
     assert!(size_of::<Stash>() == 32);
     assert!(size_of::<MmSeq>() == 16);
     assert!(size_of::<TaskScratch>() == 24);
+    assert!(size_of::<UffdCtxState>() == 24);
     assert!((Stat::ALL.len() as u32) <= STATS_ENTRIES);
+    let mut i = 0;
+    while i < Stat::ALL.len() {
+        assert!((Stat::ALL[i] as u32) < STATS_ENTRIES);
+        i += 1;
+    }
 };

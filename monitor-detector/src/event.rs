@@ -16,7 +16,7 @@ use std::{borrow::Cow, fmt};
 
 pub use monitor_common::catalogue::{
     Data, EventId, Exec, ExecMmSwitch, Fault, Fork, MarkVictim, Migrate, MmState, Mrelease,
-    ProbeId, Reap, StackMove, UffdChange, UffdCopy, VmaRange,
+    ProbeId, Reap, StackMove, UffdChange, UffdCopy, UffdCopyDone, VmaRange,
 };
 use monitor_common::{
     event::{self as wire, EventHeader, hdr, reap_source, uffd_event},

@@ -60,7 +60,7 @@ pub mod tracefile;
 pub mod windows;
 pub mod workload;
 
-pub use analyze::{ExitStatus, FileAnalyzer, FileReport, Report, analyze_texts};
+pub use analyze::{AnalysisError, ExitStatus, FileAnalyzer, FileReport, Report, analyze_texts};
 pub use detector::{Detector, DetectorConfig, DetectorStats, Limits};
 pub use event::{Data, Event, ProbeRef};
 pub use finding::{Finding, FindingKind, Severity};

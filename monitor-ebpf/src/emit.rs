@@ -51,9 +51,16 @@ pub enum Seq {
 /// atomic keeps per-CPU counts exact even if a program on this CPU is preempted
 /// by another one mid-update.
 #[inline(always)]
-fn bump(p: *mut u64) {
+pub fn bump(p: *mut u64) {
     // SAFETY: `p` is a valid, aligned map value pointer returned by a lookup.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) };
+}
+
+/// Adds `delta` (two's complement for a decrement) to the `u64` at `p`, atomically.
+#[inline(always)]
+pub fn add_to(p: *mut u64, delta: u64) {
+    // SAFETY: `p` is a valid, aligned map value pointer returned by a lookup.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, delta) };
 }
 
 #[inline(always)]

@@ -270,19 +270,6 @@ pub fn unmap_ctx_at(node: u64) -> (u64, u64, u64) {
     )
 }
 
-/// The low byte of an `atomic_t` or `bool` `mmap_changing` at `addr` (whether
-/// it is raised), or -1 if unreadable.
-#[inline(always)]
-pub fn changing_at(addr: u64) -> i32 {
-    if addr == 0 {
-        return -1;
-    }
-    match probe_kernel::<u8>(addr) {
-        (v, true) => i32::from(v),
-        _ => -1,
-    }
-}
-
 #[inline(always)]
 pub fn bprm_mm(bprm: u64) -> u64 {
     read_u64(bprm, Field::BprmMm)

@@ -9,7 +9,7 @@ use monitor_common::{
     maps::{
         COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, MM_SEQ_MAX_ENTRIES, MmSeq, SANITY_ENTRIES,
         STASH_MAX_ENTRIES, STATE_ENTRIES, STATS_ENTRIES, Stash, StashKey, TASKS_MAX_ENTRIES,
-        TaskScratch, VICTIMS_MAX_ENTRIES,
+        TaskScratch, UFFD_CTX_MAX_ENTRIES, UffdCtxState, VICTIMS_MAX_ENTRIES,
     },
 };
 
@@ -42,6 +42,12 @@ pub static STASH: LruHashMap<StashKey, Stash> = LruHashMap::with_max_entries(STA
 /// mm → ktime of its stack move's start, while exec moves its temporary stack.
 #[map]
 pub static STACK_MOVES: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
+
+/// userfaultfd ctx → its change windows (`probes/uffd.rs`). A plain hash:
+/// an entry exists only while a window is open or an observed window is
+/// pending, and evicting one would hide a window.
+#[map]
+pub static UFFD_CTX: HashMap<u64, UffdCtxState> = HashMap::with_max_entries(UFFD_CTX_MAX_ENTRIES, 0);
 
 /// Runtime state written by userspace after planning and in-flight counters
 /// the programs keep (indices in `monitor_common::maps::state`).

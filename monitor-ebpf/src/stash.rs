@@ -125,6 +125,17 @@ pub fn flag(bit: u64) -> bool {
     STATE.get(state::FLAGS).is_some_and(|v| *v & bit != 0)
 }
 
+/// Sets a runtime flag bit from a program (one-way: userspace writes the
+/// flags only before attaching).
+#[inline(always)]
+pub fn set_flag(bit: u64) {
+    if let Some(p) = STATE.get_ptr_mut(state::FLAGS) {
+        // SAFETY: valid, aligned array value pointer; a racing setter sets
+        // the same bit.
+        unsafe { core::ptr::write_volatile(p, *p | bit) };
+    }
+}
+
 /// Opens the fault gate (`state::FAULT_GATE`): an mm may have become
 /// unstable (OOM victim marked, reaping started, `process_mrelease`).
 #[inline(always)]

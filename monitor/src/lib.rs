@@ -14,6 +14,7 @@ pub mod btfcheck;
 pub mod build_info;
 pub mod cgroup;
 pub mod cli;
+pub mod compress;
 pub mod daemon;
 pub mod gate;
 pub mod ingest;

@@ -303,6 +303,18 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         set_state_flag(&mut ebpf, state::END_AT_MMDROP)?;
     }
     set_state(&mut ebpf, state::STASH_HOOKS, stash_hooks(&hooks))?;
+    // The UFFDIO_COPY filter (probes/uffd.rs): which hook writes the one
+    // record per copy, and whether a copy's start state is known.
+    let attached = |id: HookId| hooks.iter().any(|h| h.hook == id && h.is_attached());
+    if attached(HookId::UffdIoctl) {
+        set_state_flag(&mut ebpf, state::UFFD_FOLD_AT_IOCTL)?;
+    }
+    if hooks
+        .iter()
+        .any(|h| h.hook == HookId::MfillCopy && h.rung.is_function())
+    {
+        set_state_flag(&mut ebpf, state::UFFD_MFILL_HOOKED)?;
+    }
     let mounted_tracefs = planner.mounted_tracefs;
     Ok(Loaded {
         ebpf,

@@ -15,6 +15,10 @@
 //!   `recorder_dropped` (events that could not be written) next to
 //!   `delivered`.
 //!
+//! A file named `*.gz` or `*.zst` is compressed ([`crate::compress`]): each
+//! flush writes one gzip member or zstd frame of whole lines, and a member
+//! that could not be written whole is truncated off like a cut line.
+//!
 //! New files are created with [`crate::secfs`]: mode 0600, `O_EXCL`, never
 //! through a symbolic link.
 
@@ -32,7 +36,7 @@ use monitor_detector::{
 };
 use thiserror::Error;
 
-use crate::sys;
+use crate::{compress::Codec, sys};
 
 #[derive(Debug, Error)]
 #[error("cannot write trace file {path}: {err}")]
@@ -45,10 +49,15 @@ pub struct TraceFileError {
 pub const DEFAULT_BUFFER_LIMIT: usize = 8 << 20;
 /// Above this many buffered bytes, a push writes them out.
 const WRITE_AT: usize = 1 << 20;
+/// A compressed file's flush writes a member once this much is buffered...
+const MEMBER_BYTES: usize = 256 << 10;
+/// ...or this long after the last one.
+const MEMBER_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct TraceWriter {
     file: File,
     path: PathBuf,
+    codec: Codec,
     /// Whole lines not yet written.
     buf: Vec<u8>,
     /// Per buffered line: its length and whether it is an event.
@@ -60,6 +69,8 @@ pub struct TraceWriter {
     events_written: u64,
     /// The last write failed: pushes stop writing until an explicit flush.
     failing: bool,
+    /// When lines were last written out (compressed files gather members).
+    last_write: std::time::Instant,
     /// Events dropped since the last loss line, by kind, and loss lines
     /// dropped (their counts are carried into the next loss line).
     dropped_events: BTreeMap<EventId, u64>,
@@ -102,6 +113,7 @@ impl TraceWriter {
     pub fn new(file: File, path: PathBuf) -> TraceWriter {
         TraceWriter {
             file,
+            codec: Codec::for_path(&path),
             path,
             buf: Vec::with_capacity(64 * 1024),
             pending: VecDeque::new(),
@@ -110,6 +122,7 @@ impl TraceWriter {
             lines: 0,
             events_written: 0,
             failing: false,
+            last_write: std::time::Instant::now(),
             dropped_events: BTreeMap::new(),
             dropped_loss: BTreeMap::new(),
             dropped_unknown: 0,
@@ -142,7 +155,7 @@ impl TraceWriter {
         &self.path
     }
 
-    /// Bytes in the file (complete lines only).
+    /// Bytes in the file (complete lines, or complete compressed members).
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -164,7 +177,7 @@ impl TraceWriter {
     /// Writes the header line immediately (a file always starts with it).
     pub fn write_header(&mut self, header: Header) -> Result<(), TraceFileError> {
         self.push(&Line::Header(header));
-        self.flush()
+        self.write_out()
     }
 
     fn append(&mut self, text: &str, event: bool) {
@@ -220,7 +233,7 @@ impl TraceWriter {
         if self.buf.len() >= WRITE_AT && !self.failing {
             // Keep memory bounded under an event storm; an error here is
             // reported by the next explicit flush.
-            let _ = self.flush();
+            let _ = self.write_out();
         }
     }
 
@@ -234,15 +247,35 @@ impl TraceWriter {
     }
 
     /// Writes what is buffered. On failure nothing partial stays in the file
-    /// and the lines stay buffered for the next call.
+    /// and the lines stay buffered for the next call. A compressed file
+    /// gathers lines into members of [`MEMBER_BYTES`] or [`MEMBER_EVERY`]
+    /// first (a member per drain would compress poorly).
     pub fn flush(&mut self) -> Result<(), TraceFileError> {
+        if self.codec != Codec::Plain
+            && self.buf.len() < MEMBER_BYTES
+            && self.last_write.elapsed() < MEMBER_EVERY
+        {
+            return Ok(());
+        }
+        self.write_out()
+    }
+
+    fn write_out(&mut self) -> Result<(), TraceFileError> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.last_write = std::time::Instant::now();
+        let encoded;
+        let out: &[u8] = if self.codec == Codec::Plain {
+            &self.buf
+        } else {
+            encoded = self.codec.encode(&self.buf);
+            &encoded
+        };
         let mut written = 0usize;
         let mut error = None;
-        while written < self.buf.len() {
-            match self.file.write(&self.buf[written..]) {
+        while written < out.len() {
+            match self.file.write(&out[written..]) {
                 Ok(0) => {
                     error = Some(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"));
                     break;
@@ -255,12 +288,19 @@ impl TraceWriter {
                 }
             }
         }
+        let out_len = out.len();
+        // A compressed member counts only whole: its lines, or none.
+        let (file_bytes, line_bytes) = match (self.codec, written == out_len) {
+            (Codec::Plain, _) => (None, written),
+            (_, true) => (Some(out_len), self.buf.len()),
+            (_, false) => (Some(0), 0),
+        };
         // Whole lines among what was written are kept.
         let mut whole = 0usize;
         let mut events = 0u64;
         let mut lines = 0u64;
         while let Some(&(n, event)) = self.pending.front() {
-            if whole + n > written {
+            if whole + n > line_bytes {
                 break;
             }
             whole += n;
@@ -269,7 +309,8 @@ impl TraceWriter {
             self.pending.pop_front();
         }
         self.buf.drain(..whole);
-        self.len += whole as u64;
+        let kept = file_bytes.unwrap_or(whole);
+        self.len += kept as u64;
         self.lines += lines;
         self.events_written += events;
         let Some(err) = error else {
@@ -277,8 +318,8 @@ impl TraceWriter {
             return Ok(());
         };
         self.failing = true;
-        if written > whole {
-            // A line was cut: cut it off again.
+        if written > kept {
+            // A line (or a compressed member) was cut: cut it off again.
             let undo = self
                 .file
                 .set_len(self.len)
@@ -315,7 +356,7 @@ impl TraceWriter {
         let line = Line::Summary(summary);
         let text = to_line(&line);
         self.push_text(&line, &text, true);
-        self.flush()?;
+        self.write_out()?;
         self.file.sync_all().map_err(|err| TraceFileError {
             path: self.path.clone(),
             err,

@@ -198,3 +198,82 @@ fn analyze_needs_a_file() {
         "the following required arguments were not provided: <FILE>...",
     );
 }
+
+/// `--output x.gz` / `x.zst` traces (written by the trace writer, one
+/// member per flush) read back through `monitor analyze` with the same
+/// findings as the plain file; a compressed file cut inside a member fails
+/// with one line naming it torn, after analysing what was whole.
+#[test]
+fn compressed_traces_round_trip_through_analyze() {
+    use monitor::tracefile::TraceWriter;
+    use monitor_detector::tracefile::{Line, parse_line};
+    let text =
+        std::fs::read_to_string(fixture("uffd_copy_inside_remap_window.jsonl")).expect("fixture");
+    let dir = std::env::temp_dir().join(format!("mmrace-compress-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let findings = |path: &std::path::Path| {
+        let out = run(Command::new(monitor_bin())
+            .args(["analyze", "--format", "json"])
+            .arg(path));
+        // JSON lines; the findings without the file name.
+        let found: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+            .filter(|v| v["type"] == "finding")
+            .map(|mut v| {
+                v["file"] = serde_json::Value::Null;
+                v
+            })
+            .collect();
+        (
+            out.status.code(),
+            found,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let write = |name: &str| {
+        let path = dir.join(name);
+        let mut w = TraceWriter::create(&path, false).expect("create");
+        let mut summary = None;
+        for l in text.lines() {
+            match parse_line(l).expect("fixture line") {
+                Line::Header(h) => w.write_header(h).expect("header"),
+                Line::Summary(s) => summary = Some(s),
+                line => w.push_serialized(&line, l),
+            }
+        }
+        w.finish(summary.expect("summary")).expect("finish");
+        path
+    };
+    let plain = findings(&write("t.jsonl"));
+    assert_eq!((plain.0, plain.1.len()), (Some(1), 1), "{plain:?}");
+    for name in ["t.jsonl.gz", "t.jsonl.zst"] {
+        let path = write(name);
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(
+            !bytes.starts_with(b"{"),
+            "{name} is not compressed: {:?}",
+            &bytes[..8]
+        );
+        let (code, f, err) = findings(&path);
+        assert_eq!(
+            (code, &f),
+            (plain.0, &plain.1),
+            "{name} analyses as the plain file: {err}"
+        );
+        // Cut inside the last member (the first holds the header).
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).expect("truncate");
+        let out = run(Command::new(monitor_bin()).arg("analyze").arg(&path));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&format!("{name}: after line "))
+                && err.contains("torn file")
+                && !err.contains("malformed"),
+            "{err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -280,7 +280,12 @@ impl Drop for Tmpfs {
 /// Every line of a trace file parses; returns them (a torn line anywhere
 /// but at the very end fails, like `monitor analyze`).
 fn lines_of(path: &Path) -> Vec<Line> {
-    let text = std::fs::read_to_string(path).expect("trace file");
+    // Plain or compressed (`.gz`/`.zst`): decoded whole, as analyze reads it.
+    let file = BufReader::new(std::fs::File::open(path).expect("trace file"));
+    let (_, mut r) = monitor::compress::reader(file).expect("trace file");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut r, &mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .enumerate()
         .map(|(i, l)| {
@@ -548,24 +553,10 @@ fn d3_recording_on_a_full_disk_never_tears_and_tells_the_truth() {
     assert!(rc == 0 || rc == 1, "analyze: {rc}: {err}");
 }
 
-/// D3 at the writer: with a 16 KiB retry buffer on a full 64 KiB tmpfs,
-/// lines beyond the buffer are dropped and counted, a loss line marks the
-/// gap, and the summary's `written`/`recorder_dropped` match the file.
-#[test]
-fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
-    require_root!();
-    use monitor::tracefile::TraceWriter;
-    use monitor_detector::{
-        Data, Event,
-        event::MmState,
-        tracefile::{FORMAT_NAME, FORMAT_VERSION, Header},
-    };
-    let fs = Tmpfs::new("writer", "64k");
-    let path = fs.path().join("t.jsonl");
-    let mut w = TraceWriter::create(&path, false)
-        .expect("create")
-        .with_limit(16 << 10);
-    w.write_header(Header {
+/// The header of the trace files the writer tests make.
+fn writer_test_header() -> monitor_detector::tracefile::Header {
+    use monitor_detector::tracefile::{FORMAT_NAME, FORMAT_VERSION, Header};
+    Header {
         format: FORMAT_NAME.to_owned(),
         version: FORMAT_VERSION,
         wire_version: 1,
@@ -577,8 +568,23 @@ fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
         start_unix_ms: 1,
         hooks: Vec::new(),
         filters: Default::default(),
-    })
-    .expect("header");
+    }
+}
+
+/// D3 at the writer: with a 16 KiB retry buffer on a full 64 KiB tmpfs,
+/// lines beyond the buffer are dropped and counted, a loss line marks the
+/// gap, and the summary's `written`/`recorder_dropped` match the file.
+#[test]
+fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
+    require_root!();
+    use monitor::tracefile::TraceWriter;
+    use monitor_detector::{Data, Event, event::MmState};
+    let fs = Tmpfs::new("writer", "64k");
+    let path = fs.path().join("t.jsonl");
+    let mut w = TraceWriter::create(&path, false)
+        .expect("create")
+        .with_limit(16 << 10);
+    w.write_header(writer_test_header()).expect("header");
     let filler = fs.fill(6 << 10);
     let ev = |i: u64| Event {
         t: 10 + i,
@@ -619,6 +625,63 @@ fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
     let lines = lines_of(&path);
     let s = assert_summary_is_true(&path, &lines).expect("summary");
     assert!(s.recorder_dropped > 0 && s.written > 0, "{s:?}");
+    let (rc, err) = analyze_rc(&[path]);
+    assert!(rc == 0 || rc == 1, "{err}");
+}
+
+/// D3 for compressed files: a gzip member the full disk cut is truncated off
+/// and written again whole once space is back, so the file decodes to every
+/// line with its summary (`zcat` would read it too).
+#[test]
+fn d3_a_compressed_member_cut_by_a_full_disk_is_written_again_whole() {
+    require_root!();
+    use monitor::tracefile::TraceWriter;
+    use monitor_detector::{Data, Event, event::MmState};
+    let fs = Tmpfs::new("writer-gz", "64k");
+    let path = fs.path().join("t.jsonl.gz");
+    let mut w = TraceWriter::create(&path, false).expect("create");
+    w.write_header(writer_test_header()).expect("header");
+    let header_bytes = w.len();
+    let filler = fs.fill(2 << 10);
+    // Lines that compress poorly (pseudo-random times): more than 2 KiB of gzip.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let n = 300;
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        w.push(&Line::Event(Event {
+            t: x >> 8,
+            cpu: 0,
+            pid: 1,
+            tgid: 1,
+            comm: *b"xxxxxxxxxxxxxxx\0",
+            task_flags: 0,
+            mm: 0x1000 + (x & 0xffff_f000),
+            mm_gen: 1,
+            seq: i + 1,
+            cgroup_id: 0,
+            hdr_flags: 0,
+            probe: monitor_common::catalogue::ProbeId::TpExitMmap.into(),
+            data: Data::ExitMmapEnd(MmState { mm_flags: x }),
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(w.flush().is_err(), "the disk is full");
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat").len(),
+        header_bytes,
+        "the cut member was truncated off"
+    );
+    std::fs::remove_file(&filler).expect("free");
+    let summary = Summary {
+        delivered: n,
+        ..Summary::default()
+    };
+    w.finish(summary).expect("finish once space is back");
+    let lines = lines_of(&path);
+    let s = assert_summary_is_true(&path, &lines).expect("summary");
+    assert_eq!((s.written, s.recorder_dropped), (n, 0), "{s:?}");
     let (rc, err) = analyze_rc(&[path]);
     assert!(rc == 0 || rc == 1, "{err}");
 }

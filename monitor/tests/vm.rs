@@ -292,6 +292,89 @@ fn uffd_copy_vs_munmap() {
     uffd("unmap");
 }
 
+/// A UFFDIO_COPY storm on a context with `UFFD_FEATURE_EVENT_FORK` and a
+/// fork in the middle whose event the monitor sits on: the in-kernel filter
+/// records the copies of the window (every `-EAGAIN`, and the successes a
+/// window was open for) and only counts the others, with no loss at the
+/// default ring; the detector judges the window as a near miss.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn uffd_copy_storm_with_a_fork_window() {
+    let run = TraceRun::start("uffd-storm-fork", &[]);
+    let report = scenario(&[
+        "uffd-race",
+        "--event",
+        "fork",
+        "--delay-ms",
+        "400",
+        "--run-ms",
+        "2500",
+        "--storm",
+    ]);
+    let (rec, _) = run.stop();
+    let pid = report["pid"].as_u64().expect("pid") as u32;
+    let copies: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.tgid == pid)
+        .filter_map(|e| match &e.data {
+            Data::UffdCopyDone(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    let (eagain, ok) = (
+        report["copies_eagain"].as_u64().expect("eagain"),
+        report["copies_ok"].as_u64().expect("ok"),
+    );
+    let recorded_eagain = copies.iter().filter(|c| c.ret == -11).count() as u64;
+    let recorded_ok = copies.iter().filter(|c| c.ret > 0).count() as u64;
+    assert_eq!(
+        recorded_eagain, eagain,
+        "every -EAGAIN is recorded: {report}"
+    );
+    let s = rec.summary.as_ref().expect("summary");
+    let counted = |stat| s.stats.get(&stat).copied().unwrap_or(0);
+    let counted_ok = counted(monitor_common::maps::Stat::UffdCopyOk);
+    assert!(
+        counted_ok >= ok && counted(monitor_common::maps::Stat::UffdCopyAgain) >= eagain,
+        "every copy is counted in the kernel: {counted_ok} ok counted, {ok} made"
+    );
+    assert!(
+        ok > 1000 && recorded_ok * 10 < ok,
+        "records must follow the windows, not the copies: {recorded_ok} of {ok} successes recorded"
+    );
+    assert_eq!(
+        s.lost, 0,
+        "no record may be lost at the default ring: {s:?}"
+    );
+    let findings = rec.findings();
+    let near: Vec<_> = of_kind(&findings, FindingKind::UffdCopyVsMmChange)
+        .into_iter()
+        .filter(|f| f.severity == Severity::NearMiss)
+        .collect();
+    let judged: u64 = near
+        .iter()
+        .filter_map(|f| f.details.get("eagain_count")?.as_u64())
+        .sum();
+    assert_eq!(
+        judged, eagain,
+        "the window's -EAGAINs are judged: {findings:#?}"
+    );
+    let fork_rung = checks::hook_rung(&rec, "uffd_fork");
+    if fork_rung == "fentry" || fork_rung == "kprobe" {
+        assert!(
+            near.iter()
+                .any(|f| f.details["window"] == "uffd_change_begin..uffd_change_end"),
+            "the change window from the fork hooks: {near:#?}"
+        );
+    }
+    assert_no_violation(&findings);
+    println!(
+        "uffd storm: {ok} copies ok ({recorded_ok} recorded), {eagain} -EAGAIN, {} records in all",
+        rec.events.len()
+    );
+}
+
 /// Exec with large argv while compaction runs and migrate_pages(2) moves pages
 /// between the two nodes: every exec passes the function hooks, the windows
 /// a migration batch came near are recorded whole on their mm, and both kinds

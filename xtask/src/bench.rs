@@ -7,6 +7,10 @@
 //!   bare and then once per rung (fentry, kprobe, tracepoint), so the rungs
 //!   are compared side by side; TCG figures compare rungs, they are not
 //!   absolute;
+//! * stress: the stress-ng stressors that hit the hooks (`userfaultfd`,
+//!   `fault`, `exec`, `mremap`, `numa`, `oom-pipe`, `mmapfork`), bare vs
+//!   monitored alternating, on the host and in the guest per rung, with the
+//!   records produced and lost and the trace bytes per minute (`--output`);
 //! * detector: `cargo bench -p monitor-detector --bench replay`;
 //! * daemon: `monitor run` idle, RSS and CPU over a window with a scrape every
 //!   15 s, like a Prometheus server would.
@@ -47,6 +51,9 @@ pub struct Args {
     /// Kernel to boot for the rung comparison (see `cargo xtask vm --list`).
     #[arg(long, default_value = "6.12")]
     kernel: String,
+    /// Measured rounds per stress-ng workload (host and VM).
+    #[arg(long, default_value_t = 3)]
+    stress_rounds: usize,
     /// Idle window for the daemon measurement, in seconds.
     #[arg(long, default_value_t = 120)]
     daemon_secs: u64,
@@ -59,6 +66,8 @@ pub struct Args {
 pub enum Part {
     Host,
     Vm,
+    /// stress-ng on the host, then in the guest (needs `stress-ng` on the host).
+    Stress,
     Detector,
     Daemon,
 }
@@ -109,6 +118,53 @@ fn in_vm(args: &Args) -> anyhow::Result<Value> {
     eprintln!("xtask bench: in the {} guest: {cmd}", args.kernel);
     let text = vm::run_in_guest(&args.kernel, &cmd, Duration::from_secs(3000))?;
     bench_report(&text)
+}
+
+/// `--workload` arguments of the stress-ng workloads.
+const STRESS: &str = "--workload stress-userfaultfd --workload stress-fault --workload stress-exec \
+     --workload stress-mremap --workload stress-numa --workload stress-oom-pipe \
+     --workload stress-mmapfork";
+
+/// The trace file a monitored stress-ng run writes (its size is reported).
+const STRESS_TRACE: &str = "/tmp/mmrace-bench-trace.jsonl";
+
+fn stress(args: &Args) -> anyhow::Result<Value> {
+    let monitor = release("monitor");
+    let rounds = args.stress_rounds.to_string();
+    let variant = format!("default=--output {STRESS_TRACE} --force");
+    let mut cmd = vec![
+        "bench",
+        "--monitor",
+        monitor.to_str().context("path")?,
+        "--rounds",
+        &rounds,
+    ];
+    cmd.extend(STRESS.split_whitespace());
+    cmd.extend(["--variant", &variant]);
+    eprintln!("xtask bench: target/release/scenario {}", cmd.join(" "));
+    let out = Command::new(release("scenario"))
+        .args(&cmd)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running scenario bench")?;
+    if !out.status.success() {
+        bail!("scenario bench (stress-ng) failed on the host");
+    }
+    let host = bench_report(&String::from_utf8_lossy(&out.stdout))?;
+    print_workloads("host, stress-ng", &host);
+    let rung = |r: &str| format!("--variant '{r}=--max-rung {r} --output {STRESS_TRACE} --force'");
+    let cmd = format!(
+        "/bin/scenario bench --monitor /bin/monitor --rounds {} --scale {} {STRESS} {} {} {}",
+        args.stress_rounds,
+        args.vm_scale,
+        rung("fentry"),
+        rung("kprobe"),
+        rung("tracepoint")
+    );
+    eprintln!("xtask bench: in the {} guest: {cmd}", args.kernel);
+    let text = vm::run_in_guest(&args.kernel, &cmd, Duration::from_secs(5400))?;
+    let guest = bench_report(&text)?;
+    Ok(json!({ "host": host, "vm": guest }))
 }
 
 fn detector() -> anyhow::Result<Value> {
@@ -331,12 +387,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let v = match part {
             Part::Host => host(args)?,
             Part::Vm => in_vm(args)?,
+            Part::Stress => stress(args)?,
             Part::Detector => detector()?,
             Part::Daemon => daemon(args)?,
         };
         match part {
             Part::Host => print_workloads("host", &v),
             Part::Vm => print_workloads("VM (TCG: compare rungs, not absolute)", &v),
+            Part::Stress => print_workloads("VM, stress-ng (TCG: compare rungs)", &v["vm"]),
             Part::Detector => {}
             Part::Daemon => println!(
                 "\ndaemon idle: {:.3}% of one core over {:.0} s ({} scrapes of {} bytes), RSS {:.1} MiB (peak {:.1} MiB)",

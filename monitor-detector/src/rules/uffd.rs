@@ -40,7 +40,7 @@ use monitor_common::EAGAIN;
 use monitor_common::catalogue::HookId;
 
 use crate::{
-    event::{Data, Event, UffdEventKind},
+    event::{Data, Event, UffdCopyDone, UffdEventKind},
     finding::FindingKind,
     sequencer::MmKey,
     tracefile::HookStatus,
@@ -250,6 +250,7 @@ impl State {
                     }
                 }
             }
+            Data::UffdCopyDone(c) => self.copy_done(ev, c, ctx),
             Data::Fork(_) => {
                 if let Some(w) = &mut self.window
                     && w.source == Source::Observed
@@ -265,6 +266,54 @@ impl State {
         }
         let open = self.anything_open();
         self.taint.settle(open);
+    }
+
+    /// One copy of the in-kernel filter: the `uffd_copy` and `mfill_*`
+    /// logic of one record, with the start state the kernel folded in.
+    fn copy_done(&mut self, ev: &Event, c: &UffdCopyDone, ctx: &mut Ctx<'_>) {
+        use monitor_common::event::copy_window::{MFILL_HOOKED, OPEN_AT_START, SAME_WINDOW};
+        if c.mfill_start_ns != 0 && ev.t >= c.mfill_start_ns {
+            ctx.windows
+                .push((RaceWindow::UffdioCopy, ev.t - c.mfill_start_ns));
+        }
+        if c.ret == EAGAIN {
+            let n = ctx.note(ev);
+            let w = self.window(Source::Observed, ctx);
+            w.eagain += 1;
+            w.w.push(n);
+            return;
+        }
+        if c.ret < 0 {
+            return;
+        }
+        let n = ctx.note(ev);
+        let changing_now = !self.changes.is_empty();
+        match &mut self.window {
+            Some(w) if w.source == Source::Change => {
+                w.copied += 1;
+                if changing_now && c.window & MFILL_HOOKED != 0 {
+                    if c.window & OPEN_AT_START != 0 && c.window & SAME_WINDOW != 0 {
+                        if c.mfill_changing == 0 {
+                            // mmap_changing already down at the check: the
+                            // kernel closed the window before its hook said so.
+                            w.other_ctx += 1;
+                            return;
+                        }
+                        w.contained += 1;
+                    } else {
+                        w.overlapping += 1;
+                    }
+                }
+                w.w.push(n);
+            }
+            Some(w) => {
+                // Observed window: the check passed, the counter was zero.
+                w.copied += 1;
+                w.w.push(n);
+                self.close(Close::WindowEnd, ctx);
+            }
+            None => {}
+        }
     }
 
     fn mfill_success(&mut self, start: Option<Mfill>, end: Noted, ctx: &mut Ctx<'_>) {

@@ -521,3 +521,84 @@ fn repeated_waits_on_one_pmd_migration_entry_are_reported() {
     let kinds: Vec<&str> = f.evidence.iter().map(|e| e.kind()).collect();
     assert!(kinds.contains(&"huge_migration_wait_end"), "{kinds:?}");
 }
+
+/// The in-kernel copy filter's one record per copy (`uffd_copy_done`) is
+/// judged like the `mfill` bracket it folds in: a copy that began inside a
+/// window and succeeded while that same window stayed open is a violation;
+/// one whose window opened during the copy is a near miss; an `-EAGAIN` is
+/// a near miss.
+#[test]
+fn folded_copies_are_judged_like_their_brackets() {
+    use monitor_common::event::copy_window::{
+        MFILL_HOOKED, OPEN_AT_END, OPEN_AT_START, SAME_WINDOW,
+    };
+    use monitor_detector::event::UffdCopyDone;
+    let done = |ret: i64, window: u32, mfill_changing: i32| {
+        Data::UffdCopyDone(UffdCopyDone {
+            dst: 0x1000,
+            len: 4096,
+            ret,
+            mfill_start_ns: if window & OPEN_AT_START != 0 {
+                1_000
+            } else {
+                0
+            },
+            mmap_changing: 1,
+            mfill_changing,
+            fd: -1,
+            window,
+        })
+    };
+    let judge = |copy: Data| {
+        let mut tr = Trace::new(R612, hooks_function(R612), 1_000);
+        let app = user(100, 100, "app");
+        let mon = user(101, 100, "monitor");
+        let mm = tr.mm(MM);
+        tr.emit(
+            app,
+            mm,
+            "fexit_mremap_uffd_prep",
+            Data::UffdChangeBegin(uffd_change(UffdEventKind::Remap, 1, 0x1000, 0x2000)),
+        );
+        tr.emit(mon, mm, "fexit_uffd_ioctl", copy);
+        tr.emit(
+            app,
+            mm,
+            "fexit_uffd_wait",
+            Data::UffdChangeEnd(uffd_change(UffdEventKind::Remap, 1, 0, 0)),
+        );
+        let report = analyze_texts([("f.jsonl", tr.to_jsonl().as_str())]);
+        report.files[0]
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.severity,
+                    f.details["pattern"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let inside = MFILL_HOOKED | OPEN_AT_START | SAME_WINDOW | OPEN_AT_END;
+    assert_eq!(
+        judge(done(4096, inside, 1)),
+        vec![(Severity::Violation, "copy_inside_window".to_owned())]
+    );
+    assert_eq!(
+        judge(done(4096, MFILL_HOOKED | OPEN_AT_END, -1)),
+        vec![(Severity::NearMiss, "copy_overlapping_change".to_owned())]
+    );
+    // Another window than the one open at the start: not the same check.
+    assert_eq!(
+        judge(done(4096, MFILL_HOOKED | OPEN_AT_START | OPEN_AT_END, 1)),
+        vec![(Severity::NearMiss, "copy_overlapping_change".to_owned())]
+    );
+    assert_eq!(
+        judge(done(-11, inside, 1)),
+        vec![(Severity::NearMiss, "eagain".to_owned())]
+    );
+    // mmap_changing already down at the mfill entry: no verdict.
+    assert!(judge(done(4096, inside, 0)).is_empty());
+    // Without the mfill hook the start is unknown: counted, never a violation.
+    assert!(judge(done(4096, OPEN_AT_END, -1)).is_empty());
+}

@@ -167,7 +167,8 @@ impl Trace {
             probe: {
                 let p = ProbeId::from_name(probe)
                     .unwrap_or_else(|| panic!("{probe} is not a program of the catalogue"));
-                assert!(p.emits(data.id()), "{probe} does not emit {}", data.id());
+                // Legacy kinds keep the programs that used to write them.
+                assert!(p.wrote(data.id()), "{probe} does not emit {}", data.id());
                 ProbeRef::known(p)
             },
             data,
@@ -697,7 +698,7 @@ pub fn parse_trace(text: &str) -> Result<Trace, String> {
                     .ok_or_else(|| at(format!("{program} is not a program of the catalogue")))?;
                 let id =
                     EventId::from_name(kind).ok_or_else(|| at(format!("no event kind {kind}")))?;
-                if !probe.emits(id) {
+                if !probe.wrote(id) {
                     return Err(at(format!("{program} does not emit {kind} (catalogue)")));
                 }
                 let (task, comm) = tasks

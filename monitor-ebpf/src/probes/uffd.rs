@@ -43,15 +43,17 @@
 
 use aya_ebpf::programs::TracePointContext;
 use monitor_common::{
-    UFFDIO_COPY,
-    catalogue::{EventId, Fork, HookId, Mrelease, ProbeId, UffdChange, UffdCopy},
+    EAGAIN, UFFDIO_COPY,
+    catalogue::{EventId, Fork, HookId, Mrelease, ProbeId, UffdChange, UffdCopyDone},
     config::Field,
-    event::uffd_event,
+    event::{copy_window, uffd_event},
+    maps::{Stat, UffdCtxState, state},
 };
 
 use crate::{
-    emit::{Seq, emit},
+    emit::{Seq, add_to, emit, now, stat},
     kernel,
+    maps::UFFD_CTX,
     stamp::{function, karg, programs},
     stash::{self, Saved},
 };
@@ -113,7 +115,7 @@ programs! {
         if s.found {
             let ret = field(&ctx, SYSCALL_RET) as i64;
             let a = s.args;
-            copy_result(P, a.uctx, a.fd, a.arg, ret, a.changing);
+            copy_done(P, Copy { uctx: a.uctx, fd: a.fd, arg: a.arg, ret, at_entry: a.changing, ioctl: true, dst: 0, len: 0 });
         }
     }
 
@@ -121,10 +123,14 @@ programs! {
     fexit fexit_uffd_ioctl(ctx) {
         let cmd: u64 = ctx.arg(1);
         if cmd as u32 == UFFDIO_COPY {
-            let file: u64 = ctx.arg(0);
             let ret: u64 = ctx.arg(3);
-            let uctx = kernel::read_u64(file, Field::FilePrivateData);
-            copy_result(P, uctx, -1, ctx.arg(2), ret as i64, -1);
+            if copy_is_plain(ret as i64) {
+                count_copy(ret as i64);
+            } else {
+                let file: u64 = ctx.arg(0);
+                let uctx = kernel::read_u64(file, Field::FilePrivateData);
+                copy_done(P, Copy { uctx, fd: -1, arg: ctx.arg(2), ret: ret as i64, at_entry: -1, ioctl: true, dst: 0, len: 0 });
+            }
         }
     }
 
@@ -144,7 +150,8 @@ programs! {
         let s = stash::take::<IoctlState>();
         if s.found {
             let a = s.args;
-            copy_result(P, a.uctx, a.fd, a.arg, ctx.ret::<u64>() as i64, a.changing);
+            let ret = ctx.ret::<u64>() as i64;
+            copy_done(P, Copy { uctx: a.uctx, fd: a.fd, arg: a.arg, ret, at_entry: a.changing, ioctl: true, dst: 0, len: 0 });
         }
     }
 
@@ -175,29 +182,6 @@ programs! {
     }
 }
 
-/// Emits an [`EventId::UffdCopy`] for a UFFDIO_COPY on `uctx` (0 if unknown).
-/// `at_entry` is `mmap_changing` read when the ioctl began (-1 if not read);
-/// the record carries the larger of it and the value now.
-#[inline(always)]
-fn copy_result(probe: ProbeId, uctx: u64, fd: i32, arg: u64, ret: i64, at_entry: i32) {
-    let mm = kernel::uffd_ctx_mm(uctx);
-    let now = kernel::uffd_ctx_mmap_changing(uctx);
-    let changing = if at_entry > now { at_entry } else { now };
-    emit::<UffdCopy>(probe, EventId::UffdCopy, mm, Seq::Track, |p| {
-        p.fd = fd;
-        p.mmap_changing = changing;
-        // struct uffdio_copy { u64 dst; u64 src; u64 len; u64 mode; s64 copy; } (uapi).
-        p.dst = kernel::probe_user::<u64>(arg).0;
-        p.len = kernel::probe_user::<u64>(arg + 16).0;
-        // The ioctl returns 0 on success and reports the bytes in
-        // `uffdio_copy.copy`; errors are the ioctl's return value (the copy
-        // field is not written by the early -EAGAIN check before 6.12).
-        let (copied, ok) = kernel::probe_user::<i64>(arg + 32);
-        p.ret = if ret == 0 && ok { copied } else { ret };
-        mm != 0 && changing >= 0
-    });
-}
-
 #[inline(always)]
 fn fork(probe: ProbeId, parent: u64, child: u64) {
     let mm = kernel::task_mm(parent);
@@ -214,65 +198,365 @@ fn fork(probe: ProbeId, parent: u64, child: u64) {
     });
 }
 
-// mcopy_atomic / mfill_atomic_copy ----------------------------------------------
+// The copy filter ---------------------------------------------------------------
+//
+// A UFFDIO_COPY matters to the detector only when it fails with -EAGAIN (a
+// near miss's proof), when a change window is open on its context at its
+// start or its end, or when it closes an observed window (the first success
+// after an -EAGAIN outside any window). UFFD_CTX holds, per context, what the
+// change hooks below saw (open begins, when the window opened, a pending
+// observed window); STATE[UFFD_ACTIVE] counts all of it, so that while no
+// window exists anywhere a copy costs one array read and one per-CPU count.
+// A copy that needs a record gets exactly one, at the ioctl's return, with
+// the mfill bracket (kept only when a window was open at the mfill entry)
+// folded in.
 
+const EEXIST: i64 = -17;
+const BPF_NOEXIST: u64 = 1;
+
+/// Counts one copy by result (every copy the hook reports, recorded or not:
+/// `mmrace_uffd_copies_total{result}`).
 #[inline(always)]
-fn mfill(probe: ProbeId, id: EventId, mm: u64, dst: u64, len: u64, changing: i32, ret: i64) {
-    emit::<UffdCopy>(probe, id, mm, Seq::Track, |p| {
-        p.dst = dst;
-        p.len = len;
-        p.ret = ret;
-        p.fd = -1;
-        p.mmap_changing = changing;
-        changing >= 0
+fn count_copy(ret: i64) {
+    stat(match ret {
+        r if r >= 0 => Stat::UffdCopyOk,
+        EEXIST => Stat::UffdCopyExists,
+        EAGAIN => Stat::UffdCopyAgain,
+        _ => Stat::UffdCopyOther,
     });
 }
 
-/// `dst_mm` first: `mmap_changing` is the pointer in the 5th argument.
+/// Whether a copy with this result certainly needs no record: nothing is
+/// going on with userfaultfd contexts anywhere and it did not fail with
+/// `-EAGAIN` (one array read).
 #[inline(always)]
-fn mfill_mm_start(probe: ProbeId, a: &mut MfillMmArgs) -> bool {
-    let changing = kernel::changing_at(a.changing);
-    mfill(probe, EventId::MfillStart, a.mm, a.dst, a.len, changing, 0);
-    true
+fn copy_is_plain(ret: i64) -> bool {
+    ret != EAGAIN && !stash::any(state::UFFD_ACTIVE)
 }
 
+/// The context's window state, or null.
 #[inline(always)]
-fn mfill_mm_end(probe: ProbeId, a: &MfillMmArgs, ret: u64) {
-    let changing = kernel::changing_at(a.changing);
-    mfill(probe, EventId::MfillEnd, a.mm, a.dst, a.len, changing, ret as i64);
+fn ctx_state(uctx: u64) -> *mut UffdCtxState {
+    if uctx == 0 {
+        return core::ptr::null_mut();
+    }
+    UFFD_CTX.get_ptr_mut(uctx).unwrap_or_default()
 }
 
-function! {
+/// The context's state, created if needed; null (and every copy recorded
+/// from now on) when the map is full.
+#[inline(always)]
+fn ctx_state_create(uctx: u64) -> *mut UffdCtxState {
+    let p = ctx_state(uctx);
+    if !p.is_null() || uctx == 0 {
+        return p;
+    }
+    let _ = UFFD_CTX.insert(uctx, UffdCtxState::default(), BPF_NOEXIST);
+    let p = ctx_state(uctx);
+    if p.is_null() && !stash::flag(state::UFFD_RECORD_ALL) {
+        // Erring means recording every copy, never missing a window.
+        stash::set_flag(state::UFFD_RECORD_ALL);
+        stash::enter(state::UFFD_ACTIVE);
+        stat(Stat::UffdCtxMapFull);
+    }
+    p
+}
+
+/// Drops an entry that holds nothing any more.
+#[inline(always)]
+fn ctx_state_release(uctx: u64, p: *mut UffdCtxState) {
+    // SAFETY: valid map value pointer.
+    if unsafe { (*p).open == 0 && (*p).observed == 0 } {
+        let _ = UFFD_CTX.remove(uctx);
+    }
+}
+
+/// A change raised the context's `mmap_changing` (and is being recorded).
+#[inline(always)]
+fn window_begin(uctx: u64) {
+    let p = ctx_state_create(uctx);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: valid map value pointer.
+    unsafe {
+        if (*p).open == 0 {
+            (*p).opened_ns = now();
+        }
+        add_to(&raw mut (*p).open, 1);
+    }
+    stash::enter(state::UFFD_ACTIVE);
+}
+
+/// The monitor read a change event; the context's `mmap_changing` dropped.
+#[inline(always)]
+fn window_end(uctx: u64) {
+    let p = ctx_state(uctx);
+    // SAFETY: valid map value pointer when non-null.
+    if p.is_null() || unsafe { (*p).open } == 0 {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { add_to(&raw mut (*p).open, u64::MAX) };
+    stash::leave(state::UFFD_ACTIVE);
+    ctx_state_release(uctx, p);
+}
+
+/// What the mfill entry keeps for the ioctl's return when a window is open
+/// on the context (or, with no ioctl hook on the kprobe rung, always).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MfillBracket {
+    uctx: u64,
+    /// 0: no window was open at the entry (kept only for the kprobe rung's return).
+    start_ns: u64,
+    opened_ns: u64,
+    changing: i32,
+    _pad: u32,
+}
+
+// SAFETY: integers only, 32 bytes.
+unsafe impl Saved for MfillBracket {
+    const HOOK: HookId = HookId::MfillCopy;
+}
+
+/// One UFFDIO_COPY at its return.
+#[derive(Clone, Copy)]
+struct Copy {
+    uctx: u64,
+    fd: i32,
+    /// `struct uffdio_copy *` in user memory (the ioctl), else 0.
+    arg: u64,
+    /// The ioctl's return (0 or -errno), or mfill's (bytes or -errno).
+    ret: i64,
+    /// `mmap_changing` at the ioctl's entry (-1 if not read).
+    at_entry: i32,
+    /// Reported by the ioctl hook (else by mfill's return, which knows `dst`/`len`).
+    ioctl: bool,
+    dst: u64,
+    len: u64,
+}
+
+/// Counts the copy by result and records it if it needs a record.
+#[inline(always)]
+fn copy_done(probe: ProbeId, c: Copy) {
+    count_copy(c.ret);
+    if copy_is_plain(c.ret) {
+        return;
+    }
+    copy_judged(probe, c, stash::take::<MfillBracket>());
+}
+
+/// [`copy_done`] past the fast path, with the copy's bracket taken.
+#[inline(always)]
+fn copy_judged(probe: ProbeId, c: Copy, bracket: stash::Stashed<MfillBracket>) {
+    let started_in_window = bracket.found && bracket.args.start_ns != 0;
+    if started_in_window {
+        stash::leave(state::UFFD_ACTIVE);
+    }
+    let p = ctx_state(c.uctx);
+    // SAFETY: valid map value pointer when non-null.
+    let (open_now, opened_now, observed) = if p.is_null() {
+        (false, 0, false)
+    } else {
+        unsafe { ((*p).open > 0, (*p).opened_ns, (*p).observed != 0) }
+    };
+    let success = c.ret >= 0;
+    let needed = c.ret == EAGAIN
+        || (success && (open_now || started_in_window || observed))
+        || stash::flag(state::UFFD_RECORD_ALL);
+    if !needed {
+        return;
+    }
+    if c.ret == EAGAIN && !open_now && !observed {
+        // The detector opens an observed window; its next success closes it.
+        let p = ctx_state_create(c.uctx);
+        if !p.is_null() {
+            // SAFETY: valid map value pointer.
+            unsafe { (*p).observed = 1 };
+            stash::enter(state::UFFD_ACTIVE);
+        }
+    } else if success && observed {
+        // SAFETY: `observed` implies a valid `p`.
+        unsafe { (*p).observed = 0 };
+        stash::leave(state::UFFD_ACTIVE);
+        ctx_state_release(c.uctx, p);
+    }
+    let mut window = 0u32;
+    if stash::flag(state::UFFD_MFILL_HOOKED) {
+        window |= copy_window::MFILL_HOOKED;
+    }
+    if started_in_window {
+        window |= copy_window::OPEN_AT_START;
+        if open_now && opened_now == bracket.args.opened_ns {
+            window |= copy_window::SAME_WINDOW;
+        }
+    }
+    if open_now {
+        window |= copy_window::OPEN_AT_END;
+    }
+    let mm = kernel::uffd_ctx_mm(c.uctx);
+    let now = kernel::uffd_ctx_mmap_changing(c.uctx);
+    let changing = if c.at_entry > now { c.at_entry } else { now };
+    let (start_ns, mfill_changing) = if started_in_window {
+        (bracket.args.start_ns, bracket.args.changing)
+    } else {
+        (0, -1)
+    };
+    emit::<UffdCopyDone>(probe, EventId::UffdCopyDone, mm, Seq::Track, |p| {
+        p.fd = c.fd;
+        p.mmap_changing = changing;
+        p.mfill_changing = mfill_changing;
+        p.mfill_start_ns = start_ns;
+        p.window = window;
+        if c.ioctl {
+            // struct uffdio_copy { u64 dst; u64 src; u64 len; u64 mode; s64 copy; } (uapi).
+            p.dst = kernel::probe_user::<u64>(c.arg).0;
+            p.len = kernel::probe_user::<u64>(c.arg + 16).0;
+            // The ioctl returns 0 on success and reports the bytes in
+            // `uffdio_copy.copy`; errors are the ioctl's return value (the
+            // copy field is not written by the early -EAGAIN check before 6.12).
+            let (copied, ok) = kernel::probe_user::<i64>(c.arg + 32);
+            p.ret = if c.ret == 0 && ok { copied } else { c.ret };
+        } else {
+            p.dst = c.dst;
+            p.len = c.len;
+            p.ret = c.ret;
+        }
+        mm != 0 && changing >= 0
+    });
+}
+
+// mcopy_atomic / mfill_atomic_copy ----------------------------------------------
+
+/// The mfill entry: keeps the bracket when a window is open on the context.
+#[inline(always)]
+fn mfill_entry(uctx: u64, kprobe: bool) {
+    let fold = stash::flag(state::UFFD_FOLD_AT_IOCTL);
+    if fold && !stash::any(state::UFFD_ACTIVE) {
+        return;
+    }
+    let p = ctx_state(uctx);
+    // SAFETY: valid map value pointer when non-null.
+    let open = !p.is_null() && unsafe { (*p).open } > 0;
+    if open {
+        // SAFETY: as above.
+        let opened_ns = unsafe { (*p).opened_ns };
+        let b = MfillBracket {
+            uctx,
+            start_ns: now(),
+            opened_ns,
+            changing: kernel::uffd_ctx_mmap_changing(uctx),
+            _pad: 0,
+        };
+        if stash::put(&b) {
+            stash::enter(state::UFFD_ACTIVE);
+        }
+    } else if kprobe && !fold {
+        // The kretprobe has no arguments and reports the copy itself.
+        stash::put(&MfillBracket {
+            uctx,
+            start_ns: 0,
+            opened_ns: 0,
+            changing: -1,
+            _pad: 0,
+        });
+    }
+}
+
+/// The mfill return: reports the copy only when no ioctl hook does.
+#[inline(always)]
+fn mfill_exit(probe: ProbeId, uctx: u64, dst: u64, len: u64, ret: i64) {
+    if stash::flag(state::UFFD_FOLD_AT_IOCTL) {
+        return;
+    }
+    copy_done(
+        probe,
+        Copy {
+            uctx,
+            fd: -1,
+            arg: 0,
+            ret,
+            at_entry: -1,
+            ioctl: false,
+            dst,
+            len,
+        },
+    );
+}
+
+/// The context of the `mm`-first signature: `mmap_changing` points into it.
+#[inline(always)]
+fn ctx_of_changing(changing: u64) -> u64 {
+    let off = kernel::offset(Field::UffdCtxMmapChanging);
+    if changing == 0 || off == u64::MAX || changing < off {
+        0
+    } else {
+        changing - off
+    }
+}
+
+programs! {
     /// `ssize_t mcopy_atomic(struct mm_struct *dst_mm, dst, src, len,
     /// atomic_t|bool *mmap_changing, __u64 mode)` (≤ 6.3; also
     /// `mfill_atomic_copy` with that signature in 6.4–6.8).
-    MfillCopy: MfillMmArgs { mm: 0, dst: 1, len: 3, changing: 4 } -> 6;
-    entry: fentry fentry_mfill_mm, kprobe kprobe_mfill_mm => mfill_mm_start;
-    exit: fexit fexit_mfill_mm, kretprobe kretprobe_mfill_mm => mfill_mm_end;
-}
+    fentry fentry_mfill_mm(ctx) {
+        mfill_entry(ctx_of_changing(ctx.arg(4)), false);
+    }
+    fexit fexit_mfill_mm(ctx) {
+        let ret: u64 = ctx.arg(6);
+        mfill_exit(P, ctx_of_changing(ctx.arg(4)), ctx.arg(1), ctx.arg(3), ret as i64);
+    }
+    kprobe kprobe_mfill_mm(ctx) {
+        mfill_entry(ctx_of_changing(karg(&ctx, 4)), true);
+    }
+    kretprobe kretprobe_mfill_mm(ctx) {
+        mfill_return(P, ctx.ret::<u64>() as i64);
+    }
 
-/// `ctx` first (6.9+): mm and `mmap_changing` are read from the context.
-#[inline(always)]
-fn mfill_ctx_start(probe: ProbeId, a: &mut MfillCtxArgs) -> bool {
-    let mm = kernel::uffd_ctx_mm(a.ctx);
-    let changing = kernel::uffd_ctx_mmap_changing(a.ctx);
-    mfill(probe, EventId::MfillStart, mm, a.dst, a.len, changing, 0);
-    true
-}
-
-#[inline(always)]
-fn mfill_ctx_end(probe: ProbeId, a: &MfillCtxArgs, ret: u64) {
-    let mm = kernel::uffd_ctx_mm(a.ctx);
-    let changing = kernel::uffd_ctx_mmap_changing(a.ctx);
-    mfill(probe, EventId::MfillEnd, mm, a.dst, a.len, changing, ret as i64);
-}
-
-function! {
     /// `ssize_t mfill_atomic_copy(struct userfaultfd_ctx *ctx, dst, src, len,
     /// uffd_flags_t flags)` (6.9+).
-    MfillCopy: MfillCtxArgs { ctx: 0, dst: 1, len: 3 } -> 5;
-    entry: fentry fentry_mfill_ctx, kprobe kprobe_mfill_ctx => mfill_ctx_start;
-    exit: fexit fexit_mfill_ctx, kretprobe kretprobe_mfill_ctx => mfill_ctx_end;
+    fentry fentry_mfill_ctx(ctx) {
+        mfill_entry(ctx.arg(0), false);
+    }
+    fexit fexit_mfill_ctx(ctx) {
+        let ret: u64 = ctx.arg(5);
+        mfill_exit(P, ctx.arg(0), ctx.arg(1), ctx.arg(3), ret as i64);
+    }
+    kprobe kprobe_mfill_ctx(ctx) {
+        mfill_entry(karg(&ctx, 0), true);
+    }
+    kretprobe kretprobe_mfill_ctx(ctx) {
+        mfill_return(P, ctx.ret::<u64>() as i64);
+    }
+}
+
+/// The kretprobe of mfill without an ioctl hook: the context comes from the
+/// bracket the entry kept (put back for `copy_done` to take).
+#[inline(always)]
+fn mfill_return(probe: ProbeId, ret: i64) {
+    if stash::flag(state::UFFD_FOLD_AT_IOCTL) {
+        return;
+    }
+    let b = stash::take::<MfillBracket>();
+    if !b.found {
+        return;
+    }
+    count_copy(ret);
+    if b.args.start_ns == 0 && copy_is_plain(ret) {
+        return;
+    }
+    let c = Copy {
+        uctx: b.args.uctx,
+        fd: -1,
+        arg: 0,
+        ret,
+        at_entry: -1,
+        ioctl: false,
+        dst: 0,
+        len: 0,
+    };
+    copy_judged(probe, c, b);
 }
 
 // The non-cooperative window ----------------------------------------------------
@@ -282,6 +566,11 @@ fn change(probe: ProbeId, id: EventId, uctx: u64, kind: u32, start: u64, end: u6
     let mm = kernel::uffd_ctx_mm(uctx);
     if mm == 0 {
         return;
+    }
+    if id == EventId::UffdChangeBegin {
+        window_begin(uctx);
+    } else {
+        window_end(uctx);
     }
     let changing = kernel::uffd_ctx_mmap_changing(uctx);
     emit::<UffdChange>(probe, id, mm, Seq::Track, |p| {

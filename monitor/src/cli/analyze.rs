@@ -1,4 +1,5 @@
-//! `monitor analyze FILE...`: run the detector over recorded trace files.
+//! `monitor analyze FILE...`: run the detector over recorded trace files
+//! (plain, or gzip/zstd compressed: `crate::compress`).
 //! Exit status: 0 no findings, 1 findings, 2 error (unreadable or malformed
 //! input; errors win). A closed stdout (`monitor analyze F | head -1`) is not
 //! an error: the status is the analysis's.
@@ -11,12 +12,15 @@ use std::{
 
 use monitor_common::maps::WIRE_VERSION;
 use monitor_detector::{
-    FileAnalyzer, FileReport, Report,
+    AnalysisError, FileAnalyzer, FileReport, Report,
     tracefile::{Line, parse_line},
 };
 
 use super::args::{AnalyzeArgs, AnalyzeFormat};
-use crate::{output, say};
+use crate::{
+    compress::{self, Codec},
+    output, say,
+};
 
 /// The longest line accepted. A finding line with its 32 evidence events is
 /// about 20 KB, an event line well under 1 KB: a longer line is not a trace
@@ -36,8 +40,12 @@ pub fn analyze_file_with(path: &std::path::Path, also: &mut dyn FnMut(&str)) -> 
         Ok(f) => f,
         Err(e) => return FileReport::io_error(name, format!("cannot read: {e}")),
     };
+    // .gz / .zst traces are decoded on the fly (recognised by their magic).
+    let (codec, mut reader) = match compress::reader(BufReader::new(file)) {
+        Ok(r) => r,
+        Err(e) => return FileReport::io_error(name, format!("cannot read: {e}")),
+    };
     let mut analyzer = FileAnalyzer::new(name.clone());
-    let mut reader = BufReader::new(file);
     let mut buf = Vec::new();
     let mut line_no = 0usize;
     let mut header_seen = false;
@@ -66,6 +74,16 @@ pub fn analyze_file_with(path: &std::path::Path, also: &mut dyn FnMut(&str)) -> 
                 }
                 analyzer.feed_line(text);
                 also(text);
+            }
+            Err(e) if codec != Codec::Plain => {
+                // Keep what the readable members hold; the error says why the rest is missing.
+                let mut report = analyzer.finish();
+                report.error = Some(AnalysisError {
+                    file: name,
+                    line: None,
+                    message: format!("after line {line_no}: {e}"),
+                });
+                return report;
             }
             Err(e) => return FileReport::io_error(name, format!("read error: {e}")),
         }

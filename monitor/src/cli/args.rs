@@ -132,7 +132,8 @@ pub struct TraceArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Record a trace file (JSON Lines, see docs/trace-format.md); created
-    /// mode 0600, never over an existing file (see --force).
+    /// mode 0600, never over an existing file (see --force). A name ending
+    /// in `.gz` or `.zst` writes it compressed.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Replace an existing --output file (it is removed first, never written
@@ -210,7 +211,8 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// Trace files recorded by `monitor trace --output` (or the daemon).
+    /// Trace files recorded by `monitor trace --output` (or the daemon);
+    /// gzip and zstd files are decompressed on the fly.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Output format on stdout (perfetto: Chrome trace-event JSON for Perfetto UI

@@ -94,6 +94,8 @@ pub struct Metrics {
     pub decode_errors: IntCounter,
     pub kmsg_write_failures: IntCounter,
     pub bpf_stats: IntCounterVec,
+    /// Every UFFDIO_COPY the kernel counted, recorded or not, by result.
+    pub uffd_copies: IntCounterVec,
     pub fault_gate_open: IntGauge,
     pub fault_gate_opens: IntCounter,
     pub program_hits: IntCounterVec,
@@ -204,8 +206,10 @@ impl Metrics {
                 &["hook", "event"],
             )?,
         );
+        // Kinds no program writes any more (read from older traces) get no series.
         let event_labels: Vec<(EventId, String)> = EventId::ALL
             .iter()
+            .filter(|id| !monitor_common::catalogue::LEGACY_EVENTS.contains(id))
             .map(|id| (*id, event_hook_label(*id)))
             .collect();
         for (id, hook) in &event_labels {
@@ -275,8 +279,24 @@ impl Metrics {
                 &["stat"],
             )?,
         );
+        let uffd_copies = reg(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "uffd_copies_total",
+                    "UFFDIO_COPY calls counted per CPU in the kernel, recorded or not, by result: \
+                     ok, eexist, eagain, other. The ones that needed a record (a change window \
+                     on their context, -EAGAIN) are also \
+                     mmrace_events_produced_total{event=\"uffd_copy_done\"}.",
+                ),
+                &["result"],
+            )?,
+        );
         for s in Stat::ALL {
-            bpf_stats.with_label_values(&[s.name()]);
+            match s.uffd_copy_result() {
+                Some(result) => uffd_copies.with_label_values(&[result]),
+                None => bpf_stats.with_label_values(&[s.name()]),
+            };
         }
         let fault_gate_open = reg(
             &r,
@@ -543,6 +563,7 @@ impl Metrics {
             decode_errors,
             kmsg_write_failures,
             bpf_stats,
+            uffd_copies,
             fault_gate_open,
             fault_gate_opens,
             program_hits,
@@ -618,7 +639,10 @@ impl Metrics {
                 .map_or(0, |(_, n)| *n);
             let d = n.saturating_sub(before);
             if d > 0 {
-                self.bpf_stats.with_label_values(&[s.name()]).inc_by(d);
+                match s.uffd_copy_result() {
+                    Some(result) => self.uffd_copies.with_label_values(&[result]).inc_by(d),
+                    None => self.bpf_stats.with_label_values(&[s.name()]).inc_by(d),
+                }
             }
         }
         self.fault_gate_open.set(i64::from(now.fault_gate_open));

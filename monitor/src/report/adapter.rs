@@ -287,6 +287,19 @@ pub fn ev(e: &Event) -> Ev {
                 ),
             )
         }
+        Data::UffdCopyDone(c) => (
+            Point,
+            match c.ret {
+                -11 => Outcome::Eagain,
+                r if r >= 0 => Outcome::Copied,
+                _ => Outcome::None,
+            },
+            None,
+            format!(
+                "dst={:#x} len={} ret={} mmap_changing={} mfill_changing={} window={:#x} fd={}",
+                c.dst, c.len, c.ret, c.mmap_changing, c.mfill_changing, c.window, c.fd
+            ),
+        ),
         Data::UffdChangeBegin(c) | Data::UffdChangeEnd(c) => (
             if matches!(e.data, Data::UffdChangeBegin(_)) {
                 Open(B::UffdChange)

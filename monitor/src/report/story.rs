@@ -105,7 +105,9 @@ fn roles(pid: u32, evs: &[Ev]) -> String {
             } else {
                 "owner faulting"
             }),
-            "uffd_copy" | "mfill_start" | "mfill_end" => add("uffd monitor (UFFDIO_COPY)"),
+            "uffd_copy" | "uffd_copy_done" | "mfill_start" | "mfill_end" => {
+                add("uffd monitor (UFFDIO_COPY)")
+            }
             "uffd_change_begin" | "uffd_change_end" => add("mm changer (non-cooperative event)"),
             "fork" => add("forking task"),
             "migrate_start"

@@ -35,6 +35,39 @@ pub struct Payload {
     pub busybox: PathBuf,
 }
 
+/// stress-ng (the benchmark workload, `cargo xtask bench --only stress`), if
+/// the host has it: the one dynamic binary of the guest, with the shared libraries `ldd`
+/// names at their host paths (the scenario runs it with `LD_LIBRARY_PATH`).
+fn add_stress_ng(
+    cpio: &mut Cpio<BufWriter<fs::File>>,
+    dirs: &mut BTreeSet<String>,
+) -> anyhow::Result<()> {
+    const BIN: &str = "/usr/bin/stress-ng";
+    if !Path::new(BIN).exists() {
+        return Ok(());
+    }
+    let out = std::process::Command::new("ldd")
+        .arg(BIN)
+        .output()
+        .context("ldd stress-ng")?;
+    let mut files = vec![BIN.to_owned()];
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = match l.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => l.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(p.to_owned());
+        }
+    }
+    for f in files {
+        let data = fs::read(&f).with_context(|| format!("reading {f}"))?;
+        add_parents(cpio, dirs, &f)?;
+        cpio.file(&f, &data, true)?;
+    }
+    Ok(())
+}
+
 /// `/init`: mount the pseudo filesystems, load modules, run, power off.
 fn init_script(mode: &Mode, filter: &[String], kernel: &str) -> String {
     let run = match mode {
@@ -183,6 +216,11 @@ pub fn write_initramfs(
         })?;
         add_parents(&mut cpio, &mut dirs, dst)?;
         cpio.file(dst, &data, true)?;
+    }
+    // Only for commands that run it (`cargo xtask bench --only stress`): its
+    // libraries triple the initramfs.
+    if matches!(mode, Mode::Command(c) if c.contains("stress")) {
+        add_stress_ng(&mut cpio, &mut dirs)?;
     }
     finish_with_modules(cpio, modules)?;
     if fs::metadata(out)?.len() < 1024 {

@@ -22,7 +22,7 @@ use crate::{
     bpfstats::{self, StatsEnabled},
     hold::{fork_child, touch_anon},
     sys::{self, Memcg, wait_child},
-    uffd::Uffd,
+    uffd_storm::{self, StormResult},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -38,6 +38,39 @@ pub enum Workload {
     /// 40 memcg OOM kills in a row (32 MiB limit): mark_victim, reaping,
     /// exit_mmap.
     Oom,
+    /// stress-ng (Debian package `stress-ng`), one instance, a fixed number
+    /// of bogo-ops per run (so the time ratio is the inverse of the bogo-ops/s
+    /// ratio): `--userfaultfd` (UFFDIO_COPY, no event feature) 300000 ops,
+    StressUserfaultfd,
+    /// `--fault` 9000 ops (minor and major page faults),
+    StressFault,
+    /// `--exec` 2000 ops (run as uid 65534: stress-ng refuses root),
+    StressExec,
+    /// `--mremap` 10 ops,
+    StressMremap,
+    /// `--numa` 12 ops (mbind, migrate_pages, move_pages),
+    StressNuma,
+    /// `--oom-pipe` 20 ops (with `--pathological`: it grows pipes until the
+    /// OOM killer acts),
+    StressOomPipe,
+    /// `--mmapfork` 1 op (32 children mmap, touch and exit).
+    StressMmapfork,
+}
+
+impl Workload {
+    /// The stress-ng stressor and its bogo-ops per run at scale 1.
+    fn stressor(self) -> Option<(&'static str, f64)> {
+        Some(match self {
+            Workload::StressUserfaultfd => ("userfaultfd", 300_000.0),
+            Workload::StressFault => ("fault", 9000.0),
+            Workload::StressExec => ("exec", 2000.0),
+            Workload::StressMremap => ("mremap", 10.0),
+            Workload::StressNuma => ("numa", 12.0),
+            Workload::StressOomPipe => ("oom-pipe", 20.0),
+            Workload::StressMmapfork => ("mmapfork", 1.0),
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -287,6 +320,44 @@ fn oom(scale: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One stress-ng run of `ops` bogo-ops of `name` (one instance).
+fn stress_ng(name: &str, ops: f64) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let ops = (ops as u64).max(1).to_string();
+    let mut cmd = Command::new("stress-ng");
+    cmd.args([&format!("--{name}"), "1", &format!("--{name}-ops"), &ops])
+        .args(["--timeout", "600s", "--temp-path", "/tmp", "--quiet"])
+        .current_dir("/tmp")
+        // In the VM guest its libraries sit at their host paths with no ld.so cache.
+        .env(
+            "LD_LIBRARY_PATH",
+            "/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    match name {
+        "oom-pipe" => {
+            cmd.arg("--pathological");
+        }
+        // stress-ng's exec stressor refuses to run as root.
+        "exec" => {
+            cmd.uid(65534).gid(65534);
+        }
+        _ => {}
+    }
+    let out = cmd
+        .output()
+        .context("running stress-ng (install it: scripts/setup.sh --for-tests)")?;
+    if !out.status.success() {
+        bail!(
+            "stress-ng --{name} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// User + system CPU of this process and its waited-for children, seconds.
 fn cpu_time() -> f64 {
     let get = |who| {
@@ -310,6 +381,10 @@ fn run_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<(f64, f64)> {
         Workload::Exec => exec(args.scale, &args.exe)?,
         Workload::Migration => migration(args.scale)?,
         Workload::Oom => oom(args.scale)?,
+        _ => {
+            let (name, ops) = w.stressor().context("not a stress-ng workload")?;
+            stress_ng(name, ops * args.scale)?;
+        }
     }
     Ok((t.elapsed().as_secs_f64(), cpu_time() - c))
 }
@@ -348,6 +423,15 @@ fn bench_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Value> {
     let mut lost = vec![0u64; n];
     let mut produced = vec![0u64; n];
     let mut cpu = vec![0f64; n];
+    // A variant with `--output FILE` (`--force`): the trace file's size per run.
+    let mut bytes = vec![0u64; n];
+    let outputs: Vec<Option<&String>> = variants
+        .iter()
+        .map(|v| {
+            let i = v.args.iter().position(|a| a == "--output" || a == "-o")?;
+            v.args.get(i + 1)
+        })
+        .collect();
     for round in 0..args.rounds {
         // Sides in a rotating order (bare first, then second, …), so that
         // what a run leaves behind (freed memory, caches) favours none.
@@ -362,6 +446,9 @@ fn bench_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Value> {
                 let r = run_workload(w, args)?;
                 let d = attached.stop()?;
                 lost[i] += count_of(&d.summary, "lost")?;
+                if let Some(f) = outputs[i] {
+                    bytes[i] += std::fs::metadata(f).map_or(0, |m| m.len());
+                }
                 produced[i] += count_of(&d.summary, "produced")?;
                 cpu[i] += d.cpu_s;
                 r
@@ -387,6 +474,7 @@ fn bench_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Value> {
         .map(|(i, v)| {
             let (med, lo, hi) = stats(&ratios[i]);
             let (cmed, clo, chi) = stats(&cpu_ratios[i]);
+            let minutes = with[i].iter().sum::<f64>() / 60.0;
             json!({
                 "variant": v.name,
                 "monitor_args": v.args,
@@ -399,6 +487,8 @@ fn bench_workload(w: Workload, args: &BenchArgs) -> anyhow::Result<Value> {
                 "median_with_s": median(&mut with[i]),
                 "events_per_run": produced[i] / args.rounds.max(1) as u64,
                 "events_lost": lost[i],
+                "records_per_min": produced[i] as f64 / minutes.max(1e-9),
+                "trace_bytes_per_min": outputs[i].map(|_| bytes[i] as f64 / minutes.max(1e-9)),
                 "monitor_cpu_s_per_run": cpu[i] / args.rounds.max(1) as f64,
                 "bpf": profiles[i],
             })
@@ -452,41 +542,20 @@ fn profile(w: Workload, args: &BenchArgs, v: &Variant) -> anyhow::Result<Value> 
     }))
 }
 
-/// UFFDIO_COPY calls that fail fast (-EEXIST on a filled page): each is one
-/// ioctl, one record. `threads` threads each run `count` of them, paced at
-/// `rate`/s per thread (0 = flat out); returns the achieved total rate.
+/// UFFDIO_COPY calls that fail fast with -EAGAIN inside a held change
+/// window: each is one ioctl and one record on every rung. `threads` threads
+/// each run `count` of them, paced at `rate`/s per thread (0 = flat out);
+/// returns the achieved total rate.
 fn uffd_burst(count: u64, rate: u64, threads: usize) -> anyhow::Result<f64> {
     let start = Instant::now();
     let workers: Vec<_> = (0..threads)
-        .map(|_| std::thread::spawn(move || uffd_burst_thread(count, rate)))
+        .map(|_| std::thread::spawn(move || uffd_storm::storm(count, rate, StormResult::Eagain)))
         .collect();
     for w in workers {
         w.join()
             .map_err(|_| anyhow::anyhow!("burst thread panicked"))??;
     }
     Ok((count * threads as u64) as f64 / start.elapsed().as_secs_f64())
-}
-
-fn uffd_burst_thread(count: u64, rate: u64) -> anyhow::Result<()> {
-    let page = sys::page_size();
-    let uffd = Uffd::open(0)?;
-    let area = sys::mmap_anon(page)?;
-    uffd.register_missing(area, page)?;
-    let src = touch_anon(page)?;
-    if uffd.copy(area, src, page) <= 0 {
-        bail!("priming UFFDIO_COPY failed");
-    }
-    let start = Instant::now();
-    for i in 0..count {
-        let _ = uffd.copy(area, src, page);
-        if rate > 0 && i % 1000 == 0 {
-            let due = Duration::from_secs_f64(i as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Per variant: paced rates up to what the generator can reach with the

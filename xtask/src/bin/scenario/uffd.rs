@@ -2,7 +2,7 @@
 
 use std::io;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 use crate::sys::check;
 
@@ -181,6 +181,58 @@ impl Drop for Uffd {
     fn drop(&mut self) {
         // SAFETY: we own the fd.
         unsafe { libc::close(self.fd) };
+    }
+}
+
+/// A change window held open on a userfaultfd with `UFFD_FEATURE_EVENT_FORK`:
+/// a thread forks, the kernel raises the context's `mmap_changing` and the
+/// fork waits until the event is read, which [`HeldFork::release`] does.
+/// Meanwhile every UFFDIO_COPY on the context fails at once with `-EAGAIN`.
+pub struct HeldFork {
+    forker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl HeldFork {
+    /// Forks and waits (up to 10 s) until the fork event is pending.
+    pub fn start(uffd: &Uffd) -> anyhow::Result<HeldFork> {
+        let forker = std::thread::spawn(|| -> anyhow::Result<()> {
+            // SAFETY: the child only calls _exit.
+            let pid = check(unsafe { libc::fork() }.into(), "fork")? as libc::pid_t;
+            if pid == 0 {
+                // SAFETY: async-signal-safe exit of the child.
+                unsafe { libc::_exit(0) };
+            }
+            crate::sys::wait_child(pid, std::time::Duration::from_secs(60))?;
+            Ok(())
+        });
+        let mut pfd = libc::pollfd {
+            fd: uffd.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: valid pollfd array of one.
+        let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        if n <= 0 {
+            bail!("no userfaultfd fork event within 10 s");
+        }
+        Ok(HeldFork {
+            forker: Some(forker),
+        })
+    }
+
+    /// Reads the fork event (the window closes) and reaps the child.
+    pub fn release(mut self, uffd: &Uffd) -> anyhow::Result<()> {
+        let msg = uffd.read_msg(10_000)?.context("the fork event went away")?;
+        if msg.event != UFFD_EVENT_FORK {
+            bail!("expected the fork event, got {:#x}", msg.event);
+        }
+        // SAFETY: the child's userfaultfd, given to us by the kernel; unused.
+        unsafe { libc::close(msg.arg[0] as u32 as i32) };
+        self.forker
+            .take()
+            .context("released twice")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("forking thread panicked"))?
     }
 }
 

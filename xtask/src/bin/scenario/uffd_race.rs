@@ -55,6 +55,9 @@ pub struct UffdArgs {
     /// that is the expected outcome.
     #[arg(long)]
     allow_no_eagain: bool,
+    /// Copy flat out (a UFFDIO_COPY storm) instead of one copy every 200 µs.
+    #[arg(long)]
+    storm: bool,
 }
 
 const COPY_PAGES: usize = 1024;
@@ -96,6 +99,7 @@ pub fn run(args: &UffdArgs) -> anyhow::Result<serde_json::Value> {
         );
         let (dst, src) = (dst as usize, src as usize);
         let remove = args.event == Change::Remove;
+        let storm = args.storm;
         thread::spawn(move || {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
@@ -117,7 +121,9 @@ pub fn run(args: &UffdArgs) -> anyhow::Result<serde_json::Value> {
                 } else {
                     other_err.fetch_add(1, Ordering::Relaxed);
                 }
-                thread::sleep(Duration::from_micros(200));
+                if !storm {
+                    thread::sleep(Duration::from_micros(200));
+                }
             }
         })
     };
@@ -215,6 +221,7 @@ pub fn run(args: &UffdArgs) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "scenario": "uffd-race",
         "event": format!("{:?}", args.event).to_lowercase(),
+        "storm": args.storm,
         "pid": std::process::id(),
         "copies_ok": ok,
         "copies_eagain": eagain,
