@@ -14,6 +14,7 @@ pub mod btfcheck;
 pub mod build_info;
 pub mod cli;
 pub mod daemon;
+pub mod dying;
 pub mod gate;
 pub mod ingest;
 pub mod journal;
