@@ -54,7 +54,7 @@ fn table(hooks: &[HookStatus], rules: &[RuleCoverage], object: &str) -> String {
         ));
         for m in &r.missing_paths {
             out.push_str(&format!(
-                "    missing {:<24} {:<11} (needs {}): {}\n",
+                "    missing {:<25} {:<11} (needs {}): {}\n",
                 m.hook.name(),
                 m.rung.name(),
                 needs(m.needs),
