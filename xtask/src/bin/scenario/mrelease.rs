@@ -153,10 +153,33 @@ fn exit_first(mb: usize) -> anyhow::Result<serde_json::Value> {
     })?;
     // SAFETY: the child's end.
     unsafe { libc::close(ready[1]) };
+    let out = exit_first_reap(pid, ready[0]);
+    if out.is_err() {
+        // Never leave the mprotect loop behind (it holds our stdout).
+        // SAFETY: signalling and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    out
+}
+
+/// `sched_setscheduler(2)` by number: musl's wrapper always fails (ENOSYS).
+fn set_policy(policy: libc::c_int) -> anyhow::Result<()> {
+    // SAFETY: all-zero is a valid sched_param (priority 0; musl has more fields).
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // SAFETY: our own thread's policy; `param` outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, policy, &raw const param) };
+    crate::sys::check(rc, "sched_setscheduler")?;
+    Ok(())
+}
+
+fn exit_first_reap(pid: libc::pid_t, ready: libc::c_int) -> anyhow::Result<serde_json::Value> {
     let start = Instant::now();
     let mut b = [0u8; 1];
     // SAFETY: one byte into a valid buffer.
-    if unsafe { libc::read(ready[0], b.as_mut_ptr().cast(), 1) } != 1 {
+    if unsafe { libc::read(ready, b.as_mut_ptr().cast(), 1) } != 1 {
         bail!("the victim did not get ready");
     }
     // SAFETY: plain syscall on our own child.
@@ -168,21 +191,14 @@ fn exit_first(mb: usize) -> anyhow::Result<serde_json::Value> {
     // the lowest priority.
     std::thread::sleep(Duration::from_millis(200));
     crate::hold::pin(0, 0)?;
-    // SAFETY: all-zero is a valid sched_param (priority 0; musl has more fields).
-    let param: libc::sched_param = unsafe { std::mem::zeroed() };
-    // SAFETY: our own thread's policy.
-    crate::sys::check(
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }.into(),
-        "sched_setscheduler(SCHED_IDLE)",
-    )?;
+    set_policy(libc::SCHED_IDLE)?;
     let before = resident_pages(pid);
     // SAFETY: as above.
     let sent = unsafe { libc::syscall(SYS_PIDFD_SEND_SIGNAL, pidfd, libc::SIGKILL, 0, 0) };
     // SAFETY: as above.
     let rc = unsafe { libc::syscall(SYS_PROCESS_MRELEASE, pidfd, 0) };
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    // SAFETY: back to the normal policy.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    set_policy(libc::SCHED_OTHER)?;
     if sent < 0 {
         bail!("pidfd_send_signal failed");
     }
@@ -190,7 +206,7 @@ fn exit_first(mb: usize) -> anyhow::Result<serde_json::Value> {
     // SAFETY: our own descriptors.
     unsafe {
         libc::close(pidfd as i32);
-        libc::close(ready[0]);
+        libc::close(ready);
     }
     let supported = !(rc < 0 && errno == libc::ENOSYS);
     Ok(json!({
