@@ -113,15 +113,28 @@ pub fn run(args: &MreleaseArgs) -> anyhow::Result<serde_json::Value> {
             std::io::Error::from_raw_os_error(errno)
         );
     }
-    Ok(json!({
+    Ok(report("caller_reaps", pid, rc, errno, before, start))
+}
+
+/// The scenario's report: the victim, whether the syscall exists, its result.
+fn report(
+    variant: &str,
+    pid: libc::pid_t,
+    rc: libc::c_long,
+    errno: i32,
+    before: u64,
+    start: Instant,
+) -> serde_json::Value {
+    json!({
         "scenario": "mrelease",
+        "variant": variant,
         "victim_pid": pid,
-        "supported": supported,
+        "supported": !(rc < 0 && errno == libc::ENOSYS),
         "ret": rc,
         "errno": if rc < 0 { errno } else { 0 },
         "rss_pages_before": before,
         "elapsed_ms": ms_since(start),
-    }))
+    })
 }
 
 /// The `--exit-first` variant.
@@ -208,15 +221,5 @@ fn exit_first_reap(pid: libc::pid_t, ready: libc::c_int) -> anyhow::Result<serde
         libc::close(pidfd as i32);
         libc::close(ready);
     }
-    let supported = !(rc < 0 && errno == libc::ENOSYS);
-    Ok(json!({
-        "scenario": "mrelease",
-        "variant": "exit_first",
-        "victim_pid": pid,
-        "supported": supported,
-        "ret": rc,
-        "errno": if rc < 0 { errno } else { 0 },
-        "rss_pages_before": before,
-        "elapsed_ms": ms_since(start),
-    }))
+    Ok(report("exit_first", pid, rc, errno, before, start))
 }
