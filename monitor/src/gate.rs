@@ -94,6 +94,12 @@ impl FaultGate {
         *t = (*t).max(ev.t);
     }
 
+    /// Victim activity userspace knows of without a record (a process found
+    /// dying at start, `dying.rs`): holds the gate open like a record would.
+    pub fn hold(&mut self, now_ns: u64) {
+        self.last_activity_ns = self.last_activity_ns.max(now_ns);
+    }
+
     /// Called periodically with the gate's state and opening count as the
     /// kernel has them.
     pub fn decide(&mut self, now_ns: u64, gate_open: bool, opens: u64) -> Decision {

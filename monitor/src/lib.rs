@@ -16,6 +16,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod compress;
 pub mod daemon;
+pub mod dying;
 pub mod gate;
 pub mod ingest;
 pub mod journal;

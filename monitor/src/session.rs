@@ -5,6 +5,7 @@
 
 use std::{
     future::Future,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -19,6 +20,7 @@ use monitor_detector::{
 };
 
 use crate::{
+    dying::{self, Dying},
     gate::{Decision, FaultGate},
     ingest::{LossTracker, Ring},
     loader::{self, Counters, LoadOptions, Loaded},
@@ -68,6 +70,8 @@ pub struct Session {
     /// When the counters were last polled, and `delivered` then.
     polled: (Instant, u64),
     gate: FaultGate,
+    /// Processes found dying at start that are still alive (`dying.rs`).
+    dying: Vec<Dying>,
 }
 
 /// Why a session ended.
@@ -107,7 +111,35 @@ impl Session {
             decode_errors: 0,
             polled: (Instant::now(), 0),
             gate: FaultGate::new(sys::ktime_ns()),
-        })
+            dying: Vec::new(),
+        }
+        .open_gate_for_dying())
+    }
+
+    /// Opens the fault gate for processes already dying at start (the gate's
+    /// blind spot: `dying.rs`) through the store that reopens it.
+    fn open_gate_for_dying(mut self) -> Session {
+        self.dying = dying::scan(Path::new("/proc"));
+        if self.dying.is_empty() {
+            return self;
+        }
+        let names: Vec<String> = self
+            .dying
+            .iter()
+            .take(8)
+            .map(|d| format!("{} ({})", d.pid, d.comm))
+            .collect();
+        match self.loaded.set_state(state::FAULT_GATE, 1) {
+            Ok(()) => log::info!(
+                "fault gate opened at start: {} process(es) killed before the monitor \
+                 started are still dying: {}",
+                self.dying.len(),
+                names.join(", ")
+            ),
+            Err(e) => log::warn!("opening the fault gate for dying processes: {e:#}"),
+        }
+        self.gate.hold(sys::ktime_ns());
+        self
     }
 
     fn drain(&mut self, sink: &mut dyn Sink) {
@@ -145,6 +177,13 @@ impl Session {
     /// is open afterwards.
     fn update_gate(&mut self, counters: &Counters) -> bool {
         let now = sys::ktime_ns();
+        if !self.dying.is_empty() {
+            self.dying
+                .retain(|d| dying::still_dying(Path::new("/proc"), d));
+            if !self.dying.is_empty() {
+                self.gate.hold(now);
+            }
+        }
         let open = counters.fault_gate_open;
         if self.gate.decide(now, open, counters.fault_gate_opens) != Decision::Close {
             return open;

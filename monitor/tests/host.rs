@@ -274,3 +274,54 @@ fn records_and_findings_name_the_cgroup_and_container() {
     let _g = serial();
     checks::cgroup_attribution();
 }
+
+/// The fault gate's blind spot: a victim killed and reaped (process_mrelease)
+/// *before* the monitor started opened no gate. At start the monitor finds
+/// the killed, still-dying process (`SIGKILL` in `ShdPnd`) and opens the gate
+/// for it, so the victim thread's copy_from_user on its reaped buffer, after
+/// the monitor attached, is recorded: a kernel fault on an `MMF_UNSTABLE` mm.
+#[test]
+fn a_victim_reaped_before_start_opens_the_fault_gate() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    use monitor_common::mmf::MMF_UNSTABLE;
+    require_root!();
+    let _g = serial();
+    let mut child = Command::new(crate::util::scenario_bin())
+        .args(["mrelease", "--owner-copy", "--linger-ms", "25000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scenario");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.starts_with("reaped ") {
+        line.clear();
+        if err.read_line(&mut line).expect("scenario stderr") == 0 {
+            panic!(
+                "the scenario ended before reaping: {:?}",
+                child.wait_with_output()
+            );
+        }
+    }
+    let victim: u32 = line["reaped ".len()..].trim().parse().expect("pid");
+    let run = TraceRun::start("dying", &[]);
+    let out = child.wait_with_output().expect("scenario");
+    assert!(out.status.success(), "scenario failed: {out:?}");
+    let (rec, stderr) = run.stop();
+    let faults: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| {
+            e.tgid == victim
+                && matches!(&e.data, Data::Fault(f) | Data::KernelFault(f)
+                    if f.mm_flags & (1 << MMF_UNSTABLE) != 0)
+        })
+        .collect();
+    assert!(
+        !faults.is_empty(),
+        "no fault of victim {victim} on its reaped mm was recorded: the gate stayed closed; \
+         monitor said:\n{stderr}"
+    );
+}

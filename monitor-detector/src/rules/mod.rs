@@ -41,7 +41,7 @@ pub(crate) mod reaper;
 pub(crate) mod uffd;
 pub(crate) mod unstable;
 
-pub use coverage::{CoverageState, RuleCoverage};
+pub use coverage::{CoverageState, KernelPath, MissingPath, Needs, RuleCoverage, paths};
 
 /// An event together with its release index (its position in the ordered
 /// stream the rules see), so evidence collected from several places can be put
@@ -569,7 +569,7 @@ macro_rules! mm_rules {
         /// The coverage of every rule, in [`FindingKind::ALL`] order. Pure:
         /// `monitor check`, the metrics and the analyzer all call this.
         pub fn coverage(hooks: &[HookStatus]) -> Vec<RuleCoverage> {
-            let mut all = vec![$(<$rule as MmRule>::coverage(hooks)),*];
+            let mut all = vec![$(coverage::finish(<$rule as MmRule>::coverage(hooks), hooks)),*];
             all.sort_by_key(|c| c.rule);
             all
         }

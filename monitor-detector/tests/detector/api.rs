@@ -407,9 +407,34 @@ fn coverage_is_exposed_without_a_detector() {
             ("uffd_copy_vs_mm_change", CoverageState::Partial),
         ]
     );
-    let full = monitor_detector::coverage(&hooks_function(R612));
+    // The fixtures' function plan predates the huge-page migration-wait
+    // hooks: leftover_migration_entry names those paths, so it is partial
+    // and lists them; with them attached every rule is full.
+    let mut plan = hooks_function(R612);
+    let cov = monitor_detector::coverage(&plan);
+    let migration = cov
+        .iter()
+        .find(|c| c.rule == monitor_detector::FindingKind::LeftoverMigrationEntry)
+        .expect("rule");
+    assert_eq!(migration.state, CoverageState::Partial, "{migration:#?}");
+    let missing: Vec<&str> = migration
+        .missing_paths
+        .iter()
+        .map(|m| m.hook.name())
+        .collect();
+    assert_eq!(
+        missing,
+        ["pmd_migration_entry_wait", "migration_entry_wait_huge"]
+    );
+    let mut huge = plan[0].clone();
+    for name in ["pmd_migration_entry_wait", "migration_entry_wait_huge"] {
+        huge.hook = monitor_common::catalogue::HookId::from_name(name).expect("hook");
+        plan.push(huge.clone());
+    }
+    let full = monitor_detector::coverage(&plan);
     assert!(
-        full.iter().all(|c| c.state == CoverageState::Full),
+        full.iter()
+            .all(|c| c.state == CoverageState::Full && c.missing_paths.is_empty()),
         "{full:#?}"
     );
 }

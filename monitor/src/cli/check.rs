@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use monitor_detector::{CoverageState, RuleCoverage, coverage, tracefile::HookStatus};
+use monitor_detector::{CoverageState, Needs, RuleCoverage, coverage, tracefile::HookStatus};
 use serde_json::json;
 
 use super::args::{CheckArgs, Format};
@@ -52,8 +52,24 @@ fn table(hooks: &[HookStatus], rules: &[RuleCoverage], object: &str) -> String {
             r.state.name(),
             r.reason()
         ));
+        for m in &r.missing_paths {
+            out.push_str(&format!(
+                "    missing {:<25} {:<11} (needs {}): {}\n",
+                m.hook.name(),
+                m.rung.name(),
+                needs(m.needs),
+                m.path
+            ));
+        }
     }
     out
+}
+
+fn needs(n: Needs) -> &'static str {
+    match n {
+        Needs::Any => "any rung",
+        Needs::Function => "a function rung",
+    }
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
@@ -75,6 +91,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     "coverage": r.state.name(),
                     "reasons": r.reasons,
                     "missing_hooks": r.missing_hooks,
+                    "missing_paths": r.missing_paths,
                 })).collect::<Vec<_>>(),
             });
             output::STDOUT.line(&v.to_string());

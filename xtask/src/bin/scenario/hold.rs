@@ -58,10 +58,16 @@ impl Hold {
 
     /// In the victim: a thread that blocks uninterruptibly on the pipe mutex.
     pub fn block_victim_thread(&self) {
+        self.block_victim_thread_copying(b"a".as_ptr() as usize);
+    }
+
+    /// [`Self::block_victim_thread`], the thread then copying one byte from
+    /// `buf` (the owner's `copy_from_user`).
+    pub fn block_victim_thread_copying(&self, buf: usize) {
         let fd = self.pipe[1];
         thread::spawn(move || {
-            // SAFETY: one byte from a valid buffer.
-            unsafe { libc::write(fd, b"a".as_ptr().cast(), 1) };
+            // SAFETY: one byte from a buffer valid in this process.
+            unsafe { libc::write(fd, buf as *const libc::c_void, 1) };
         });
         // Let it reach the mutex.
         thread::sleep(Duration::from_millis(200));

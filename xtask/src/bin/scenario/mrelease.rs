@@ -19,6 +19,14 @@ pub struct MreleaseArgs {
     /// Anonymous memory the victim touches, in MiB.
     #[arg(long, default_value_t = 32)]
     mb: usize,
+    /// The victim's blocked thread copies from an anonymous page of its own,
+    /// reaped by the time it runs (a fault on an `MMF_UNSTABLE` mm).
+    #[arg(long)]
+    owner_copy: bool,
+    /// After the reap, print `reaped PID` on stderr and keep the victim
+    /// (killed, reaped, still alive) this long before releasing it.
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u64,
 }
 
 const SYS_PIDFD_OPEN: libc::c_long = 434;
@@ -28,12 +36,19 @@ const SYS_PROCESS_MRELEASE: libc::c_long = 448;
 pub fn run(args: &MreleaseArgs) -> anyhow::Result<serde_json::Value> {
     let mut hold = Hold::new()?;
     let ready = crate::sys::pipe()?;
-    let mb = args.mb;
+    let (mb, owner_copy) = (args.mb, args.owner_copy);
     let pid = fork_child(|| {
         if touch_anon(mb << 20).is_err() {
             return 10;
         }
-        hold.block_victim_thread();
+        if owner_copy {
+            match touch_anon(crate::sys::page_size()) {
+                Ok(p) => hold.block_victim_thread_copying(p as usize),
+                Err(_) => return 15,
+            }
+        } else {
+            hold.block_victim_thread();
+        }
         // SAFETY: one byte to the ready pipe.
         unsafe { libc::write(ready[1], b"r".as_ptr().cast(), 1) };
         loop {
@@ -64,6 +79,10 @@ pub fn run(args: &MreleaseArgs) -> anyhow::Result<serde_json::Value> {
     let rc = unsafe { libc::syscall(SYS_PROCESS_MRELEASE, pidfd, 0) };
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     let supported = !(rc < 0 && errno == libc::ENOSYS);
+    if args.linger_ms > 0 {
+        eprintln!("reaped {pid}");
+        std::thread::sleep(Duration::from_millis(args.linger_ms));
+    }
     hold.release()?;
     wait_child(pid, Duration::from_secs(30))?;
     // SAFETY: our own descriptors.
@@ -77,13 +96,26 @@ pub fn run(args: &MreleaseArgs) -> anyhow::Result<serde_json::Value> {
             std::io::Error::from_raw_os_error(errno)
         );
     }
-    Ok(json!({
+    Ok(report("caller_reaps", pid, rc, errno, before, start))
+}
+
+/// The scenario's report: the victim, whether the syscall exists, its result.
+fn report(
+    variant: &str,
+    pid: libc::pid_t,
+    rc: libc::c_long,
+    errno: i32,
+    before: u64,
+    start: Instant,
+) -> serde_json::Value {
+    json!({
         "scenario": "mrelease",
+        "variant": variant,
         "victim_pid": pid,
-        "supported": supported,
+        "supported": !(rc < 0 && errno == libc::ENOSYS),
         "ret": rc,
         "errno": if rc < 0 { errno } else { 0 },
         "rss_pages_before": before,
         "elapsed_ms": ms_since(start),
-    }))
+    })
 }
