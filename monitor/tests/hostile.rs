@@ -661,6 +661,7 @@ fn d3_a_compressed_member_cut_by_a_full_disk_is_written_again_whole() {
             mm_gen: 1,
             seq: i + 1,
             cgroup_id: 0,
+            memcg_id: 0,
             hdr_flags: 0,
             probe: monitor_common::catalogue::ProbeId::TpExitMmap.into(),
             data: Data::ExitMmapEnd(MmState { mm_flags: x }),
