@@ -85,7 +85,7 @@ impl Detector {
         Detector {
             sequencer: Sequencer::new(limits.reorder_window, limits.max_mms),
             mms: BoundedMap::new(limits.max_mms),
-            globals: Globals::new(limits),
+            globals: Globals::new(limits, &config.hooks),
             era,
             coverage,
             stats: DetectorStats::default(),

@@ -62,5 +62,5 @@ pub use analyze::{ExitStatus, FileAnalyzer, FileReport, Report, analyze_texts};
 pub use detector::{Detector, DetectorConfig, DetectorStats, Limits};
 pub use event::{Data, Event, ProbeRef};
 pub use finding::{Finding, FindingKind, Severity};
-pub use rules::{CoverageState, RuleCoverage, coverage};
+pub use rules::{Accessor, CoverageState, RuleCoverage, coverage};
 pub use windows::Window;

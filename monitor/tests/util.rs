@@ -303,6 +303,12 @@ impl Recording {
         report.findings().map(|(_, f)| f.clone()).collect()
     }
 
+    /// The detector's notes on this recording (loss, input quality, …).
+    pub fn notes(&self) -> Vec<String> {
+        let report = monitor_detector::analyze_texts([("recording", self.text.as_str())]);
+        report.files.into_iter().flat_map(|f| f.notes).collect()
+    }
+
     /// Events of one mm generation, in sequence order.
     pub fn generation(&self, mm: u64, mm_gen: u64) -> Vec<&Event> {
         let mut v: Vec<&Event> = self

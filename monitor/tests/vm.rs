@@ -244,6 +244,65 @@ fn vhost_kthread_fault_after_reap_gets_sigbus() {
     assert_no_violation(&findings);
 }
 
+/// The seed of 6b31d5955cb2: the victim's own thread inside `write(2)`,
+/// blocked on the pipe's mutex while the OOM reaper zaps its buffer, then
+/// copying from it (`copy_page_from_iter` → `copy_from_user` faults in
+/// kernel mode, no `FAULT_FLAG_USER`). Since v4.13 the kernel refuses it
+/// (`check_stable_address_space` → `VM_FAULT_SIGBUS`, the write fails with
+/// `EFAULT` instead of writing zeroes): a near miss whose accessor is
+/// `owner_kernel` and whose first task is the writer thread.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn owner_writer_fault_after_reap_is_named_owner_kernel() {
+    let run = TraceRun::start("owner-writer", &[]);
+    let report = scenario(&["oom-reap", "--owner-copy"]);
+    let (rec, _) = run.stop();
+    let writer = report["victim_tid"].as_u64().expect("tid") as u32;
+    let findings = rec.findings();
+    let unstable = of_kind(&findings, FindingKind::UnstableMmFault);
+    let f = unstable
+        .iter()
+        .find(|f| {
+            f.details["accessor"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == "owner_kernel"))
+        })
+        .unwrap_or_else(|| {
+            panic!("no unstable_mm_fault finding by owner_kernel ({report}): {findings:#?}")
+        });
+    assert_eq!(f.severity, Severity::NearMiss, "{f:#?}");
+    assert_eq!(f.details["fault_result"], "sigbus", "{f:#?}");
+    // The writer's own fault: kernel mode (no FAULT_FLAG_USER), refused.
+    let fault = rec
+        .events
+        .iter()
+        .filter(|e| e.pid == writer && e.mm == f.mm && e.mm_gen == f.mm_gen)
+        .find_map(|e| match &e.data {
+            Data::Fault(x) => Some(x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no fault by the writer {writer} on the victim's mm: {f:#?}"));
+    assert_eq!(
+        fault.fault_flags & 0x40,
+        0,
+        "the writer's copy is a kernel-mode fault"
+    );
+    assert_eq!(
+        fault.result().map(|r| r & 0x2),
+        Some(0x2),
+        "the writer's copy must be SIGBUS"
+    );
+    note(&format!(
+        "owner writer {writer}: first_task {} accessors {}",
+        f.details["first_task"], f.details["accessor"]
+    ));
+    assert!(
+        f.tasks.iter().any(|t| t.pid == writer && !t.kthread),
+        "the writer {writer} must be among the finding's tasks: {f:#?}"
+    );
+    assert_no_violation(&findings);
+}
+
 fn uffd(event: &str) {
     let (rec, report) = checks::uffd_race(event, &[]);
     checks::assert_fired(&rec, &["fexit_uffd_ioctl"]);
@@ -334,6 +393,15 @@ fn exec_storm_under_compaction_and_numa_migration() {
         );
     }
     assert_no_violation(&rec.findings());
+    // On the function rung removals are counted per rmap callback and
+    // installs per PTE: no "more or fewer migration PTEs" note on a normal run.
+    let notes = rec.notes();
+    assert!(
+        !notes
+            .iter()
+            .any(|n| n.contains("more or fewer migration PTEs")),
+        "{notes:#?}"
+    );
     println!(
         "{recorded} of 60 execs overlapped a migration; compaction: {compacted}\nmigration: {migrated}"
     );
