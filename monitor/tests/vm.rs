@@ -56,7 +56,8 @@ fn check_shows_function_rung() {
             .unwrap_or_else(|| panic!("no hook {name}"))
             .clone()
     };
-    let (stack, mfill) = if kernel() == "6.12" {
+    // relocate_vma_down and mfill_atomic_copy since 6.5 (6.12, 6.18, 7.x).
+    let (stack, mfill) = if !matches!(kernel().as_str(), "5.10" | "6.1") {
         ("relocate_vma_down", "mfill_atomic_copy")
     } else {
         ("shift_arg_pages", "mcopy_atomic")
