@@ -353,6 +353,20 @@ fn benign(kind: u8, n: u32, era510: bool) -> Vec<Step> {
     s
 }
 
+/// `me` marked as OOM victim and its mm reaped (no per-VMA unmaps).
+fn victim_reaped(me: Task, mm: Mm) -> [Step; 3] {
+    [
+        step(me, mm, "tp_mark_victim", mark_victim(me, MM_FLAGS)),
+        step(OOM_REAPER, mm, "fentry_oom_reap", reap_start_fn(MM_FLAGS)),
+        step(
+            OOM_REAPER,
+            mm,
+            "fexit_oom_reap",
+            reap_end_fn(1, MM_FLAGS_UNSTABLE),
+        ),
+    ]
+}
+
 /// An injected race and what it must be reported as.
 fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
     let (pid, addr) = ids(n);
@@ -437,19 +451,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
                 "fentry_kthread_use_mm",
                 Data::KthreadUseMm(mm_state(MM_FLAGS)),
             ));
-            s.push(step(me, mm, "tp_mark_victim", mark_victim(me, MM_FLAGS)));
-            s.push(step(
-                OOM_REAPER,
-                mm,
-                "fentry_oom_reap",
-                reap_start_fn(MM_FLAGS),
-            ));
-            s.push(step(
-                OOM_REAPER,
-                mm,
-                "fexit_oom_reap",
-                reap_end_fn(1, MM_FLAGS_UNSTABLE),
-            ));
+            s.extend(victim_reaped(me, mm));
             s.push(step(
                 vhost,
                 mm,
@@ -461,19 +463,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
         }
         3 => {
             let vhost = kthread(pid + 5, "vhost-w");
-            s.push(step(me, mm, "tp_mark_victim", mark_victim(me, MM_FLAGS)));
-            s.push(step(
-                OOM_REAPER,
-                mm,
-                "fentry_oom_reap",
-                reap_start_fn(MM_FLAGS),
-            ));
-            s.push(step(
-                OOM_REAPER,
-                mm,
-                "fexit_oom_reap",
-                reap_end_fn(1, MM_FLAGS_UNSTABLE),
-            ));
+            s.extend(victim_reaped(me, mm));
             s.push(step(
                 vhost,
                 mm,
@@ -568,19 +558,7 @@ fn race(kind: u8, n: u32) -> (Vec<Step>, &'static str, &'static str) {
         // The owner's own thread in kernel mode (a write(2) copying from its
         // reaped buffer: no FAULT_FLAG_USER) refused after the reap.
         _ => {
-            s.push(step(me, mm, "tp_mark_victim", mark_victim(me, MM_FLAGS)));
-            s.push(step(
-                OOM_REAPER,
-                mm,
-                "fentry_oom_reap",
-                reap_start_fn(MM_FLAGS),
-            ));
-            s.push(step(
-                OOM_REAPER,
-                mm,
-                "fexit_oom_reap",
-                reap_end_fn(1, MM_FLAGS_UNSTABLE),
-            ));
+            s.extend(victim_reaped(me, mm));
             s.push(step(
                 t2,
                 mm,
