@@ -248,6 +248,14 @@ impl TraceRun {
             status.success(),
             "monitor exited with {status}; stderr:\n{err}"
         );
+        // Under -q nothing is shown: the summary says how many records
+        // matched, never "shown N".
+        if let Some(summary) = err.lines().find(|l| l.contains("traced, ended by")) {
+            assert!(
+                !summary.contains(" shown ") && summary.contains("not shown: --quiet"),
+                "the -q summary must not claim records were shown: {summary}"
+            );
+        }
         (Recording::read(&self.output), err)
     }
 }
