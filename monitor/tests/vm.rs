@@ -403,6 +403,21 @@ fn exec_storm_under_compaction_and_numa_migration() {
             .any(|n| n.contains("more or fewer migration PTEs")),
         "{notes:#?}"
     );
+    // Waits on migration entries while a batch was in flight have their own
+    // statistic, apart from PTE events outside any batch.
+    let stats = &rec.summary.as_ref().expect("summary").stats;
+    let stat = |name: &str| {
+        stats
+            .iter()
+            .find(|(k, _)| k.name() == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} in the summary: {stats:?}"))
+    };
+    note(&format!(
+        "exec_storm: migration_wait_in_batch {} migration_pte_outside_batch {}",
+        stat("migration_wait_in_batch"),
+        stat("migration_pte_outside_batch")
+    ));
     println!(
         "{recorded} of 60 execs overlapped a migration; compaction: {compacted}\nmigration: {migrated}"
     );
