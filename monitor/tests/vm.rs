@@ -6,6 +6,7 @@
 //! file the monitor recorded (and on the detector's verdicts about it), and
 //! that the hooks it relies on fired.
 
+use monitor_common::event::uffd_event;
 use monitor_detector::{Data, Finding, FindingKind, Severity, event::FaultExt};
 
 use crate::{
@@ -324,6 +325,26 @@ fn uffd(event: &str) {
         eagain,
         report["copies_eagain"].as_u64().expect("eagain"),
         "EAGAIN count in findings"
+    );
+    // Each window's end names its event: read at the entry of
+    // userfaultfd_event_wait_completion (the reader zeroes it before return).
+    let want = match event {
+        "fork" => uffd_event::FORK,
+        "remap" => uffd_event::REMAP,
+        "remove" => uffd_event::REMOVE,
+        _ => uffd_event::UNMAP,
+    };
+    let ends: Vec<u32> = rec
+        .events
+        .iter()
+        .filter_map(|e| match &e.data {
+            Data::UffdChangeEnd(c) => Some(c.kind),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        ends.contains(&want) && !ends.contains(&0),
+        "uffd_change_end kinds ({event}): {ends:?}"
     );
     assert_no_violation(&findings);
 }
