@@ -98,7 +98,10 @@ pub const KERNELS: &[Kernel] = &[
         package: "linux-image-7.3.4+deb13-cloud-amd64",
         why: "the newest Debian kernel: PREEMPT_LAZY (a preemptible kernel, unlike every other line here), \
               the 7.x userfaultfd and mm rework (mremap_userfaultfd_fail, mm_flags_t accessors everywhere), \
-              split image packages",
+              split image packages. On demand, not in `all`: unmap_page_range is neither in BTF nor in \
+              kallsyms there (inlined or renamed), so the reaper's per-VMA zap hook is unavailable and \
+              check_shows_function_rung and reaper_exit_overlap_is_a_near_miss fail (10 of 12 VM tests \
+              pass, 130 s)",
         parts: &[
             "linux-binary-7.3.4+deb13-cloud-amd64",
             "linux-modules-7.3.4+deb13-cloud-amd64",
