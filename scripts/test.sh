@@ -3,7 +3,7 @@
 # crates), unit and integration tests (the real host kernel as root, and a real
 # Prometheus), a fuzz smoke run, the release artifacts (static tarball on
 # Debian 11, .deb with lintian, podman image, kustomize manifests), then the VM
-# matrix: Debian 5.10, 6.1 and 6.12 kernels under QEMU, after a self-test of
+# matrix: Debian 5.10, 6.1, 6.12 and 6.18 kernels under QEMU, after a self-test of
 # the VM harness, and the .deb under systemd as PID 1 in a Debian bookworm guest.
 #
 #   scripts/test.sh            everything
@@ -54,7 +54,7 @@ cargo xtask vm --kernel 6.1 --self-test --quiet
 step "mutant kernel patch: applies to the pinned linux-source-6.1, names each fix, off by default"
 cargo xtask mutant --check-patch
 
-step "VM matrix: Debian 5.10, 6.1, 6.12 under QEMU (TCG, two NUMA nodes)"
+step "VM matrix: Debian 5.10, 6.1, 6.12, 6.18 under QEMU (TCG, two NUMA nodes)"
 cargo xtask vm --kernel all --quiet
 
 step "systemd guest: Debian bookworm, systemd as PID 1, the .deb installed with dpkg -i (kernel 6.1)"

@@ -747,6 +747,9 @@ probes! {
     FexitHugeWait3 = 144 => fexit_huge_wait_3, MigrationEntryWaitHuge, FExit, [HugeMigrationWaitEnd];
     KprobeHugeWait3 = 145 => kprobe_huge_wait_3, MigrationEntryWaitHuge, KProbe, [HugeMigrationWaitStart];
     KretprobeHugeWait3 = 146 => kretprobe_huge_wait_3, MigrationEntryWaitHuge, KRetProbe, [HugeMigrationWaitEnd];
+    /// `userfaultfd_event_wait_completion(ctx, ewq)` entry: the event kind
+    /// before the reader zeroes it.
+    FentryUffdWait = 147 => fentry_uffd_wait, UffdEventWait, FEntry, [];
 }
 
 impl ProbeId {

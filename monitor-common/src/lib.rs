@@ -60,6 +60,18 @@ pub mod vm_fault {
     pub const ERROR: u32 = OOM | SIGBUS | SIGSEGV | HWPOISON | HWPOISON_LARGE | FALLBACK;
 }
 
+/// `FAULT_FLAG_*` bits of `handle_mm_fault`'s `flags` (the same values since
+/// v3.x: `include/linux/mm_types.h` `enum fault_flag`, `#define`s in
+/// `include/linux/mm.h` before 5.13).
+pub mod fault_flag {
+    /// Set by the arch fault handler only for a fault taken in user mode
+    /// (`user_mode(regs)`); absent for `copy_from_user`/`get_user` in a
+    /// syscall and for GUP.
+    pub const USER: u32 = 0x0040;
+    /// GUP on an mm other than `current->mm`.
+    pub const REMOTE: u32 = 0x0080;
+}
+
 /// `vm_area_struct::vm_flags` bits used by the migration rule.
 pub mod vm_flags {
     pub const VM_GROWSDOWN: u64 = 0x0000_0100;

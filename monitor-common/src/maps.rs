@@ -230,6 +230,10 @@ named! {
         TaskMapFull = 4 => "task_map_full",
         /// `handle_mm_fault` returns whose entry was not seen (filter state lost).
         FaultUnmatchedReturn = 5 => "fault_unmatched_return",
+        /// Faults that waited on a migration entry (PTE, PMD or hugetlb level)
+        /// while a `migrate_pages()` batch was in flight: expected (the batch
+        /// removes its entries), counted, not recorded.
+        MigrationWaitInBatch = 6 => "migration_wait_in_batch",
         /// Every UFFDIO_COPY the hooks reported, recorded or not, by result:
         /// succeeded, `-EEXIST`, `-EAGAIN`, other errors.
         UffdCopyOk = 10 => "uffd_copy_ok",

@@ -89,7 +89,7 @@ impl Detector {
             sequencer: Sequencer::new(limits.reorder_window, limits.max_mms),
             slots: Slots::new(limits.max_mms, limits.max_mms),
             pool: RulePool::default(),
-            globals: Globals::new(limits),
+            globals: Globals::new(limits, &config.hooks),
             era,
             coverage,
             stats: DetectorStats::default(),

@@ -64,5 +64,7 @@ pub use analyze::{AnalysisError, ExitStatus, FileAnalyzer, FileReport, Report, a
 pub use detector::{Detector, DetectorConfig, DetectorStats, Limits};
 pub use event::{Data, Event, ProbeRef};
 pub use finding::{Finding, FindingKind, Severity};
-pub use rules::{CoverageState, KernelPath, MissingPath, Needs, RuleCoverage, coverage, paths};
+pub use rules::{
+    Accessor, CoverageState, KernelPath, MissingPath, Needs, RuleCoverage, coverage, paths,
+};
 pub use windows::Window;

@@ -86,8 +86,6 @@ pub struct DetectorStats {
     pub unbalanced_migrate_batches: u64,
     /// Migration PTE removals that could not be placed in an exec window.
     pub unplaced_pte_removals: u64,
-    /// Faults on an unstable mm by its own (dying) threads: excluded.
-    pub owner_faults_ignored: u64,
     /// Windows that closed with nothing to report (e.g. only retried faults).
     pub windows_without_verdict: u64,
     /// Largest number of mm generations tracked at once.

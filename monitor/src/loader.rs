@@ -459,6 +459,19 @@ fn set_state_flag(ebpf: &mut Ebpf, bit: u64) -> Result<(), LoadError> {
         .map_err(|e| LoadError::Object(e.to_string()))
 }
 
+/// Adds a refusal unless the same one (rung, target, kind, reason) is
+/// already listed: two candidates of one hook can differ only in their
+/// programs (one per prototype of the same function), and a kernel refusing
+/// the symbol itself refuses both alike; `check` says it once.
+fn push_refusal(refusals: &mut Vec<Refusal>, r: Refusal) {
+    let same = |x: &Refusal| {
+        x.rung == r.rung && x.target == r.target && x.kind == r.kind && x.reason == r.reason
+    };
+    if !refusals.iter().any(same) {
+        refusals.push(r);
+    }
+}
+
 /// Whether the kernel can do kprobes at all (PMU or tracefs interface).
 fn kprobes_supported() -> bool {
     Path::new("/sys/bus/event_source/devices/kprobe").exists()
@@ -486,12 +499,15 @@ impl Planner<'_> {
                         refused: refusals,
                     };
                 }
-                Err(r) => refusals.push(Refusal {
-                    rung: cand.rung,
-                    target: target.to_owned(),
-                    kind: r.kind,
-                    reason: r.reason,
-                }),
+                Err(r) => push_refusal(
+                    &mut refusals,
+                    Refusal {
+                        rung: cand.rung,
+                        target: target.to_owned(),
+                        kind: r.kind,
+                        reason: r.reason,
+                    },
+                ),
             }
         }
         HookStatus {
@@ -931,5 +947,32 @@ impl Drop for Loaded {
     fn drop(&mut self) {
         self.detach_all();
         self.release_tracefs();
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    fn r(rung: Rung, target: &str, reason: &str) -> Refusal {
+        Refusal {
+            rung,
+            target: target.to_owned(),
+            kind: RefusalKind::default(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The same refusal of two candidates (two prototypes of one symbol) is
+    /// listed once; a different rung, target or reason is kept.
+    #[test]
+    fn identical_refusals_are_listed_once() {
+        let mut v = Vec::new();
+        push_refusal(&mut v, r(Rung::Fentry, "f", "no BTF"));
+        push_refusal(&mut v, r(Rung::Fentry, "f", "no BTF"));
+        push_refusal(&mut v, r(Rung::Kprobe, "f", "no BTF"));
+        push_refusal(&mut v, r(Rung::Fentry, "g", "no BTF"));
+        push_refusal(&mut v, r(Rung::Fentry, "f", "inlined"));
+        assert_eq!(v.len(), 4, "{v:?}");
     }
 }

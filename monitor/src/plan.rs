@@ -254,7 +254,7 @@ const DUP_UFFD: [Candidate; 2] = fn_rungs!("dup_userfaultfd",
 const UFFD_WAIT: [Candidate; 2] = fn_rungs!("userfaultfd_event_wait_completion",
     &[(0, "struct userfaultfd_ctx *"), (1, "struct userfaultfd_wait_queue *")], Some(2),
     fields: &[Field::UffdCtxMm, Field::UffdCtxMmapChanging, Field::UffdWqMsgEvent],
-    fentry: [p(P::FexitUffdWait, FExit)],
+    fentry: [p(P::FentryUffdWait, FEntry), p(P::FexitUffdWait, FExit)],
     kprobe: [p(P::KprobeUffdWait, KProbe), p(P::KretprobeUffdWait, KRetProbe)]);
 const UFFD_REMAP: [Candidate; 2] = fn_rungs!("mremap_userfaultfd_prep",
     &[(0, VMA), (1, "struct vm_userfaultfd_ctx *")], Some(2),

@@ -134,9 +134,8 @@ struct Race {
     rule: FindingKind,
     /// Violation patterns (`details.pattern`) that prove it; any one will do.
     patterns: &'static [&'static str],
-    /// Who must have made the violating access (`unstable_mm_fault`):
-    /// `kthread` today; the owner's own kernel-mode access (`owner_kernel`)
-    /// joins once the detector reports that accessor.
+    /// Who must have made the violating access (`unstable_mm_fault`): any
+    /// one of these accessors (`details.accessor`).
     accessors: &'static [&'static str],
     max_tries: u32,
     /// Whether a stock kernel must show a near miss (false where the near
@@ -329,9 +328,8 @@ fn uffd_fork() -> serde_json::Value {
 /// A vhost worker (kthread_use_mm) kicked after the OOM reaper zapped its
 /// owner's ring, and the owner's own blocked thread copying from a reaped
 /// page (`--owner-copy`): without check_stable_address_space both faults are
-/// handled (zero pages). The detector judges the kthread's today; the
-/// owner's kernel-mode copy is excluded until the detector names that
-/// accessor (`owner_kernel`), which then joins `accessors` here.
+/// handled (zero pages). The detector judges both: the kthread's
+/// (`kthread`) and the owner's kernel-mode copy (`owner_kernel`).
 #[test]
 #[ignore = "mutant kernel only: cargo xtask mutant"]
 fn race_unstable() {
@@ -340,7 +338,7 @@ fn race_unstable() {
             switch: "unstable",
             rule: FindingKind::UnstableMmFault,
             patterns: &["handled"],
-            accessors: &["kthread"],
+            accessors: &["kthread", "owner_kernel"],
             max_tries: 3,
             near_miss_required: true,
         },

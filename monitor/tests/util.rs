@@ -248,6 +248,14 @@ impl TraceRun {
             status.success(),
             "monitor exited with {status}; stderr:\n{err}"
         );
+        // Under -q nothing is shown: the summary says how many records
+        // matched, never "shown N".
+        if let Some(summary) = err.lines().find(|l| l.contains("traced, ended by")) {
+            assert!(
+                !summary.contains(" shown ") && summary.contains("not shown: --quiet"),
+                "the -q summary must not claim records were shown: {summary}"
+            );
+        }
         (Recording::read(&self.output), err)
     }
 }
@@ -306,6 +314,12 @@ impl Recording {
             "the recording does not analyze cleanly: {errors:?}"
         );
         report.findings().map(|(_, f)| f.clone()).collect()
+    }
+
+    /// The detector's notes on this recording (loss, input quality, …).
+    pub fn notes(&self) -> Vec<String> {
+        let report = monitor_detector::analyze_texts([("recording", self.text.as_str())]);
+        report.files.into_iter().flat_map(|f| f.notes).collect()
     }
 
     /// Events of one mm generation, in sequence order.

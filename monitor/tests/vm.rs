@@ -6,6 +6,7 @@
 //! file the monitor recorded (and on the detector's verdicts about it), and
 //! that the hooks it relies on fired.
 
+use monitor_common::event::uffd_event;
 use monitor_detector::{Data, Finding, FindingKind, Severity, event::FaultExt};
 
 use crate::{
@@ -56,7 +57,8 @@ fn check_shows_function_rung() {
             .unwrap_or_else(|| panic!("no hook {name}"))
             .clone()
     };
-    let (stack, mfill) = if kernel() == "6.12" {
+    // relocate_vma_down and mfill_atomic_copy since 6.5 (6.12, 6.18, 7.x).
+    let (stack, mfill) = if !matches!(kernel().as_str(), "5.10" | "6.1") {
         ("relocate_vma_down", "mfill_atomic_copy")
     } else {
         ("shift_arg_pages", "mcopy_atomic")
@@ -283,6 +285,65 @@ fn vhost_kthread_fault_after_reap_gets_sigbus() {
     assert_no_violation(&findings);
 }
 
+/// The seed of 6b31d5955cb2: the victim's own thread inside `write(2)`,
+/// blocked on the pipe's mutex while the OOM reaper zaps its buffer, then
+/// copying from it (`copy_page_from_iter` → `copy_from_user` faults in
+/// kernel mode, no `FAULT_FLAG_USER`). Since v4.13 the kernel refuses it
+/// (`check_stable_address_space` → `VM_FAULT_SIGBUS`, the write fails with
+/// `EFAULT` instead of writing zeroes): a near miss whose accessor is
+/// `owner_kernel` and whose first task is the writer thread.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn owner_writer_fault_after_reap_is_named_owner_kernel() {
+    let run = TraceRun::start("owner-writer", &[]);
+    let report = scenario(&["oom-reap", "--owner-copy"]);
+    let (rec, _) = run.stop();
+    let writer = report["victim_tid"].as_u64().expect("tid") as u32;
+    let findings = rec.findings();
+    let unstable = of_kind(&findings, FindingKind::UnstableMmFault);
+    let f = unstable
+        .iter()
+        .find(|f| {
+            f.details["accessor"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == "owner_kernel"))
+        })
+        .unwrap_or_else(|| {
+            panic!("no unstable_mm_fault finding by owner_kernel ({report}): {findings:#?}")
+        });
+    assert_eq!(f.severity, Severity::NearMiss, "{f:#?}");
+    assert_eq!(f.details["fault_result"], "sigbus", "{f:#?}");
+    // The writer's own fault: kernel mode (no FAULT_FLAG_USER), refused.
+    let fault = rec
+        .events
+        .iter()
+        .filter(|e| e.pid == writer && e.mm == f.mm && e.mm_gen == f.mm_gen)
+        .find_map(|e| match &e.data {
+            Data::Fault(x) => Some(x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no fault by the writer {writer} on the victim's mm: {f:#?}"));
+    assert_eq!(
+        fault.fault_flags & 0x40,
+        0,
+        "the writer's copy is a kernel-mode fault"
+    );
+    assert_eq!(
+        fault.result().map(|r| r & 0x2),
+        Some(0x2),
+        "the writer's copy must be SIGBUS"
+    );
+    note(&format!(
+        "owner writer {writer}: first_task {} accessors {}",
+        f.details["first_task"], f.details["accessor"]
+    ));
+    assert!(
+        f.tasks.iter().any(|t| t.pid == writer && !t.kthread),
+        "the writer {writer} must be among the finding's tasks: {f:#?}"
+    );
+    assert_no_violation(&findings);
+}
+
 fn uffd(event: &str) {
     let (rec, report) = checks::uffd_race(event, &[]);
     checks::assert_fired(&rec, &["fexit_uffd_ioctl"]);
@@ -303,6 +364,26 @@ fn uffd(event: &str) {
         eagain,
         report["copies_eagain"].as_u64().expect("eagain"),
         "EAGAIN count in findings"
+    );
+    // Each window's end names its event: read at the entry of
+    // userfaultfd_event_wait_completion (the reader zeroes it before return).
+    let want = match event {
+        "fork" => uffd_event::FORK,
+        "remap" => uffd_event::REMAP,
+        "remove" => uffd_event::REMOVE,
+        _ => uffd_event::UNMAP,
+    };
+    let ends: Vec<u32> = rec
+        .events
+        .iter()
+        .filter_map(|e| match &e.data {
+            Data::UffdChangeEnd(c) => Some(c.kind),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        ends.contains(&want) && !ends.contains(&0),
+        "uffd_change_end kinds ({event}): {ends:?}"
     );
     assert_no_violation(&findings);
 }
@@ -456,6 +537,30 @@ fn exec_storm_under_compaction_and_numa_migration() {
         );
     }
     assert_no_violation(&rec.findings());
+    // On the function rung removals are counted per rmap callback and
+    // installs per PTE: no "more or fewer migration PTEs" note on a normal run.
+    let notes = rec.notes();
+    assert!(
+        !notes
+            .iter()
+            .any(|n| n.contains("more or fewer migration PTEs")),
+        "{notes:#?}"
+    );
+    // Waits on migration entries while a batch was in flight have their own
+    // statistic, apart from PTE events outside any batch.
+    let stats = &rec.summary.as_ref().expect("summary").stats;
+    let stat = |name: &str| {
+        stats
+            .iter()
+            .find(|(k, _)| k.name() == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} in the summary: {stats:?}"))
+    };
+    note(&format!(
+        "exec_storm: migration_wait_in_batch {} migration_pte_outside_batch {}",
+        stat("migration_wait_in_batch"),
+        stat("migration_pte_outside_batch")
+    ));
     println!(
         "{recorded} of 60 execs overlapped a migration; compaction: {compacted}\nmigration: {migrated}"
     );

@@ -28,7 +28,9 @@
 //!
 //! Not judged (documented in `docs/detection.md`): `migrate_end` with
 //! `ptes_set != ptes_removed` on the tracepoint rung (entries of torn-down mms
-//! are zapped, not removed; THP splits) is only counted in the statistics, and
+//! are zapped, not removed; THP splits) is only counted in the statistics
+//! (and not at all where the two count different units:
+//! [`pte_counts_comparable`]), and
 //! an exec window overlapping a batch on that rung cannot be attributed to an mm.
 
 use serde_json::Value;
@@ -38,7 +40,7 @@ use super::{
     coverage::{Builder, RuleCoverage, Seen, seen},
     details, emit, hex, mm_rule_common,
 };
-use monitor_common::catalogue::HookId;
+use monitor_common::catalogue::{HookId, ProbeId};
 
 use crate::{
     bounded::DetMap,
@@ -64,16 +66,42 @@ pub(crate) struct Global {
     last_end: Option<Noted>,
     /// Loss of batch events: waits can no longer be compared with batches.
     losses: Vec<String>,
+    /// Whether a batch's `ptes_set` and `ptes_removed` count the same unit
+    /// ([`pte_counts_comparable`]).
+    comparable: bool,
+}
+
+/// Whether `migrate_end`'s `ptes_set` and `ptes_removed` count the same
+/// thing under this plan: both from the per-PTE tracepoints
+/// (`migrate:set_migration_pte`, `migrate:remove_migration_pte`: the
+/// tracepoint rung of `remove_migration_ptes`) and no function-rung
+/// `remove_migration_pte` also counting removals. On the function rung
+/// removals are counted per rmap callback (`remove_migration_pte`, one per
+/// VMA mapping the folio, however many PTEs it restores) while installs stay
+/// per PTE: the two differ on most batches and mean nothing compared.
+/// (Plans written before `set_migration_pte` was a hook of its own list its
+/// program under `remove_migration_ptes`; 5.10 has no such tracepoint, so
+/// its batches install nothing countable.)
+pub(crate) fn pte_counts_comparable(hooks: &[HookStatus]) -> bool {
+    let set_counted = seen(hooks, HookId::SetMigrationPte) == Seen::Tracepoint
+        || hooks.iter().any(|h| {
+            h.programs
+                .contains(&crate::event::ProbeRef::known(ProbeId::TpSetMigrationPte))
+        });
+    set_counted
+        && seen(hooks, HookId::RemoveMigrationPtes) == Seen::Tracepoint
+        && seen(hooks, HookId::RemoveMigrationPte) == Seen::Unavailable
 }
 
 impl Global {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits, hooks: &[HookStatus]) -> Self {
         Global {
             open: DetMap::default(),
             cap: limits.max_open_batches.max(1),
             epoch: 0,
             last_end: None,
             losses: Vec::new(),
+            comparable: pte_counts_comparable(hooks),
         }
     }
 
@@ -91,7 +119,7 @@ impl Global {
                 if let Some(start) = self.open.remove(&ev.pid) {
                     ctx.window_closed(RaceWindow::Migration, &start.ev, ev);
                 }
-                if m.start_seen != 0 && m.ptes_set != m.ptes_removed {
+                if self.comparable && m.start_seen != 0 && m.ptes_set != m.ptes_removed {
                     ctx.stats.unbalanced_migrate_batches += 1;
                 }
                 self.last_end = Some(ctx.note(ev));

@@ -42,6 +42,7 @@ pub(crate) mod uffd;
 pub(crate) mod unstable;
 
 pub use coverage::{CoverageState, KernelPath, MissingPath, Needs, RuleCoverage, paths};
+pub use unstable::Accessor;
 
 /// An event together with its release index (its position in the ordered
 /// stream the rules see), so evidence collected from several places can be put
@@ -438,10 +439,10 @@ pub(crate) struct Globals {
 }
 
 impl Globals {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits, hooks: &[HookStatus]) -> Self {
         Globals {
             reaper: reaper::Global::new(limits),
-            migration: migration::Global::new(limits),
+            migration: migration::Global::new(limits, hooks),
         }
     }
 }

@@ -1,24 +1,40 @@
 //! `unstable_mm_fault`: a page fault on an mm after the OOM reaper set
-//! `MMF_UNSTABLE`, by a kernel thread using the mm (`kthread_use_mm`, e.g. a
-//! vhost worker) or by a task that does not own the mm (remote access through
-//! GUP, `/proc/PID/mem`) (3f70dc38cec2, 6b31d5955cb2; `docs/kernel.md`, "The four races").
+//! `MMF_UNSTABLE`, by any task (3f70dc38cec2 for kernel threads, 6b31d5955cb2
+//! for every task since v4.13; `docs/kernel.md`, "The four races";
+//! `docs/detection.md`, "unstable_mm_fault").
 //!
 //! The mm counts as unstable for a fault when the fault's own `mm_flags` has
 //! bit 22 set; when the flags could not be read (`READ_ERROR`, or zero), when
 //! the reaper already started on this generation or an earlier event showed
-//! the bit. The dying owner's own threads (a non-kthread task whose
-//! `current->mm` is the faulting mm, including `PF_USER_WORKER` vhost tasks
-//! and io_uring workers, which die with it) are excluded: 3f70dc38cec2 says they
-//! need no protection because the corruption cannot outlive them.
+//! the bit.
 //!
-//! Per fault, by its `vm_fault_t` result:
+//! Each fault is classified by its accessor ([`Accessor`]):
+//! * `kthread`: a kernel thread (`PF_KTHREAD`) between `kthread_use_mm` and
+//!   `kthread_unuse_mm` (a vhost worker in kthread mode, 3f70dc38cec2);
+//! * `remote`: `current->mm` is another mm (GUP through `/proc/PID/mem`,
+//!   `process_vm_readv`, `access_remote_vm`);
+//! * `owner_kernel`: one of the owner's threads in kernel mode: a
+//!   `copy_from_user`/`get_user` in a syscall (the `write(2)` of 6b31d5955cb2,
+//!   which would write zeroes to a file) or in exit (`futex_cleanup` →
+//!   `get_user` of the robust list); `handle_mm_fault` without
+//!   `FAULT_FLAG_USER`, or `exceptions:page_fault_kernel` on the tracepoint
+//!   rung (it fires only for `!user_mode(regs)`). `PF_USER_WORKER` vhost tasks
+//!   and `PF_IO_WORKER` io_uring workers are the owner's threads and always
+//!   fault in kernel mode: `owner_kernel` too;
+//! * `owner_user`: one of the owner's threads in user mode (`FAULT_FLAG_USER`).
+//!
+//! Since v4.13 `check_stable_address_space()` refuses every one of them, so
+//! the verdicts are the same for all four accessors. Per fault, by its
+//! `vm_fault_t` result:
 //! * `VM_FAULT_SIGBUS` (or another `VM_FAULT_ERROR` bit): the protection held:
 //!   near miss (`fault_result = "sigbus"`);
 //! * no error bit, no `VM_FAULT_RETRY`/`NOPAGE`: the fault was handled on an
 //!   `MMF_UNSTABLE` mm, so a reaped page may have been re-instantiated as zeros:
 //!   violation — unless the entry probe saw the flag still clear when the
 //!   fault began (`unstable_at_entry == Some(false)`): its check may have
-//!   passed before the reaper started, a legal race (near miss);
+//!   passed before the reaper started, a legal race (near miss); or unless the
+//!   VMA is one `__oom_reap_task_mm` does not unmap (`VM_SHARED` file
+//!   mappings, `VM_HUGETLB`, `VM_PFNMAP`): its pages still hold real data;
 //! * `VM_FAULT_RETRY` (the fault will be retried and reported again) or
 //!   `VM_FAULT_NOPAGE` (a driver installed the PTE itself: a PFN mapping the
 //!   reaper skips): counted, no verdict;
@@ -28,12 +44,23 @@
 //! One window per mm generation: it opens at the first qualifying fault and
 //! closes when the generation ends (or at the end of input); the finding
 //! aggregates every fault in it (worst verdict wins: violation, then
-//! uncertain, then near miss).
+//! uncertain, then near miss) and names the accessors of the faults that
+//! decided it (`accessor`) and the first such task (`first_task`).
 
-use monitor_common::{event::hdr, mmf::MMF_UNSTABLE, pf::PF_KTHREAD, vm_fault};
+use monitor_common::{
+    event::hdr,
+    fault_flag,
+    mmf::MMF_UNSTABLE,
+    pf::{PF_IO_WORKER, PF_KTHREAD, PF_USER_WORKER},
+    vm_fault,
+};
 
 /// `VM_SHARED` in `vma->vm_flags`.
 const VM_SHARED: u64 = 0x8;
+/// `VM_PFNMAP`, `VM_HUGETLB`: VMAs `__oom_reap_task_mm` skips on every
+/// kernel of the matrix (`if (vma->vm_flags & (VM_HUGETLB|VM_PFNMAP))
+/// continue;`, or `!can_madv_lru_vma()` before 5.18).
+const VM_NOT_REAPED: u64 = 0x0000_0400 | 0x0040_0000;
 use serde_json::Value;
 
 use super::{
@@ -53,6 +80,89 @@ use crate::{
 const KIND: FindingKind = FindingKind::UnstableMmFault;
 const UNSTABLE_BIT: u64 = 1 << MMF_UNSTABLE;
 
+/// Who made a fault on an unstable mm (the `accessor` detail and metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accessor {
+    /// A kernel thread using the mm (`kthread_use_mm`).
+    Kthread,
+    /// A task whose `current->mm` is another mm (GUP, `/proc/PID/mem`).
+    Remote,
+    /// The owner's thread in kernel mode (`copy_from_user`/`get_user` in a
+    /// syscall or in exit; user workers).
+    OwnerKernel,
+    /// The owner's thread in user mode.
+    OwnerUser,
+}
+
+impl Accessor {
+    pub const ALL: [Accessor; 4] = [
+        Accessor::Kthread,
+        Accessor::Remote,
+        Accessor::OwnerKernel,
+        Accessor::OwnerUser,
+    ];
+
+    /// Stable name (finding detail, metric label).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Accessor::Kthread => "kthread",
+            Accessor::Remote => "remote",
+            Accessor::OwnerKernel => "owner_kernel",
+            Accessor::OwnerUser => "owner_user",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+
+    const fn describe(self) -> &'static str {
+        match self {
+            Accessor::Kthread => "a kernel thread using the mm (kthread_use_mm)",
+            Accessor::Remote => {
+                "a task that does not own the mm (remote access: GUP, /proc/PID/mem)"
+            }
+            Accessor::OwnerKernel => {
+                "the owner's thread in kernel mode (copy_from_user/get_user in a syscall or in exit)"
+            }
+            Accessor::OwnerUser => "the owner's thread in user mode",
+        }
+    }
+
+    /// The accessor of a fault record.
+    pub fn of(ev: &Event, f: &Fault) -> Accessor {
+        if ev.task_flags & PF_KTHREAD != 0 {
+            return Accessor::Kthread;
+        }
+        if f.current_mm != 0 && f.current_mm != ev.mm {
+            return Accessor::Remote;
+        }
+        if ev.task_flags & (PF_USER_WORKER | PF_IO_WORKER) != 0 {
+            return Accessor::OwnerKernel;
+        }
+        match ev.data {
+            // exceptions:page_fault_kernel fires only for a kernel-mode fault;
+            // its fault_flags are the x86 error code.
+            Data::KernelFault(_) => Accessor::OwnerKernel,
+            _ if f.fault_flags & fault_flag::USER != 0 => Accessor::OwnerUser,
+            _ => Accessor::OwnerKernel,
+        }
+    }
+}
+
+/// Per accessor: faults, and those of each verdict class.
+#[derive(Clone, Copy, Debug, Default)]
+struct ByAccessor {
+    faults: u64,
+    refused: u64,
+    handled: u64,
+    legal: u64,
+    unknown: u64,
+    /// The first fault of the class that decides the verdict is looked up
+    /// from these: (pid, comm) of the first fault of each class.
+    first: [Option<(u32, [u8; 16])>; 4],
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
     Sigbus,
@@ -61,8 +171,8 @@ enum Outcome {
     /// Handled, but the fault began before `MMF_UNSTABLE` was set: its
     /// stability check may have passed before the reaper started (legal).
     HandledRaced,
-    /// Handled on a `VM_SHARED` mapping, which `__oom_reap_task_mm` does not
-    /// zap: the page still holds real data (legal).
+    /// Handled on a `VM_SHARED`, `VM_HUGETLB` or `VM_PFNMAP` mapping, which
+    /// `__oom_reap_task_mm` does not zap: the page still holds real data (legal).
     HandledShared,
     Retry,
     NoPage,
@@ -76,7 +186,7 @@ fn outcome(f: &Fault) -> Outcome {
         Some(r) if r & vm_fault::ERROR != 0 => Outcome::OtherError,
         Some(r) if r & vm_fault::RETRY != 0 => Outcome::Retry,
         Some(r) if r & vm_fault::NOPAGE != 0 => Outcome::NoPage,
-        Some(_) if f.vm_flags & VM_SHARED != 0 => Outcome::HandledShared,
+        Some(_) if f.vm_flags & (VM_SHARED | VM_NOT_REAPED) != 0 => Outcome::HandledShared,
         Some(_) if f.unstable_at_entry() == Some(false) => Outcome::HandledRaced,
         Some(_) => Outcome::Handled,
     }
@@ -93,8 +203,7 @@ struct FaultWindow {
     retry: u64,
     nopage: u64,
     unknown: u64,
-    kthread: u64,
-    remote: u64,
+    by: [ByAccessor; 4],
     /// The first fault that decided the verdict class, for the details.
     /// (address, vm_fault_t, vm_flags) of the first handled fault.
     first_handled: Option<(u64, u32, u64)>,
@@ -204,22 +313,22 @@ impl State {
                 if !unstable {
                     return;
                 }
-                let kthread = ev.task_flags & PF_KTHREAD != 0;
-                let remote = f.current_mm != 0 && f.current_mm != ev.mm;
-                if !kthread && !remote {
-                    // The dying owner, or one of its user worker threads
-                    // (PF_USER_WORKER vhost tasks, PF_IO_WORKER io_uring
-                    // workers): they share the mm and die with it.
-                    ctx.stats.owner_faults_ignored += 1;
-                    return;
-                }
+                let acc = Accessor::of(ev, f);
                 let out = outcome(f);
                 let w = self.window(ctx, ev.pid);
                 w.w.push(ctx.note(ev));
-                if kthread {
-                    w.kthread += 1;
-                } else {
-                    w.remote += 1;
+                let by = &mut w.by[acc.index()];
+                by.faults += 1;
+                let class = match out {
+                    Outcome::Sigbus | Outcome::OtherError => Some((0, &mut by.refused)),
+                    Outcome::Handled => Some((1, &mut by.handled)),
+                    Outcome::HandledRaced | Outcome::HandledShared => Some((2, &mut by.legal)),
+                    Outcome::Unknown => Some((3, &mut by.unknown)),
+                    Outcome::Retry | Outcome::NoPage => None,
+                };
+                if let Some((i, n)) = class {
+                    *n += 1;
+                    by.first[i].get_or_insert((ev.pid, ev.comm));
                 }
                 match out {
                     Outcome::Sigbus => w.sigbus += 1,
@@ -265,8 +374,7 @@ impl State {
                 retry: 0,
                 nopage: 0,
                 unknown: 0,
-                kthread: 0,
-                remote: 0,
+                by: [ByAccessor::default(); 4],
                 first_handled: None,
             }
         })
@@ -276,19 +384,47 @@ impl State {
         let Some(w) = self.window.take() else {
             return;
         };
-        let (who, whom) = match (w.kthread > 0, w.remote > 0) {
-            (true, true) => (
-                "kernel threads and remote (non-owner) tasks",
-                "Kernel threads and remote (non-owner) tasks",
-            ),
-            (true, false) => (
-                "a kernel thread using the mm (kthread_use_mm)",
-                "A kernel thread using the mm (kthread_use_mm)",
-            ),
-            _ => (
-                "a task that does not own the mm (remote access)",
-                "A task that does not own the mm (remote access)",
-            ),
+        // The class that decides the verdict (as below): its accessors name
+        // who made the access.
+        let class = if w.handled > 0 {
+            1
+        } else if w.unknown > 0 {
+            3
+        } else if w.sigbus + w.other_error == 0 && w.raced + w.shared > 0 {
+            2
+        } else {
+            0
+        };
+        let count = |b: &ByAccessor| match class {
+            0 => b.refused,
+            1 => b.handled,
+            2 => b.legal,
+            _ => b.unknown,
+        };
+        let deciding: Vec<Accessor> = Accessor::ALL
+            .into_iter()
+            .filter(|a| count(&w.by[a.index()]) > 0)
+            .collect();
+        let first_task = deciding
+            .iter()
+            .find_map(|a| w.by[a.index()].first[class])
+            .map(|(pid, comm)| format!("{pid} ({})", crate::event::c_str(&comm)));
+        let mut who = deciding
+            .iter()
+            .map(|a| a.describe())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        if who.is_empty() {
+            who = "a task".to_owned();
+        }
+        if let Some(t) = &first_task {
+            who = format!("{who}, first task {t}");
+        }
+        let whom = {
+            let mut c = who.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
         };
         let counted = format!(
             "{} fault(s): {} SIGBUS, {} other error, {} handled without error, {} handled \
@@ -380,9 +516,18 @@ impl State {
             ("unknown_count", Value::from(w.unknown)),
             ("retry_count", Value::from(w.retry)),
             ("nopage_count", Value::from(w.nopage)),
-            ("kthread_faults", Value::from(w.kthread)),
-            ("remote_faults", Value::from(w.remote)),
+            (
+                "accessor",
+                Value::from(deciding.iter().map(|a| a.name()).collect::<Vec<_>>()),
+            ),
+            ("kthread_faults", Value::from(w.by[0].faults)),
+            ("remote_faults", Value::from(w.by[1].faults)),
+            ("owner_kernel_faults", Value::from(w.by[2].faults)),
+            ("owner_user_faults", Value::from(w.by[3].faults)),
         ]);
+        if let Some(t) = first_task {
+            d.insert("first_task".into(), Value::from(t));
+        }
         if let Some((addr, _, vm_flags)) = w.first_handled {
             d.insert("first_handled_address".into(), hex(addr));
             if vm_flags == 0 {

@@ -26,7 +26,13 @@ use super::support::{Trace, parse_trace};
 type Expectation = (&'static str, &'static [(&'static str, &'static str)], u8);
 
 const EXPECTED: &[Expectation] = &[
-    ("benign_function_rung", &[], 0),
+    // The victim's own thread faults (SIGBUS) after the reap: since every
+    // accessor is judged, a near miss by the owner's kernel-mode access.
+    (
+        "benign_function_rung",
+        &[("unstable_mm_fault", "near_miss")],
+        1,
+    ),
     ("benign_tracepoint_host", &[], 0),
     ("error_malformed_line", &[], 2),
     ("error_missing_header", &[], 2),
@@ -156,7 +162,24 @@ const EXPECTED: &[Expectation] = &[
         &[("unstable_mm_fault", "near_miss")],
         1,
     ),
-    ("unstable_owner_and_stable_faults", &[], 0),
+    // Recorded when the owner's faults were excluded: its handled user-mode
+    // fault after the reap (#8) is a violation now (6b31d5955cb2).
+    (
+        "unstable_owner_and_stable_faults",
+        &[("unstable_mm_fault", "violation")],
+        1,
+    ),
+    (
+        "unstable_owner_writer_sigbus",
+        &[("unstable_mm_fault", "near_miss")],
+        1,
+    ),
+    (
+        "unstable_owner_writer_handled",
+        &[("unstable_mm_fault", "violation")],
+        1,
+    ),
+    ("unstable_owner_retry_only", &[], 0),
     (
         "unstable_remote_gup",
         &[("unstable_mm_fault", "near_miss")],
@@ -330,7 +353,11 @@ fn fixtures() {
         }
     }
     for (name, _, _) in EXPECTED {
-        if !names.iter().any(|n| n == name) {
+        // A fixture added after the redesign has no legacy trace, only its
+        // compact text (checked by `compact_fixtures`).
+        if !names.iter().any(|n| n == name)
+            && !fixtures_dir().join(format!("{name}.trace")).exists()
+        {
             failures.push(format!("{name}: listed in EXPECTED but no fixture file"));
         }
     }
@@ -465,4 +492,60 @@ fn compact_text_is_checked_against_the_catalogue() {
         ))
         .is_ok()
     );
+}
+
+/// The owner's thread faulting in kernel mode (a `write(2)` copying from its
+/// reaped buffer, no `FAULT_FLAG_USER`) is judged like any accessor and
+/// named: `owner_kernel`, the writer's tid first; refused = near miss,
+/// handled = violation.
+#[test]
+fn owner_kernel_writer_is_judged_and_named() {
+    for (name, severity) in [
+        ("unstable_owner_writer_sigbus", "near_miss"),
+        ("unstable_owner_writer_handled", "violation"),
+    ] {
+        let report = analyze_file(&format!("{name}.jsonl"), &fixture(name).to_jsonl());
+        let found: Vec<&Finding> = report.findings().map(|(_, f)| f).collect();
+        assert_eq!(found.len(), 1, "{name}: {found:#?}");
+        let f = found[0];
+        assert_eq!(f.severity.name(), severity, "{name}");
+        assert_eq!(
+            f.details["accessor"],
+            serde_json::json!(["owner_kernel"]),
+            "{name}"
+        );
+        assert_eq!(f.details["first_task"], "3101 (t_oom_writer)", "{name}");
+        assert_eq!(f.details["owner_kernel_faults"], 1, "{name}");
+        assert!(
+            f.tasks.iter().any(|t| t.pid == 3101),
+            "{name}: {:?}",
+            f.tasks
+        );
+        assert!(
+            f.explanation
+                .to_lowercase()
+                .contains("the owner's thread in kernel mode"),
+            "{name}: {}",
+            f.explanation
+        );
+    }
+}
+
+/// The "installed more or fewer migration PTEs than they removed" note only
+/// where both counts are per PTE (the tracepoint rung): on the function rung
+/// removals are counted per rmap callback, so a batch that restored 65 PTEs
+/// through 64 callbacks is normal and says nothing.
+#[test]
+fn pte_balance_note_only_where_the_counts_compare() {
+    const NOTE: &str = "installed more or fewer migration PTEs";
+    let function = render(&analyze_file(
+        "f.jsonl",
+        &fixture("migration_repeated_wait").to_jsonl(),
+    ));
+    assert!(!function.contains(NOTE), "function rung:\n{function}");
+    let tracepoint = render(&analyze_file(
+        "t.jsonl",
+        &fixture("migration_tracepoint_host").to_jsonl(),
+    ));
+    assert!(tracepoint.contains(NOTE), "tracepoint rung:\n{tracepoint}");
 }

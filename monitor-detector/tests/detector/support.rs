@@ -469,6 +469,11 @@ pub fn hooks_tracepoint() -> Vec<HookStatus> {
             "migrate:remove_migration_pte",
             "remove_migration_pte",
         ),
+        tp(
+            "set_migration_pte",
+            "migrate:set_migration_pte",
+            "set_migration_pte",
+        ),
         tp("migrate_pages", "migrate:mm_migrate_pages", "migrate_pages"),
         none("try_to_migrate_one", "try_to_migrate_one"),
         none("invalid_migration_vma", "invalid_migration_vma"),

@@ -257,7 +257,7 @@ function! {
 #[inline(always)]
 fn entry_wait(probe: ProbeId, a: &mut WaitArgs) -> bool {
     if stash::any(state::MIGRATIONS) {
-        stat(Stat::MigrationPteOutsideBatch);
+        stat(Stat::MigrationWaitInBatch);
         return false;
     }
     let address = a.address;
@@ -283,7 +283,7 @@ const LEVEL_HUGETLB: u32 = 2;
 #[inline(always)]
 fn huge_wait(probe: ProbeId, id: EventId, mm: u64, entry: u64, vma: u64, level: u32) -> bool {
     if stash::any(state::MIGRATIONS) {
-        stat(Stat::MigrationPteOutsideBatch);
+        stat(Stat::MigrationWaitInBatch);
         return false;
     }
     let policy = if id == EventId::HugeMigrationWaitStart {

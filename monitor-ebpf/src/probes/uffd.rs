@@ -653,17 +653,35 @@ fn keep<A>(_probe: ProbeId, _a: &mut A) -> bool {
     true
 }
 
-/// The end of every window: the monitor read the event.
+/// The window's event kind, read at entry: `userfaultfd_event_complete()`
+/// zeroes `ewq->msg.event` to wake the waiter, so at return it reads 0.
+/// Stashed here on both rungs (the fentry arm ignores the return value).
+#[inline(always)]
+fn wait_entry(_probe: ProbeId, a: &mut WaitArgs) -> bool {
+    a.event = u64::from(kernel::uffd_wq_event(a.ewq));
+    stash::put(a);
+    false
+}
+
+/// The end of every window: the monitor read the event. The kind comes from
+/// the entry's stash (fexit: `a` is re-read from the arguments, its event
+/// is 0; kretprobe: the macro already took the stash into `a`).
 #[inline(always)]
 fn wait_done(probe: ProbeId, a: &WaitArgs, _ret: u64) {
-    change(probe, EventId::UffdChangeEnd, a.ctx, kernel::uffd_wq_event(a.ewq), 0, 0);
+    let saved = stash::take::<WaitArgs>();
+    let kind = if saved.found && saved.args.ewq == a.ewq {
+        saved.args.event
+    } else {
+        a.event
+    };
+    change(probe, EventId::UffdChangeEnd, a.ctx, kind as u32, 0, 0);
 }
 
 function! {
     /// `static void userfaultfd_event_wait_completion(struct userfaultfd_ctx *ctx,
     /// struct userfaultfd_wait_queue *ewq)`: the window closes.
-    UffdEventWait: WaitArgs { ctx: 0, ewq: 1 };
-    entry: kprobe kprobe_uffd_wait => keep;
+    UffdEventWait: WaitArgs { ctx: 0, ewq: 1; event = 0 };
+    entry: fentry fentry_uffd_wait, kprobe kprobe_uffd_wait => wait_entry;
     exit: fexit fexit_uffd_wait, kretprobe kretprobe_uffd_wait => wait_done;
 }
 

@@ -297,15 +297,21 @@ async fn trace(args: TraceArgs, writer: Option<TraceWriter>) -> anyhow::Result<E
     let mut summary = session.shutdown(&mut sink, ended).await?;
     summary.filtered_out = sink.filtered_out;
     let stdout_dropped = output::STDOUT.dropped();
+    // `sink.shown` counts the records that passed the filters; under -q none
+    // was printed.
+    let shown = if sink.quiet {
+        format!("matched {} (not shown: --quiet)", sink.shown)
+    } else {
+        format!("shown {}", sink.shown)
+    };
     say!(
         "monitor: {:.1}s traced, ended by {}: produced {}, delivered {}, lost {} (ring buffer full), \
-         shown {}, filtered out {}, decode errors {}{}",
+         {shown}, filtered out {}, decode errors {}{}",
         session.elapsed().as_secs_f64(),
         ended.name(),
         summary.produced,
         summary.delivered,
         summary.lost,
-        sink.shown,
         sink.filtered_out,
         summary.decode_errors,
         if stdout_dropped > 0 {

@@ -87,6 +87,7 @@ pub const COVERAGE_STATES: [CoverageState; 3] = [
 pub struct Metrics {
     pub registry: Registry,
     pub findings: IntCounterVec,
+    pub unstable_findings: IntCounterVec,
     pub windows: HistogramVec,
     pub events_produced: IntCounterVec,
     pub events_delivered: IntCounterVec,
@@ -177,6 +178,24 @@ impl Metrics {
         for k in FindingKind::ALL {
             for s in Severity::ALL {
                 findings.with_label_values(&[k.name(), s.name()]);
+            }
+        }
+
+        let unstable_findings = reg(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "unstable_fault_findings_total",
+                    "unstable_mm_fault findings by the accessor whose faults decided them \
+                     (kthread, remote, owner_kernel, owner_user; a finding with several \
+                     counts once for each).",
+                ),
+                &["accessor", "severity"],
+            )?,
+        );
+        for a in monitor_detector::Accessor::ALL {
+            for s in Severity::ALL {
+                unstable_findings.with_label_values(&[a.name(), s.name()]);
             }
         }
 
@@ -556,6 +575,7 @@ impl Metrics {
         Ok(Metrics {
             registry: r,
             findings,
+            unstable_findings,
             windows,
             events_produced,
             events_delivered,

@@ -134,6 +134,20 @@ impl DaemonSink {
                 .findings
                 .with_label_values(&[f.kind.name(), f.severity.name()])
                 .inc();
+            if let Some(serde_json::Value::Array(accessors)) = f.details.get("accessor") {
+                for a in accessors.iter().filter_map(serde_json::Value::as_str) {
+                    // Only the detector's own names (bounded labels).
+                    if monitor_detector::Accessor::ALL
+                        .iter()
+                        .any(|k| k.name() == a)
+                    {
+                        self.metrics
+                            .unstable_findings
+                            .with_label_values(&[a, f.severity.name()])
+                            .inc();
+                    }
+                }
+            }
             let f_severity = f.severity;
             let line = Line::Finding(f);
             // With its wall-clock `time` and, under journald, its syslog

@@ -354,7 +354,8 @@ fn reaper(f: &FindingView) -> Decision {
 fn unstable(f: &FindingView) -> Decision {
     let evs = &f.evidence;
     let opened = find(evs, 0, |e| e.kind == "reap_start" || e.unstable);
-    let qualifying = |e: &Ev| matches!(e.kind, "fault" | "kernel_fault") && (e.kthread || e.remote);
+    // Every accessor is judged (kthread, remote, the owner's threads).
+    let qualifying = |e: &Ev| matches!(e.kind, "fault" | "kernel_fault");
     let result = f.detail_str("fault_result").unwrap_or("");
     let want: &[Outcome] = if result.starts_with("handled") {
         &[Outcome::Handled]
@@ -378,7 +379,10 @@ fn unstable(f: &FindingView) -> Decision {
             )
         }),
         deciding,
-        why: format!("a fault on the unstable mm by a task that does not own it: {result}"),
+        why: format!(
+            "a fault on the unstable mm by {}: {result}",
+            f.detail_str("first_task").unwrap_or("a task")
+        ),
         via: Vec::new(),
     }
 }

@@ -18,43 +18,71 @@ pub struct Unpacked {
     pub release: String,
 }
 
-/// `dpkg-deb -x` into `dir` (once; a stamp file marks completion).
-pub fn unpack(deb: &Path, dir: &Path) -> anyhow::Result<Unpacked> {
+/// `dpkg-deb -x` of every package into `dir` (once; a stamp file naming the
+/// packages marks completion). The image may be split over several packages
+/// (7.x: `linux-binary-*` holds `usr/lib/modules/<release>/vmlinuz`,
+/// `linux-modules-*` the modules); older ones put `vmlinuz-<release>` in
+/// `boot/`.
+pub fn unpack(debs: &[PathBuf], dir: &Path) -> anyhow::Result<Unpacked> {
     let stamp = dir.join(".unpacked");
-    if !stamp.exists() {
+    let names: String = debs.iter().map(|d| format!("{}\n", d.display())).collect();
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(names.as_str()) {
         if dir.exists() {
             fs::remove_dir_all(dir)?;
         }
         fs::create_dir_all(dir)?;
-        let status = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(deb)
-            .arg(dir)
-            .status()
-            .context("running dpkg-deb")?;
-        if !status.success() {
-            bail!("dpkg-deb -x {} failed", deb.display());
+        for deb in debs {
+            let status = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(deb)
+                .arg(dir)
+                .status()
+                .context("running dpkg-deb")?;
+            if !status.success() {
+                bail!("dpkg-deb -x {} failed", deb.display());
+            }
         }
-        fs::write(&stamp, "")?;
+        fs::write(&stamp, &names)?;
     }
-    let boot = dir.join("boot");
-    let vmlinuz = fs::read_dir(&boot)
-        .with_context(|| format!("{} has no boot/", deb.display()))?
+    let what = debs
+        .first()
+        .map_or_else(String::new, |d| d.display().to_string());
+    let in_boot = fs::read_dir(dir.join("boot"))
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .with_context(|| format!("no vmlinuz in {}", deb.display()))?;
-    let release = vmlinuz
-        .file_name()
-        .map(|n| {
-            n.to_string_lossy()
-                .trim_start_matches("vmlinuz-")
-                .to_owned()
-        })
-        .unwrap_or_default();
+        });
+    let (vmlinuz, release) = match in_boot {
+        Some(p) => {
+            let release = p
+                .file_name()
+                .map(|n| {
+                    n.to_string_lossy()
+                        .trim_start_matches("vmlinuz-")
+                        .to_owned()
+                })
+                .unwrap_or_default();
+            (p, release)
+        }
+        None => modules_roots(dir)
+            .into_iter()
+            .flat_map(|r| fs::read_dir(r).into_iter().flatten().filter_map(Result::ok))
+            .map(|e| e.path().join("vmlinuz"))
+            .find(|p| p.is_file())
+            .map(|p| {
+                let release = p
+                    .parent()
+                    .and_then(Path::file_name)
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (p, release)
+            })
+            .with_context(|| format!("no vmlinuz in {what}"))?,
+    };
     Ok(Unpacked {
         root: dir.to_owned(),
         vmlinuz,
@@ -62,10 +90,22 @@ pub fn unpack(deb: &Path, dir: &Path) -> anyhow::Result<Unpacked> {
     })
 }
 
-/// Every `.ko`, `.ko.xz`, `.ko.zst` under lib/modules/<release>, by module name.
+/// `lib/modules` and (merged /usr, Debian 13) `usr/lib/modules` under `root`.
+fn modules_roots(root: &Path) -> Vec<PathBuf> {
+    ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Every `.ko`, `.ko.xz`, `.ko.zst` under (usr/)lib/modules/<release>, by module name.
 fn module_index(u: &Unpacked) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut index = BTreeMap::new();
-    let mut stack = vec![u.root.join("lib/modules").join(&u.release)];
+    let mut stack: Vec<PathBuf> = modules_roots(&u.root)
+        .into_iter()
+        .map(|r| r.join(&u.release))
+        .collect();
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.filter_map(Result::ok) {

@@ -29,7 +29,8 @@ pub use report::Report;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Kernel(s) to boot: a short name (5.10, 6.1, 6.12), a package name, or `all`.
+    /// Kernel(s) to boot: a short name (5.10, 6.1, 6.12, 6.18, 7.3), a package
+    /// name, or `all` (every kernel not marked on demand: `--list` says which).
     #[arg(long, default_value = "all")]
     kernel: Vec<String>,
     /// Test name filters passed to the guest's test binary (default: every VM test).
@@ -174,8 +175,11 @@ fn prepare_with(kernel: &Kernel, wanted: &[&str]) -> anyhow::Result<Prepared> {
     let cache = workspace_root().join("target/vm-cache");
     let t = Instant::now();
     let apt = apt::Apt::new(&cache, kernel.suite)?;
-    let deb = apt.download(kernel.package, &cache.join("debs"))?;
-    let unpacked = image::unpack(&deb, &cache.join("kernels").join(kernel.package))?;
+    let mut debs = vec![apt.download(kernel.package, &cache.join("debs"))?];
+    for part in kernel.parts {
+        debs.push(apt.download(part, &cache.join("debs"))?);
+    }
+    let unpacked = image::unpack(&debs, &cache.join("kernels").join(kernel.package))?;
     let modules = image::modules(&unpacked, wanted)?;
     eprintln!(
         "xtask vm: {} ready ({}, {} modules: {}) in {:.1}s",
@@ -285,7 +289,7 @@ fn show_guest_log(name: &str, why: &str, console: &Path, results: &Path) {
 
 fn select(names: &[String]) -> anyhow::Result<Vec<&'static Kernel>> {
     if names.iter().any(|n| n == "all") {
-        return Ok(KERNELS.iter().collect());
+        return Ok(KERNELS.iter().filter(|k| !k.on_demand).collect());
     }
     names
         .iter()
@@ -302,10 +306,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.list {
         for k in KERNELS {
             println!(
-                "{:<5} {:<40} {} ({})",
+                "{:<5} {:<40} {}{} ({})",
                 k.name,
                 k.package,
                 k.suite.name(),
+                if k.on_demand { ", on demand" } else { "" },
                 k.why
             );
         }

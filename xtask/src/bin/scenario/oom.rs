@@ -9,7 +9,12 @@
 //! * `--vhost`: the victim owns a vhost-net device with a tap backend; after the
 //!   reap its kernel thread is kicked and faults on the reaped ring
 //!   (`kthread_use_mm`, 3f70dc38cec2), and this process reads the victim's memory
-//!   through `/proc/TID/mem` (a remote fault after `MMF_UNSTABLE`, 6b31d5955cb2).
+//!   through `/proc/TID/mem` (a remote fault after `MMF_UNSTABLE`, 6b31d5955cb2);
+//! * `--owner-copy`: the victim's writer thread, blocked inside `write(2)` on
+//!   the holder's pipe mutex while the reaper zaps its buffer, then copies
+//!   from the reaped page (`copy_from_user` in kernel mode: accessor
+//!   `owner_kernel`; since v4.13 refused, the write fails with `EFAULT`
+//!   instead of writing zeroes). `victim_tid` is the writer.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -47,7 +52,8 @@ pub struct OomArgs {
     vhost: bool,
     /// The victim's blocked thread writes from an anonymous page of its own
     /// (reaped by the time it runs): the owner's copy_from_user on a reaped
-    /// mm (seed 002), instead of from its read-only data.
+    /// mm (the `write(2)` case of 6b31d5955cb2), instead of from its
+    /// read-only data.
     #[arg(long)]
     owner_copy: bool,
 }
