@@ -457,7 +457,7 @@ pub fn cgroup_attribution() {
     let copies: Vec<_> = rec
         .events
         .iter()
-        .filter(|e| e.tgid == pid && matches!(e.data, Data::UffdCopy(_)))
+        .filter(|e| e.tgid == pid && matches!(e.data, Data::UffdCopy(_) | Data::UffdCopyDone(_)))
         .collect();
     assert!(!copies.is_empty(), "no uffd_copy of {pid}");
     assert!(

@@ -1640,10 +1640,13 @@ fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
     if hidden {
         // The consequence, for real: refused copies arrive without an mm.
         scenario(&["uffd-race", "--event", "fork", "--delay-ms", "200"]);
+        // Labelled by the hooks of the event kind (uffd_copy_done is written
+        // by the ioctl hook or, without it, the mfill hook).
+        let hook = event_hook_label(monitor_common::catalogue::EventId::UffdCopyDone);
         daemon.scrape_until("copies without an mm are counted as read errors", |s| {
             s.value(
                 "mmrace_events_lost_total",
-                &[("hook", "uffd_ioctl"), ("reason", "read_error")],
+                &[("hook", hook.as_str()), ("reason", "read_error")],
             ) > 0.0
         });
     }
@@ -1856,7 +1859,7 @@ fn u1_per_task_map_entries_go_when_their_tasks_exit() {
         let s = daemon.scrape();
         let done = entries(&s, "TASKS") < tasks0 + 100.0
             && entries(&s, "VICTIMS") <= victims0
-            && frees(&s) >= frees(&before) + 100_000.0;
+            && frees(&s) >= frees(&before) + 99_000.0;
         if done || start.elapsed() > Duration::from_secs(30) {
             break s;
         }
@@ -1873,9 +1876,15 @@ fn u1_per_task_map_entries_go_when_their_tasks_exit() {
         entries(&after, "TASKS") < tasks0 + 100.0 && entries(&after, "VICTIMS") <= victims0,
         "the map fill did not return to its baseline within 30 s: {summary}"
     );
+    // Not every one: the RCU callback that runs `sched_process_free` can
+    // interrupt another tracing program on its CPU, and the kernel's
+    // per-program recursion guard then skips ours (counted in the program's
+    // `recursion_misses`); measured here: 0.1-0.2 % of the exits. Such an
+    // entry stays until the LRU map evicts it, which the TASKS bound above
+    // tolerates.
     assert!(
-        frees(&after) >= frees(&before) + 100_000.0,
-        "task_free did not see the 100 000 exits: {summary}"
+        frees(&after) >= frees(&before) + 99_000.0,
+        "task_free did not see 99 % of the 100 000 exits: {summary}"
     );
     let (status, _, stderr) = daemon.terminate();
     assert!(status.success(), "{stderr}");

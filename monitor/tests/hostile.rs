@@ -849,7 +849,7 @@ const AS_NOBODY: [&str; 4] = [
 fn u10_u12_surprising_input_gets_a_warning() {
     let dir = TempDir::new("u10");
     let src = format!(
-        "{}/../monitor-detector/tests/data/legacy/benign_function_rung.jsonl",
+        "{}/../monitor-detector/tests/data/legacy/mm_reuse_function_rung.jsonl",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(src).expect("fixture");

@@ -206,7 +206,19 @@ fn check_findings_drawn(page: &mut Page<'_>, expected: &[Finding]) {
 fn html_report_of_vm_traces_opens_in_chromium_with_each_findings_lanes() {
     let files: Vec<PathBuf> = TRACES.iter().map(|t| data(t)).collect();
     let expected = findings_of(&files);
-    assert_eq!(expected.len(), 4, "{expected:#?}");
+    // Five: the reaper/exit overlap recording also holds an exiting owner
+    // thread's fault on the reaped mm (a near miss since every accessor is
+    // judged).
+    assert_eq!(expected.len(), 5, "{expected:#?}");
+    // Real kernels carry every fix: the only violation is the synthetic one.
+    assert_eq!(
+        expected
+            .iter()
+            .filter(|f| f.severity.name() == "violation")
+            .count(),
+        1,
+        "{expected:#?}"
+    );
     assert!(
         expected
             .iter()
