@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use monitor_common::catalogue::HookId;
 use monitor_detector::{CoverageState, Needs, RuleCoverage, coverage, tracefile::HookStatus};
 use serde_json::json;
 
@@ -21,15 +22,23 @@ pub fn degraded(hooks: &[HookStatus]) -> Vec<&HookStatus> {
 }
 
 fn table(hooks: &[HookStatus], rules: &[RuleCoverage], object: &str) -> String {
+    // The hook column fits the longest hook name of the catalogue.
+    let w = HookId::ALL
+        .iter()
+        .map(|h| h.name().len())
+        .max()
+        .unwrap_or(22);
     let mut out = format!(
-        "kernel {} ({} BPF object)\n\nHOOK                   RUNG         TARGET\n",
+        "kernel {} ({} BPF object)\n\n{:<w$} {:<12} TARGET\n",
         sys::kernel_release(),
-        object
+        object,
+        "HOOK",
+        "RUNG"
     );
     for h in hooks {
         let primary = plan::spec(h.hook).is_some_and(|s| s.primary);
         out.push_str(&format!(
-            "{:<22} {:<12} {}{}\n",
+            "{:<w$} {:<12} {}{}\n",
             h.hook.name(),
             h.rung.name(),
             h.target.as_deref().unwrap_or("-"),
