@@ -393,7 +393,7 @@ fn race_tempstack() {
 ///   a near miss (`overlap`). Without the write lock `exit_mmap` frees the
 ///   page tables under the reaper, which may crash in `unmap_page_range`
 ///   before `exit_mmap` returns, i.e. before the first event that proves
-///   the violation: seed 001's crash, measured (docs/mutants.md).
+///   the violation: the "Bad page map" crash 212925802454 fixed, measured (docs/mutants.md).
 #[test]
 #[ignore = "mutant kernel only: cargo xtask mutant"]
 fn race_exitlock() {
