@@ -24,7 +24,7 @@ use monitor_detector::tracefile::{Line, Summary, parse_line};
 use serde_json::Value;
 
 use crate::{
-    tidy::{documented_metrics, panels, promql_metric_names},
+    tidy::{assert_metrics_documented, panels, promql_metric_names},
     util::{monitor_bin, require_root, run, scenario, serial, tempdir::TempDir},
 };
 
@@ -1059,20 +1059,7 @@ fn prometheus_scrapes_the_daemon_through_real_races() {
     assert!(checked >= 20, "only {checked} dashboard queries found");
 
     // Every exported family is documented with its type, and vice versa.
-    let documented = documented_metrics(&repo());
-    for (family, ty) in &scrape.types {
-        assert_eq!(
-            documented.get(family),
-            Some(ty),
-            "{family} ({ty}) must be documented in docs/metrics.md with its type"
-        );
-    }
-    for family in documented.keys() {
-        assert!(
-            scrape.types.contains_key(family),
-            "docs/metrics.md documents {family}, which is not exported"
-        );
-    }
+    assert_metrics_documented(&scrape.types);
 
     // Stop; the recording accounts for every record, by hook.
     let ids = daemon.program_ids();

@@ -617,16 +617,27 @@ fn d3_the_writer_keeps_whole_lines_and_counts_what_it_drops() {
         w.push(&Line::Event(ev(i)));
         pushed += 1;
     }
+    let s = finish_once_space_is_back(w, path, pushed);
+    assert!(s.recorder_dropped > 0 && s.written > 0, "{s:?}");
+}
+
+/// Finishes `w` with `delivered` records; the file's summary must agree
+/// with its lines and `analyze` must read it.
+fn finish_once_space_is_back(
+    mut w: monitor::tracefile::TraceWriter,
+    path: PathBuf,
+    delivered: u64,
+) -> Summary {
     let summary = Summary {
-        delivered: pushed,
+        delivered,
         ..Summary::default()
     };
     w.finish(summary).expect("finish once space is back");
     let lines = lines_of(&path);
     let s = assert_summary_is_true(&path, &lines).expect("summary");
-    assert!(s.recorder_dropped > 0 && s.written > 0, "{s:?}");
     let (rc, err) = analyze_rc(&[path]);
     assert!(rc == 0 || rc == 1, "{err}");
+    s
 }
 
 /// D3 for compressed files: a gzip member the full disk cut is truncated off
@@ -675,16 +686,8 @@ fn d3_a_compressed_member_cut_by_a_full_disk_is_written_again_whole() {
         "the cut member was truncated off"
     );
     std::fs::remove_file(&filler).expect("free");
-    let summary = Summary {
-        delivered: n,
-        ..Summary::default()
-    };
-    w.finish(summary).expect("finish once space is back");
-    let lines = lines_of(&path);
-    let s = assert_summary_is_true(&path, &lines).expect("summary");
+    let s = finish_once_space_is_back(w, path, n);
     assert_eq!((s.written, s.recorder_dropped), (n, 0), "{s:?}");
-    let (rc, err) = analyze_rc(&[path]);
-    assert!(rc == 0 || rc == 1, "{err}");
 }
 
 /// U8: `trace --output` on a disk that fills: exit 2 with the reason, and

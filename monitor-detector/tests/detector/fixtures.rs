@@ -309,6 +309,28 @@ pub fn analyze_file(name: &str, text: &str) -> Report {
     Report::new(vec![a.finish()])
 }
 
+/// The names of the files in `dir` ending in `suffix`, without it, sorted
+/// (at least 30: the corpus is never this small).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test harness reads its fixture directories; the library under test does no IO"
+)]
+fn stems(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(suffix))
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 30, "found only {} fixtures", names.len());
+    names
+}
+
 #[test]
 #[expect(
     clippy::disallowed_methods,
@@ -316,18 +338,7 @@ pub fn analyze_file(name: &str, text: &str) -> Report {
 )]
 fn fixtures() {
     // Walk the corpus: every trace has a snapshot and pinned verdicts.
-    let mut names: Vec<String> = fs::read_dir(data_dir())
-        .expect("tests/data exists")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".jsonl"))
-                .map(str::to_owned)
-        })
-        .collect();
-    names.sort();
-    assert!(names.len() >= 30, "found only {} fixtures", names.len());
+    let names = stems(data_dir(), ".jsonl");
     let mut failures = Vec::new();
     for name in &names {
         let text = fs::read_to_string(data_dir().join(format!("{name}.jsonl"))).expect("readable");
@@ -416,18 +427,7 @@ pub fn fixture(name: &str) -> Trace {
     reason = "the test harness reads its fixture files; the library under test does no IO"
 )]
 fn compact_fixtures() {
-    let mut names: Vec<String> = fs::read_dir(fixtures_dir())
-        .expect("tests/fixtures exists")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".trace"))
-                .map(str::to_owned)
-        })
-        .collect();
-    names.sort();
-    assert!(names.len() >= 30, "found only {} fixtures", names.len());
+    let names = stems(fixtures_dir(), ".trace");
     let mut failures = Vec::new();
     for name in &names {
         let report = analyze_file(&format!("{name}.jsonl"), &fixture(name).to_jsonl());
