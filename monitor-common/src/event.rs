@@ -26,6 +26,11 @@ pub mod hdr {
     /// This event ended the generation: the BPF side dropped the per-mm entry
     /// after emitting it (`exit_mmap` end on the tracepoint rung, `__mmdrop`).
     pub const END_GENERATION: u32 = 1 << 5;
+    /// Recorded late: the event happened before its mm was tracked (an
+    /// `exit_mmap` start, or `unmap_vmas` inside it, replayed when a reaper
+    /// bracket started on the mm). `ktime_ns`, the task fields and the
+    /// payload are the event's own; the sequence number is the replay's.
+    pub const REPLAYED: u32 = 1 << 6;
 }
 
 /// The first 96 bytes of every record.

@@ -38,6 +38,15 @@ pub const TASKS_MAX_ENTRIES: u32 = 16_384;
 pub const STASH: &str = "STASH";
 pub const STASH_MAX_ENTRIES: u32 = 16_384;
 
+/// Every mm inside `exit_mmap` (function rungs), tracked or not: `u64` mm →
+/// [`ExitState`], inserted at `exit_mmap`'s entry and removed at its return
+/// (LRU: an entry whose return was missed ages out). No record is emitted
+/// for an untracked mm's exit; when a reaper bracket starts on an mm found
+/// here, the exit bracket's start (and `unmap_vmas`' progress) is replayed
+/// first, with its own times ([`crate::event::hdr::REPLAYED`]).
+pub const EXITING: &str = "EXITING";
+pub const EXITING_MAX_ENTRIES: u32 = 4096;
+
 /// Small global state written by userspace after planning and read by the
 /// programs: index [`state::FLAGS`] holds [`state`] flag bits.
 pub const STATE: &str = "STATE";
@@ -175,6 +184,32 @@ pub struct MmSeq {
     pub gen_ns: u64,
 }
 
+/// An mm inside `exit_mmap` (value of [`EXITING`]). Times are
+/// `bpf_ktime_get_ns()`; 0 = not (yet) happened.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitState {
+    /// `exit_mmap` entry.
+    pub start_ns: u64,
+    /// `unmap_vmas` entry and return inside this `exit_mmap`.
+    pub unmap_start_ns: u64,
+    pub unmap_end_ns: u64,
+    /// The exiting task (`current` at entry), its pid/tgid word and cgroup.
+    pub task: u64,
+    pub pid_tgid: u64,
+    pub cgroup_id: u64,
+    /// `mm->flags` word 0 at entry.
+    pub mm_flags: u64,
+    /// The programs that saw the entry and `unmap_vmas`' entry and return
+    /// ([`crate::catalogue::ProbeId`] values).
+    pub probe: u32,
+    pub unmap_start_probe: u32,
+    pub unmap_end_probe: u32,
+    /// 1 once the exit's start is in the trace (emitted at entry for a
+    /// tracked mm, or replayed).
+    pub reported: u32,
+}
+
 /// Per-task scratch state (value of [`TASKS`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -226,7 +261,8 @@ named! {
         MigrationPteOutsideBatch = 2 => "migration_pte_outside_batch",
         /// Fault hook invocations examined by the in-kernel filter.
         FaultsExamined = 3 => "faults_examined",
-        /// The task or stash map was full: a batch's counts or an entry's state was lost.
+        /// The task, stash or exiting map was full: a batch's counts or an entry's
+        /// state was lost.
         TaskMapFull = 4 => "task_map_full",
         /// `handle_mm_fault` returns whose entry was not seen (filter state lost).
         FaultUnmatchedReturn = 5 => "fault_unmatched_return",
@@ -268,6 +304,7 @@ const _: () = {
     assert!(size_of::<MmSeq>() == 16);
     assert!(size_of::<TaskScratch>() == 24);
     assert!(size_of::<UffdCtxState>() == 24);
+    assert!(size_of::<ExitState>() == 72);
     assert!((Stat::ALL.len() as u32) <= STATS_ENTRIES);
     let mut i = 0;
     while i < Stat::ALL.len() {

@@ -205,7 +205,40 @@ pub fn emit<P: Payload>(
     policy: Seq,
     fill: impl FnOnce(&mut P) -> bool,
 ) -> bool {
-    let ts = now();
+    emit_from(probe as u32, id, mm, policy, &Origin::CURRENT, fill)
+}
+
+/// Who and when a record is about: the current task now, or (a replayed
+/// record, `task != 0`) an earlier event of another task.
+pub struct Origin {
+    pub ts: u64,
+    pub task: u64,
+    pub pid_tgid: u64,
+    pub cgroup_id: u64,
+}
+
+impl Origin {
+    pub const CURRENT: Origin = Origin {
+        ts: 0,
+        task: 0,
+        pid_tgid: 0,
+        cgroup_id: 0,
+    };
+}
+
+/// [`emit`] for a record whose header describes `origin` (`probe` is a
+/// `ProbeId` value kept in a map).
+#[inline(always)]
+pub fn emit_from<P: Payload>(
+    probe: u32,
+    id: EventId,
+    mm: u64,
+    policy: Seq,
+    origin: &Origin,
+    fill: impl FnOnce(&mut P) -> bool,
+) -> bool {
+    let replay = origin.task != 0;
+    let ts = if replay { origin.ts } else { now() };
     let Sequenced {
         emit,
         seq,
@@ -224,13 +257,24 @@ pub fn emit<P: Payload>(
         return false;
     };
     let rec = entry.as_mut_ptr();
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let task = kernel::current_task();
+    let (pid_tgid, task, comm, cgroup_id) = if replay {
+        flags |= hdr::REPLAYED;
+        let task = origin.task;
+        (
+            origin.pid_tgid,
+            task,
+            kernel::task_comm(task),
+            origin.cgroup_id,
+        )
+    } else {
+        (
+            bpf_get_current_pid_tgid(),
+            kernel::current_task(),
+            bpf_get_current_comm().unwrap_or([0; 16]),
+            current_cgroup(),
+        )
+    };
     let task_flags = kernel::task_flags(task);
-    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    // SAFETY: helper without preconditions (tracing programs, 4.18+); 0
-    // without cgroup support.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let memcg_id = kernel::task_memcg_id(task);
     // SAFETY: `rec` points to reserved ring buffer memory sized for Record<P>.
     // The payload is zeroed before `fill` so no stale ring data leaks out.
@@ -245,7 +289,7 @@ pub fn emit<P: Payload>(
         }
         (*rec).header = EventHeader {
             id: id as u32,
-            probe: probe as u32,
+            probe,
             ktime_ns: ts,
             cpu: bpf_get_smp_processor_id(),
             hdr_flags: flags,
@@ -272,6 +316,13 @@ pub fn emit<P: Payload>(
         let _ = MM_SEQ.remove(mm);
     }
     true
+}
+
+/// The current task's cgroup id (0 without cgroup support).
+#[inline(always)]
+pub fn current_cgroup() -> u64 {
+    // SAFETY: helper without preconditions (tracing programs, 4.18+).
+    unsafe { bpf_get_current_cgroup_id() }
 }
 
 /// The current task's scratch entry, created on demand (null if the map is full).

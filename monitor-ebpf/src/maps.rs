@@ -7,7 +7,7 @@ use aya_ebpf::{
 use monitor_common::{
     catalogue::{MAX_EVENT_ID, MAX_PROBES},
     maps::{
-        COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, MM_SEQ_MAX_ENTRIES, MmSeq, SANITY_ENTRIES,
+        COUNTERS_ENTRIES, EVENTS_DEFAULT_BYTES, EXITING_MAX_ENTRIES, ExitState, MM_SEQ_MAX_ENTRIES, MmSeq, SANITY_ENTRIES,
         STASH_MAX_ENTRIES, STATE_ENTRIES, STATS_ENTRIES, Stash, StashKey, TASKS_MAX_ENTRIES,
         TaskScratch, UFFD_CTX_MAX_ENTRIES, UffdCtxState, VICTIMS_MAX_ENTRIES,
     },
@@ -38,6 +38,12 @@ pub static TASKS: LruHashMap<u32, TaskScratch> =
 /// that function.
 #[map]
 pub static STASH: LruHashMap<StashKey, Stash> = LruHashMap::with_max_entries(STASH_MAX_ENTRIES, 0);
+
+/// mm → its `exit_mmap` in progress (`probes/mm.rs`; LRU: a missed return
+/// ages out).
+#[map]
+pub static EXITING: LruHashMap<u64, ExitState> =
+    LruHashMap::with_max_entries(EXITING_MAX_ENTRIES, 0);
 
 /// mm → ktime of its stack move's start, while exec moves its temporary stack.
 #[map]

@@ -222,6 +222,118 @@ fn process_mrelease_reaps_in_the_callers_context() {
     assert_no_violation(&rec.findings());
 }
 
+/// process_mrelease(2) reaps an mm whose exit_mmap already began, an mm the
+/// monitor did not track (no OOM kill). The scenario orders it with the
+/// kernel's own locks (a `clear_refs` writer holds the victim's mmap_lock
+/// while the reaper waits for it; see `scenario/exit_first.rs`). The exit's
+/// start and its `unmap_vmas` entry are replayed from the in-kernel EXITING
+/// state before the reap's record, with their own times and task, and the
+/// overlap is judged per the kernel's protocol: a near miss on 6.0+ (both
+/// zap under mmap_read_lock; the teardown waits for the write lock).
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn exit_first_overlap_with_process_mrelease() {
+    use monitor_common::event::hdr;
+    let run = TraceRun::start("exitfirst", &[]);
+    let mut ordered = Vec::new();
+    let mut attempts = Vec::new();
+    for _ in 0..5 {
+        let report = scenario(&["mrelease", "--exit-first", "--mb", "256"]);
+        if report["supported"] == false {
+            let _ = run.stop();
+            note(
+                "process_mrelease: the syscall does not exist on this kernel (added in 5.15); \
+                  the OOM reaper's mms are tracked from mark_victim, so no replay is needed",
+            );
+            return;
+        }
+        // ESRCH: the victim exited before the reaper found its mm (an
+        // unordered attempt); any other failure is a failure.
+        assert!(
+            report["ret"] == 0 || report["errno"] == libc::ESRCH,
+            "process_mrelease failed: {report}"
+        );
+        let done = report["ordered"] == true;
+        attempts.push(report.clone());
+        if done {
+            ordered.push(report);
+            break;
+        }
+    }
+    let (rec, _) = run.stop();
+    let findings = rec.findings();
+    assert_no_violation(&findings);
+    assert!(
+        !ordered.is_empty(),
+        "the scenario never ordered exit before reap: {attempts:#?}"
+    );
+    for report in &ordered {
+        let victim = report["victim_pid"].as_u64().expect("pid") as u32;
+        let start = rec
+            .events
+            .iter()
+            .find(|e| e.kind() == "exit_mmap_start" && e.tgid == victim)
+            .unwrap_or_else(|| panic!("victim {victim}: no exit bracket recorded ({report})"));
+        let generation = rec.generation(start.mm, start.mm_gen);
+        let kinds: Vec<&str> = generation.iter().map(|e| e.kind()).collect();
+        let shown = if kinds.len() > 8 {
+            format!(
+                "{:?} … {:?} ({} events)",
+                &kinds[..5],
+                &kinds[kinds.len() - 2..],
+                kinds.len()
+            )
+        } else {
+            format!("{kinds:?}")
+        };
+        note(&format!("victim {victim}: {shown} ({report})"));
+        let pos = |k: &str| kinds.iter().position(|x| *x == k);
+        let (Some(s), Some(r), Some(x)) = (
+            pos("exit_mmap_start"),
+            pos("reap_start"),
+            pos("exit_mmap_end"),
+        ) else {
+            panic!("exit start, reap start and exit end expected: {kinds:?}");
+        };
+        assert!(
+            start.hdr_flags & hdr::REPLAYED != 0,
+            "the exit of an untracked mm is replayed: {kinds:?}"
+        );
+        assert!(
+            s < r && r < x,
+            "exit start, reap start, exit end: {kinds:?}"
+        );
+        assert!(
+            pos("unmap_vmas_start").is_some_and(|u| u < r),
+            "unmap_vmas' entry is replayed before the reap: {kinds:?}"
+        );
+        let reap = generation[r];
+        assert_eq!(
+            reap.comm(),
+            "scenario",
+            "the reaper is the process_mrelease caller"
+        );
+        assert!(
+            start.t < reap.t,
+            "the replayed start keeps its own (earlier) time"
+        );
+        assert_eq!(
+            start.pid, victim,
+            "the replayed start names the exiting task"
+        );
+        let overlap: Vec<_> = of_kind(&findings, FindingKind::ReaperExitOverlap)
+            .into_iter()
+            .filter(|f| f.mm == start.mm && f.mm_gen == start.mm_gen)
+            .collect();
+        assert!(
+            overlap
+                .iter()
+                .any(|f| f.severity == Severity::NearMiss && f.details["pattern"] == "overlap"),
+            "no reaper_exit_overlap near miss for {kinds:?}: {findings:#?}"
+        );
+    }
+}
+
 /// A vhost kernel thread (kthread_use_mm) faults on the reaped ring after
 /// MMF_UNSTABLE: the kernel turns it into SIGBUS (3f70dc38cec2); so does a
 /// remote read through /proc/TID/mem (6b31d5955cb2).

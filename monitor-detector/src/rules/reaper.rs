@@ -320,6 +320,11 @@ impl State {
                 self.maybe_close(ctx);
             }
             Data::ReapSkip(_) => self.push_if_open(n),
+            // The same exit's start twice (the BPF side replays a start that
+            // the exiting thread may also emit in a narrow race): keep the first.
+            Data::ExitMmapStart(_) if self.exit.as_ref().is_some_and(|e| e.pid == ev.pid) => {
+                self.push_if_open(n);
+            }
             Data::ExitMmapStart(_) => {
                 self.exit = Some(Exit {
                     pid: ev.pid,

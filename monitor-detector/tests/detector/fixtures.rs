@@ -57,6 +57,11 @@ const EXPECTED: &[Expectation] = &[
     ("mm_reuse_tracepoint_rung", &[], 0),
     ("reaper_510_nested_own_reap", &[], 0),
     (
+        "reaper_510_exit_first_replayed",
+        &[("reaper_exit_overlap", "violation")],
+        1,
+    ),
+    (
         "reaper_510_overlap_before_barrier",
         &[("reaper_exit_overlap", "near_miss")],
         1,
@@ -64,6 +69,11 @@ const EXPECTED: &[Expectation] = &[
     (
         "reaper_510_overlap_unmap_vmas",
         &[("reaper_exit_overlap", "violation")],
+        1,
+    ),
+    (
+        "reaper_6x_exit_first_replayed",
+        &[("reaper_exit_overlap", "near_miss")],
         1,
     ),
     (

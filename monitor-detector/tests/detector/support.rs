@@ -591,7 +591,7 @@ fn seconds(v: &str) -> Result<u64, String> {
 ///
 /// An event's mm is `-` (none) or `ALIAS/GENERATION#SEQ`; its header flags
 /// are derived (unsequenced, new generation at seq 1, non-atomic on a 5.x
-/// kernel) plus `!end`, `!read_error`, `!map_full`, or given whole as
+/// kernel) plus `!end`, `!read_error`, `!map_full`, `!replayed`, or given whole as
 /// `!flags=0x…`. Payload fields not written are 0.
 pub fn parse_trace(text: &str) -> Result<Trace, String> {
     let mut release = None;
@@ -735,6 +735,7 @@ pub fn parse_trace(text: &str) -> Result<Trace, String> {
                             "end" => hdr_flags |= hdr::END_GENERATION,
                             "read_error" => hdr_flags |= hdr::READ_ERROR,
                             "map_full" => hdr_flags |= hdr::SEQ_MAP_FULL,
+                            "replayed" => hdr_flags |= hdr::REPLAYED,
                             f => {
                                 hdr_flags = f
                                     .strip_prefix("flags=0x")

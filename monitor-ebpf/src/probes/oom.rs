@@ -110,6 +110,9 @@ fn reaping(probe: ProbeId, id: EventId, pid: u32) {
         Some(v) => *v,
         None => 0,
     };
+    if id == EventId::ReapStart {
+        super::mm::replay_exit(mm);
+    }
     let flags = kernel::mm_flags(mm);
     emit::<Reap>(probe, id, mm, reap_policy(mm, flags), |p| {
         p.victim_pid = pid;
@@ -142,6 +145,7 @@ fn reap_entry(probe: ProbeId, mm: u64) {
     if stash::put(&ReapArgs { mm }) {
         stash::enter(state::REAPS);
     }
+    super::mm::replay_exit(mm);
     let flags = kernel::mm_flags(mm);
     emit::<Reap>(probe, EventId::ReapStart, mm, reap_policy(mm, flags), |p| {
         p.source = reap_source::FUNCTION;

@@ -21,7 +21,7 @@ use aya::{
 };
 use monitor_common::{
     catalogue::ProbeId,
-    maps::{self as names, MmSeq, Stash, StashKey, TaskScratch},
+    maps::{self as names, ExitState, MmSeq, Stash, StashKey, TaskScratch},
 };
 
 /// Map values as plain bytes: only keys are read, and the wire structs do not
@@ -30,6 +30,7 @@ type MmSeqBytes = [u8; size_of::<MmSeq>()];
 type TaskBytes = [u8; size_of::<TaskScratch>()];
 type StashKeyBytes = [u8; size_of::<StashKey>()];
 type StashBytes = [u8; size_of::<Stash>()];
+type ExitBytes = [u8; size_of::<ExitState>()];
 
 use super::metrics::Metrics;
 use crate::loader::Loaded;
@@ -125,6 +126,7 @@ enum FillMap {
     Tasks(HashMap<MapData, u32, TaskBytes>),
     Victims(HashMap<MapData, u32, u64>),
     Stash(HashMap<MapData, StashKeyBytes, StashBytes>),
+    Exiting(HashMap<MapData, u64, ExitBytes>),
 }
 
 /// A program of this daemon, for `bpf_prog_info`.
@@ -173,6 +175,8 @@ impl KernelStats {
         maps.push((names::VICTIMS, max, FillMap::Victims(HashMap::try_from(m)?)));
         let (max, m) = dup_map(loaded, names::STASH)?;
         maps.push((names::STASH, max, FillMap::Stash(HashMap::try_from(m)?)));
+        let (max, m) = dup_map(loaded, names::EXITING)?;
+        maps.push((names::EXITING, max, FillMap::Exiting(HashMap::try_from(m)?)));
 
         let mut progs = Vec::new();
         let mut recursion_misses = false;
@@ -230,6 +234,7 @@ impl KernelStats {
             FillMap::Tasks(m) => walk(m, max),
             FillMap::Victims(m) => walk(m, max),
             FillMap::Stash(m) => walk(m, max),
+            FillMap::Exiting(m) => walk(m, max),
         }
     }
 

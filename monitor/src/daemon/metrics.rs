@@ -499,7 +499,8 @@ impl Metrics {
                 opts(
                     "bpf_map_entries",
                     "Entries in the monitor's BPF hash maps (MM_SEQ: mms tracked in the kernel; \
-                     TASKS, VICTIMS, STASH: per-task state, removed when the task is freed), \
+                     TASKS, VICTIMS, STASH: per-task state, removed when the task is freed; \
+                     EXITING: mms inside exit_mmap), \
                      read every metrics.map_fill_interval.",
                 ),
                 &["map"],

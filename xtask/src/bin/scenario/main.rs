@@ -11,6 +11,7 @@ mod churn;
 mod compact;
 mod exec;
 mod exec_migrate;
+mod exit_first;
 mod hold;
 mod migrate;
 mod mrelease;

@@ -27,6 +27,10 @@ pub struct MreleaseArgs {
     /// (killed, reaped, still alive) this long before releasing it.
     #[arg(long, default_value_t = 0)]
     linger_ms: u64,
+    /// Reap a victim whose exit_mmap has already begun, ordered by the
+    /// kernel's locks (see `exit_first.rs`).
+    #[arg(long)]
+    exit_first: bool,
 }
 
 const SYS_PIDFD_OPEN: libc::c_long = 434;
@@ -34,6 +38,9 @@ const SYS_PIDFD_SEND_SIGNAL: libc::c_long = 424;
 const SYS_PROCESS_MRELEASE: libc::c_long = 448;
 
 pub fn run(args: &MreleaseArgs) -> anyhow::Result<serde_json::Value> {
+    if args.exit_first {
+        return crate::exit_first::run(args.mb);
+    }
     let mut hold = Hold::new()?;
     let ready = crate::sys::pipe()?;
     let (mb, owner_copy) = (args.mb, args.owner_copy);
