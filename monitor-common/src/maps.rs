@@ -92,6 +92,13 @@ pub mod state {
     /// start saw a window. While it is 0 a UFFDIO_COPY costs one array read
     /// and one per-CPU count; only otherwise is [`super::UFFD_CTX`] consulted.
     pub const UFFD_ACTIVE: u32 = 8;
+    /// Exec stack moves in flight (index 9): `shift_arg_pages` /
+    /// `relocate_vma_down` calls whose mm is in `STACK_MOVES`, counted up
+    /// before the entry is inserted and down after it is removed (so it is
+    /// never below the number of entries). While it is 0 the per-VMA
+    /// migration callback `remove_migration_pte` returns after this one
+    /// array read instead of reading the VMA's mm and looking it up.
+    pub const STACK_MOVES_IN_FLIGHT: u32 = 9;
     /// `uffd_ioctl` is attached (flag): the ioctl's return writes the one
     /// record per copy and the `mfill` programs only keep its bracket.
     pub const UFFD_FOLD_AT_IOCTL: u64 = 1 << 1;

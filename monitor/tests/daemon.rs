@@ -38,7 +38,7 @@ fn repo() -> PathBuf {
 // ---------------------------------------------------------------------------
 // A running daemon.
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     /// Where the daemon's stdout (one JSON line per finding) goes.
     stdout: PathBuf,
@@ -72,7 +72,7 @@ fn monitor_pid(child: u32) -> Option<u32> {
 }
 
 impl Daemon {
-    fn start(args: &[&str]) -> Daemon {
+    pub(crate) fn start(args: &[&str]) -> Daemon {
         let mut cmd = Command::new(monitor_bin());
         cmd.arg("run").args(["--listen", "127.0.0.1:0"]).args(args);
         Daemon::spawn(cmd)
@@ -146,7 +146,7 @@ impl Daemon {
         http_get(self.addr, path)
     }
 
-    fn scrape(&self) -> Scrape {
+    pub(crate) fn scrape(&self) -> Scrape {
         let (status, head, body) = self.get("/metrics");
         assert_eq!(status, 200, "{head}");
         assert!(
@@ -201,7 +201,7 @@ impl Daemon {
     }
 
     /// SIGTERM; returns the exit status, how long it took and the rest of stderr.
-    fn terminate(mut self) -> (ExitStatus, Duration, String) {
+    pub(crate) fn terminate(mut self) -> (ExitStatus, Duration, String) {
         let start = Instant::now();
         // SAFETY: signalling our own (grand)child.
         unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
@@ -256,7 +256,7 @@ struct Sample {
     value: f64,
 }
 
-struct Scrape {
+pub(crate) struct Scrape {
     text: String,
     /// Family name → type.
     types: BTreeMap<String, String>,
@@ -327,7 +327,7 @@ impl Scrape {
     }
 
     /// The value of the one series with these labels (a subset match).
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let found: Vec<&Sample> = self
             .samples
             .iter()
@@ -342,7 +342,7 @@ impl Scrape {
         found[0].value
     }
 
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
             .filter(|s| {

@@ -11,6 +11,7 @@ use monitor_detector::{Data, Finding, FindingKind, Severity, event::FaultExt};
 
 use crate::{
     checks,
+    daemon::Daemon,
     util::{Recording, TraceRun, monitor_bin, run, scenario},
 };
 
@@ -722,4 +723,66 @@ fn btf_sanity_read_agrees_and_refuses_a_shifted_layout() {
 #[ignore = "VM only: cargo xtask vm"]
 fn records_and_findings_name_the_cgroup_v2_and_container() {
     checks::cgroup_attribution();
+}
+
+/// Issue 12 item 6: the kernel's own miss counts of kprobe-rung attachments
+/// reach /metrics. 48 threads parked in `handle_mm_fault` (userfaultfd
+/// faults) need more instances than the kernel gives a perf-event kretprobe
+/// (`maxactive` = max(10, 2 × possible CPUs)), so the kernel misses returns
+/// and counts them. 6.7+ report the count in `bpf_link_info`; before, the
+/// daemon says how many programs it cannot read.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn kretprobe_misses_reach_the_metrics() {
+    // The daemon listens on loopback, which the guest's init leaves down.
+    let up = run(std::process::Command::new("ip").args(["link", "set", "lo", "up"]));
+    assert!(up.status.success(), "ip link set lo up: {up:?}");
+    let d = Daemon::start(&["--max-rung", "kprobe", "--hooks", "handle_mm_fault"]);
+    let parked = scenario(&["uffd-park", "--threads", "48"]);
+    assert_eq!(
+        parked["parked"], 48,
+        "every thread parked in its fault: {parked}"
+    );
+    assert_eq!(parked["returned"], 48, "{parked}");
+    let ret = [("hook", "handle_mm_fault"), ("program", "kretprobe_fault")];
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    let readable = (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 7);
+    // The daemon reads link info every 10 s (metrics.map_fill_interval).
+    let start = std::time::Instant::now();
+    let s = loop {
+        let s = d.scrape();
+        if !readable || s.value("mmrace_kprobe_missed_total", &ret) > 0.0 {
+            break s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(40),
+            "no kretprobe miss reported after 40 s: {:?}",
+            s.sum("mmrace_kprobe_missed_total", &[])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let missed = s.value("mmrace_kprobe_missed_total", &ret);
+    let unreadable = s.value("mmrace_kprobe_missed_unreadable", &[]);
+    if readable {
+        assert_eq!(unreadable, 0.0, "6.7+ reports every kprobe link's misses");
+        // At least the parked calls beyond the instances the kernel has.
+        assert!(missed >= 48.0 - 20.0, "missed {missed}");
+    } else {
+        assert_eq!(missed, 0.0);
+        assert_eq!(
+            unreadable, 2.0,
+            "kprobe_fault and kretprobe_fault, unreadable"
+        );
+        note(&format!(
+            "kretprobe_misses: {} reports no kprobe miss count (bpf_link_info.perf_event.kprobe.missed is 6.7+)",
+            release.trim()
+        ));
+    }
+    let (status, _, stderr) = d.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    println!("kretprobe misses: {missed} (parked 48), unreadable programs {unreadable}");
 }

@@ -27,7 +27,8 @@
 //! ```
 //!
 //! While a stack moves, its mm is in `STACK_MOVES` so the migration hooks can
-//! report what touches it.
+//! report what touches it, and `STATE[STACK_MOVES_IN_FLIGHT]` counts the
+//! moves, so the per-VMA migration callback looks only while one is running.
 //!
 //! Filtered in the kernel: an exec window is recorded only if a migration can
 //! touch it. Its opening record (`exec_mm_switch`, `stack_move_start`) is
@@ -132,7 +133,12 @@ fn stack_move_start(probe: ProbeId, a: &mut StackMoveArgs) -> bool {
         stack_move(probe, EventId::StackMoveStart, mm, vma, shift, 0, Seq::Track);
         started |= START_EMITTED;
     }
-    let _ = STACK_MOVES.insert(mm, started, 0);
+    // Counted before the entry exists, so a migration callback that reads 0
+    // cannot miss an entry (`state::STACK_MOVES_IN_FLIGHT`).
+    stash::enter(state::STACK_MOVES_IN_FLIGHT);
+    if STACK_MOVES.insert(mm, started, 0).is_err() {
+        stash::leave(state::STACK_MOVES_IN_FLIGHT);
+    }
     true
 }
 
@@ -144,7 +150,12 @@ fn stack_move_end(probe: ProbeId, a: &StackMoveArgs, ret: u64) {
     }
     let ret = i64::from(ret as i32);
     stack_move(probe, EventId::StackMoveEnd, mm, a.vma, a.shift, ret, Seq::IfTracked);
-    let _ = STACK_MOVES.remove(mm);
+    // Only an entry this start inserted is counted (an end whose start ran
+    // before attach, or an entry the LRU evicted, leaves the count alone: a
+    // count too high costs lookups, never a missed stack move).
+    if STACK_MOVES.remove(mm).is_ok() {
+        stash::leave(state::STACK_MOVES_IN_FLIGHT);
+    }
 }
 
 function! {

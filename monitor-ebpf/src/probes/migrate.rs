@@ -171,9 +171,14 @@ function! {
     entry: fentry fentry_remove_migration_ptes, kprobe kprobe_remove_migration_ptes => counted;
 }
 
-/// Reports `id` for `vma`'s mm if its stack is being moved.
+/// Reports `id` for `vma`'s mm if its stack is being moved. While no exec
+/// moves a stack anywhere this is one array read: no kernel read of the
+/// VMA's mm, no `STACK_MOVES` lookup (the per-PTE storm's common case).
 #[inline(always)]
 fn during_stack_move(probe: ProbeId, id: EventId, vma: u64, address: u64) {
+    if !stash::any(state::STACK_MOVES_IN_FLIGHT) {
+        return;
+    }
     let mm = kernel::vma_mm(vma);
     if mm == 0 {
         return;

@@ -1,17 +1,19 @@
 //! Slow-changing kernel-side facts, read on a timer (`metrics.map_fill_interval`):
 //! how full the BPF hash maps are, and what the kernel itself counts about
 //! each program (`bpf_prog_info`: run time and runs while statistics are
-//! enabled, and recursion misses, 5.12+).
+//! enabled, and recursion misses, 5.12+), and what it counts about each
+//! kprobe-rung attachment (`bpf_link_info`: the kprobe's `nmissed`, 6.7+).
 //!
 //! It works on duplicates of the loader's file descriptors, taken right after
 //! attach, so it needs no capability later and does not borrow the session.
-//! Holding a program fd keeps the program loaded (not attached): the daemon
-//! drops this collector before it detaches and verifies that nothing is left.
+//! Holding a program fd keeps the program loaded (not attached), holding a
+//! link fd keeps it attached: the daemon drops this collector before it
+//! detaches and verifies that nothing is left.
 
 use std::{
     collections::HashSet,
     io,
-    os::fd::{AsFd as _, AsRawFd as _},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd, RawFd},
     time::Duration,
 };
 
@@ -20,7 +22,7 @@ use aya::{
     programs::ProgramFd,
 };
 use monitor_common::{
-    catalogue::ProbeId,
+    catalogue::{ProbeId, ProbeKind},
     maps::{self as names, ExitState, MmSeq, Stash, StashKey, TaskScratch},
 };
 
@@ -87,6 +89,43 @@ const _: () = {
     assert!(size_of::<ProgInfo>() == 216);
 };
 
+/// Prefix of the kernel's `struct bpf_link_info` for a perf-event link
+/// (include/uapi/linux/bpf.h), up to `perf_event.kprobe.missed`. The kernel
+/// fills `perf_event` since 6.6 ("bpf: Support ->fill_link_info for
+/// perf_event") and `kprobe.missed` since 6.7 ("bpf: Add missed value to
+/// kprobe perf link info", kernel/bpf/syscall.c `bpf_perf_link_fill_kprobe`):
+/// `trace_kprobe_missed()`, the kprobe's `nmissed` (it fired while another
+/// kprobe ran on that CPU) plus, for a return probe, the kretprobe's (no free
+/// instance: more calls in flight than `maxactive`). Before 6.7 the kernel's
+/// struct ends before `missed` (`info_len` says so): not readable.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct LinkInfo {
+    type_: u32,
+    id: u32,
+    prog_id: u32,
+    _pad: u32,
+    /// `enum bpf_perf_event_type`.
+    perf_event_type: u32,
+    _pad2: u32,
+    func_name: u64,
+    name_len: u32,
+    offset: u32,
+    addr: u64,
+    missed: u64,
+}
+
+const _: () = {
+    assert!(std::mem::offset_of!(LinkInfo, perf_event_type) == 16);
+    assert!(std::mem::offset_of!(LinkInfo, missed) == 48);
+    assert!(size_of::<LinkInfo>() == 56);
+};
+
+/// `BPF_LINK_TYPE_PERF_EVENT`, `BPF_PERF_EVENT_KPROBE`, `BPF_PERF_EVENT_KRETPROBE`.
+const LINK_TYPE_PERF_EVENT: u32 = 7;
+const PERF_EVENT_KPROBE: u32 = 3;
+const PERF_EVENT_KRETPROBE: u32 = 4;
+
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
 /// `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
@@ -99,10 +138,20 @@ struct InfoAttr {
 
 /// The program's info and how many bytes of it the kernel filled in.
 fn prog_info(fd: &ProgramFd) -> io::Result<(ProgInfo, usize)> {
-    let mut info = ProgInfo::default();
+    obj_info(fd.as_fd())
+}
+
+/// A link's info and how many bytes of it the kernel filled in.
+fn link_info(fd: BorrowedFd<'_>) -> io::Result<(LinkInfo, usize)> {
+    obj_info(fd)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` into a zeroed `T` (one of the info prefixes above).
+fn obj_info<T: Default>(fd: BorrowedFd<'_>) -> io::Result<(T, usize)> {
+    let mut info = T::default();
     let mut attr = InfoAttr {
-        bpf_fd: fd.as_fd().as_raw_fd() as u32,
-        info_len: size_of::<ProgInfo>() as u32,
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<T>() as u32,
         info: (&raw mut info) as u64,
     };
     // SAFETY: `attr` points at a writable buffer of `info_len` bytes that
@@ -139,9 +188,69 @@ struct Prog {
     seen_misses: u64,
 }
 
+/// A kprobe-rung attachment of this daemon whose miss count the kernel reports.
+struct KprobeLink {
+    probe: ProbeId,
+    fd: OwnedFd,
+    seen_missed: u64,
+}
+
+/// Duplicates of this process's perf-event link fds that attach one of
+/// `progs` (kernel program id → probe) as a kprobe or kretprobe and report
+/// `missed`. The loader's links are found in `/proc/self/fd` (aya keeps them
+/// inside the programs); each candidate is confirmed by its own link info.
+fn kprobe_links(progs: &[(u32, ProbeId)]) -> io::Result<Vec<KprobeLink>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let Ok(raw) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path()).ok().as_deref()
+            != Some(std::path::Path::new("anon_inode:bpf_link"))
+        {
+            continue;
+        }
+        // SAFETY: `raw` is open in this process (just listed); it is only
+        // borrowed for the duplication below, which fails cleanly if it was
+        // closed meanwhile, and the duplicate is checked by its link info.
+        let Ok(fd) = unsafe { BorrowedFd::borrow_raw(raw) }.try_clone_to_owned() else {
+            continue;
+        };
+        let Ok((info, len)) = link_info(fd.as_fd()) else {
+            continue;
+        };
+        let Some(probe) = progs
+            .iter()
+            .find(|(id, _)| *id == info.prog_id)
+            .map(|(_, p)| *p)
+        else {
+            continue;
+        };
+        if info.type_ == LINK_TYPE_PERF_EVENT
+            && matches!(
+                info.perf_event_type,
+                PERF_EVENT_KPROBE | PERF_EVENT_KRETPROBE
+            )
+            && len >= size_of::<LinkInfo>()
+        {
+            out.push(KprobeLink {
+                probe,
+                fd,
+                seen_missed: info.missed,
+            });
+        }
+    }
+    Ok(out)
+}
+
 pub struct KernelStats {
     maps: Vec<(&'static str, u32, FillMap)>,
     progs: Vec<Prog>,
+    links: Vec<KprobeLink>,
+    /// Attached kprobe/kretprobe programs whose miss count the kernel does
+    /// not report (before 6.7, or attached without a BPF link, before 5.15).
+    pub kprobe_missed_unreadable: usize,
     /// The kernel's `bpf_prog_info` has `recursion_misses` (5.12+).
     pub recursion_misses: bool,
 }
@@ -198,9 +307,25 @@ impl KernelStats {
                 seen_misses: info.recursion_misses,
             });
         }
+        let kprobes: Vec<(u32, ProbeId)> = progs
+            .iter()
+            .filter(|p| matches!(p.probe.kind(), ProbeKind::KProbe | ProbeKind::KRetProbe))
+            .map(|p| (p.id, p.probe))
+            .collect();
+        let links = if kprobes.is_empty() {
+            Vec::new()
+        } else {
+            kprobe_links(&kprobes)?
+        };
+        let kprobe_missed_unreadable = kprobes
+            .iter()
+            .filter(|(_, probe)| !links.iter().any(|l| l.probe == *probe))
+            .count();
         Ok(KernelStats {
             maps,
             progs,
+            links,
+            kprobe_missed_unreadable,
             recursion_misses,
         })
     }
@@ -283,6 +408,24 @@ impl KernelStats {
                 p.seen_misses = p.seen_misses.max(info.recursion_misses);
             }
         }
+        for l in &mut self.links {
+            let info = match link_info(l.fd.as_fd()) {
+                Ok((info, _)) => info,
+                Err(e) => {
+                    failed += 1;
+                    log::warn!("reading bpf_link_info of {}: {e}", l.probe.program());
+                    continue;
+                }
+            };
+            metrics
+                .kprobe_missed
+                .with_label_values(&[l.probe.hook().name(), l.probe.program()])
+                .inc_by(info.missed.saturating_sub(l.seen_missed));
+            l.seen_missed = l.seen_missed.max(info.missed);
+        }
+        metrics
+            .kprobe_missed_unreadable
+            .set(self.kprobe_missed_unreadable as i64);
         failed
     }
 
@@ -294,7 +437,8 @@ impl KernelStats {
             .iter()
             .all(|(_, max, m)| Self::count(m, (*max).min(16)).is_ok());
         let progs_ok = self.progs.iter().all(|p| prog_info(&p.fd).is_ok());
-        maps_ok && progs_ok
+        let links_ok = self.links.iter().all(|l| link_info(l.fd.as_fd()).is_ok());
+        maps_ok && progs_ok && links_ok
     }
 }
 

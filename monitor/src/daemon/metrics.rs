@@ -10,7 +10,7 @@
 use std::sync::Mutex;
 
 use monitor_common::{
-    catalogue::{EventId, HookId, ProbeId, Rung},
+    catalogue::{EventId, HookId, ProbeId, ProbeKind, Rung},
     maps::{CounterReason, Stat},
 };
 use monitor_detector::{
@@ -103,6 +103,9 @@ pub struct Metrics {
     pub program_run_seconds: CounterVec,
     pub program_runs: IntCounterVec,
     pub program_recursion_misses: Option<IntCounterVec>,
+    /// The kernel's own miss count of each kprobe/kretprobe attachment.
+    pub kprobe_missed: IntCounterVec,
+    pub kprobe_missed_unreadable: IntGauge,
     pub run_stats_enabled: IntGauge,
     pub hook_rung: IntGaugeVec,
     pub hook_degraded: IntGaugeVec,
@@ -381,8 +384,32 @@ impl Metrics {
         } else {
             None
         };
+        let kprobe_missed = reg(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "kprobe_missed_total",
+                    "Times the kernel did not run a kprobe-rung BPF program: the kprobe fired \
+                     while another ran on that CPU, or a kretprobe had no free instance \
+                     (maxactive). The kernel's nmissed of the attachment \
+                     (bpf_link_info.perf_event.kprobe.missed, kernel 6.7+).",
+                ),
+                &["hook", "program"],
+            )?,
+        );
+        let kprobe_missed_unreadable = reg(
+            &r,
+            IntGauge::with_opts(opts(
+                "kprobe_missed_unreadable",
+                "Attached kprobe/kretprobe programs whose miss count the kernel does not \
+                 report (before 6.7): their mmrace_kprobe_missed_total stays 0.",
+            ))?,
+        );
         for p in ProbeId::ALL {
             let labels = [p.hook().name(), p.program()];
+            if matches!(p.kind(), ProbeKind::KProbe | ProbeKind::KRetProbe) {
+                kprobe_missed.with_label_values(&labels);
+            }
             program_hits.with_label_values(&labels);
             program_run_seconds.with_label_values(&labels);
             program_runs.with_label_values(&labels);
@@ -591,6 +618,8 @@ impl Metrics {
             program_run_seconds,
             program_runs,
             program_recursion_misses,
+            kprobe_missed,
+            kprobe_missed_unreadable,
             run_stats_enabled,
             hook_rung,
             hook_degraded,

@@ -18,6 +18,7 @@ mod mrelease;
 mod oom;
 mod sys;
 mod uffd;
+mod uffd_park;
 mod uffd_race;
 mod uffd_storm;
 mod vhost;
@@ -60,6 +61,9 @@ enum Command {
     /// Many records fast: UFFDIO_COPY onto a filled page (-EEXIST), one
     /// record per call.
     UffdStorm(uffd_storm::UffdStormArgs),
+    /// Threads parked in userfaultfd faults inside handle_mm_fault, more
+    /// than a kretprobe has instances: the kernel misses returns.
+    UffdPark(uffd_park::UffdParkArgs),
     /// Overhead: each workload without and with `monitor trace`, alternating;
     /// optionally the highest UFFDIO_COPY event rate with zero ring loss.
     Bench(bench::BenchArgs),
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Migrate(a) => migrate::run(&a),
         Command::Churn(a) => churn::run(&a),
         Command::UffdStorm(a) => uffd_storm::run(&a),
+        Command::UffdPark(a) => uffd_park::run(&a),
         Command::Bench(a) => bench::run(&a),
     };
     match result {
