@@ -123,6 +123,16 @@ pub trait Fields {
     fn for_each(&self, out: &mut dyn FnMut(&'static str, Value<'_>));
     /// Sets field `name` (a trace-file name); `Ok(false)` if there is none.
     fn set(&mut self, name: &str, token: Token<'_>) -> Result<bool, BadValue>;
+    /// [`Fields::set`] for a reader that meets the fields in the writer's
+    /// order: the field is looked for from position `*at` on (where the
+    /// writer's next field is, so a name is compared once or twice rather
+    /// than with every field before it), and `*at` moves past it. A name
+    /// not found from there is set by [`Fields::set`], so any order gives
+    /// the same result.
+    fn set_next(&mut self, at: &mut usize, name: &str, token: Token<'_>) -> Result<bool, BadValue> {
+        let _ = at;
+        self.set(name, token)
+    }
     /// Brings every field to the value the trace file can express (unknown
     /// bits and codes dropped, padding zeroed, strings as they would read
     /// back), so a decoded record equals its own trace line read back: the
@@ -410,14 +420,35 @@ macro_rules! payloads {
             ) -> Result<bool, $crate::event::BadValue> {
                 $(
                     if name == $crate::event::json_name!($field $(, $json)?) {
-                        return <$kind as $crate::event::Kind<$ty>>::set(&mut self.$field, token)
-                            .map(|()| true)
-                            .ok_or($crate::event::BadValue {
-                                field: $crate::event::json_name!($field $(, $json)?),
-                                expected: <$kind as $crate::event::Kind<$ty>>::EXPECTED,
-                            });
+                        return $crate::event::set_field!(self.$field, $ty, $kind, token, $field $(, $json)?);
                     }
                 )*
+                Ok(false)
+            }
+
+            fn set_next(
+                &mut self,
+                at: &mut usize,
+                name: &str,
+                token: $crate::event::Token<'_>,
+            ) -> Result<bool, $crate::event::BadValue> {
+                const NAMES: &[&str] = &[$($crate::event::json_name!($field $(, $json)?)),*];
+                let Some(found) = NAMES
+                    .get(*at..)
+                    .and_then(|rest| rest.iter().position(|n| *n == name))
+                else {
+                    return self.set(name, token);
+                };
+                let found = *at + found;
+                *at = found + 1;
+                let mut i = 0usize;
+                $(
+                    if i == found {
+                        return $crate::event::set_field!(self.$field, $ty, $kind, token, $field $(, $json)?);
+                    }
+                    i += 1;
+                )*
+                let _ = i;
                 Ok(false)
             }
 
@@ -440,6 +471,20 @@ macro_rules! json_name {
 }
 
 pub(crate) use json_name;
+
+/// Sets one payload field from a token (`Ok(true)`), or says what it expected.
+macro_rules! set_field {
+    ($place:expr, $ty:ty, $kind:ty, $token:expr, $($name:tt)*) => {
+        <$kind as $crate::event::Kind<$ty>>::set(&mut $place, $token)
+            .map(|()| true)
+            .ok_or($crate::event::BadValue {
+                field: $crate::event::json_name!($($name)*),
+                expected: <$kind as $crate::event::Kind<$ty>>::EXPECTED,
+            })
+    };
+}
+
+pub(crate) use set_field;
 
 /// [`crate::catalogue::Fault::entry_flags`] bits.
 pub mod fault_entry {
@@ -561,3 +606,40 @@ const _: () = {
     assert!(core::mem::offset_of!(EventHeader, cgroup_id) == 80);
     assert!(core::mem::offset_of!(EventHeader, memcg_id) == 88);
 };
+
+#[cfg(test)]
+mod tests {
+    use super::{Fields, Token};
+    use crate::catalogue::UffdCopy;
+
+    /// `set_next` gives what `set` gives, in the writer's order or any other.
+    #[test]
+    fn set_next_in_any_order_is_set() {
+        let fields = [
+            ("dst", Token::Str("0x1000")),
+            ("len", Token::Num("4096")),
+            ("ret", Token::Num("-11")),
+            ("fd", Token::Num("5")),
+            ("nope", Token::Num("1")),
+        ];
+        let mut want = UffdCopy::default();
+        for (name, t) in fields {
+            assert_eq!(want.set(name, t).is_ok_and(|b| b), name != "nope");
+        }
+        for order in [[0, 1, 2, 3, 4], [3, 2, 1, 0, 4], [2, 4, 0, 3, 1]] {
+            let mut got = UffdCopy::default();
+            let mut at = 0;
+            for i in order {
+                let (name, t) = fields[i];
+                assert_eq!(
+                    got.set_next(&mut at, name, t).is_ok_and(|b| b),
+                    name != "nope"
+                );
+            }
+            assert_eq!(got, want, "{order:?}");
+        }
+        let mut at = 0;
+        let bad = UffdCopy::default().set_next(&mut at, "len", Token::Str("x"));
+        assert_eq!(bad.map_err(|b| b.field), Err("len"));
+    }
+}

@@ -407,6 +407,27 @@ impl<'a> Scan<'a> {
             .then(|| self.i += word.len())
     }
 
+    /// The value of the header field `"key":` that the writer puts at the
+    /// cursor, read straight from the bytes by `read` (which returns the
+    /// value and the position after it), and the `,` after it. Only then is
+    /// the cursor moved: on `None` it stays at the key, for the general loop.
+    #[inline(always)]
+    fn fixed<T>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(&[u8], usize) -> Option<(T, usize)>,
+    ) -> Option<T> {
+        let at = self.i + key.len();
+        if !self.s.get(self.i..at)?.eq(key) {
+            return None;
+        }
+        let (v, end) = read(self.s, at)?;
+        (*self.s.get(end)? == b',').then(|| {
+            self.i = end + 1;
+            v
+        })
+    }
+
     fn token(&mut self) -> Option<Token<'a>> {
         Some(match self.peek()? {
             b'"' => Token::Str(self.string()?),
@@ -416,6 +437,105 @@ impl<'a> Scan<'a> {
             _ => Token::Num(self.integer()?),
         })
     }
+}
+
+/// An unsigned JSON integer (`0|[1-9][0-9]*`) at `at` that fits `T`.
+#[inline(always)]
+fn dec<T: TryFrom<u64>>(s: &[u8], at: usize) -> Option<(T, usize)> {
+    let first = *s.get(at)?;
+    let mut v = u64::from(first.wrapping_sub(b'0'));
+    if v > 9 {
+        return None;
+    }
+    let mut j = at + 1;
+    while let Some(d) = s.get(j).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        if first == b'0' {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+        j += 1;
+    }
+    Some((T::try_from(v).ok()?, j))
+}
+
+/// A string without escapes or control characters at `at` (its opening
+/// quote), as the range of its contents.
+#[inline(always)]
+fn plain_str(s: &[u8], at: usize) -> Option<(std::ops::Range<usize>, usize)> {
+    if *s.get(at)? != b'"' {
+        return None;
+    }
+    let start = at + 1;
+    let len = s
+        .get(start..)?
+        .iter()
+        .position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
+    let end = start + len;
+    (s[end] == b'"').then_some((start..end, end + 1))
+}
+
+/// `"0x…"`: 1 to 16 significant hex digits.
+#[inline(always)]
+fn hex_str(s: &[u8], at: usize) -> Option<(u64, usize)> {
+    if s.get(at..at + 3)? != b"\"0x" {
+        return None;
+    }
+    let mut j = at + 3;
+    let mut v: u64 = 0;
+    loop {
+        let b = *s.get(j)?;
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            b'"' if j > at + 3 => return Some((v, j + 1)),
+            _ => return None,
+        };
+        if v >> 60 != 0 {
+            return None;
+        }
+        v = v << 4 | u64::from(d);
+        j += 1;
+    }
+}
+
+/// The header the writer puts first, in its order, up to and including
+/// `ev`: each value read straight from the bytes, no key looked up by name.
+/// Stops (`None`) at the first field spelled otherwise, with what it read
+/// set in `ev`/`seen` and the cursor at that field's key, where the general
+/// loop goes on: the result is the general loop's either way.
+#[inline(always)]
+fn writer_header(sc: &mut Scan<'_>, ev: &mut Event, seen: &mut u16) -> Option<()> {
+    macro_rules! num {
+        ($key:literal, $bit:literal, $field:ident) => {
+            ev.$field = sc.fixed($key, dec)?;
+            *seen |= 1 << $bit;
+        };
+    }
+    num!(b"\"t\":", 0, t);
+    num!(b"\"cpu\":", 1, cpu);
+    num!(b"\"pid\":", 2, pid);
+    num!(b"\"tgid\":", 3, tgid);
+    let text = sc.text;
+    let comm = sc.fixed(b"\"comm\":", plain_str)?;
+    ev.comm = fixed_str(&text[comm]);
+    *seen |= 1 << 4;
+    num!(b"\"task_flags\":", 5, task_flags);
+    ev.mm = sc.fixed(b"\"mm\":", hex_str)?;
+    *seen |= 1 << 6;
+    num!(b"\"mm_gen\":", 7, mm_gen);
+    num!(b"\"seq\":", 8, seq);
+    num!(b"\"hdr_flags\":", 9, hdr_flags);
+    num!(b"\"cgroup_id\":", 10, cgroup_id);
+    let probe = sc.fixed(b"\"probe\":", plain_str)?;
+    ev.probe = ProbeRef::from_name(&text[probe]);
+    *seen |= 1 << 11;
+    let id = sc.fixed(b"\"ev\":", |s, at| {
+        let (name, end) = plain_str(s, at)?;
+        Some((EventId::from_name(&text[name])?, end))
+    })?;
+    ev.data = Data::zeroed(id);
+    Some(())
 }
 
 /// The line's [`Event`] if it is an event line as the monitor writes them;
@@ -433,7 +553,10 @@ pub fn parse_event_line(line: &str) -> Option<Event> {
     };
     let mut ev = Event::zeroed(EventId::MarkVictim);
     let mut seen: u16 = 0;
-    let mut kind = false;
+    // The writer's header order first (what every line the monitor wrote
+    // has), then the general loop for the payload and anything else.
+    let mut kind = writer_header(&mut sc, &mut ev, &mut seen).is_some();
+    let mut at = 0;
     loop {
         let key = sc.string()?;
         sc.eat(b':')?;
@@ -445,8 +568,9 @@ pub fn parse_event_line(line: &str) -> Option<Event> {
             let Token::Str(name) = t else { return None };
             ev.data = Data::zeroed(EventId::from_name(name)?);
             kind = true;
+            at = 0;
         } else if kind {
-            ev.data.fields_mut().set(key, t).ok()?;
+            ev.data.fields_mut().set_next(&mut at, key, t).ok()?;
         } else if key != "type" {
             return None;
         }
