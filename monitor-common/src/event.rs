@@ -133,6 +133,17 @@ pub trait Fields {
         let _ = at;
         self.set(name, token)
     }
+    /// Reads the members the writer puts at `at` in a line's bytes, in its
+    /// order, each `"name":value,` as [`Kind::read`] reads it; returns the
+    /// position after the last one read (a member spelled otherwise, or the
+    /// last before `}`, is left for the general reader).
+    fn read_members(&mut self, _s: &[u8], at: usize) -> usize {
+        at
+    }
+    /// The trace-file names of the fields, in order (padding included).
+    fn names(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Brings every field to the value the trace file can express (unknown
     /// bits and codes dropped, padding zeroed, strings as they would read
     /// back), so a decoded record equals its own trace line read back: the
@@ -145,6 +156,13 @@ pub trait Fields {
 pub trait Kind<T> {
     fn get(v: &T) -> Option<Value<'_>>;
     fn set(v: &mut T, t: Token<'_>) -> Option<()>;
+    /// Reads the value as the writer spells it from a line's bytes at `at`
+    /// ([`crate::scan`]), giving the position after it; `None` for any
+    /// other spelling (the general reader then judges it, through
+    /// [`Kind::set`], with the same result for what both accept).
+    fn read(_v: &mut T, _s: &[u8], _at: usize) -> Option<usize> {
+        None
+    }
     /// `v` as [`Kind::set`] would give it back from [`Kind::get`]'s value.
     fn canon(_v: &mut T) {}
     const EXPECTED: &'static str;
@@ -161,6 +179,7 @@ fn parse_i64(s: &str) -> Option<i64> {
 /// Field kinds.
 pub mod kind {
     use super::{Kind, Token, Value, parse_i64, parse_u64};
+    use crate::scan;
 
     /// A decimal number.
     pub struct Dec;
@@ -187,8 +206,13 @@ pub mod kind {
     }
 
     macro_rules! dec {
-        ($($t:ty => $variant:ident, $parse:ident;)*) => {$(
+        ($($t:ty => $variant:ident, $parse:ident, $scan:ident;)*) => {$(
             impl Kind<$t> for Dec {
+                fn read(v: &mut $t, s: &[u8], at: usize) -> Option<usize> {
+                    let (n, end) = scan::$scan(s, at)?;
+                    *v = <$t>::try_from(n).ok()?;
+                    Some(end)
+                }
                 fn get(v: &$t) -> Option<Value<'_>> {
                     Some(Value::$variant((*v).into()))
                 }
@@ -202,10 +226,10 @@ pub mod kind {
         )*};
     }
     dec! {
-        u32 => Unsigned, parse_u64;
-        u64 => Unsigned, parse_u64;
-        i32 => Signed, parse_i64;
-        i64 => Signed, parse_i64;
+        u32 => Unsigned, parse_u64, unsigned;
+        u64 => Unsigned, parse_u64, unsigned;
+        i32 => Signed, parse_i64, signed;
+        i64 => Signed, parse_i64, signed;
     }
 
     impl Kind<u64> for Hex {
@@ -219,6 +243,11 @@ pub mod kind {
                 _ => return None,
             };
             Some(())
+        }
+        fn read(v: &mut u64, s: &[u8], at: usize) -> Option<usize> {
+            let (n, end) = scan::hex_str(s, at)?;
+            *v = n;
+            Some(end)
         }
         const EXPECTED: &'static str = "a hex string or a number";
     }
@@ -245,6 +274,13 @@ pub mod kind {
             *v = u32::from(b);
             Some(())
         }
+        fn read(v: &mut u32, s: &[u8], at: usize) -> Option<usize> {
+            let (Some(b), end) = scan::literal(s, at)? else {
+                return None;
+            };
+            *v = u32::from(b);
+            Some(end)
+        }
         fn canon(v: &mut u32) {
             *v = u32::from(*v != 0);
         }
@@ -260,6 +296,11 @@ pub mod kind {
             let Token::Str(s) = t else { return None };
             *v = crate::event::fixed_str(s);
             Some(())
+        }
+        fn read(v: &mut [u8; N], s: &[u8], at: usize) -> Option<usize> {
+            let (range, end) = scan::plain_str(s, at)?;
+            *v = crate::event::fixed_str(core::str::from_utf8(&s[range]).ok()?);
+            Some(end)
         }
         fn canon(v: &mut [u8; N]) {
             crate::event::canon_cstr(v);
@@ -282,6 +323,11 @@ pub mod kind {
                 _ => return None,
             };
             Some(())
+        }
+        fn read(v: &mut u32, s: &[u8], at: usize) -> Option<usize> {
+            let (b, end) = scan::literal(s, at)?;
+            Self::set(v, b.map_or(Token::Null, Token::Bool))?;
+            Some(end)
         }
         fn canon(v: &mut u32) {
             use crate::event::fault_entry::{SEEN, UNSTABLE};
@@ -310,6 +356,15 @@ pub mod kind {
             };
             Some(())
         }
+        fn read(v: &mut u64, s: &[u8], at: usize) -> Option<usize> {
+            let (n, end) = match scan::literal(s, at) {
+                Some((None, end)) => (u64::MAX, end),
+                Some(_) => return None,
+                None => scan::unsigned(s, at).filter(|(n, _)| *n != u64::MAX)?,
+            };
+            *v = n;
+            Some(end)
+        }
         const EXPECTED: &'static str = "a number or null";
     }
 
@@ -321,6 +376,11 @@ pub mod kind {
             let Token::Str(s) = t else { return None };
             *v = N::code(s)?;
             Some(())
+        }
+        fn read(v: &mut u32, s: &[u8], at: usize) -> Option<usize> {
+            let (range, end) = scan::plain_str(s, at)?;
+            *v = N::code(core::str::from_utf8(&s[range]).ok()?)?;
+            Some(end)
         }
         fn canon(v: &mut u32) {
             *v = N::code(N::name(*v)).unwrap_or(0);
@@ -404,6 +464,11 @@ macro_rules! payloads {
 
         impl $crate::event::Payload for $name {}
 
+        impl $name {
+            /// The trace-file names of the fields, in order.
+            const NAMES: &'static [&'static str] = &[$($crate::event::json_name!($field $(, $json)?)),*];
+        }
+
         impl $crate::event::Fields for $name {
             fn for_each(&self, out: &mut dyn FnMut(&'static str, $crate::event::Value<'_>)) {
                 $(
@@ -432,8 +497,7 @@ macro_rules! payloads {
                 name: &str,
                 token: $crate::event::Token<'_>,
             ) -> Result<bool, $crate::event::BadValue> {
-                const NAMES: &[&str] = &[$($crate::event::json_name!($field $(, $json)?)),*];
-                let Some(found) = NAMES
+                let Some(found) = Self::NAMES
                     .get(*at..)
                     .and_then(|rest| rest.iter().position(|n| *n == name))
                 else {
@@ -450,6 +514,22 @@ macro_rules! payloads {
                 )*
                 let _ = i;
                 Ok(false)
+            }
+
+            fn read_members(&mut self, s: &[u8], mut at: usize) -> usize {
+                $(
+                    if let Some(end) = $crate::scan::key(s, at, $crate::event::json_name!($field $(, $json)?))
+                        .and_then(|v| <$kind as $crate::event::Kind<$ty>>::read(&mut self.$field, s, v))
+                        .filter(|end| s.get(*end) == Some(&b','))
+                    {
+                        at = end + 1;
+                    }
+                )*
+                at
+            }
+
+            fn names(&self) -> &'static [&'static str] {
+                Self::NAMES
             }
 
             fn canonicalize(&mut self) {

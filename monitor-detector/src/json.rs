@@ -22,6 +22,7 @@ use std::{borrow::Cow, fmt, fmt::Write as _};
 use monitor_common::{
     catalogue::{Data, EventId},
     event::{BadValue, Kind, Token, Value, fixed_str, kind::Hex},
+    scan,
 };
 use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
@@ -439,64 +440,11 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// An unsigned JSON integer (`0|[1-9][0-9]*`) at `at` that fits `T`.
+/// An unsigned integer that fits `T`.
 #[inline(always)]
 fn dec<T: TryFrom<u64>>(s: &[u8], at: usize) -> Option<(T, usize)> {
-    let first = *s.get(at)?;
-    let mut v = u64::from(first.wrapping_sub(b'0'));
-    if v > 9 {
-        return None;
-    }
-    let mut j = at + 1;
-    while let Some(d) = s.get(j).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-        if first == b'0' {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
-        j += 1;
-    }
-    Some((T::try_from(v).ok()?, j))
-}
-
-/// A string without escapes or control characters at `at` (its opening
-/// quote), as the range of its contents.
-#[inline(always)]
-fn plain_str(s: &[u8], at: usize) -> Option<(std::ops::Range<usize>, usize)> {
-    if *s.get(at)? != b'"' {
-        return None;
-    }
-    let start = at + 1;
-    let len = s
-        .get(start..)?
-        .iter()
-        .position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
-    let end = start + len;
-    (s[end] == b'"').then_some((start..end, end + 1))
-}
-
-/// `"0x…"`: 1 to 16 significant hex digits.
-#[inline(always)]
-fn hex_str(s: &[u8], at: usize) -> Option<(u64, usize)> {
-    if s.get(at..at + 3)? != b"\"0x" {
-        return None;
-    }
-    let mut j = at + 3;
-    let mut v: u64 = 0;
-    loop {
-        let b = *s.get(j)?;
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => b - b'A' + 10,
-            b'"' if j > at + 3 => return Some((v, j + 1)),
-            _ => return None,
-        };
-        if v >> 60 != 0 {
-            return None;
-        }
-        v = v << 4 | u64::from(d);
-        j += 1;
-    }
+    let (v, end) = scan::unsigned(s, at)?;
+    Some((T::try_from(v).ok()?, end))
 }
 
 /// The header the writer puts first, in its order, up to and including
@@ -517,21 +465,21 @@ fn writer_header(sc: &mut Scan<'_>, ev: &mut Event, seen: &mut u16) -> Option<()
     num!(b"\"pid\":", 2, pid);
     num!(b"\"tgid\":", 3, tgid);
     let text = sc.text;
-    let comm = sc.fixed(b"\"comm\":", plain_str)?;
+    let comm = sc.fixed(b"\"comm\":", scan::plain_str)?;
     ev.comm = fixed_str(&text[comm]);
     *seen |= 1 << 4;
     num!(b"\"task_flags\":", 5, task_flags);
-    ev.mm = sc.fixed(b"\"mm\":", hex_str)?;
+    ev.mm = sc.fixed(b"\"mm\":", scan::hex_str)?;
     *seen |= 1 << 6;
     num!(b"\"mm_gen\":", 7, mm_gen);
     num!(b"\"seq\":", 8, seq);
     num!(b"\"hdr_flags\":", 9, hdr_flags);
     num!(b"\"cgroup_id\":", 10, cgroup_id);
-    let probe = sc.fixed(b"\"probe\":", plain_str)?;
+    let probe = sc.fixed(b"\"probe\":", scan::plain_str)?;
     ev.probe = ProbeRef::from_name(&text[probe]);
     *seen |= 1 << 11;
     let id = sc.fixed(b"\"ev\":", |s, at| {
-        let (name, end) = plain_str(s, at)?;
+        let (name, end) = scan::plain_str(s, at)?;
         Some((EventId::from_name(&text[name])?, end))
     })?;
     ev.data = Data::zeroed(id);
@@ -556,6 +504,9 @@ pub fn parse_event_line(line: &str) -> Option<Event> {
     // The writer's header order first (what every line the monitor wrote
     // has), then the general loop for the payload and anything else.
     let mut kind = writer_header(&mut sc, &mut ev, &mut seen).is_some();
+    if kind {
+        sc.i = ev.data.fields_mut().read_members(s, sc.i);
+    }
     let mut at = 0;
     loop {
         let key = sc.string()?;
@@ -599,4 +550,23 @@ pub fn event_line(ev: &Event) -> String {
 /// The text of a kernel string field for humans (`comm`, filenames).
 pub fn text(bytes: &[u8]) -> Cow<'_, str> {
     c_str(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer-order reader sets a payload field where the general loop
+    /// would set a header field of the same name; no payload may have one.
+    #[test]
+    fn no_payload_field_is_named_like_a_header_field() {
+        for id in EventId::ALL {
+            for name in Data::zeroed(*id).fields().names() {
+                assert!(
+                    header_index(name).is_none() && !matches!(*name, "ev" | "type"),
+                    "{id:?}: {name}"
+                );
+            }
+        }
+    }
 }

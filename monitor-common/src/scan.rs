@@ -1,0 +1,134 @@
+//! Readers of the JSON values the trace-file writer spells, straight from
+//! the bytes of a line (no tokenising first, no allocation): what the fast
+//! path of `monitor analyze` uses, field by field
+//! ([`crate::event::Kind::read`]). Each returns the value and the position
+//! after it, or `None` for any other spelling, which the general reader
+//! then judges (so these may be strict: they never decide that a line is
+//! bad).
+
+/// An unsigned JSON integer (`0|[1-9][0-9]*`) at `at`.
+#[inline(always)]
+pub fn unsigned(s: &[u8], at: usize) -> Option<(u64, usize)> {
+    let first = *s.get(at)?;
+    let mut v = u64::from(first.wrapping_sub(b'0'));
+    if v > 9 {
+        return None;
+    }
+    let mut j = at + 1;
+    while let Some(d) = s.get(j).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        if first == b'0' {
+            return None;
+        }
+        // 19 digits always fit; only longer numbers need the checks.
+        v = if j - at < 19 {
+            v * 10 + u64::from(d)
+        } else {
+            v.checked_mul(10)?.checked_add(u64::from(d))?
+        };
+        j += 1;
+    }
+    Some((v, j))
+}
+
+/// A JSON integer (`-?(0|[1-9][0-9]*)`) at `at` that fits an `i64`.
+#[inline(always)]
+pub fn signed(s: &[u8], at: usize) -> Option<(i64, usize)> {
+    if s.get(at) == Some(&b'-') {
+        let (v, end) = unsigned(s, at + 1)?;
+        Some((0i64.checked_sub_unsigned(v)?, end))
+    } else {
+        let (v, end) = unsigned(s, at)?;
+        Some((i64::try_from(v).ok()?, end))
+    }
+}
+
+/// A string without escapes or control characters at `at` (its opening
+/// quote): the range of its contents.
+#[inline(always)]
+pub fn plain_str(s: &[u8], at: usize) -> Option<(core::ops::Range<usize>, usize)> {
+    if *s.get(at)? != b'"' {
+        return None;
+    }
+    let start = at + 1;
+    let len = s
+        .get(start..)?
+        .iter()
+        .position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
+    let end = start + len;
+    (s[end] == b'"').then_some((start..end, end + 1))
+}
+
+/// `"0x…"` with 1 to 16 hex digits.
+#[inline(always)]
+pub fn hex_str(s: &[u8], at: usize) -> Option<(u64, usize)> {
+    if s.get(at..at + 3)? != b"\"0x" {
+        return None;
+    }
+    let start = at + 3;
+    let len = s.get(start..)?.iter().take(17).position(|b| *b == b'"')?;
+    if len == 0 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in &s[start..start + len] {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        v = v << 4 | u64::from(d);
+    }
+    Some((v, start + len + 1))
+}
+
+/// `true`, `false` or `null` at `at`.
+#[inline(always)]
+pub fn literal(s: &[u8], at: usize) -> Option<(Option<bool>, usize)> {
+    let rest = s.get(at..)?;
+    if rest.starts_with(b"true") {
+        Some((Some(true), at + 4))
+    } else if rest.starts_with(b"false") {
+        Some((Some(false), at + 5))
+    } else if rest.starts_with(b"null") {
+        Some((None, at + 4))
+    } else {
+        None
+    }
+}
+
+/// The member `"name":` at `at`: the position of its value.
+#[inline(always)]
+pub fn key(s: &[u8], at: usize, name: &str) -> Option<usize> {
+    let n = name.len();
+    let value = at + n + 3;
+    let k = s.get(at..value)?;
+    (k[0] == b'"' && &k[1..=n] == name.as_bytes() && k[n + 1] == b'"' && k[n + 2] == b':')
+        .then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_take_only_the_writers_spelling() {
+        assert_eq!(unsigned(b"0,", 0), Some((0, 1)));
+        assert_eq!(unsigned(b"18446744073709551615}", 0), Some((u64::MAX, 20)));
+        assert_eq!(unsigned(b"18446744073709551616", 0), None);
+        assert_eq!(unsigned(b"01", 0), None);
+        assert_eq!(unsigned(b"-1", 0), None);
+        assert_eq!(signed(b"-9223372036854775808,", 0), Some((i64::MIN, 20)));
+        assert_eq!(signed(b"9223372036854775808", 0), None);
+        assert_eq!(signed(b"-0", 0), Some((0, 2)));
+        assert_eq!(hex_str(b"\"0xffffffffffffffff\"", 0), Some((u64::MAX, 20)));
+        assert_eq!(hex_str(b"\"0x1ffffffffffffffff\"", 0), None);
+        assert_eq!(hex_str(b"\"0x\"", 0), None);
+        assert_eq!(hex_str(b"\"0x+1\"", 0), None);
+        assert_eq!(plain_str(b"\"a\\\"\"", 0), None);
+        assert_eq!(plain_str(b"\"ab\",", 0), Some((1..3, 4)));
+        assert_eq!(literal(b"null,", 0), Some((None, 4)));
+        assert_eq!(key(b"\"ret\":1", 0, "ret"), Some(6));
+        assert_eq!(key(b"\"rets\":1", 0, "ret"), None);
+    }
+}
