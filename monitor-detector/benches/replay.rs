@@ -4,6 +4,8 @@
 //! cargo bench -p monitor-detector --bench replay            # 1,000,000 events
 //! REPLAY_EVENTS=5000000 REPLAY_LIVE_MMS=20000 cargo bench -p monitor-detector --bench replay
 //! REPLAY_DETECTOR_ONLY=1 perf record -g target/release/deps/replay-…   # profile the detector
+//! REPLAY_TRACE_OUT=/tmp/replay.jsonl cargo bench -p monitor-detector --bench replay  # and keep the trace
+//!                                      # (then: time monitor analyze /tmp/replay.jsonl)
 //! ```
 //!
 //! The trace mixes what a busy host produces on the function rung: process
@@ -360,6 +362,10 @@ fn main() {
     for ev in events {
         text.push_str(&to_line(&Line::Event(ev)));
         text.push('\n');
+    }
+    // The same trace as a file, to time `monitor analyze` on it.
+    if let Some(path) = std::env::var_os("REPLAY_TRACE_OUT") {
+        std::fs::write(&path, &text).expect("REPLAY_TRACE_OUT: write the trace");
     }
     let ((), secs) = timed(|| {
         let mut a = FileAnalyzer::new("bench.jsonl");
