@@ -506,6 +506,15 @@ pub fn parse_event_line(line: &str) -> Option<Event> {
     let mut kind = writer_header(&mut sc, &mut ev, &mut seen).is_some();
     if kind {
         sc.i = ev.data.fields_mut().read_members(s, sc.i);
+        // The writer's last member, then the end of the line.
+        if let Some((memcg_id, end)) = scan::key(s, sc.i, "memcg_id").and_then(|v| dec(s, v))
+            && s.get(end) == Some(&b'}')
+            && s[end + 1..].iter().all(u8::is_ascii_whitespace)
+            && seen & REQUIRED == REQUIRED
+        {
+            ev.memcg_id = memcg_id;
+            return Some(ev);
+        }
     }
     let mut at = 0;
     loop {
