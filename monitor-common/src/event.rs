@@ -128,6 +128,27 @@ pub trait Fields {
     fn for_each(&self, out: &mut dyn FnMut(&'static str, Value<'_>));
     /// Sets field `name` (a trace-file name); `Ok(false)` if there is none.
     fn set(&mut self, name: &str, token: Token<'_>) -> Result<bool, BadValue>;
+    /// [`Fields::set`] for a reader that meets the fields in the writer's
+    /// order: the field is looked for from position `*at` on (where the
+    /// writer's next field is, so a name is compared once or twice rather
+    /// than with every field before it), and `*at` moves past it. A name
+    /// not found from there is set by [`Fields::set`], so any order gives
+    /// the same result.
+    fn set_next(&mut self, at: &mut usize, name: &str, token: Token<'_>) -> Result<bool, BadValue> {
+        let _ = at;
+        self.set(name, token)
+    }
+    /// Reads the members the writer puts at `at` in a line's bytes, in its
+    /// order, each `"name":value,` as [`Kind::read`] reads it; returns the
+    /// position after the last one read (a member spelled otherwise, or the
+    /// last before `}`, is left for the general reader).
+    fn read_members(&mut self, _s: &[u8], at: usize) -> usize {
+        at
+    }
+    /// The trace-file names of the fields, in order (padding included).
+    fn names(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Brings every field to the value the trace file can express (unknown
     /// bits and codes dropped, padding zeroed, strings as they would read
     /// back), so a decoded record equals its own trace line read back: the
@@ -140,6 +161,13 @@ pub trait Fields {
 pub trait Kind<T> {
     fn get(v: &T) -> Option<Value<'_>>;
     fn set(v: &mut T, t: Token<'_>) -> Option<()>;
+    /// Reads the value as the writer spells it from a line's bytes at `at`
+    /// ([`crate::scan`]), giving the position after it; `None` for any
+    /// other spelling (the general reader then judges it, through
+    /// [`Kind::set`], with the same result for what both accept).
+    fn read(_v: &mut T, _s: &[u8], _at: usize) -> Option<usize> {
+        None
+    }
     /// `v` as [`Kind::set`] would give it back from [`Kind::get`]'s value.
     fn canon(_v: &mut T) {}
     const EXPECTED: &'static str;
@@ -156,6 +184,7 @@ fn parse_i64(s: &str) -> Option<i64> {
 /// Field kinds.
 pub mod kind {
     use super::{Kind, Token, Value, parse_i64, parse_u64};
+    use crate::scan;
 
     /// A decimal number.
     pub struct Dec;
@@ -182,8 +211,13 @@ pub mod kind {
     }
 
     macro_rules! dec {
-        ($($t:ty => $variant:ident, $parse:ident;)*) => {$(
+        ($($t:ty => $variant:ident, $parse:ident, $scan:ident;)*) => {$(
             impl Kind<$t> for Dec {
+                fn read(v: &mut $t, s: &[u8], at: usize) -> Option<usize> {
+                    let (n, end) = scan::$scan(s, at)?;
+                    *v = <$t>::try_from(n).ok()?;
+                    Some(end)
+                }
                 fn get(v: &$t) -> Option<Value<'_>> {
                     Some(Value::$variant((*v).into()))
                 }
@@ -197,10 +231,10 @@ pub mod kind {
         )*};
     }
     dec! {
-        u32 => Unsigned, parse_u64;
-        u64 => Unsigned, parse_u64;
-        i32 => Signed, parse_i64;
-        i64 => Signed, parse_i64;
+        u32 => Unsigned, parse_u64, unsigned;
+        u64 => Unsigned, parse_u64, unsigned;
+        i32 => Signed, parse_i64, signed;
+        i64 => Signed, parse_i64, signed;
     }
 
     impl Kind<u64> for Hex {
@@ -214,6 +248,11 @@ pub mod kind {
                 _ => return None,
             };
             Some(())
+        }
+        fn read(v: &mut u64, s: &[u8], at: usize) -> Option<usize> {
+            let (n, end) = scan::hex_str(s, at)?;
+            *v = n;
+            Some(end)
         }
         const EXPECTED: &'static str = "a hex string or a number";
     }
@@ -240,6 +279,13 @@ pub mod kind {
             *v = u32::from(b);
             Some(())
         }
+        fn read(v: &mut u32, s: &[u8], at: usize) -> Option<usize> {
+            let (Some(b), end) = scan::literal(s, at)? else {
+                return None;
+            };
+            *v = u32::from(b);
+            Some(end)
+        }
         fn canon(v: &mut u32) {
             *v = u32::from(*v != 0);
         }
@@ -255,6 +301,11 @@ pub mod kind {
             let Token::Str(s) = t else { return None };
             *v = crate::event::fixed_str(s);
             Some(())
+        }
+        fn read(v: &mut [u8; N], s: &[u8], at: usize) -> Option<usize> {
+            let (range, end) = scan::plain_str(s, at)?;
+            *v = crate::event::fixed_str(core::str::from_utf8(&s[range]).ok()?);
+            Some(end)
         }
         fn canon(v: &mut [u8; N]) {
             crate::event::canon_cstr(v);
@@ -277,6 +328,11 @@ pub mod kind {
                 _ => return None,
             };
             Some(())
+        }
+        fn read(v: &mut u32, s: &[u8], at: usize) -> Option<usize> {
+            let (b, end) = scan::literal(s, at)?;
+            Self::set(v, b.map_or(Token::Null, Token::Bool))?;
+            Some(end)
         }
         fn canon(v: &mut u32) {
             use crate::event::fault_entry::{SEEN, UNSTABLE};
@@ -305,6 +361,15 @@ pub mod kind {
             };
             Some(())
         }
+        fn read(v: &mut u64, s: &[u8], at: usize) -> Option<usize> {
+            let (n, end) = match scan::literal(s, at) {
+                Some((None, end)) => (u64::MAX, end),
+                Some(_) => return None,
+                None => scan::unsigned(s, at).filter(|(n, _)| *n != u64::MAX)?,
+            };
+            *v = n;
+            Some(end)
+        }
         const EXPECTED: &'static str = "a number or null";
     }
 
@@ -316,6 +381,11 @@ pub mod kind {
             let Token::Str(s) = t else { return None };
             *v = N::code(s)?;
             Some(())
+        }
+        fn read(v: &mut u32, s: &[u8], at: usize) -> Option<usize> {
+            let (range, end) = scan::plain_str(s, at)?;
+            *v = N::code(core::str::from_utf8(&s[range]).ok()?)?;
+            Some(end)
         }
         fn canon(v: &mut u32) {
             *v = N::code(N::name(*v)).unwrap_or(0);
@@ -399,6 +469,11 @@ macro_rules! payloads {
 
         impl $crate::event::Payload for $name {}
 
+        impl $name {
+            /// The trace-file names of the fields, in order.
+            const NAMES: &'static [&'static str] = &[$($crate::event::json_name!($field $(, $json)?)),*];
+        }
+
         impl $crate::event::Fields for $name {
             fn for_each(&self, out: &mut dyn FnMut(&'static str, $crate::event::Value<'_>)) {
                 $(
@@ -415,15 +490,51 @@ macro_rules! payloads {
             ) -> Result<bool, $crate::event::BadValue> {
                 $(
                     if name == $crate::event::json_name!($field $(, $json)?) {
-                        return <$kind as $crate::event::Kind<$ty>>::set(&mut self.$field, token)
-                            .map(|()| true)
-                            .ok_or($crate::event::BadValue {
-                                field: $crate::event::json_name!($field $(, $json)?),
-                                expected: <$kind as $crate::event::Kind<$ty>>::EXPECTED,
-                            });
+                        return $crate::event::set_field!(self.$field, $ty, $kind, token, $field $(, $json)?);
                     }
                 )*
                 Ok(false)
+            }
+
+            fn set_next(
+                &mut self,
+                at: &mut usize,
+                name: &str,
+                token: $crate::event::Token<'_>,
+            ) -> Result<bool, $crate::event::BadValue> {
+                let Some(found) = Self::NAMES
+                    .get(*at..)
+                    .and_then(|rest| rest.iter().position(|n| *n == name))
+                else {
+                    return self.set(name, token);
+                };
+                let found = *at + found;
+                *at = found + 1;
+                let mut i = 0usize;
+                $(
+                    if i == found {
+                        return $crate::event::set_field!(self.$field, $ty, $kind, token, $field $(, $json)?);
+                    }
+                    i += 1;
+                )*
+                let _ = i;
+                Ok(false)
+            }
+
+            fn read_members(&mut self, s: &[u8], mut at: usize) -> usize {
+                $(
+                    if let Some(end) = $crate::scan::key(s, at, $crate::event::json_name!($field $(, $json)?))
+                        .and_then(|v| <$kind as $crate::event::Kind<$ty>>::read(&mut self.$field, s, v))
+                        .filter(|end| s.get(*end) == Some(&b','))
+                    {
+                        at = end + 1;
+                    }
+                )*
+                at
+            }
+
+            fn names(&self) -> &'static [&'static str] {
+                Self::NAMES
             }
 
             fn canonicalize(&mut self) {
@@ -445,6 +556,20 @@ macro_rules! json_name {
 }
 
 pub(crate) use json_name;
+
+/// Sets one payload field from a token (`Ok(true)`), or says what it expected.
+macro_rules! set_field {
+    ($place:expr, $ty:ty, $kind:ty, $token:expr, $($name:tt)*) => {
+        <$kind as $crate::event::Kind<$ty>>::set(&mut $place, $token)
+            .map(|()| true)
+            .ok_or($crate::event::BadValue {
+                field: $crate::event::json_name!($($name)*),
+                expected: <$kind as $crate::event::Kind<$ty>>::EXPECTED,
+            })
+    };
+}
+
+pub(crate) use set_field;
 
 /// [`crate::catalogue::Fault::entry_flags`] bits.
 pub mod fault_entry {
@@ -566,3 +691,40 @@ const _: () = {
     assert!(core::mem::offset_of!(EventHeader, cgroup_id) == 80);
     assert!(core::mem::offset_of!(EventHeader, memcg_id) == 88);
 };
+
+#[cfg(test)]
+mod tests {
+    use super::{Fields, Token};
+    use crate::catalogue::UffdCopy;
+
+    /// `set_next` gives what `set` gives, in the writer's order or any other.
+    #[test]
+    fn set_next_in_any_order_is_set() {
+        let fields = [
+            ("dst", Token::Str("0x1000")),
+            ("len", Token::Num("4096")),
+            ("ret", Token::Num("-11")),
+            ("fd", Token::Num("5")),
+            ("nope", Token::Num("1")),
+        ];
+        let mut want = UffdCopy::default();
+        for (name, t) in fields {
+            assert_eq!(want.set(name, t).is_ok_and(|b| b), name != "nope");
+        }
+        for order in [[0, 1, 2, 3, 4], [3, 2, 1, 0, 4], [2, 4, 0, 3, 1]] {
+            let mut got = UffdCopy::default();
+            let mut at = 0;
+            for i in order {
+                let (name, t) = fields[i];
+                assert_eq!(
+                    got.set_next(&mut at, name, t).is_ok_and(|b| b),
+                    name != "nope"
+                );
+            }
+            assert_eq!(got, want, "{order:?}");
+        }
+        let mut at = 0;
+        let bad = UffdCopy::default().set_next(&mut at, "len", Token::Str("x"));
+        assert_eq!(bad.map_err(|b| b.field), Err("len"));
+    }
+}

@@ -22,6 +22,7 @@ pub mod config;
 pub mod event;
 pub mod maps;
 mod named;
+pub mod scan;
 
 pub use named::Named;
 

@@ -4,6 +4,8 @@
 //! cargo bench -p monitor-detector --bench replay            # 1,000,000 events
 //! REPLAY_EVENTS=5000000 REPLAY_LIVE_MMS=20000 cargo bench -p monitor-detector --bench replay
 //! REPLAY_DETECTOR_ONLY=1 perf record -g target/release/deps/replay-…   # profile the detector
+//! REPLAY_TRACE_OUT=/tmp/replay.jsonl cargo bench -p monitor-detector --bench replay  # and keep the trace
+//!                                      # (then: time monitor analyze /tmp/replay.jsonl)
 //! ```
 //!
 //! The trace mixes what a busy host produces on the function rung: process
@@ -298,6 +300,17 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (v, start.elapsed().as_secs_f64())
 }
 
+/// The bench's trace as a file, to time `monitor analyze` on it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the benchmark's own output file; the detector itself does no IO (the workspace \
+              clippy.toml forbids std::fs, which is why this needs an allow rather than an \
+              expect: the lint only fires where that config is present)"
+)]
+fn keep_trace(path: &std::ffi::OsStr, text: &str) {
+    std::fs::write(path, text).expect("REPLAY_TRACE_OUT: write the trace");
+}
+
 fn main() {
     let n: usize = std::env::var("REPLAY_EVENTS")
         .ok()
@@ -360,6 +373,9 @@ fn main() {
     for ev in events {
         text.push_str(&to_line(&Line::Event(ev)));
         text.push('\n');
+    }
+    if let Some(path) = std::env::var_os("REPLAY_TRACE_OUT") {
+        keep_trace(&path, &text);
     }
     let ((), secs) = timed(|| {
         let mut a = FileAnalyzer::new("bench.jsonl");

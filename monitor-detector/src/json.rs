@@ -22,6 +22,7 @@ use std::{borrow::Cow, fmt, fmt::Write as _};
 use monitor_common::{
     catalogue::{Data, EventId},
     event::{BadValue, Kind, Token, Value, fixed_str, kind::Hex},
+    scan,
 };
 use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
@@ -407,6 +408,27 @@ impl<'a> Scan<'a> {
             .then(|| self.i += word.len())
     }
 
+    /// The value of the header field `"key":` that the writer puts at the
+    /// cursor, read straight from the bytes by `read` (which returns the
+    /// value and the position after it), and the `,` after it. Only then is
+    /// the cursor moved: on `None` it stays at the key, for the general loop.
+    #[inline(always)]
+    fn fixed<T>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(&[u8], usize) -> Option<(T, usize)>,
+    ) -> Option<T> {
+        let at = self.i + key.len();
+        if !self.s.get(self.i..at)?.eq(key) {
+            return None;
+        }
+        let (v, end) = read(self.s, at)?;
+        (*self.s.get(end)? == b',').then(|| {
+            self.i = end + 1;
+            v
+        })
+    }
+
     fn token(&mut self) -> Option<Token<'a>> {
         Some(match self.peek()? {
             b'"' => Token::Str(self.string()?),
@@ -416,6 +438,52 @@ impl<'a> Scan<'a> {
             _ => Token::Num(self.integer()?),
         })
     }
+}
+
+/// An unsigned integer that fits `T`.
+#[inline(always)]
+fn dec<T: TryFrom<u64>>(s: &[u8], at: usize) -> Option<(T, usize)> {
+    let (v, end) = scan::unsigned(s, at)?;
+    Some((T::try_from(v).ok()?, end))
+}
+
+/// The header the writer puts first, in its order, up to and including
+/// `ev`: each value read straight from the bytes, no key looked up by name.
+/// Stops (`None`) at the first field spelled otherwise, with what it read
+/// set in `ev`/`seen` and the cursor at that field's key, where the general
+/// loop goes on: the result is the general loop's either way.
+#[inline(always)]
+fn writer_header(sc: &mut Scan<'_>, ev: &mut Event, seen: &mut u16) -> Option<()> {
+    macro_rules! num {
+        ($key:literal, $bit:literal, $field:ident) => {
+            ev.$field = sc.fixed($key, dec)?;
+            *seen |= 1 << $bit;
+        };
+    }
+    num!(b"\"t\":", 0, t);
+    num!(b"\"cpu\":", 1, cpu);
+    num!(b"\"pid\":", 2, pid);
+    num!(b"\"tgid\":", 3, tgid);
+    let text = sc.text;
+    let comm = sc.fixed(b"\"comm\":", scan::plain_str)?;
+    ev.comm = fixed_str(&text[comm]);
+    *seen |= 1 << 4;
+    num!(b"\"task_flags\":", 5, task_flags);
+    ev.mm = sc.fixed(b"\"mm\":", scan::hex_str)?;
+    *seen |= 1 << 6;
+    num!(b"\"mm_gen\":", 7, mm_gen);
+    num!(b"\"seq\":", 8, seq);
+    num!(b"\"hdr_flags\":", 9, hdr_flags);
+    num!(b"\"cgroup_id\":", 10, cgroup_id);
+    let probe = sc.fixed(b"\"probe\":", scan::plain_str)?;
+    ev.probe = ProbeRef::from_name(&text[probe]);
+    *seen |= 1 << 11;
+    let id = sc.fixed(b"\"ev\":", |s, at| {
+        let (name, end) = scan::plain_str(s, at)?;
+        Some((EventId::from_name(&text[name])?, end))
+    })?;
+    ev.data = Data::zeroed(id);
+    Some(())
 }
 
 /// The line's [`Event`] if it is an event line as the monitor writes them;
@@ -433,7 +501,22 @@ pub fn parse_event_line(line: &str) -> Option<Event> {
     };
     let mut ev = Event::zeroed(EventId::MarkVictim);
     let mut seen: u16 = 0;
-    let mut kind = false;
+    // The writer's header order first (what every line the monitor wrote
+    // has), then the general loop for the payload and anything else.
+    let mut kind = writer_header(&mut sc, &mut ev, &mut seen).is_some();
+    if kind {
+        sc.i = ev.data.fields_mut().read_members(s, sc.i);
+        // The writer's last member, then the end of the line.
+        if let Some((memcg_id, end)) = scan::key(s, sc.i, "memcg_id").and_then(|v| dec(s, v))
+            && s.get(end) == Some(&b'}')
+            && s[end + 1..].iter().all(u8::is_ascii_whitespace)
+            && seen & REQUIRED == REQUIRED
+        {
+            ev.memcg_id = memcg_id;
+            return Some(ev);
+        }
+    }
+    let mut at = 0;
     loop {
         let key = sc.string()?;
         sc.eat(b':')?;
@@ -445,8 +528,9 @@ pub fn parse_event_line(line: &str) -> Option<Event> {
             let Token::Str(name) = t else { return None };
             ev.data = Data::zeroed(EventId::from_name(name)?);
             kind = true;
+            at = 0;
         } else if kind {
-            ev.data.fields_mut().set(key, t).ok()?;
+            ev.data.fields_mut().set_next(&mut at, key, t).ok()?;
         } else if key != "type" {
             return None;
         }
@@ -475,4 +559,23 @@ pub fn event_line(ev: &Event) -> String {
 /// The text of a kernel string field for humans (`comm`, filenames).
 pub fn text(bytes: &[u8]) -> Cow<'_, str> {
     c_str(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer-order reader sets a payload field where the general loop
+    /// would set a header field of the same name; no payload may have one.
+    #[test]
+    fn no_payload_field_is_named_like_a_header_field() {
+        for id in EventId::ALL {
+            for name in Data::zeroed(*id).fields().names() {
+                assert!(
+                    header_index(name).is_none() && !matches!(*name, "ev" | "type"),
+                    "{id:?}: {name}"
+                );
+            }
+        }
+    }
 }

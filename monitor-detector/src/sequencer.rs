@@ -173,7 +173,7 @@ impl Sequencer {
                     } else {
                         let nothing_held = stream.pending.is_empty();
                         if ends_generation(ev) {
-                            self.end(slots, (ev.mm, ev.mm_gen), out, stats);
+                            self.end(slots, (ev.mm, ev.mm_gen), Some(idx), out, stats);
                         } else if !nothing_held {
                             self.drain(slots, (ev.mm, ev.mm_gen), out, stats);
                         }
@@ -249,7 +249,7 @@ impl Sequencer {
             out.push(Released::Event(*ev));
         }
         if ends_generation(ev) {
-            self.end(slots, key, out, stats);
+            self.end(slots, key, Some(idx), out, stats);
         }
         if first {
             Push::First(Some(idx))
@@ -318,20 +318,26 @@ impl Sequencer {
             }
         }
         if ended {
-            self.end(slots, key, out, stats);
+            self.end(slots, key, Some(idx), out, stats);
         }
     }
 
     /// The stream has ended: release anything still held, forget it.
+    /// `hint` is its slot if the caller has it.
     #[inline(never)]
     fn end<R>(
         &mut self,
         slots: &mut Streams<R>,
         key: MmKey,
+        hint: Option<Idx>,
         out: &mut Vec<Released>,
         stats: &mut DetectorStats,
     ) {
-        if let Some(stream) = slots.find(key).and_then(|i| slots.take_stream(i))
+        let idx = match hint {
+            Some(i) if slots.is(i, key) => Some(i),
+            _ => slots.find(key),
+        };
+        if let Some(stream) = idx.and_then(|i| slots.take_stream(i))
             && !stream.pending.is_empty()
         {
             for (_, events) in stream.pending {

@@ -15,7 +15,7 @@
 //! `BoundedMap` implemented: amortised O(1), deterministic). A slot is freed
 //! when both parts are gone.
 
-use std::collections::VecDeque;
+use std::collections::{VecDeque, hash_map::Entry};
 
 use crate::{bounded::DetMap, sequencer::MmKey};
 
@@ -274,9 +274,10 @@ impl<S, R> Slots<S, R> {
 
     /// The slot of `key`, created if absent.
     fn slot(&mut self, key: MmKey) -> Idx {
-        if let Some(i) = self.find(key) {
-            return i;
-        }
+        let entry = match self.index.entry(key) {
+            Entry::Occupied(e) => return *e.get(),
+            Entry::Vacant(e) => e,
+        };
         let idx = match self.free.pop() {
             Some(i) => {
                 let s = &mut self.slab[i as usize];
@@ -294,7 +295,7 @@ impl<S, R> Slots<S, R> {
                 (self.slab.len() - 1) as Idx
             }
         };
-        self.index.insert(key, idx);
+        entry.insert(idx);
         idx
     }
 

@@ -424,6 +424,9 @@ struct Prometheus {
     child: Child,
     addr: SocketAddr,
     _dir: TempDir,
+    /// When set (Unix seconds), instant queries are evaluated at this time
+    /// and range queries end there.
+    pinned: Option<f64>,
 }
 
 fn free_port() -> u16 {
@@ -501,6 +504,7 @@ impl Prometheus {
             child,
             addr,
             _dir: dir,
+            pinned: None,
         };
         let start = Instant::now();
         loop {
@@ -531,7 +535,11 @@ impl Prometheus {
 
     /// An instant query; returns the result vector.
     fn query(&self, expr: &str) -> Vec<Value> {
-        let data = self.api(&format!("/api/v1/query?query={}", url_encode(expr)));
+        let time = self
+            .pinned
+            .map(|t| format!("&time={t:.3}"))
+            .unwrap_or_default();
+        let data = self.api(&format!("/api/v1/query?query={}{time}", url_encode(expr)));
         match data["resultType"].as_str() {
             Some("vector") => data["result"].as_array().cloned().unwrap_or_default(),
             Some("scalar") => vec![data["result"].clone()],
@@ -615,10 +623,15 @@ fn annotations_mark_findings(
     exported: &BTreeSet<String>,
     near_miss: bool,
 ) {
-    let end = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let end = prom.pinned.map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs()
+        },
+        |t| t as u64,
+    );
     let mut marks = BTreeMap::new();
     for a in dash["annotations"]["list"].as_array().expect("annotations") {
         assert_eq!(a["datasource"]["uid"], "${datasource}", "{}", a["name"]);
@@ -705,418 +718,602 @@ impl RecordFile {
 // ---------------------------------------------------------------------------
 // The tests.
 
-/// Acceptance 1–3: Prometheus scrapes the daemon through a reaped OOM victim,
-/// a UFFDIO_COPY race and a compaction; the series hold the expected values;
-/// the exposition and the rules pass promtool; every dashboard and rule query
-/// runs and every metric name they use is exported; every exported family is
-/// documented with its type.
-#[test]
-fn prometheus_scrapes_the_daemon_through_real_races() {
-    require_root!();
-    let _g = serial();
-    let rec = TempDir::new("daemon-rec");
-    let daemon = Daemon::start(&["--record", rec.path().to_str().expect("utf-8")]);
-    let prom = Prometheus::start(daemon.addr);
-    prom.wait_until("target up", |p| {
-        p.query(r#"up{job="mm-race-monitor"} == 1"#).len() == 1
-    });
+/// Acceptance 1–3, as focused tests over one shared run (`races`): one
+/// daemon, scraped by one real Prometheus through a reaped OOM victim, a
+/// UFFDIO_COPY race and a compaction, then stopped with SIGTERM. Each test
+/// checks one aspect of that run: the series hold the expected values, the
+/// exposition and the rules pass promtool, every dashboard and rule query
+/// runs and every metric name they use is exported, every exported family is
+/// documented with its type, and the recording accounts for every record.
+///
+/// Prometheus outlives the daemon, and every query the tests make is
+/// evaluated at one instant taken while the daemon was still serving
+/// (`Prometheus::pinned`), so it does not matter in which order, or
+/// after the stop, the tests run.
+mod races {
+    use std::sync::OnceLock;
 
-    let produced = |p: &Prometheus, hook: &str, event: &str| {
+    use super::*;
+
+    /// What the shared run produced.
+    pub(super) struct Races {
+        prom: Prometheus,
+        oom: Value,
+        uffd: Value,
+        compact: Value,
+        /// `mmrace_events_produced_total` of `mark_victim` before the scenarios.
+        before_victims: f64,
+        /// The daemon's own scrape after the scenarios.
+        scrape: Scrape,
+        /// The hook plan from the trace file's header.
+        plan: Vec<monitor_detector::tracefile::HookStatus>,
+        /// The findings logged on stdout, and the findings counter after
+        /// reading them.
+        logged: Vec<monitor_detector::Finding>,
+        counted_after: f64,
+        /// The stop: the program ids held before it, the exit status, how
+        /// long it took and the rest of stderr.
+        ids: BTreeSet<u32>,
+        status: ExitStatus,
+        took: Duration,
+        stderr: String,
+        /// The record directory's files after the stop.
+        files: Vec<RecordFile>,
+    }
+
+    static RACES: OnceLock<Result<Races, String>> = OnceLock::new();
+
+    /// The shared run, made by the first test that asks (a failure is
+    /// reported by every test, not retried).
+    pub(super) fn races() -> &'static Races {
+        let run = RACES.get_or_init(|| {
+            std::panic::catch_unwind(run_races).map_err(|e| {
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "a panic without a message".to_owned())
+            })
+        });
+        match run {
+            Ok(r) => r,
+            Err(e) => panic!("the shared daemon run failed: {e}"),
+        }
+    }
+
+    /// Stops the shared Prometheus at exit (statics are never dropped).
+    extern "C" fn stop_prometheus() {
+        if let Some(Ok(r)) = RACES.get() {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(r.prom.child.id() as i32, libc::SIGKILL);
+                libc::waitpid(r.prom.child.id() as i32, std::ptr::null_mut(), 0);
+            }
+            let _ = std::fs::remove_dir_all(r.prom._dir.path());
+        }
+    }
+
+    fn run_races() -> Races {
+        let _g = serial();
+        let rec = TempDir::new("daemon-rec");
+        let daemon = Daemon::start(&["--record", rec.path().to_str().expect("utf-8")]);
+        let mut prom = Prometheus::start(daemon.addr);
+        // SAFETY: registers a plain function.
+        unsafe { libc::atexit(stop_prometheus) };
+        prom.wait_until("target up", |p| {
+            p.query(r#"up{job="mm-race-monitor"} == 1"#).len() == 1
+        });
+        let before_victims = produced(&prom, "mark_victim", "mark_victim");
+        let oom = scenario(&["oom-reap", "--release-ms", "4000"]);
+        let uffd = scenario(&["uffd-race", "--event", "fork", "--delay-ms", "300"]);
+        let compact = scenario(&["compact", "--mb", "64"]);
+        // Let the counters be polled and scraped twice more.
+        std::thread::sleep(Duration::from_millis(2500));
+        let scrape = daemon.scrape();
+        let plan: Vec<monitor_detector::tracefile::HookStatus> = read_record_dir(rec.path())
+            .first()
+            .and_then(|f| match f.lines.first() {
+                Some(Line::Header(h)) => Some(h.hooks.clone()),
+                _ => None,
+            })
+            .expect("the trace file's header has the hook plan");
+        let logged = daemon.logged_findings();
+        let counted_after = daemon.scrape().sum("mmrace_findings_total", &[]);
+        prom.wait_until("every rule evaluated", |p| {
+            let groups = p.api("/api/v1/rules");
+            groups["groups"].as_array().into_iter().flatten().all(|g| {
+                g["rules"].as_array().into_iter().flatten().all(|r| {
+                    r["lastEvaluation"]
+                        .as_str()
+                        .is_some_and(|t| !t.starts_with("0001"))
+                })
+            })
+        });
+        // From here on every query is evaluated now, while the daemon serves.
+        prom.pinned = Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs_f64(),
+        );
+        let ids = daemon.program_ids();
+        let (status, took, stderr) = daemon.terminate();
+        let files = read_record_dir(rec.path());
+        Races {
+            prom,
+            oom,
+            uffd,
+            compact,
+            before_victims,
+            scrape,
+            plan,
+            logged,
+            counted_after,
+            ids,
+            status,
+            took,
+            stderr,
+            files,
+        }
+    }
+
+    fn produced(p: &Prometheus, hook: &str, event: &str) -> f64 {
         p.value(&format!(
             r#"mmrace_events_produced_total{{job="mm-race-monitor",hook="{hook}",event="{event}"}}"#
         ))
-    };
-    let before_victims = produced(&prom, "mark_victim", "mark_victim");
-    let oom = scenario(&["oom-reap", "--release-ms", "4000"]);
-    let uffd = scenario(&["uffd-race", "--event", "fork", "--delay-ms", "300"]);
-    let compact = scenario(&["compact", "--mb", "64"]);
-    // Let the counters be polled and scraped twice more.
-    std::thread::sleep(Duration::from_millis(2500));
-    let scrape = daemon.scrape();
-
-    // Events by hook, from Prometheus.
-    assert!(produced(&prom, "mark_victim", "mark_victim") >= before_victims + 1.0);
-    assert!(produced(&prom, "oom_reap", "reap_start") >= 1.0);
-    assert!(produced(&prom, "oom_reap", "reap_end") >= 1.0);
-    assert!(produced(&prom, "exit_mmap", "exit_mmap_end") >= 1.0);
-    // Every copy is counted in the kernel; -EAGAINs are recorded too.
-    let copies = uffd["copies_ok"].as_u64().expect("copies")
-        + uffd["copies_eagain"].as_u64().expect("eagain");
-    let counted = prom.value(r#"sum(mmrace_uffd_copies_total{job="mm-race-monitor"})"#);
-    // (uffd_ioctl writes it, or mfill_copy where the ioctl is not hooked.)
-    let recorded = prom.value(
-        r#"sum(mmrace_events_produced_total{job="mm-race-monitor",event="uffd_copy_done"})"#,
-    );
-    assert!(
-        recorded >= uffd["copies_eagain"].as_u64().expect("eagain") as f64,
-        "every -EAGAIN is recorded"
-    );
-    assert!(
-        counted >= copies as f64,
-        "{counted} copies counted, {copies} made"
-    );
-    assert!(produced(&prom, "fork", "fork") >= 1.0);
-    assert_eq!(
-        prom.value(r#"sum(mmrace_events_lost_total{job="mm-race-monitor"})"#),
-        0.0,
-        "no record may be lost with the default ring"
-    );
-    assert_eq!(
-        prom.value(r#"sum(mmrace_decode_errors_total{job="mm-race-monitor"})"#),
-        0.0
-    );
-
-    // Race windows: the reaper's window was measured; compaction migrated.
-    let reaping = r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="reaping"}"#;
-    assert!(
-        prom.value(reaping) >= 1.0,
-        "no reaping window; scenario: {oom}"
-    );
-    assert!(
-        prom.value(r#"mmrace_window_duration_seconds_sum{job="mm-race-monitor",window="reaping"}"#)
-            > 0.0
-    );
-    if compact["pgmigrate_success"].as_u64().unwrap_or(0) > 0 {
-        assert!(
-            prom.value(
-                r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="migration"}"#
-            ) >= 1.0,
-            "compaction migrated pages but no migration window: {compact}"
-        );
     }
-    // Hook plan: each hook has exactly one rung set, the one the daemon
-    // attached it at (its trace file header), and the degraded ones are what
-    // `monitor check` calls degraded.
-    let plan: Vec<monitor_detector::tracefile::HookStatus> = read_record_dir(rec.path())
-        .first()
-        .and_then(|f| match f.lines.first() {
-            Some(Line::Header(h)) => Some(h.hooks.clone()),
-            _ => None,
-        })
-        .expect("the trace file's header has the hook plan");
-    let rungs = prom.query(r#"sum by (hook) (mmrace_hook_rung{job="mm-race-monitor"})"#);
-    assert_eq!(rungs.len(), monitor::plan::HOOKS.len());
-    assert!(rungs.iter().all(|r| r["value"][1] == "1"), "{rungs:?}");
-    for h in &plan {
+
+    /// The scenario made refused (`-EAGAIN`) copies: a near miss to report.
+    fn refused_copies(r: &Races) -> bool {
+        r.uffd["copies_eagain"].as_u64().unwrap_or(0) > 0
+    }
+
+    /// Metric names the daemon exports (and `up`).
+    fn exported(r: &Races) -> BTreeSet<String> {
+        let mut exported: BTreeSet<String> =
+            r.scrape.names().into_iter().map(str::to_owned).collect();
+        exported.insert("up".to_owned());
+        exported
+    }
+
+    /// Events by hook, from Prometheus; every copy is counted in the
+    /// kernel, -EAGAINs are recorded too; nothing lost or undecodable.
+    #[test]
+    fn races_are_counted_by_hook() {
+        require_root!();
+        let r = races();
+        let prom = &r.prom;
+        assert!(produced(prom, "mark_victim", "mark_victim") >= r.before_victims + 1.0);
+        assert!(produced(prom, "oom_reap", "reap_start") >= 1.0);
+        assert!(produced(prom, "oom_reap", "reap_end") >= 1.0);
+        assert!(produced(prom, "exit_mmap", "exit_mmap_end") >= 1.0);
+        let uffd = &r.uffd;
+        let copies = uffd["copies_ok"].as_u64().expect("copies")
+            + uffd["copies_eagain"].as_u64().expect("eagain");
+        let counted = prom.value(r#"sum(mmrace_uffd_copies_total{job="mm-race-monitor"})"#);
+        // (uffd_ioctl writes it, or mfill_copy where the ioctl is not hooked.)
+        let recorded = prom.value(
+            r#"sum(mmrace_events_produced_total{job="mm-race-monitor",event="uffd_copy_done"})"#,
+        );
+        assert!(
+            recorded >= uffd["copies_eagain"].as_u64().expect("eagain") as f64,
+            "every -EAGAIN is recorded"
+        );
+        assert!(
+            counted >= copies as f64,
+            "{counted} copies counted, {copies} made"
+        );
+        assert!(produced(prom, "fork", "fork") >= 1.0);
         assert_eq!(
-            prom.value(&format!(
-                r#"mmrace_hook_rung{{job="mm-race-monitor",hook="{}",rung="{}"}}"#,
-                h.hook, h.rung
-            )),
-            1.0,
-            "{} at {}",
-            h.hook,
-            h.rung
+            prom.value(r#"sum(mmrace_events_lost_total{job="mm-race-monitor"})"#),
+            0.0,
+            "no record may be lost with the default ring"
+        );
+        assert_eq!(
+            prom.value(r#"sum(mmrace_decode_errors_total{job="mm-race-monitor"})"#),
+            0.0
         );
     }
-    let degraded: BTreeSet<String> = prom
-        .query(r#"mmrace_hook_degraded{job="mm-race-monitor"} == 1"#)
-        .iter()
-        .filter_map(|s| s["metric"]["hook"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(degraded, expected_degraded(&plan, &[]));
-    // A window the tracepoint rung cannot see exists at zero; on the
-    // function rung the victim's exit_mmap was measured.
-    let exit_window = prom
-        .value(r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="exit_mmap"}"#);
-    match plan
-        .iter()
-        .find(|h| h.hook == HookId::ExitMmap)
-        .map(|h| h.rung.name())
-    {
-        Some("tracepoint") => assert_eq!(exit_window, 0.0),
-        Some("fentry" | "kprobe") => assert!(exit_window >= 1.0),
-        other => panic!("exit_mmap hook: {other:?}"),
-    }
 
-    // Findings: every kind × severity exists (at zero until a finding). The
-    // refused copies of the UFFDIO_COPY race are a near miss, counted, logged
-    // on stdout as one JSON line with its evidence, and recorded.
-    assert_eq!(
-        prom.value(r#"count(mmrace_findings_total{job="mm-race-monitor"})"#),
-        12.0
-    );
-    if uffd["copies_eagain"].as_u64().unwrap_or(0) > 0 {
+    /// Race windows: the reaper's window was measured; compaction migrated;
+    /// a window the tracepoint rung cannot see exists at zero, and on the
+    /// function rung the victim's exit_mmap was measured.
+    #[test]
+    fn race_windows_are_measured() {
+        require_root!();
+        let r = races();
+        let prom = &r.prom;
+        let reaping =
+            r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="reaping"}"#;
+        assert!(
+            prom.value(reaping) >= 1.0,
+            "no reaping window; scenario: {}",
+            r.oom
+        );
         assert!(
             prom.value(
-                r#"mmrace_findings_total{job="mm-race-monitor",kind="uffd_copy_vs_mm_change",severity="near_miss"}"#
-            ) >= 1.0,
-            "refused copies must be reported: {uffd}"
+                r#"mmrace_window_duration_seconds_sum{job="mm-race-monitor",window="reaping"}"#
+            ) > 0.0
         );
-    }
-    // One log line per counted finding (the daemon counts and logs in one
-    // step on its single thread; a finding may land between two reads).
-    let logged = daemon.logged_findings();
-    let counted_after = daemon.scrape().sum("mmrace_findings_total", &[]);
-    assert!(
-        scrape.sum("mmrace_findings_total", &[]) <= logged.len() as f64
-            && logged.len() as f64 <= counted_after,
-        "{} findings logged, counted {} then {counted_after}",
-        logged.len(),
-        scrape.sum("mmrace_findings_total", &[])
-    );
-    for f in &logged {
-        assert!(!f.evidence.is_empty() && !f.explanation.is_empty(), "{f:?}");
-    }
-    let uffd_pid = uffd["pid"].as_u64().expect("pid") as u32;
-    if uffd["copies_eagain"].as_u64().unwrap_or(0) > 0 {
-        assert!(
-            logged
-                .iter()
-                .any(|f| f.kind.name() == "uffd_copy_vs_mm_change"
-                    && f.tasks.iter().any(|t| t.tgid == uffd_pid)),
-            "no finding names the scenario's tasks: {logged:?}"
+        if r.compact["pgmigrate_success"].as_u64().unwrap_or(0) > 0 {
+            assert!(
+                prom.value(
+                    r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="migration"}"#
+                ) >= 1.0,
+                "compaction migrated pages but no migration window: {}",
+                r.compact
+            );
+        }
+        let exit_window = prom.value(
+            r#"mmrace_window_duration_seconds_count{job="mm-race-monitor",window="exit_mmap"}"#,
         );
+        match r
+            .plan
+            .iter()
+            .find(|h| h.hook == HookId::ExitMmap)
+            .map(|h| h.rung.name())
+        {
+            Some("tracepoint") => assert_eq!(exit_window, 0.0),
+            Some("fentry" | "kprobe") => assert!(exit_window >= 1.0),
+            other => panic!("exit_mmap hook: {other:?}"),
+        }
     }
 
-    // Rule coverage is exactly what the detector computes for this plan.
-    for cov in monitor_detector::coverage(&plan) {
-        for state in ["full", "partial", "disabled"] {
+    /// Hook plan: each hook has exactly one rung set, the one the daemon
+    /// attached it at (its trace file header), and the degraded ones are
+    /// what `monitor check` calls degraded.
+    #[test]
+    fn the_hook_plan_is_exported_as_attached() {
+        require_root!();
+        let r = races();
+        let prom = &r.prom;
+        let rungs = prom.query(r#"sum by (hook) (mmrace_hook_rung{job="mm-race-monitor"})"#);
+        assert_eq!(rungs.len(), monitor::plan::HOOKS.len());
+        assert!(rungs.iter().all(|r| r["value"][1] == "1"), "{rungs:?}");
+        for h in &r.plan {
             assert_eq!(
                 prom.value(&format!(
-                    r#"mmrace_rule_coverage{{job="mm-race-monitor",rule="{}",state="{state}"}}"#,
-                    cov.rule.name()
+                    r#"mmrace_hook_rung{{job="mm-race-monitor",hook="{}",rung="{}"}}"#,
+                    h.hook, h.rung
                 )),
-                if cov.state.name() == state { 1.0 } else { 0.0 },
-                "{} {state}",
-                cov.rule.name()
+                1.0,
+                "{} at {}",
+                h.hook,
+                h.rung
             );
         }
+        let degraded: BTreeSet<String> = prom
+            .query(r#"mmrace_hook_degraded{job="mm-race-monitor"} == 1"#)
+            .iter()
+            .filter_map(|s| s["metric"]["hook"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(degraded, expected_degraded(&r.plan, &[]));
     }
 
-    // Build info, map fill, cost.
-    let build = prom.query(r#"mmrace_build_info{job="mm-race-monitor"}"#);
-    assert_eq!(build.len(), 1);
-    assert_eq!(
-        build[0]["metric"]["kernel"].as_str(),
-        Some(monitor::sys::kernel_release().as_str())
-    );
-    assert_eq!(
-        prom.value(r#"mmrace_bpf_map_max_entries{job="mm-race-monitor",map="MM_SEQ"}"#),
-        f64::from(monitor_common::maps::MM_SEQ_MAX_ENTRIES)
-    );
-    assert!(prom.value(r#"max(mmrace_bpf_map_entries{job="mm-race-monitor"} / mmrace_bpf_map_max_entries{job="mm-race-monitor"})"#) <= 1.0);
-    assert!(prom.value(r#"process_resident_memory_bytes{job="mm-race-monitor"}"#) > 1e6);
-    assert!(prom.value(r#"process_cpu_seconds_total{job="mm-race-monitor"}"#) > 0.0);
-    assert!(
-        prom.value(r#"sum(mmrace_program_hits_total{job="mm-race-monitor",hook="oom_reap"})"#)
-            >= 2.0
-    );
-
-    // Acceptance 2: promtool on the scraped text and on the rules.
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    check
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(scrape.text.as_bytes())
-        .expect("feed promtool");
-    let out = check.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rules_file = repo().join("deploy/prometheus/mm-race-monitor.rules.yml");
-    let out = run(Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&rules_file));
-    assert!(
-        out.status.success(),
-        "promtool check rules: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    // Acceptance 3, rules: Prometheus loaded and evaluated every rule without
-    // error; each query runs and uses only exported metrics (or `up`).
-    let mut exported: BTreeSet<String> = scrape.names().into_iter().map(str::to_owned).collect();
-    exported.insert("up".to_owned());
-    prom.wait_until("every rule evaluated", |p| {
-        let groups = p.api("/api/v1/rules");
-        groups["groups"].as_array().into_iter().flatten().all(|g| {
-            g["rules"].as_array().into_iter().flatten().all(|r| {
-                r["lastEvaluation"]
-                    .as_str()
-                    .is_some_and(|t| !t.starts_with("0001"))
-            })
-        })
-    });
-    let groups = prom.api("/api/v1/rules");
-    let rules: Vec<&Value> = groups["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
-        .collect();
-    let shipped_rules = std::fs::read_to_string(&rules_file).expect("rules");
-    assert_eq!(
-        rules.len(),
-        shipped_rules.matches("- alert:").count(),
-        "Prometheus did not load every rule"
-    );
-    for r in &rules {
-        assert_eq!(r["health"], "ok", "rule {}: {r}", r["name"]);
-        let expr = r["query"].as_str().expect("query");
-        prom.query(expr);
-        for name in promql_metric_names(expr) {
+    /// Findings: every kind × severity exists (at zero until a finding).
+    /// The refused copies of the UFFDIO_COPY race are a near miss, counted
+    /// and logged on stdout as one JSON line with its evidence, naming the
+    /// scenario's tasks.
+    #[test]
+    fn findings_are_counted_and_logged() {
+        require_root!();
+        let r = races();
+        let prom = &r.prom;
+        assert_eq!(
+            prom.value(r#"count(mmrace_findings_total{job="mm-race-monitor"})"#),
+            12.0
+        );
+        if refused_copies(r) {
             assert!(
-                exported.contains(&name),
-                "rule {} uses {name}, which is not exported",
-                r["name"]
+                prom.value(
+                    r#"mmrace_findings_total{job="mm-race-monitor",kind="uffd_copy_vs_mm_change",severity="near_miss"}"#
+                ) >= 1.0,
+                "refused copies must be reported: {}",
+                r.uffd
+            );
+        }
+        // One log line per counted finding (the daemon counts and logs in
+        // one step on its single thread; a finding may land between two
+        // reads).
+        let logged = &r.logged;
+        assert!(
+            r.scrape.sum("mmrace_findings_total", &[]) <= logged.len() as f64
+                && logged.len() as f64 <= r.counted_after,
+            "{} findings logged, counted {} then {}",
+            logged.len(),
+            r.scrape.sum("mmrace_findings_total", &[]),
+            r.counted_after
+        );
+        for f in logged {
+            assert!(!f.evidence.is_empty() && !f.explanation.is_empty(), "{f:?}");
+        }
+        let uffd_pid = r.uffd["pid"].as_u64().expect("pid") as u32;
+        if refused_copies(r) {
+            assert!(
+                logged
+                    .iter()
+                    .any(|f| f.kind.name() == "uffd_copy_vs_mm_change"
+                        && f.tasks.iter().any(|t| t.tgid == uffd_pid)),
+                "no finding names the scenario's tasks: {logged:?}"
             );
         }
     }
 
-    // Acceptance 3, dashboards: every panel query and variable query runs
-    // and returns series; every metric it uses is exported.
-    let mut checked = 0;
-    for entry in std::fs::read_dir(repo().join("dashboards")).expect("dashboards/") {
-        let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
+    /// Rule coverage is exactly what the detector computes for this plan.
+    #[test]
+    fn rule_coverage_is_the_detectors() {
+        require_root!();
+        let r = races();
+        for cov in monitor_detector::coverage(&r.plan) {
+            for state in ["full", "partial", "disabled"] {
+                assert_eq!(
+                    r.prom.value(&format!(
+                        r#"mmrace_rule_coverage{{job="mm-race-monitor",rule="{}",state="{state}"}}"#,
+                        cov.rule.name()
+                    )),
+                    if cov.state.name() == state { 1.0 } else { 0.0 },
+                    "{} {state}",
+                    cov.rule.name()
+                );
+            }
         }
-        let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let vars: BTreeSet<String> = dash["templating"]["list"]
+    }
+
+    /// Build info, map fill, cost.
+    #[test]
+    fn build_info_map_fill_and_cost_are_exported() {
+        require_root!();
+        let prom = &races().prom;
+        let build = prom.query(r#"mmrace_build_info{job="mm-race-monitor"}"#);
+        assert_eq!(build.len(), 1);
+        assert_eq!(
+            build[0]["metric"]["kernel"].as_str(),
+            Some(monitor::sys::kernel_release().as_str())
+        );
+        assert_eq!(
+            prom.value(r#"mmrace_bpf_map_max_entries{job="mm-race-monitor",map="MM_SEQ"}"#),
+            f64::from(monitor_common::maps::MM_SEQ_MAX_ENTRIES)
+        );
+        assert!(prom.value(r#"max(mmrace_bpf_map_entries{job="mm-race-monitor"} / mmrace_bpf_map_max_entries{job="mm-race-monitor"})"#) <= 1.0);
+        assert!(prom.value(r#"process_resident_memory_bytes{job="mm-race-monitor"}"#) > 1e6);
+        assert!(prom.value(r#"process_cpu_seconds_total{job="mm-race-monitor"}"#) > 0.0);
+        assert!(
+            prom.value(r#"sum(mmrace_program_hits_total{job="mm-race-monitor",hook="oom_reap"})"#)
+                >= 2.0
+        );
+    }
+
+    /// Acceptance 2: promtool on the scraped text and on the rules.
+    #[test]
+    fn promtool_accepts_the_exposition_and_the_rules() {
+        require_root!();
+        let r = races();
+        let mut check = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        check
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(r.scrape.text.as_bytes())
+            .expect("feed promtool");
+        let out = check.wait_with_output().expect("promtool");
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rules_file = repo().join("deploy/prometheus/mm-race-monitor.rules.yml");
+        let out = run(Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(&rules_file));
+        assert!(
+            out.status.success(),
+            "promtool check rules: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Acceptance 3, rules: Prometheus loaded and evaluated every rule
+    /// without error; each query runs and uses only exported metrics (or
+    /// `up`).
+    #[test]
+    fn every_shipped_rule_evaluates_on_exported_metrics() {
+        require_root!();
+        let r = races();
+        let prom = &r.prom;
+        let exported = exported(r);
+        let rules_file = repo().join("deploy/prometheus/mm-race-monitor.rules.yml");
+        let groups = prom.api("/api/v1/rules");
+        let rules: Vec<&Value> = groups["groups"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|v| v["name"].as_str().map(str::to_owned))
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .collect();
-        assert!(
-            vars.contains("datasource"),
-            "{}: no datasource variable",
-            path.display()
+        let shipped_rules = std::fs::read_to_string(&rules_file).expect("rules");
+        assert_eq!(
+            rules.len(),
+            shipped_rules.matches("- alert:").count(),
+            "Prometheus did not load every rule"
         );
-        for v in dash["templating"]["list"].as_array().into_iter().flatten() {
-            let Some(q) = v["query"]["query"].as_str() else {
-                continue;
-            };
-            // Grafana's label_values(SELECTOR, LABEL): the selector must
-            // return series carrying the label.
-            let inner = q
-                .strip_prefix("label_values(")
-                .and_then(|r| r.strip_suffix(')'))
-                .unwrap_or_else(|| panic!("unsupported variable query {q}"));
-            let (selector, label) = inner
-                .rsplit_once(',')
-                .expect("label_values(selector, label)");
-            let result = prom.query(&substitute_grafana(selector.trim(), &vars));
-            assert!(
-                result.iter().any(|s| s["metric"][label.trim()].is_string()),
-                "variable {}: {q} finds no {label}",
-                v["name"]
-            );
-            checked += 1;
-        }
-        for p in panels(&dash) {
-            let Some(targets) = p["targets"].as_array() else {
-                continue;
-            };
-            assert_eq!(
-                p["datasource"]["uid"],
-                "${datasource}",
-                "{}: panel {:?} must use the datasource variable",
-                path.display(),
-                p["title"]
-            );
-            for t in targets {
-                assert_eq!(
-                    t["datasource"]["uid"], "${datasource}",
-                    "panel {:?}",
-                    p["title"]
-                );
-                let expr = t["expr"].as_str().expect("expr");
-                let q = substitute_grafana(expr, &vars);
-                let result = prom.query(&q);
+        for r in &rules {
+            assert_eq!(r["health"], "ok", "rule {}: {r}", r["name"]);
+            let expr = r["query"].as_str().expect("query");
+            prom.query(expr);
+            for name in promql_metric_names(expr) {
                 assert!(
-                    !result.is_empty(),
-                    "panel {:?} returns nothing (every series exists from the start): {q}",
-                    p["title"]
+                    exported.contains(&name),
+                    "rule {} uses {name}, which is not exported",
+                    r["name"]
                 );
-                for name in promql_metric_names(&q) {
-                    assert!(
-                        exported.contains(&name),
-                        "panel {:?} uses {name}, which is not exported",
-                        p["title"]
-                    );
-                }
-                checked += 1;
             }
         }
-        // The finding annotations, as Grafana runs them (a range query).
-        let near_miss = uffd["copies_eagain"].as_u64().unwrap_or(0) > 0;
-        annotations_mark_findings(&prom, &dash, &vars, &exported, near_miss);
     }
-    assert!(checked >= 20, "only {checked} dashboard queries found");
 
-    // Every exported family is documented with its type, and vice versa.
-    assert_metrics_documented(&scrape.types);
-
-    // Stop; the recording accounts for every record, by hook.
-    let ids = daemon.program_ids();
-    let (status, took, stderr) = daemon.terminate();
-    assert!(status.success(), "{status}: {stderr}");
-    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
-    assert_programs_gone(&ids);
-    let files = read_record_dir(rec.path());
-    assert_eq!(files.len(), 1, "one file without rotation");
-    let s = files[0].summary();
-    assert_eq!(s.ended_by, "signal");
-    assert_eq!(s.produced, s.delivered + s.lost, "{s:?}");
-    // Every record's program is in the table for its event kind, and the
-    // per-hook labels of the kernel's per-kind counts match what arrived.
-    let mut produced_by_hook: BTreeMap<String, u64> = BTreeMap::new();
-    for (id, n) in &s.produced_by_event {
-        *produced_by_hook.entry(event_hook_label(*id)).or_default() += n;
+    /// Acceptance 3, dashboards: every panel query and variable query runs
+    /// and returns series; every metric it uses is exported; the finding
+    /// annotations mark the near miss and no violation.
+    #[test]
+    fn every_dashboard_query_runs_on_exported_metrics() {
+        require_root!();
+        let r = races();
+        let prom = &r.prom;
+        let exported = exported(r);
+        let mut checked = 0;
+        for entry in std::fs::read_dir(repo().join("dashboards")).expect("dashboards/") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let vars: BTreeSet<String> = dash["templating"]["list"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["name"].as_str().map(str::to_owned))
+                .collect();
+            assert!(
+                vars.contains("datasource"),
+                "{}: no datasource variable",
+                path.display()
+            );
+            for v in dash["templating"]["list"].as_array().into_iter().flatten() {
+                let Some(q) = v["query"]["query"].as_str() else {
+                    continue;
+                };
+                // Grafana's label_values(SELECTOR, LABEL): the selector must
+                // return series carrying the label.
+                let inner = q
+                    .strip_prefix("label_values(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .unwrap_or_else(|| panic!("unsupported variable query {q}"));
+                let (selector, label) = inner
+                    .rsplit_once(',')
+                    .expect("label_values(selector, label)");
+                let result = prom.query(&substitute_grafana(selector.trim(), &vars));
+                assert!(
+                    result.iter().any(|s| s["metric"][label.trim()].is_string()),
+                    "variable {}: {q} finds no {label}",
+                    v["name"]
+                );
+                checked += 1;
+            }
+            for p in panels(&dash) {
+                let Some(targets) = p["targets"].as_array() else {
+                    continue;
+                };
+                assert_eq!(
+                    p["datasource"]["uid"],
+                    "${datasource}",
+                    "{}: panel {:?} must use the datasource variable",
+                    path.display(),
+                    p["title"]
+                );
+                for t in targets {
+                    assert_eq!(
+                        t["datasource"]["uid"], "${datasource}",
+                        "panel {:?}",
+                        p["title"]
+                    );
+                    let expr = t["expr"].as_str().expect("expr");
+                    let q = substitute_grafana(expr, &vars);
+                    let result = prom.query(&q);
+                    assert!(
+                        !result.is_empty(),
+                        "panel {:?} returns nothing (every series exists from the start): {q}",
+                        p["title"]
+                    );
+                    for name in promql_metric_names(&q) {
+                        assert!(
+                            exported.contains(&name),
+                            "panel {:?} uses {name}, which is not exported",
+                            p["title"]
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+            // The finding annotations, as Grafana runs them (a range query).
+            annotations_mark_findings(prom, &dash, &vars, &exported, refused_copies(r));
+        }
+        assert!(checked >= 20, "only {checked} dashboard queries found");
     }
-    let mut delivered_by_hook: BTreeMap<String, u64> = BTreeMap::new();
-    for e in files[0].events() {
-        let probe = e.probe.get().expect("a catalogue program");
-        assert!(
-            probe.emits(e.id()),
-            "{} emitted {}, which its catalogue row does not list",
-            e.probe,
-            e.kind()
+
+    /// Every exported family is documented with its type, and vice versa.
+    #[test]
+    fn every_exported_family_is_documented() {
+        require_root!();
+        assert_metrics_documented(&races().scrape.types);
+    }
+
+    /// SIGTERM ends the run at once and detaches every program; the
+    /// recording accounts for every record, by hook, and holds every
+    /// finding the daemon logged and the OOM victim.
+    #[test]
+    fn the_stopped_run_left_a_complete_recording() {
+        require_root!();
+        let r = races();
+        assert!(r.status.success(), "{}: {}", r.status, r.stderr);
+        assert!(r.took < Duration::from_secs(2), "SIGTERM took {:?}", r.took);
+        assert_programs_gone(&r.ids);
+        let files = &r.files;
+        assert_eq!(files.len(), 1, "one file without rotation");
+        let s = files[0].summary();
+        assert_eq!(s.ended_by, "signal");
+        assert_eq!(s.produced, s.delivered + s.lost, "{s:?}");
+        // Every record's program is in the table for its event kind, and the
+        // per-hook labels of the kernel's per-kind counts match what arrived.
+        let mut produced_by_hook: BTreeMap<String, u64> = BTreeMap::new();
+        for (id, n) in &s.produced_by_event {
+            *produced_by_hook.entry(event_hook_label(*id)).or_default() += n;
+        }
+        let mut delivered_by_hook: BTreeMap<String, u64> = BTreeMap::new();
+        for e in files[0].events() {
+            let probe = e.probe.get().expect("a catalogue program");
+            assert!(
+                probe.emits(e.id()),
+                "{} emitted {}, which its catalogue row does not list",
+                e.probe,
+                e.kind()
+            );
+            assert!(e.id().hooks().any(|h| h == probe.hook()));
+            *delivered_by_hook
+                .entry(event_hook_label(e.id()))
+                .or_default() += 1;
+        }
+        assert_eq!(
+            produced_by_hook, delivered_by_hook,
+            "records by hook (no loss)"
         );
-        assert!(e.id().hooks().any(|h| h == probe.hook()));
-        *delivered_by_hook
-            .entry(event_hook_label(e.id()))
-            .or_default() += 1;
+        // The recording holds every finding the daemon logged (plus those the
+        // detector closed at shutdown).
+        let recorded: Vec<&monitor_detector::Finding> = files[0]
+            .lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Finding(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert!(recorded.len() >= r.logged.len());
+        for (rec, l) in recorded.iter().zip(&r.logged) {
+            assert_eq!(*rec, l);
+        }
+        let victim = r.oom["victim_pid"].as_u64().expect("victim") as u32;
+        assert!(
+            files[0]
+                .events()
+                .any(|e| e.kind() == "mark_victim" && e.subject_pid() == Some(victim)),
+            "the recording has the victim"
+        );
     }
-    assert_eq!(
-        produced_by_hook, delivered_by_hook,
-        "records by hook (no loss)"
-    );
-    // The recording holds every finding the daemon logged (plus those the
-    // detector closed at shutdown).
-    let recorded: Vec<&monitor_detector::Finding> = files[0]
-        .lines
-        .iter()
-        .filter_map(|l| match l {
-            Line::Finding(f) => Some(f),
-            _ => None,
-        })
-        .collect();
-    assert!(recorded.len() >= logged.len());
-    for (r, l) in recorded.iter().zip(&logged) {
-        assert_eq!(*r, l);
-    }
-    let victim = oom["victim_pid"].as_u64().expect("victim") as u32;
-    assert!(
-        files[0]
-            .events()
-            .any(|e| e.kind() == "mark_victim" && e.subject_pid() == Some(victim)),
-        "the recording has the victim"
-    );
 }
 
 /// The BPF programs with these ids no longer exist in the kernel.

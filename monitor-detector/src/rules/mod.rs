@@ -432,6 +432,31 @@ macro_rules! mm_rule_common {
 
 pub(crate) use mm_rule_common;
 
+/// [`MmRule::reuse`] for a `State` whose listed `Vec` fields keep their
+/// capacity (up to [`KEPT_CAPACITY`]): the state is `State::new(key)`'s, the
+/// buffers are not freed and allocated again for every generation.
+macro_rules! reuse_keeping {
+    ($($vec:ident),*) => {
+        fn reuse(&mut self, key: MmKey) {
+            $(
+                let mut $vec = std::mem::take(&mut self.$vec);
+                $vec.clear();
+                $vec.shrink_to($crate::rules::KEPT_CAPACITY);
+            )*
+            *self = State {
+                $($vec,)*
+                ..State::new(key)
+            };
+        }
+    };
+}
+
+pub(crate) use reuse_keeping;
+
+/// The most elements a pooled state's buffer keeps room for (an mm that
+/// needed more does not pin that memory in the pool).
+pub(crate) const KEPT_CAPACITY: usize = 16;
+
 /// The rules' global state (not per mm generation).
 pub(crate) struct Globals {
     pub(crate) reaper: reaper::Global,

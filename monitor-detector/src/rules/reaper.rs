@@ -34,7 +34,7 @@ use serde_json::Value;
 use super::{
     Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
     coverage::{Builder, RuleCoverage, Seen, seen},
-    details, emit, mm_rule_common,
+    details, emit, mm_rule_common, reuse_keeping,
 };
 use monitor_common::catalogue::HookId;
 
@@ -687,6 +687,7 @@ impl State {
 impl MmRule for State {
     const RULE: FindingKind = KIND;
     mm_rule_common!();
+    reuse_keeping!(victims, reaps, nested);
     fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, &mut g.reaper, ctx);
     }

@@ -33,7 +33,7 @@ use serde_json::Value;
 use super::{
     Close, Ctx, Globals, Grade, MmRule, Noted, RaceWindow, Taint, Verdict, Window,
     coverage::{Builder, RuleCoverage, Seen, names, seen},
-    details, emit, mm_rule_common,
+    details, emit, mm_rule_common, reuse_keeping,
 };
 use monitor_common::EAGAIN;
 
@@ -459,18 +459,8 @@ impl State {
 impl MmRule for State {
     const RULE: FindingKind = KIND;
     mm_rule_common!();
-    /// Keeps the capacity of the brackets' lists (copies come in bursts).
-    fn reuse(&mut self, key: MmKey) {
-        let mut changes = std::mem::take(&mut self.changes);
-        let mut mfills = std::mem::take(&mut self.mfills);
-        changes.clear();
-        mfills.clear();
-        *self = State {
-            changes,
-            mfills,
-            ..State::new(key)
-        };
-    }
+    // Keeps the capacity of the brackets' lists (copies come in bursts).
+    reuse_keeping!(changes, mfills);
     fn on_event(&mut self, ev: &Event, _: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, ctx);
     }

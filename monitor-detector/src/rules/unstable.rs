@@ -70,7 +70,7 @@ use serde_json::Value;
 use super::{
     Close, Ctx, Globals, Grade, MmRule, Noted, Taint, Verdict, Window,
     coverage::{Builder, RuleCoverage, Seen, seen},
-    details, emit, hex, mm_rule_common,
+    details, emit, hex, mm_rule_common, reuse_keeping,
 };
 use monitor_common::catalogue::HookId;
 
@@ -571,6 +571,7 @@ impl State {
 impl MmRule for State {
     const RULE: FindingKind = KIND;
     mm_rule_common!();
+    reuse_keeping!(victims, kthread_users);
     /// The reaper's brackets only matter once the mm is seen unstable (to
     /// learn that `MMF_UNSTABLE` is set, for faults whose own flags cannot be
     /// read); everything else of this rule's creates its state.

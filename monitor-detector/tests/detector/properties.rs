@@ -983,6 +983,14 @@ proptest! {
             if let Line::Event(ev) = line {
                 let fast = json::parse_event_line(&text);
                 prop_assert_eq!(fast, Some(*ev));
+                // The header in another order: the writer-order reader
+                // stops at `seq` and the general loop reads the rest.
+                let seq_at = text.find(",\"seq\":").expect("seq");
+                let seq_len = text[seq_at + 1..].find(',').expect("field after seq") + 1;
+                let seq = &text[seq_at..seq_at + seq_len];
+                let moved = text.replacen(seq, "", 1).replacen(",\"memcg_id\":", &format!("{seq},\"memcg_id\":"), 1);
+                prop_assert_ne!(&moved, &text);
+                prop_assert_eq!(json::parse_event_line(&moved), Some(*ev));
                 let spaced = text.replacen(',', ", ", 3);
                 prop_assert_eq!(json::parse_event_line(&spaced), None);
                 let slow = parse_line(&spaced).expect("serde path");

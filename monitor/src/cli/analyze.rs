@@ -66,7 +66,12 @@ pub fn analyze_file_with(path: &std::path::Path, also: &mut dyn FnMut(&str)) -> 
                     );
                 }
                 // A line that is not UTF-8 is malformed; the analyzer reports it.
-                let text = String::from_utf8_lossy(&buf);
+                // (`from_utf8` first: its ASCII fast path is several times
+                // faster than `from_utf8_lossy`'s, and almost every line is valid.)
+                let text = match std::str::from_utf8(&buf) {
+                    Ok(s) => std::borrow::Cow::Borrowed(s),
+                    Err(_) => String::from_utf8_lossy(&buf),
+                };
                 let text = text.strip_suffix('\n').unwrap_or(&text);
                 if !header_seen && !text.trim().is_empty() {
                     header_seen = true;
