@@ -7,6 +7,7 @@ mod clippy;
 mod dist;
 mod fuzz;
 mod mutant;
+mod soak;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,10 @@ enum Command {
     /// Build Debian's 6.1 with race fixes removable at boot (mmrace_mutant=)
     /// and prove the monitor reports each race as a violation.
     Mutant(mutant::Args),
+    /// The daemon in a guest under stress-ng and the race scenarios, scraped
+    /// by a real Prometheus; judges flat RSS, map fill, violations, loss
+    /// accounting and every scrape (docs/soak.md).
+    Soak(soak::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Dist(a) => dist::run(&a),
         Command::Fuzz(a) => fuzz::run(&a),
         Command::Mutant(a) => mutant::run(&a),
+        Command::Soak(a) => soak::run(&a),
     }
 }

@@ -22,6 +22,9 @@ pub enum Mode {
     Tests,
     /// Run a shell command (development: `cargo xtask vm --run 'monitor check'`).
     Command(String),
+    /// Run this script (`/etc/guest-script.sh`, stress-ng in the image):
+    /// `cargo xtask soak`.
+    Script(String),
     /// Harness self-tests: each must make the run fail.
     Panic,
     Hang,
@@ -83,6 +86,9 @@ fn init_script(mode: &Mode, filter: &[String], kernel: &str) -> String {
             cmd.replace('"', "'"),
             cmd.replace('\'', "'\\''")
         ),
+        Mode::Script(_) => "sh /etc/guest-script.sh > /dev/ttyS1 2>&1\n\
+                             echo \"VMH exit $?\" > /dev/ttyS1\n"
+            .to_owned(),
         Mode::Panic => "echo 'VMH selftest: crashing the kernel' > /dev/console\n\
                         echo c > /proc/sysrq-trigger\n"
             .to_owned(),
@@ -220,6 +226,10 @@ pub fn write_initramfs(
     // Only for commands that run it (`cargo xtask bench --only stress`): its
     // libraries triple the initramfs.
     if matches!(mode, Mode::Command(c) if c.contains("stress")) {
+        add_stress_ng(&mut cpio, &mut dirs)?;
+    }
+    if let Mode::Script(script) = mode {
+        cpio.file("/etc/guest-script.sh", script.as_bytes(), true)?;
         add_stress_ng(&mut cpio, &mut dirs)?;
     }
     finish_with_modules(cpio, modules)?;

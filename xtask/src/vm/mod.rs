@@ -225,6 +225,7 @@ fn run_once(
         quiet: args.quiet,
         disk: None,
         append: "",
+        forward: None,
     })?;
     let text = fs::read_to_string(&res.results).unwrap_or_default();
     let report = Report::parse(&text);
@@ -559,6 +560,7 @@ pub fn boot_local(b: &LocalBoot<'_>, payload: &Payload) -> anyhow::Result<LocalO
         quiet: b.quiet,
         disk: None,
         append: b.append,
+        forward: None,
     })?;
     let results = fs::read_to_string(&res.results).unwrap_or_default();
     Ok(LocalOutcome {
@@ -568,5 +570,60 @@ pub fn boot_local(b: &LocalBoot<'_>, payload: &Payload) -> anyhow::Result<LocalO
         console: fs::read_to_string(&res.console).unwrap_or_default(),
         dir,
         elapsed: res.elapsed,
+    })
+}
+
+/// A guest that runs one script: `cargo xtask soak`.
+pub struct ScriptBoot<'a> {
+    /// The kernel's short name (`6.12`).
+    pub kernel: &'a str,
+    /// Written to the guest's `/etc/guest-script.sh` and run (its output
+    /// goes to `results.txt`); stress-ng is in the image.
+    pub script: &'a str,
+    /// Modules loaded besides the matrix's own (with their dependencies).
+    pub modules: &'a [&'a str],
+    /// As [`qemu::Boot::forward`].
+    pub forward: Option<(u16, u16)>,
+    pub mem_mb: u32,
+    pub timeout: Duration,
+    pub quiet: bool,
+    pub no_build: bool,
+    /// The run directory, `target/vm-runs/<kernel><tag>`.
+    pub tag: &'a str,
+}
+
+/// The run directory of a [`ScriptBoot`] (known before it boots, so a
+/// caller can watch its `results.txt` live).
+pub fn script_dir(b: &ScriptBoot<'_>) -> PathBuf {
+    workspace_root()
+        .join("target/vm-runs")
+        .join(format!("{}{}", b.kernel, b.tag))
+}
+
+/// Builds (unless `no_build`), prepares the kernel and boots it once;
+/// returns the boot's result (the script's output is in its `results`).
+pub fn boot_script(b: &ScriptBoot<'_>) -> anyhow::Result<qemu::BootResult> {
+    let kernel = *select(&[b.kernel.to_owned()])?
+        .first()
+        .context("no kernel")?;
+    let payload = build(b.no_build)?;
+    let wanted: Vec<&str> = kernels::MODULES.iter().chain(b.modules).copied().collect();
+    let prep = prepare_with(kernel, &wanted)?;
+    let dir = script_dir(b);
+    fs::create_dir_all(&dir)?;
+    let initrd = dir.join("initrd.cpio");
+    let mode = Mode::Script(b.script.to_owned());
+    guest::write_initramfs(&initrd, &payload, &prep.modules, &mode, &[], kernel.name)?;
+    qemu::boot(&qemu::Boot {
+        label: kernel.name,
+        kernel: &prep.vmlinuz,
+        initrd: &initrd,
+        dir: &dir,
+        mem_mb: b.mem_mb,
+        timeout: b.timeout,
+        quiet: b.quiet,
+        disk: None,
+        append: "",
+        forward: b.forward,
     })
 }

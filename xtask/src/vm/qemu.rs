@@ -28,6 +28,10 @@ pub struct Boot<'a> {
     pub disk: Option<&'a Path>,
     /// More kernel parameters, after the harness's own (may be empty).
     pub append: &'a str,
+    /// A virtio NIC on QEMU's user network with this host port (on
+    /// 127.0.0.1) forwarded to this guest port at 10.0.2.15 (`restrict=on`:
+    /// the guest reaches nothing else). `cargo xtask soak` scrapes through it.
+    pub forward: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +133,14 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootResult> {
             vec![
                 "-drive".to_owned(),
                 format!("file={},format=raw,if=virtio,cache=unsafe", d.display()),
+            ]
+        }))
+        .args(b.forward.map_or_else(Vec::new, |(host, guest)| {
+            vec![
+                "-netdev".to_owned(),
+                format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{host}-10.0.2.15:{guest}"),
+                "-device".to_owned(),
+                "virtio-net-pci,netdev=n0".to_owned(),
             ]
         }))
         .stdin(Stdio::null())

@@ -271,6 +271,7 @@ pub fn run(
         quiet: args.quiet,
         disk: Some(&image),
         append: "systemd.show_status=auto",
+        forward: None,
     })?;
     let text = fs::read_to_string(&res.results).unwrap_or_default();
     let report = Report::parse(&text);

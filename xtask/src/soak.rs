@@ -1,0 +1,856 @@
+//! `cargo xtask soak`: the daemon in a guest under a mixed stress-ng load
+//! and the race scenarios in a loop, scraped every 15 s by a real
+//! Prometheus on the host through a port forward; at the end, criteria
+//! judged from Prometheus' own samples and the daemon's final counters
+//! (docs/soak.md).
+//!
+//! Prometheus runs on the host, not in the guest: the guest's memory and
+//! its two TCG CPUs are what is under test (a Prometheus inside would
+//! compete with the load, and `oom-pipe` could OOM-kill it), its TSDB
+//! outlives the guest for the verdict and for inspection, and the scrape
+//! crosses a real network stack (virtio-net, QEMU's user network) like a
+//! production scrape from another machine.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::vm;
+
+/// The daemon's port in the guest (the shipped default, `deploy/monitor.toml`).
+const GUEST_PORT: u16 = 10416;
+/// The shipped scrape interval (`deploy/prometheus/prometheus.yml`).
+const SCRAPE: f64 = 15.0;
+/// A gap between two samples longer than this is a missed scrape.
+const MAX_GAP: f64 = SCRAPE * 1.5;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Kernel to boot (a short name of `cargo xtask vm --list`).
+    #[arg(long, default_value = "6.12")]
+    kernel: String,
+    /// Length of the load phase (`90s`, `5m`, `1h`); the run adds a quiet
+    /// settle before and after it, and the boot.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    duration: Duration,
+    /// Guest memory in MiB (split over two NUMA nodes).
+    #[arg(long, default_value_t = 1024)]
+    mem: u32,
+    /// Flat RSS: the last quarter's peak may exceed the first quarter's
+    /// (after warm-up) by at most this many MiB.
+    #[arg(long, default_value_t = 4.0)]
+    rss_slack_mib: f64,
+    /// Map fill must stay below this ratio (default: the threshold of the
+    /// shipped `MmRaceMapNearlyFull` alert).
+    #[arg(long)]
+    map_threshold: Option<f64>,
+    /// After the load, each map's entries may exceed their baseline by at
+    /// most this fraction of its capacity.
+    #[arg(long, default_value_t = 0.01)]
+    map_return: f64,
+    /// Break the run on purpose to see a criterion fail: `kill-daemon`
+    /// (SIGKILL halfway through the load).
+    #[arg(long, value_parser = ["kill-daemon"])]
+    inject: Option<String>,
+    /// Where to write the JSON result (default: target/soak/<kernel>-<UTC time>.json).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Do not rebuild the binaries (use what is in target/x86_64-unknown-linux-musl/release).
+    #[arg(long)]
+    no_build: bool,
+    /// Do not stream the guest console.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 90s, 5m, 1h)"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: unknown unit (s, m or h)")),
+    };
+    // Flat RSS compares quarters of the load after warm-up: at least two
+    // scrapes each.
+    if !(180..=86_400).contains(&secs) {
+        return Err(format!("{s:?}: between 3m and 24h"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Quiet time before the load (the maps' baseline) and after it (the maps
+/// return, the last counters settle): at least three scrapes and two
+/// map-fill refreshes (`map_fill_interval = "10s"`) each.
+const SETTLE: u64 = 45;
+
+/// The guest's script: network, the daemon on the shipped config, the load,
+/// the quiet end, SIGTERM. Every line the host reads starts with `SOAK `.
+fn guest_script(args: &Args, config: &str) -> String {
+    let secs = args.duration.as_secs();
+    let inject = match args.inject.as_deref() {
+        Some("kill-daemon") => format!(
+            "( sleep {}; echo \"SOAK inject kill-daemon\"; kill -9 $D ) &\n",
+            secs / 2
+        ),
+        _ => String::new(),
+    };
+    format!(
+        r#"set -u
+ifconfig lo 127.0.0.1 up
+ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up || echo "SOAK error: no eth0"
+# The first memory cgroup turns on memcg_kmem_online_key: let its text
+# patching happen on a quiet machine (TCG has taken a stale int3 from a
+# static key patched under load: "Oops: int3" in kmem_cache_alloc).
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/soak-warm /etc/mm-race-monitor
+cat > /etc/mm-race-monitor/monitor.toml <<'TOML'
+{config}TOML
+/bin/monitor run --config /etc/mm-race-monitor/monitor.toml > /tmp/findings.jsonl 2> /tmp/daemon.log &
+D=$!
+i=0
+until wget -q -O /dev/null http://127.0.0.1:{GUEST_PORT}/healthz; do
+    i=$((i+1)); [ $i -gt 600 ] && {{ echo "SOAK error: the daemon never answered /healthz"; cat /tmp/daemon.log; exit 1; }}
+    sleep 0.5
+done
+echo "SOAK ready pid=$D"
+sleep {SETTLE}
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+echo "SOAK load-start"
+{inject}stress-ng --oom-pipe 1 --userfaultfd 1 --numa 1 --mmapfork 1 --mremap 1 --pathological \
+    --timeout {secs}s --temp-path /tmp --quiet > /tmp/stress-root.log 2>&1 &
+S1=$!
+# stress-ng's exec stressor refuses to run as root.
+su -p -s /bin/sh nobody -c "stress-ng --exec 1 --timeout {secs}s --temp-path /tmp --quiet" \
+    > /tmp/stress-exec.log 2>&1 &
+S2=$!
+unset LD_LIBRARY_PATH
+END=$(( $(date +%s) + {secs} ))
+runs=0; fails=0; rounds=0
+scen() {{
+    runs=$((runs+1))
+    /bin/scenario "$@" > /dev/null 2>> /tmp/scenario.err || {{ fails=$((fails+1)); echo "SOAK scenario-failed: $*"; }}
+}}
+while [ $(date +%s) -lt $END ]; do
+    rounds=$((rounds+1))
+    scen oom-reap --overlap
+    scen oom-reap --vhost
+    scen mrelease
+    scen uffd-race --event fork --delay-ms 400 --run-ms 1500
+    scen uffd-race --event unmap --delay-ms 400 --run-ms 1500
+    scen exec-migrate --count 20
+    scen churn --rounds 3
+done
+wait $S1; r1=$?
+wait $S2; r2=$?
+echo "SOAK load-end rounds=$rounds runs=$runs fails=$fails stress-root=$r1 stress-exec=$r2"
+sleep {SETTLE}
+echo "SOAK stop"
+# Longer than the scrape timeout: a scrape started before the mark ends first.
+sleep 6
+kill -TERM $D
+wait $D
+echo "SOAK daemon-exit $?"
+echo "SOAK findings near_miss=$(grep -c '"severity":"near_miss"' /tmp/findings.jsonl) violation=$(grep -c '"severity":"violation"' /tmp/findings.jsonl)"
+grep 'ended by' /tmp/daemon.log | sed 's/^/SOAK summary /'
+grep '"severity":"violation"' /tmp/findings.jsonl | head -n 5 | sed 's/^/SOAK violation: /'
+tail -n 40 /tmp/daemon.log | sed 's/^/SOAK log: /'
+tail -n 5 /tmp/scenario.err 2>/dev/null | sed 's/^/SOAK scenario-stderr: /'
+tail -n 5 /tmp/stress-root.log /tmp/stress-exec.log | sed 's/^/SOAK stress: /'
+"#
+    )
+}
+
+/// The shipped daemon config with the guest's listen address.
+fn guest_config() -> anyhow::Result<String> {
+    let shipped = fs::read_to_string(vm::workspace_root().join("deploy/monitor.toml"))
+        .context("deploy/monitor.toml")?;
+    let from = format!("listen = \"127.0.0.1:{GUEST_PORT}\"");
+    if !shipped.contains(&from) {
+        bail!("deploy/monitor.toml has no line {from}");
+    }
+    Ok(shipped.replacen(&from, &format!("listen = \"0.0.0.0:{GUEST_PORT}\""), 1))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A real Prometheus on the shipped scrape config and rules, target
+/// substituted, data kept in the run directory.
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target_port: u16) -> anyhow::Result<Prometheus> {
+        let root = vm::workspace_root();
+        let shipped = fs::read_to_string(root.join("deploy/prometheus/prometheus.yml"))?;
+        let rules = root.join("deploy/prometheus/mm-race-monitor.rules.yml");
+        let mut config = shipped.clone();
+        for (from, to) in [
+            ("localhost:10416", format!("127.0.0.1:{target_port}")),
+            (
+                "/etc/prometheus/rules/mm-race-monitor.rules.yml",
+                rules.display().to_string(),
+            ),
+        ] {
+            if !config.contains(from) {
+                bail!("deploy/prometheus/prometheus.yml no longer contains {from:?}");
+            }
+            config = config.replacen(from, &to, 1);
+        }
+        if !config.contains("scrape_interval: 15s") {
+            bail!("deploy/prometheus/prometheus.yml no longer scrapes every 15s");
+        }
+        let config = format!("global:\n  evaluation_interval: 15s\n\n{config}");
+        let data = dir.join("prometheus");
+        let _ = fs::remove_dir_all(&data);
+        fs::create_dir_all(&data)?;
+        let path = data.join("prometheus.yml");
+        fs::write(&path, config)?;
+        let check = Command::new("promtool")
+            .args(["check", "config"])
+            .arg(&path)
+            .output()
+            .context("promtool (apt install prometheus: scripts/setup.sh --for-tests)")?;
+        if !check.status.success() {
+            bail!(
+                "promtool check config: {}",
+                String::from_utf8_lossy(&check.stdout)
+            );
+        }
+        let port = free_port()?;
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                data.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(data.join("prometheus.log"))?)
+            .spawn()
+            .context("prometheus (apt install prometheus: scripts/setup.sh --for-tests)")?;
+        let mut p = Prometheus { child, port };
+        let start = Instant::now();
+        while http_get(port, "/-/ready").ok().map(|(s, _)| s) != Some(200) {
+            if start.elapsed() > Duration::from_secs(60) || p.child.try_wait()?.is_some() {
+                bail!(
+                    "Prometheus not ready: {}",
+                    fs::read_to_string(data.join("prometheus.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(p)
+    }
+
+    /// An instant query at `time`; returns `data.result`.
+    fn query(&self, expr: &str, time: f64) -> anyhow::Result<Vec<Value>> {
+        let path = format!("/api/v1/query?query={}&time={time:.3}", url_encode(expr));
+        let (status, body) = http_get(self.port, &path)?;
+        let v: Value =
+            serde_json::from_slice(&body).with_context(|| format!("{expr}: not JSON"))?;
+        if status != 200 || v["status"] != "success" {
+            bail!("{expr}: HTTP {status}: {v}");
+        }
+        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Every raw sample of `selector` in `[from, to]`: (labels, [(t, v)]).
+    fn samples(&self, selector: &str, from: f64, to: f64) -> anyhow::Result<Vec<Series>> {
+        let range = (to - from).ceil().max(1.0) as u64;
+        let series = self.query(&format!("{selector}[{range}s]"), to)?;
+        Ok(series
+            .iter()
+            .map(|s| Series {
+                labels: s["metric"].clone(),
+                points: s["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| Some((p[0].as_f64()?, p[1].as_str()?.parse::<f64>().ok()?)))
+                    .filter(|(t, _)| *t >= from)
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// The value of a query that returns one series (or none: `None`).
+    fn scalar(&self, expr: &str, time: f64) -> anyhow::Result<Option<f64>> {
+        let r = self.query(expr, time)?;
+        Ok(r.first()
+            .and_then(|s| s["value"][1].as_str())
+            .and_then(|v| v.parse().ok()))
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Series {
+    labels: Value,
+    points: Vec<(f64, f64)>,
+}
+
+fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP head")?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status")?;
+    Ok((status, buf[split + 4..].to_vec()))
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The first host time at which each `SOAK <mark>` line appeared in the
+/// guest's output, read live while the guest runs.
+#[derive(Default)]
+struct Marks(Vec<(String, f64)>);
+
+impl Marks {
+    fn at(&self, mark: &str) -> Option<f64> {
+        self.0.iter().find(|(m, _)| m == mark).map(|(_, t)| *t)
+    }
+}
+
+fn watch(results: PathBuf, marks: Arc<Mutex<Marks>>, done: Arc<AtomicBool>) {
+    const WATCHED: [&str; 4] = ["ready", "load-start", "load-end", "stop"];
+    let mut seen = 0;
+    while !done.load(Ordering::Relaxed) && seen < WATCHED.len() {
+        let text = fs::read_to_string(&results).unwrap_or_default();
+        let t = now();
+        for mark in WATCHED {
+            let line = format!("SOAK {mark}");
+            let mut m = marks.lock().expect("marks");
+            if m.at(mark).is_none()
+                && text
+                    .lines()
+                    .any(|l| l == line || l.starts_with(&format!("{line} ")))
+            {
+                m.0.push((mark.to_owned(), t));
+                seen += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One criterion's outcome.
+struct Check {
+    name: &'static str,
+    value: String,
+    limit: String,
+    pass: bool,
+}
+
+/// The threshold of the shipped `MmRaceMapNearlyFull` alert (`… > 0.9`).
+fn shipped_map_threshold() -> anyhow::Result<f64> {
+    let rules = fs::read_to_string(
+        vm::workspace_root().join("deploy/prometheus/mm-race-monitor.rules.yml"),
+    )?;
+    rules
+        .lines()
+        .skip_while(|l| !l.contains("alert: MmRaceMapNearlyFull"))
+        .find_map(|l| l.trim().strip_prefix("expr:"))
+        .and_then(|e| e.rsplit_once('>'))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .context("no threshold in the MmRaceMapNearlyFull alert")
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The soak's times (host clock, Unix seconds).
+struct Window {
+    ready: f64,
+    load_start: f64,
+    load_end: f64,
+    stop: f64,
+}
+
+fn judge_scrapes(p: &Prometheus, w: &Window) -> anyhow::Result<(Check, Value)> {
+    let up = p.samples("up{job=\"mm-race-monitor\"}", w.ready, w.stop)?;
+    let points: Vec<(f64, f64)> = up.iter().flat_map(|s| s.points.clone()).collect();
+    let failed = points.iter().filter(|(_, v)| *v != 1.0).count();
+    let mut edges = vec![w.ready];
+    edges.extend(points.iter().map(|(t, _)| *t));
+    edges.push(w.stop);
+    let max_gap = edges.windows(2).map(|e| e[1] - e[0]).fold(0.0, f64::max);
+    let expected = ((w.stop - w.ready) / SCRAPE).floor() as usize;
+    let slowest = p
+        .samples(
+            "scrape_duration_seconds{job=\"mm-race-monitor\"}",
+            w.ready,
+            w.stop,
+        )?
+        .iter()
+        .flat_map(|s| s.points.iter().map(|(_, v)| *v))
+        .fold(0.0, f64::max);
+    let pass = up.len() == 1 && failed == 0 && points.len() >= expected && max_gap <= MAX_GAP;
+    Ok((
+        Check {
+            name: "every scrape answered",
+            value: format!(
+                "{} of {} up, max gap {max_gap:.1} s, slowest {slowest:.2} s",
+                points.len() - failed,
+                points.len()
+            ),
+            limit: format!("up == 1, >= {expected} samples, gap <= {MAX_GAP} s"),
+            pass,
+        },
+        json!({"samples": points.len(), "down": failed, "expected_at_least": expected,
+               "max_gap_s": max_gap, "slowest_scrape_s": slowest}),
+    ))
+}
+
+fn judge_rss(p: &Prometheus, w: &Window, slack_mib: f64) -> anyhow::Result<(Check, Value)> {
+    let rss = p.samples("process_resident_memory_bytes", w.ready, w.stop)?;
+    let points: Vec<(f64, f64)> = rss.iter().flat_map(|s| s.points.clone()).collect();
+    let load = w.load_end - w.load_start;
+    let warm = (load * 0.1).max(60.0).min(load / 2.0);
+    let (from, to) = (w.load_start + warm, w.load_end);
+    let q = (to - from) / 4.0;
+    let peak = |a: f64, b: f64| {
+        points
+            .iter()
+            .filter(|(t, _)| *t >= a && *t <= b)
+            .map(|(_, v)| *v)
+            .fold(f64::NAN, f64::max)
+    };
+    let first = peak(from, from + q);
+    let last = peak(to - q, to);
+    if first.is_nan() || last.is_nan() {
+        return Ok((
+            Check {
+                name: "flat RSS",
+                value: format!("{} samples: a quarter of the load has none", points.len()),
+                limit: format!("<= +{slack_mib} MiB after {warm:.0} s warm-up"),
+                pass: false,
+            },
+            json!({"samples": points.len()}),
+        ));
+    }
+    let all = peak(w.ready, w.stop);
+    let start = points.first().map_or(f64::NAN, |p| p.1);
+    let end = points.last().map_or(f64::NAN, |p| p.1);
+    let growth = (last - first) / MIB;
+    Ok((
+        Check {
+            name: "flat RSS",
+            value: format!(
+                "{:.1} -> {:.1} MiB (peak {:.1}); last-quarter peak {:+.2} MiB vs first",
+                start / MIB,
+                end / MIB,
+                all / MIB,
+                growth
+            ),
+            limit: format!("<= +{slack_mib} MiB after {warm:.0} s warm-up"),
+            pass: growth <= slack_mib,
+        },
+        json!({"start_mib": start / MIB, "end_mib": end / MIB, "peak_mib": all / MIB,
+               "first_quarter_peak_mib": first / MIB, "last_quarter_peak_mib": last / MIB,
+               "growth_mib": growth, "warmup_s": warm, "slack_mib": slack_mib}),
+    ))
+}
+
+fn judge_maps(
+    p: &Prometheus,
+    w: &Window,
+    threshold: f64,
+    back: f64,
+) -> anyhow::Result<(Check, Value)> {
+    let entries = p.samples("mmrace_bpf_map_entries", w.ready, w.stop)?;
+    let caps = p.samples("mmrace_bpf_map_max_entries", w.ready, w.stop)?;
+    let mut pass = !entries.is_empty();
+    let mut parts = Vec::new();
+    let mut out = serde_json::Map::new();
+    for s in &entries {
+        let map = s.labels["map"].as_str().unwrap_or("?").to_owned();
+        let cap = caps
+            .iter()
+            .find(|c| c.labels["map"] == s.labels["map"])
+            .and_then(|c| c.points.last())
+            .map_or(f64::NAN, |p| p.1);
+        let peak = s.points.iter().map(|p| p.1).fold(0.0, f64::max);
+        let baseline = s
+            .points
+            .iter()
+            .rfind(|(t, _)| *t <= w.load_start)
+            .map_or(f64::NAN, |p| p.1);
+        let end = s.points.last().map_or(f64::NAN, |p| p.1);
+        let ok = peak / cap < threshold && end <= baseline + (back * cap).max(1.0);
+        pass &= ok;
+        parts.push(format!(
+            "{map} {baseline:.0}/{peak:.0}/{end:.0} of {cap:.0}{}",
+            if ok { "" } else { " (FAIL)" }
+        ));
+        out.insert(
+            map,
+            json!({"capacity": cap, "baseline": baseline, "peak": peak, "end": end,
+                   "peak_fill": peak / cap}),
+        );
+    }
+    Ok((
+        Check {
+            name: "bounded map fill",
+            value: format!("baseline/peak/end: {}", parts.join(", ")),
+            limit: format!(
+                "peak < {:.0}% of capacity; end <= baseline + {:.0}%",
+                threshold * 100.0,
+                back * 100.0
+            ),
+            pass,
+        },
+        Value::Object(out),
+    ))
+}
+
+/// Counters of the daemon's final line (`produced P, delivered D, lost L`).
+fn final_counters(summary: &str) -> Option<(u64, u64, u64)> {
+    let num = |key: &str| -> Option<u64> {
+        let rest = &summary[summary.find(key)? + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((num("produced ")?, num("delivered ")?, num("lost ")?))
+}
+
+fn judge_loss(p: &Prometheus, w: &Window, results: &str) -> anyhow::Result<(Check, Value)> {
+    let summary = results
+        .lines()
+        .find_map(|l| l.strip_prefix("SOAK summary "))
+        .unwrap_or("");
+    let last = |e: &str| p.scalar(e, w.stop).map(|v| v.unwrap_or(f64::NAN));
+    let (pp, pd, pl) = (
+        last("sum(mmrace_events_produced_total)")?,
+        last("sum(mmrace_events_delivered_total)")?,
+        last("sum(mmrace_events_lost_total{reason=\"ringbuf_full\"})")?,
+    );
+    let prom_exact = pp == pd + pl;
+    let (value, pass, fin) = match final_counters(summary) {
+        Some((fp, fd, fl)) => (
+            format!("final: {fp} = {fd} + {fl} lost; last scrape: {pp} = {pd} + {pl}"),
+            fp == fd + fl && prom_exact && fp as f64 >= pp,
+            json!({"produced": fp, "delivered": fd, "lost": fl}),
+        ),
+        None => (
+            format!("no final summary from the daemon; last scrape: {pp} = {pd} + {pl}?"),
+            false,
+            Value::Null,
+        ),
+    };
+    Ok((
+        Check {
+            name: "exact loss accounting",
+            value,
+            limit: "produced == delivered + lost, at the end and at the last scrape".to_owned(),
+            pass,
+        },
+        json!({"final": fin, "last_scrape": {"produced": pp, "delivered": pd, "lost": pl}}),
+    ))
+}
+
+fn judge_findings(p: &Prometheus, w: &Window, results: &str) -> anyhow::Result<(Check, Value)> {
+    let series = p.samples(
+        "mmrace_findings_total{severity=\"violation\"}",
+        w.ready,
+        w.stop,
+    )?;
+    let prom_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    let near = p
+        .scalar("sum(mmrace_findings_total{severity=\"near_miss\"})", w.stop)?
+        .unwrap_or(f64::NAN);
+    let count = |key: &str| -> Option<u64> {
+        let l = results.lines().find(|l| l.starts_with("SOAK findings "))?;
+        let rest = &l[l.find(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let (logged_v, logged_n) = (count("violation="), count("near_miss="));
+    let pass = !series.is_empty() && prom_max == 0.0 && logged_v == Some(0);
+    Ok((
+        Check {
+            name: "zero violations",
+            value: format!(
+                "{prom_max} in Prometheus, {} logged; near misses {near} ({} logged)",
+                logged_v.map_or("?".to_owned(), |v| v.to_string()),
+                logged_n.map_or("?".to_owned(), |v| v.to_string()),
+            ),
+            limit: "0".to_owned(),
+            pass,
+        },
+        json!({"violations": prom_max, "violations_logged": logged_v,
+               "near_misses": near, "near_misses_logged": logged_n}),
+    ))
+}
+
+fn judge_daemon(results: &str) -> Check {
+    let exit = results
+        .lines()
+        .find_map(|l| l.strip_prefix("SOAK daemon-exit "))
+        .unwrap_or("?");
+    let verified = results
+        .lines()
+        .any(|l| l.starts_with("SOAK summary ") && l.contains("(verified)"));
+    Check {
+        name: "daemon stopped cleanly",
+        value: format!(
+            "exit {exit}{}",
+            if verified { ", detach verified" } else { "" }
+        ),
+        limit: "exit 0 on SIGTERM, detach verified".to_owned(),
+        pass: exit == "0" && verified,
+    }
+}
+
+fn utc(fmt: &str) -> String {
+    Command::new("date")
+        .args(["-u", fmt])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    for (bin, pkg) in [
+        ("stress-ng", "stress-ng"),
+        ("prometheus", "prometheus"),
+        ("promtool", "prometheus"),
+    ] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {bin} >/dev/null")])
+            .status()
+            .map_or(true, |s| !s.success())
+        {
+            bail!("{bin} not found: apt install {pkg} (scripts/setup.sh --for-tests)");
+        }
+    }
+    let threshold = match args.map_threshold {
+        Some(t) => t,
+        None => shipped_map_threshold()?,
+    };
+    let script = guest_script(args, &guest_config()?);
+    let host_port = free_port()?;
+    let boot = vm::ScriptBoot {
+        kernel: &args.kernel,
+        script: &script,
+        modules: &["virtio_net"],
+        forward: Some((host_port, GUEST_PORT)),
+        mem_mb: args.mem,
+        // Boot (~1.5 min under TCG), two settles, stress-ng's own stop and
+        // one scenario round past the end.
+        timeout: args.duration + Duration::from_secs(900),
+        quiet: args.quiet,
+        no_build: args.no_build,
+        tag: "-soak",
+    };
+    let dir = vm::script_dir(&boot);
+    fs::create_dir_all(&dir)?;
+    // The watcher must not read the marks of an earlier run.
+    let _ = fs::remove_file(dir.join("results.txt"));
+    let prom = Prometheus::start(&dir, host_port)?;
+    eprintln!(
+        "xtask soak: Prometheus on http://127.0.0.1:{} scrapes the guest through 127.0.0.1:{host_port} every 15 s",
+        prom.port
+    );
+    let marks = Arc::new(Mutex::new(Marks::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (marks, done, results) = (marks.clone(), done.clone(), dir.join("results.txt"));
+        std::thread::spawn(move || watch(results, marks, done))
+    };
+    let started = utc("+%Y-%m-%d %H:%M UTC");
+    let res = vm::boot_script(&boot);
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let res = res?;
+    let results = fs::read_to_string(&res.results).unwrap_or_default();
+    for l in results.lines().filter(|l| l.starts_with("SOAK ")) {
+        eprintln!("[guest] {l}");
+    }
+    let marks = marks.lock().expect("marks");
+    let (Some(ready), Some(load_start)) = (marks.at("ready"), marks.at("load-start")) else {
+        bail!(
+            "the daemon never became ready in the guest (log: {})",
+            dir.display()
+        );
+    };
+    let ended = now();
+    let load_end = marks.at("load-end").unwrap_or(ended);
+    let stop = marks.at("stop").unwrap_or(ended);
+    let w = Window {
+        ready,
+        load_start,
+        load_end,
+        stop,
+    };
+    // Let Prometheus commit the last scrapes before asking.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut checks = Vec::new();
+    let mut detail = serde_json::Map::new();
+    let boot_ok = res.ending == vm::qemu::Ending::PoweredOff && marks.at("stop").is_some();
+    checks.push(Check {
+        name: "guest ran to the end",
+        value: format!("{:?} after {:.0} s", res.ending, res.elapsed.as_secs_f64()),
+        limit: "powered off after the stop mark".to_owned(),
+        pass: boot_ok,
+    });
+    for (key, judged) in [
+        ("scrapes", judge_scrapes(&prom, &w)),
+        ("rss", judge_rss(&prom, &w, args.rss_slack_mib)),
+        ("maps", judge_maps(&prom, &w, threshold, args.map_return)),
+        ("findings", judge_findings(&prom, &w, &results)),
+        ("loss", judge_loss(&prom, &w, &results)),
+    ] {
+        let (check, value) = judged?;
+        checks.push(check);
+        detail.insert(key.to_owned(), value);
+    }
+    checks.push(judge_daemon(&results));
+    let load_line = results
+        .lines()
+        .find_map(|l| l.strip_prefix("SOAK load-end "))
+        .unwrap_or("")
+        .to_owned();
+
+    let pass = checks.iter().all(|c| c.pass);
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "\nsoak on {} for {} (load), {started}: {}",
+        args.kernel,
+        human(args.duration),
+        if pass { "PASS" } else { "FAIL" }
+    );
+    let _ = writeln!(table, "  load: {load_line}");
+    for c in &checks {
+        let _ = writeln!(
+            table,
+            "  {:<4} {:<24} {}  [{}]",
+            if c.pass { "ok" } else { "FAIL" },
+            c.name,
+            c.value,
+            c.limit
+        );
+    }
+    print!("{table}");
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(vm::workspace_root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cell = |i: usize| {
+        checks
+            .get(i)
+            .map_or(String::new(), |c: &Check| c.value.clone())
+    };
+    let row = format!(
+        "| {started} | {} | {} | `{rev}` | {} | {} | {} | {} | {} | {} | {} |",
+        args.kernel,
+        human(args.duration),
+        cell(2),
+        cell(3),
+        cell(4),
+        cell(5),
+        cell(1),
+        load_line,
+        if pass { "PASS" } else { "FAIL" }
+    );
+    println!("\nrow for docs/soak.md:\n{row}");
+
+    let out = args.json.clone().unwrap_or_else(|| {
+        vm::workspace_root().join("target/soak").join(format!(
+            "{}-{}.json",
+            args.kernel,
+            utc("+%Y%m%dT%H%M%SZ")
+        ))
+    });
+    if let Some(parent) = out.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let result = json!({
+        "kernel": args.kernel,
+        "started": started,
+        "revision": rev,
+        "duration_s": args.duration.as_secs(),
+        "inject": args.inject,
+        "pass": pass,
+        "window": {"ready": w.ready, "load_start": w.load_start, "load_end": w.load_end, "stop": w.stop},
+        "load": load_line,
+        "checks": checks.iter().map(|c| json!({"name": c.name, "pass": c.pass, "value": c.value, "limit": c.limit})).collect::<Vec<_>>(),
+        "detail": detail,
+        "row": row,
+        "run_dir": dir.display().to_string(),
+    });
+    fs::write(&out, serde_json::to_string_pretty(&result)? + "\n")?;
+    eprintln!("xtask soak: result in {}", out.display());
+    if !pass {
+        let failed: Vec<&str> = checks.iter().filter(|c| !c.pass).map(|c| c.name).collect();
+        bail!("soak failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
