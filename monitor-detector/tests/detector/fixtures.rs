@@ -163,6 +163,16 @@ const EXPECTED: &[Expectation] = &[
         1,
     ),
     (
+        "unstable_kthread_handled_during_reap",
+        &[("unstable_mm_fault", "near_miss")],
+        1,
+    ),
+    (
+        "unstable_kthread_handled_after_partial_reap",
+        &[("unstable_mm_fault", "violation")],
+        1,
+    ),
+    (
         "unstable_kthread_handled_shared",
         &[("unstable_mm_fault", "near_miss")],
         1,
