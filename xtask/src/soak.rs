@@ -122,7 +122,9 @@ echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 mkdir -p /sys/fs/cgroup/soak-warm /etc/mm-race-monitor
 cat > /etc/mm-race-monitor/monitor.toml <<'TOML'
 {config}TOML
-nice -n -5 /bin/monitor run --config /etc/mm-race-monitor/monitor.toml > /tmp/findings.jsonl 2> /tmp/daemon.log &
+# Nice=-5, as the shipped unit runs it (busybox has renice, not nice): the
+# shell lowers its own niceness, then becomes the daemon.
+sh -c 'renice -n -5 -p $$ > /dev/null && exec /bin/monitor run --config /etc/mm-race-monitor/monitor.toml' > /tmp/findings.jsonl 2> /tmp/daemon.log &
 D=$!
 i=0
 until wget -q -O /dev/null http://127.0.0.1:{GUEST_PORT}/healthz; do
