@@ -144,7 +144,7 @@ su -p -s /bin/sh nobody -c "stress-ng --exec 1 --timeout {secs}s --temp-path /tm
 S2=$!
 unset LD_LIBRARY_PATH
 END=$(( $(date +%s) + {secs} ))
-runs=0; fails=0; rounds=0
+runs=0; fails=0; rounds=0; gone=; deaf=
 scen() {{
     runs=$((runs+1))
     /bin/scenario "$@" > /dev/null 2>> /tmp/scenario.err || {{ fails=$((fails+1)); echo "SOAK scenario-failed: $*"; }}
@@ -158,6 +158,18 @@ while [ $(date +%s) -lt $END ]; do
     scen uffd-race --event unmap --delay-ms 400 --run-ms 1500
     scen exec-migrate --count 20
     scen churn --rounds 3
+    # A daemon that died, or stopped answering, says so at once, in the
+    # kernel log too (the console keeps it if the run is cut short).
+    if [ -z "$gone" ] && ! kill -0 $D 2>/dev/null; then
+        gone=1
+        echo "SOAK daemon-gone round=$rounds"
+        {{ echo "daemon gone in round $rounds"; tail -n 20 /tmp/daemon.log; }} |
+            while read -r l; do echo "mmrace-soak: $l" > /dev/kmsg; done
+    elif [ -z "$deaf" ] && ! wget -q -T 10 -O /dev/null http://127.0.0.1:{GUEST_PORT}/healthz; then
+        deaf=1
+        echo "SOAK healthz-failed round=$rounds"
+        echo "mmrace-soak: /healthz did not answer within 10 s in round $rounds" > /dev/kmsg
+    fi
 done
 wait $S1; r1=$?
 wait $S2; r2=$?
