@@ -25,13 +25,12 @@ use monitor_common::{
 
 use crate::{
     kernel,
-    maps::{COUNTERS, EVENTS, HITS, MM_SEQ, STATS, TASKS},
+    maps::{BPF_NOEXIST, COUNTERS, EVENTS, HITS, MM_SEQ, STATS, TASKS},
 };
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
-const BPF_NOEXIST: u64 = 1;
 
 /// How a record relates to the per-mm sequence.
 #[derive(Clone, Copy, PartialEq, Eq)]

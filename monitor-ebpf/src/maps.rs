@@ -13,6 +13,11 @@ use monitor_common::{
     },
 };
 
+/// `bpf_map_update_elem` flags (include/uapi/linux/bpf.h): create or
+/// replace, and create only.
+pub const BPF_ANY: u64 = 0;
+pub const BPF_NOEXIST: u64 = 1;
+
 /// Every record, in reservation order (a total order across CPUs).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_DEFAULT_BYTES, 0);

@@ -16,7 +16,7 @@ use monitor_common::{
 
 use crate::{
     emit::{current_tid, stat},
-    maps::{STASH, STATE},
+    maps::{BPF_ANY, STASH, STATE},
 };
 
 /// A struct a hook keeps in its stash slot from a function's entry to its
@@ -29,8 +29,6 @@ pub unsafe trait Saved: Copy {
     /// Whose slot it is.
     const HOOK: HookId;
 }
-
-const BPF_ANY: u64 = 0;
 
 #[inline(always)]
 fn key(hook: HookId) -> StashKey {

@@ -48,7 +48,7 @@ use monitor_common::{
 use crate::{
     emit::{Seq, emit, is_tracked, now},
     kernel,
-    maps::STACK_MOVES,
+    maps::{BPF_ANY, STACK_MOVES},
     stamp::{function, programs},
     stash,
 };
@@ -136,7 +136,7 @@ fn stack_move_start(probe: ProbeId, a: &mut StackMoveArgs) -> bool {
     // Counted before the entry exists, so a migration callback that reads 0
     // cannot miss an entry (`state::STACK_MOVES_IN_FLIGHT`).
     stash::enter(state::STACK_MOVES_IN_FLIGHT);
-    if STACK_MOVES.insert(mm, started, 0).is_err() {
+    if STACK_MOVES.insert(mm, started, BPF_ANY).is_err() {
         stash::leave(state::STACK_MOVES_IN_FLIGHT);
     }
     true

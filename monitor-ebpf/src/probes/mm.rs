@@ -37,7 +37,7 @@ use monitor_common::{
 use crate::{
     emit::{Origin, Seq, current_cgroup, emit, emit_from, is_tracked, now, stat},
     kernel,
-    maps::EXITING,
+    maps::{BPF_ANY, EXITING},
     stamp::{karg, programs},
     stash::{self, Saved},
 };
@@ -76,8 +76,6 @@ struct ExitArgs {
 unsafe impl Saved for ExitArgs {
     const HOOK: HookId = HookId::ExitMmap;
 }
-
-const BPF_ANY: u64 = 0;
 
 #[inline(always)]
 fn exit_entry(probe: ProbeId, mm: u64) {

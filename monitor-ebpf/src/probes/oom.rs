@@ -44,7 +44,7 @@ use monitor_common::{
 use crate::{
     emit::{Seq, emit, is_tracked},
     kernel,
-    maps::VICTIMS,
+    maps::{BPF_ANY, VICTIMS},
     stamp::{function, karg, programs},
     stash::{self, Saved},
 };
@@ -73,7 +73,7 @@ pub fn mark_victim(probe: ProbeId, task: u64, uid: u32) {
     let mm = kernel::task_oom_mm(task);
     let pid = kernel::task_pid(task);
     if pid != 0 && mm != 0 {
-        let _ = VICTIMS.insert(pid, mm, 0);
+        let _ = VICTIMS.insert(pid, mm, BPF_ANY);
     }
     emit::<MarkVictim>(probe, EventId::MarkVictim, mm, Seq::Track, |p| {
         p.uid = uid;

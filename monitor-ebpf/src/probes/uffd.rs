@@ -53,7 +53,7 @@ use monitor_common::{
 use crate::{
     emit::{Seq, add_to, emit, now, stat},
     kernel,
-    maps::UFFD_CTX,
+    maps::{BPF_NOEXIST, UFFD_CTX},
     stamp::{function, karg, programs},
     stash::{self, Saved},
 };
@@ -212,7 +212,6 @@ fn fork(probe: ProbeId, parent: u64, child: u64) {
 // folded in.
 
 const EEXIST: i64 = -17;
-const BPF_NOEXIST: u64 = 1;
 
 /// Counts one copy by result (every copy the hook reports, recorded or not:
 /// `mmrace_uffd_copies_total{result}`).
