@@ -1457,8 +1457,31 @@ fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
     assert_eq!(mask("CapInh:"), 0);
     assert_eq!(mask("CapAmb:"), 0);
     assert_eq!(daemon.status_field("NoNewPrivs:"), "1");
-    // The main thread and the two output writers, started after the drop.
-    assert_eq!(daemon.status_field("Threads:"), "3");
+    // The main thread, then the endpoint's thread and the two output
+    // writers, started after the drop: each has the reduced credentials.
+    assert_eq!(daemon.status_field("Threads:"), "4");
+    let main = |f: &str| daemon.status_field(f);
+    for task in std::fs::read_dir(format!("/proc/{}/task", daemon.pid)).expect("tasks") {
+        let status = std::fs::read_to_string(task.expect("task").path().join("status"))
+            .expect("task status");
+        let field = |f: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(f))
+                .map(|v| v.trim().to_owned())
+                .expect("field")
+        };
+        for f in [
+            "Uid:",
+            "Gid:",
+            "CapEff:",
+            "CapPrm:",
+            "CapBnd:",
+            "NoNewPrivs:",
+        ] {
+            assert_eq!(field(f), main(f), "{f} of thread {}", field("Name:"));
+        }
+    }
     assert_eq!(line.starts_with("cap_bpf"), eff == cap_bpf, "{line}");
     assert_eq!(line == "none", eff == 0, "{line}");
 

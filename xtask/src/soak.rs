@@ -132,6 +132,17 @@ until wget -q -O /dev/null http://127.0.0.1:{GUEST_PORT}/healthz; do
     sleep 0.5
 done
 echo "SOAK ready pid=$D"
+# A second view of the endpoint, from inside the guest (loopback, no
+# virtio-net, no slirp): every 5 s, how long /metrics takes. Not a
+# criterion; it tells a slow scrape's network path from the daemon.
+# (`timeout`, not `wget -T`: busybox 1.35's wget segfaults on -T.)
+( while [ ! -e /tmp/probe-stop ]; do
+    a=$(cut -d' ' -f1 /proc/uptime)
+    if timeout 10 wget -q -O /dev/null http://127.0.0.1:{GUEST_PORT}/metrics; then r=ok; else r=fail; fi
+    b=$(cut -d' ' -f1 /proc/uptime)
+    echo "$a $b $r" >> /tmp/probe.log
+    sleep 5
+  done ) &
 sleep {SETTLE}
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 echo "SOAK load-start"
@@ -165,7 +176,7 @@ while [ $(date +%s) -lt $END ]; do
         echo "SOAK daemon-gone round=$rounds"
         {{ echo "daemon gone in round $rounds"; tail -n 20 /tmp/daemon.log; }} |
             while read -r l; do echo "mmrace-soak: $l" > /dev/kmsg; done
-    elif [ -z "$deaf" ] && ! wget -q -T 10 -O /dev/null http://127.0.0.1:{GUEST_PORT}/healthz; then
+    elif [ -z "$deaf" ] && ! timeout 10 wget -q -O /dev/null http://127.0.0.1:{GUEST_PORT}/healthz; then
         deaf=1
         echo "SOAK healthz-failed round=$rounds"
         echo "mmrace-soak: /healthz did not answer within 10 s in round $rounds" > /dev/kmsg
@@ -176,6 +187,7 @@ wait $S2; r2=$?
 echo "SOAK load-end rounds=$rounds runs=$runs fails=$fails stress-root=$r1 stress-exec=$r2"
 sleep {SETTLE}
 echo "SOAK stop"
+touch /tmp/probe-stop
 # Longer than the scrape timeout: a scrape started before the mark ends first.
 sleep 6
 kill -TERM $D
@@ -184,6 +196,9 @@ echo "SOAK daemon-exit $?"
 echo "SOAK findings near_miss=$(grep -c '"severity":"near_miss"' /tmp/findings.jsonl) violation=$(grep -c '"severity":"violation"' /tmp/findings.jsonl)"
 grep 'ended by' /tmp/daemon.log | sed 's/^/SOAK summary /'
 grep '"severity":"violation"' /tmp/findings.jsonl | head -n 5 | sed 's/^/SOAK violation: /'
+awk '{{d=$2-$1; n++; if (d>m) m=d; if (d>1) o++; if ($3!="ok") f++}}
+     END {{printf "SOAK probe n=%d max=%.2f over1s=%d failed=%d\n", n, m, o, f}}' /tmp/probe.log
+awk '$2-$1>1 || $3!="ok" {{print "SOAK probe-slow uptime=" $1 " took=" $2-$1 " " $3}}' /tmp/probe.log | head -n 20
 tail -n 40 /tmp/daemon.log | sed 's/^/SOAK log: /'
 tail -n 5 /tmp/scenario.err 2>/dev/null | sed 's/^/SOAK scenario-stderr: /'
 tail -n 5 /tmp/stress-root.log /tmp/stress-exec.log | sed 's/^/SOAK stress: /'
@@ -431,7 +446,11 @@ struct Window {
     stop: f64,
 }
 
-fn judge_scrapes(p: &Prometheus, w: &Window) -> anyhow::Result<(Check, Value)> {
+fn judge_scrapes(
+    p: &Prometheus,
+    w: &Window,
+    probe: Option<&str>,
+) -> anyhow::Result<(Check, Value)> {
     let up = p.samples("up{job=\"mm-race-monitor\"}", w.ready, w.stop)?;
     let points: Vec<(f64, f64)> = up.iter().flat_map(|s| s.points.clone()).collect();
     let failed = points.iter().filter(|(_, v)| *v != 1.0).count();
@@ -440,7 +459,7 @@ fn judge_scrapes(p: &Prometheus, w: &Window) -> anyhow::Result<(Check, Value)> {
     edges.push(w.stop);
     let max_gap = edges.windows(2).map(|e| e[1] - e[0]).fold(0.0, f64::max);
     let expected = ((w.stop - w.ready) / SCRAPE).floor() as usize;
-    let slowest = p
+    let mut durations: Vec<f64> = p
         .samples(
             "scrape_duration_seconds{job=\"mm-race-monitor\"}",
             w.ready,
@@ -448,21 +467,34 @@ fn judge_scrapes(p: &Prometheus, w: &Window) -> anyhow::Result<(Check, Value)> {
         )?
         .iter()
         .flat_map(|s| s.points.iter().map(|(_, v)| *v))
-        .fold(0.0, f64::max);
+        .collect();
+    durations.sort_by(f64::total_cmp);
+    let slowest = durations.last().copied().unwrap_or(0.0);
+    let quantile = |q: f64| {
+        durations
+            .get(((durations.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (median, p90) = (quantile(0.5), quantile(0.9));
+    let over_1s = durations.iter().filter(|d| **d > 1.0).count();
     let pass = up.len() == 1 && failed == 0 && points.len() >= expected && max_gap <= MAX_GAP;
     Ok((
         Check {
             name: "every scrape answered",
             value: format!(
-                "{} of {} up, max gap {max_gap:.1} s, slowest {slowest:.2} s",
+                "{} of {} up, max gap {max_gap:.1} s, scrape time median {median:.2} s, \
+                 p90 {p90:.2} s, slowest {slowest:.2} s ({over_1s} over 1 s){}",
                 points.len() - failed,
-                points.len()
+                points.len(),
+                probe.map_or(String::new(), |p| format!("; in the guest (loopback): {p}"))
             ),
             limit: format!("up == 1, >= {expected} samples, gap <= {MAX_GAP} s"),
             pass,
         },
         json!({"samples": points.len(), "down": failed, "expected_at_least": expected,
-               "max_gap_s": max_gap, "slowest_scrape_s": slowest}),
+               "max_gap_s": max_gap, "slowest_scrape_s": slowest, "median_scrape_s": median,
+               "p90_scrape_s": p90, "scrapes_over_1s": over_1s, "guest_probe": probe}),
     ))
 }
 
@@ -763,6 +795,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // Let Prometheus commit the last scrapes before asking.
     std::thread::sleep(Duration::from_secs(2));
 
+    let probe = results
+        .lines()
+        .find_map(|l| l.strip_prefix("SOAK probe "))
+        .map(str::trim);
     let mut checks = Vec::new();
     let mut detail = serde_json::Map::new();
     let boot_ok = res.ending == vm::qemu::Ending::PoweredOff && marks.at("stop").is_some();
@@ -773,7 +809,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         pass: boot_ok,
     });
     for (key, judged) in [
-        ("scrapes", judge_scrapes(&prom, &w)),
+        ("scrapes", judge_scrapes(&prom, &w, probe)),
         ("rss", judge_rss(&prom, &w, args.rss_slack_mib)),
         ("maps", judge_maps(&prom, &w, threshold, args.map_return)),
         ("findings", judge_findings(&prom, &w, &results)),

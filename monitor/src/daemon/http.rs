@@ -168,6 +168,62 @@ const fn reason(status: u16) -> &'static str {
     }
 }
 
+/// The endpoint's own thread: scrapes are answered whatever the event loop
+/// is doing (draining a burst, the detector, the recorder's writes, a map
+/// walk, a stall in reclaim on the loop's side). Dropping it stops the
+/// server and joins the thread.
+pub struct ServerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Starts serving `listener` (already bound, non-blocking) on a new
+    /// thread with its own single-threaded runtime.
+    pub fn spawn(
+        listener: std::net::TcpListener,
+        handler: Arc<dyn Handler>,
+        limits: Limits,
+    ) -> std::io::Result<ServerThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _in = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = serve(listener, handler, limits) => {}
+                        _ = stopped => {}
+                    }
+                });
+                // Open connections end with the runtime: their tasks are
+                // dropped, their sockets closed.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(ServerThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Serves until the task is dropped or aborted.
 pub async fn serve(listener: TcpListener, handler: Arc<dyn Handler>, limits: Limits) {
     let conns = Arc::new(Mutex::new(Conns::default()));

@@ -39,7 +39,6 @@ use monitor_detector::{
     Detector, DetectorConfig,
     tracefile::{FORMAT_NAME, FORMAT_VERSION, Header},
 };
-use tokio::net::TcpListener;
 
 use self::{
     config::DaemonConfig,
@@ -315,16 +314,18 @@ async fn daemon(
     kstats.refresh(&metrics);
 
     let health = Arc::new(Health::new(attached, session.loaded.hooks.len()));
-    let listener = TcpListener::from_std(listener).context("registering the listener")?;
     let addr: SocketAddr = listener.local_addr().context("listener address")?;
-    let server = tokio::spawn(http::serve(
+    // Its own thread, started after the privilege drop like the output
+    // threads: a scrape never waits behind the ring drain.
+    let server = http::ServerThread::spawn(
         listener,
         Arc::new(Endpoints {
             metrics: metrics.clone(),
             health: health.clone(),
         }),
         http::Limits::default(),
-    ));
+    )
+    .context("starting the metrics endpoint")?;
     say!(
         "monitor: serving metrics on http://{addr}/metrics (and /healthz); {} programs attached",
         program_ids.len()
@@ -380,7 +381,7 @@ async fn daemon(
             still_loaded.join(", ")
         );
     }
-    server.abort();
+    drop(server);
     let recorded = sink
         .recorder
         .take()
