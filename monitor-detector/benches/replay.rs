@@ -335,6 +335,11 @@ fn main() {
         let mut found = 0usize;
         for ev in owned {
             found += d.push_event(ev).len();
+            // What the daemon's sink does after every event (it observes
+            // each window's duration in a histogram).
+            d.drain_windows(|w, ns| {
+                black_box((w, ns));
+            });
         }
         found += d.finish().len();
         (black_box(found), d.stats().clone())
