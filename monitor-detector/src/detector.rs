@@ -274,6 +274,7 @@ impl Detector {
     /// Hands a released event to the rules. `slot` is its stream's slot
     /// when the sequencer just found it (then the rules' state is reached
     /// without hashing the key again).
+    #[inline(always)]
     fn on_event(&mut self, ev: &Event, slot: Option<Idx>, out: &mut Vec<Finding>) {
         self.released += 1;
         let Detector {
