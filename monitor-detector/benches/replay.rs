@@ -6,6 +6,8 @@
 //! REPLAY_DETECTOR_ONLY=1 perf record -g target/release/deps/replay-…   # profile the detector
 //! REPLAY_TRACE_OUT=/tmp/replay.jsonl cargo bench -p monitor-detector --bench replay  # and keep the trace
 //!                                      # (then: time monitor analyze /tmp/replay.jsonl)
+//! REPLAY_FINDINGS_OUT=/tmp/found.jsonl target/release/deps/replay-…   # every finding and the counters
+//!                                      # (compare two builds' files: the verdicts must not move)
 //! ```
 //!
 //! The trace mixes what a busy host produces on the function rung: process
@@ -300,15 +302,16 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (v, start.elapsed().as_secs_f64())
 }
 
-/// The bench's trace as a file, to time `monitor analyze` on it.
+/// The bench's trace (or its findings) as a file, to time `monitor
+/// analyze` on it (or compare two builds' verdicts).
 #[allow(
     clippy::disallowed_methods,
     reason = "the benchmark's own output file; the detector itself does no IO (the workspace \
               clippy.toml forbids std::fs, which is why this needs an allow rather than an \
               expect: the lint only fires where that config is present)"
 )]
-fn keep_trace(path: &std::ffi::OsStr, text: &str) {
-    std::fs::write(path, text).expect("REPLAY_TRACE_OUT: write the trace");
+fn keep_file(path: &std::ffi::OsStr, text: &str) {
+    std::fs::write(path, text).expect("REPLAY_TRACE_OUT / REPLAY_FINDINGS_OUT: write the file");
 }
 
 fn main() {
@@ -332,6 +335,11 @@ fn main() {
         let mut found = 0usize;
         for ev in owned {
             found += d.push_event(ev).len();
+            // What the daemon's sink does after every event (it observes
+            // each window's duration in a histogram).
+            d.drain_windows(|w, ns| {
+                black_box((w, ns));
+            });
         }
         found += d.finish().len();
         (black_box(found), d.stats().clone())
@@ -349,6 +357,25 @@ fn main() {
         stats.peak_mms,
         stats.held
     );
+
+    // Every finding and the final counters, one per line, untimed: two
+    // builds given the same REPLAY_EVENTS must write the same file.
+    if let Some(path) = std::env::var_os("REPLAY_FINDINGS_OUT") {
+        let mut d = Detector::new(DetectorConfig::new(RELEASE, hooks()));
+        let mut out = String::new();
+        let mut write = |found: Vec<monitor_detector::Finding>| {
+            for f in found {
+                out.push_str(&to_line(&Line::Finding(f)));
+                out.push('\n');
+            }
+        };
+        for ev in &events {
+            write(d.push_event(*ev));
+        }
+        write(d.finish());
+        out.push_str(&format!("{:?}\n", d.stats()));
+        keep_file(&path, &out);
+    }
 
     if std::env::var_os("REPLAY_DETECTOR_ONLY").is_some() {
         return;
@@ -375,7 +402,7 @@ fn main() {
         text.push('\n');
     }
     if let Some(path) = std::env::var_os("REPLAY_TRACE_OUT") {
-        keep_trace(&path, &text);
+        keep_file(&path, &text);
     }
     let ((), secs) = timed(|| {
         let mut a = FileAnalyzer::new("bench.jsonl");

@@ -154,6 +154,19 @@ impl FileAnalyzer {
                 "line is cut short (interrupted write) but more lines follow",
             );
         }
+        // Almost every line: an event, once the header is read, goes
+        // straight to the detector (what `parse_line` makes of it, without
+        // the `Line` around it).
+        if let Some(detector) = &mut self.detector
+            && let Some(ev) = crate::json::parse_event_line(text)
+        {
+            let found = detector.push_event(ev);
+            detector.discard_windows();
+            if !found.is_empty() {
+                self.report.findings.extend(found);
+            }
+            return;
+        }
         let parsed = match parse_line(text) {
             Ok(l) => l,
             Err(LineError::Truncated) => {
@@ -193,6 +206,7 @@ impl FileAnalyzer {
             Line::Header(_) => self.fail(Some(no), "unexpected second header line"),
             Line::Event(ev) => {
                 let found = detector.push_event(ev);
+                detector.discard_windows();
                 self.report.findings.extend(found);
             }
             Line::Loss(loss) => {

@@ -133,6 +133,13 @@ impl Detector {
         }
     }
 
+    /// Forgets the race windows closed since the last call, for a caller
+    /// that does not observe their durations (`analyze`): without it or
+    /// [`Detector::drain_windows`] they pile up for the whole input.
+    pub fn discard_windows(&mut self) {
+        self.windows.clear();
+    }
+
     /// Feeds one trace line. Header, finding and summary lines are ignored
     /// (the caller configures the detector from the header).
     pub fn push(&mut self, line: &Line) -> Vec<Finding> {
@@ -267,6 +274,7 @@ impl Detector {
     /// Hands a released event to the rules. `slot` is its stream's slot
     /// when the sequencer just found it (then the rules' state is reached
     /// without hashing the key again).
+    #[inline(always)]
     fn on_event(&mut self, ev: &Event, slot: Option<Idx>, out: &mut Vec<Finding>) {
         self.released += 1;
         let Detector {

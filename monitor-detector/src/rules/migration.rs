@@ -207,22 +207,19 @@ impl State {
     }
 
     fn episode(&mut self, ctx: &Ctx<'_>) -> &mut Episode {
-        let seeds: Vec<Noted> = self
-            .win
-            .iter()
-            .flat_map(|w| w.tp_start.iter().chain(w.fn_start.iter()))
-            .cloned()
-            .collect();
-        let in_window = self.win.is_some();
-        let window_kind = match &self.win {
-            Some(w) if w.fn_start.is_some() => "stack_move",
-            Some(_) => "exec_mm_switch..exec",
-            None => "none",
-        };
-        let taint = &self.taint;
+        let (win, taint) = (&self.win, &self.taint);
         self.episode.get_or_insert_with(|| {
+            let in_window = win.is_some();
+            let window_kind = match win {
+                Some(w) if w.fn_start.is_some() => "stack_move",
+                Some(_) => "exec_mm_switch..exec",
+                None => "none",
+            };
             let mut w = Window::new(ctx, taint);
-            w.evidence.extend(&seeds);
+            w.evidence.extend(
+                win.iter()
+                    .flat_map(|w| w.tp_start.iter().chain(w.fn_start.iter())),
+            );
             Episode {
                 w,
                 skips: 0,
@@ -273,22 +270,22 @@ impl State {
         }
     }
 
+    /// Events are noted (copied) only where they are kept.
     pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Global, ctx: &mut Ctx<'_>) {
-        let n = ctx.note(ev);
         match &ev.data {
             Data::ExecMmSwitch(_) => {
-                self.win.get_or_insert_with(ExecWindow::default).tp_start = Some(n);
+                self.win.get_or_insert_with(ExecWindow::default).tp_start = Some(ctx.note(ev));
                 self.attach_pre(ctx);
             }
             Data::StackMoveStart(_) => {
                 let w = self.win.get_or_insert_with(ExecWindow::default);
-                w.fn_start = Some(n);
+                w.fn_start = Some(ctx.note(ev));
                 w.fn_open = true;
                 self.attach_pre(ctx);
             }
             Data::StackMoveEnd(_) => {
                 if let Some(e) = &mut self.episode {
-                    e.w.push(n);
+                    e.w.push(ctx.note(ev));
                 }
                 let tp_open = match &mut self.win {
                     Some(w) => {
@@ -304,22 +301,22 @@ impl State {
             Data::Exec(x) => {
                 if let Some(e) = &mut self.episode {
                     e.exec = Some(c_str(&x.filename).into_owned());
-                    e.w.push(n);
+                    e.w.push(ctx.note(ev));
                 }
                 self.close_window(Close::WindowEnd, ctx);
             }
-            Data::MigrationEntryInTempStack(_) => self.add(n, ctx),
+            Data::MigrationEntryInTempStack(_) => self.add(ctx.note(ev), ctx),
             Data::MigrationSkipTempStack(_) | Data::MigrationPteRemoved(_) => {
                 if self.win.is_some() {
-                    self.add(n, ctx);
+                    self.add(ctx.note(ev), ctx);
                 } else if self.pre.len() < MAX_PRE {
-                    self.pre.push(n);
+                    self.pre.push(ctx.note(ev));
                 } else {
                     ctx.stats.evidence_omitted += 1;
                 }
             }
-            Data::MigrationEntryWait(r) => self.on_wait(ev, 0, r.address & PAGE_MASK, n, g, ctx),
-            Data::HugeMigrationWaitStart(w) => self.on_wait(ev, w.level, w.entry, n, g, ctx),
+            Data::MigrationEntryWait(r) => self.on_wait(ev, 0, r.address & PAGE_MASK, g, ctx),
+            Data::HugeMigrationWaitStart(w) => self.on_wait(ev, w.level, w.entry, g, ctx),
             Data::HugeMigrationWaitEnd(w) => {
                 if let Some(t) = self
                     .waits
@@ -327,7 +324,7 @@ impl State {
                     .find(|t| t.pid == ev.pid && t.level == w.level && !t.reported)
                     && t.events.len() < MAX_WAIT_EVENTS
                 {
-                    t.events.push(n);
+                    t.events.push(ctx.note(ev));
                 }
             }
             _ => {}
@@ -336,15 +333,7 @@ impl State {
         self.taint.settle(open);
     }
 
-    fn on_wait(
-        &mut self,
-        ev: &Event,
-        level: u32,
-        page: u64,
-        n: Noted,
-        g: &Global,
-        ctx: &mut Ctx<'_>,
-    ) {
+    fn on_wait(&mut self, ev: &Event, level: u32, page: u64, g: &Global, ctx: &mut Ctx<'_>) {
         let same = |t: &WaitTrack| t.pid == ev.pid && t.level == level && t.page == page;
         if !g.open.is_empty() {
             // A batch is in flight: the entry is explained.
@@ -390,7 +379,7 @@ impl State {
         }
         t.count += 1;
         if t.events.len() < MAX_WAIT_EVENTS {
-            t.events.push(n);
+            t.events.push(ctx.note(ev));
         }
         if t.count < threshold {
             return;
@@ -527,6 +516,23 @@ impl MmRule for State {
     const RULE: FindingKind = KIND;
     mm_rule_common!();
     reuse_keeping!(pre, waits);
+    /// A fresh state has no window, episode or wait to end, join or count:
+    /// only the events that open one, or are kept until one opens, make
+    /// it; a wait on a migration entry only while no batch is in flight
+    /// (a wait during a batch is explained and forgets earlier waits).
+    fn wants(ev: &Event, g: &Globals) -> bool {
+        match ev.data {
+            Data::ExecMmSwitch(_)
+            | Data::StackMoveStart(_)
+            | Data::MigrationEntryInTempStack(_)
+            | Data::MigrationSkipTempStack(_)
+            | Data::MigrationPteRemoved(_) => true,
+            Data::MigrationEntryWait(_) | Data::HugeMigrationWaitStart(_) => {
+                g.migration.open.is_empty()
+            }
+            _ => false,
+        }
+    }
     fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, &mut g.migration, ctx);
     }

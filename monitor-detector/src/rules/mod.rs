@@ -391,9 +391,19 @@ pub(crate) trait MmRule: Sized {
     fn new(key: MmKey) -> Self;
     /// Whether `ev` needs this rule's state created (most mms only ever meet
     /// one or two rules, so state is made on demand). Default: yes.
-    fn wants(_ev: &Event) -> bool {
+    ///
+    /// A rule may say no only for an event that would leave a fresh state
+    /// ([`MmRule::new`]) exactly as it was: then not making the state is
+    /// the same as making it, and the rule's verdicts cannot change. What
+    /// such an event does outside the state is [`MmRule::without_state`].
+    fn wants(_ev: &Event, _g: &Globals) -> bool {
         true
     }
+    /// What an event routed to this rule does when the generation has no
+    /// state of the rule and [`MmRule::wants`] said no: the effects on the
+    /// rule's global part that [`MmRule::on_event`] would have had on a
+    /// fresh state. Default: none.
+    fn without_state(_key: MmKey, _ev: &Event, _g: &mut Globals) {}
     /// Makes `self` (a finished generation's state, from the pool) the fresh
     /// state of `key`, as [`MmRule::new`] would. A rule may override it to
     /// keep its buffers' capacity.
@@ -533,7 +543,7 @@ macro_rules! mm_rules {
                     if routed & (1 << <$rule as MmRule>::RULE as u8) != 0 {
                         let part = match &mut self.$field {
                             Some(p) => Some(p),
-                            slot if <$rule as MmRule>::wants(ev) => {
+                            slot if <$rule as MmRule>::wants(ev, g) => {
                                 Some(slot.insert(match pool.$field.pop() {
                                     Some(mut b) => {
                                         b.reuse(self.key);
@@ -544,8 +554,9 @@ macro_rules! mm_rules {
                             }
                             _ => None,
                         };
-                        if let Some(part) = part {
-                            <$rule as MmRule>::on_event(part, ev, g, ctx);
+                        match part {
+                            Some(part) => <$rule as MmRule>::on_event(part, ev, g, ctx),
+                            None => <$rule as MmRule>::without_state(self.key, ev, g),
                         }
                     }
                 )*

@@ -152,6 +152,14 @@ impl Global {
         }
     }
 
+    /// The mm at `mm` was freed: a tombstone there is not the generation a
+    /// later reaper could be reaping.
+    fn forget(&mut self, mm: u64) {
+        if !self.tombstones.is_empty() {
+            self.tombstones.remove(&mm);
+        }
+    }
+
     /// Records relevant to this rule were lost somewhere.
     pub(crate) fn on_loss(&mut self, note: &str) {
         for t in self.tombstones.values_mut() {
@@ -209,29 +217,31 @@ impl State {
 
     /// Opens the window if needed, seeding it with everything that explains it.
     fn window(&mut self, ctx: &Ctx<'_>) -> &mut ReapWindow {
-        let seeds: Vec<Noted> = self
-            .victims
-            .iter()
-            .chain(self.exit_ended.iter())
-            .chain(
-                self.exit
-                    .iter()
-                    .flat_map(|e| std::iter::once(&e.start).chain(e.unmap_vmas.iter())),
-            )
-            .chain(
-                self.reaps
-                    .iter()
-                    .flat_map(|b| std::iter::once(&b.start).chain(b.unmap.iter())),
-            )
-            .cloned()
-            .collect();
-        let taint = &self.taint;
-        let unmap_vmas_seen = self.exit.as_ref().is_some_and(|e| e.unmap_vmas_seen);
-        let reaper = self.reaps.first().map(Bracket::who);
-
+        let (victims, exit_ended, exit, reaps, taint) = (
+            &self.victims,
+            &self.exit_ended,
+            &self.exit,
+            &self.reaps,
+            &self.taint,
+        );
         (self.window.get_or_insert_with(|| {
             let mut w = Window::new(ctx, taint);
-            w.evidence.extend(&seeds);
+            w.evidence.extend(
+                victims
+                    .iter()
+                    .chain(exit_ended.iter())
+                    .chain(
+                        exit.iter()
+                            .flat_map(|e| std::iter::once(&e.start).chain(e.unmap_vmas.iter())),
+                    )
+                    .chain(
+                        reaps
+                            .iter()
+                            .flat_map(|b| std::iter::once(&b.start).chain(b.unmap.iter())),
+                    ),
+            );
+            let unmap_vmas_seen = exit.as_ref().is_some_and(|e| e.unmap_vmas_seen);
+            let reaper = reaps.first().map(Bracket::who);
             ReapWindow {
                 w,
                 overlap: false,
@@ -247,65 +257,65 @@ impl State {
     }
 
     fn note_reaper(&mut self) {
-        let who = self.reaps.last().map(Bracket::who);
         if let Some(w) = &mut self.window
             && w.reaper.is_none()
         {
-            w.reaper = who;
+            w.reaper = self.reaps.last().map(Bracket::who);
         }
     }
 
+    /// Events are noted (copied, 176 bytes) only where they are kept: in a
+    /// bracket, as a victim, or in an open window.
     pub(crate) fn on_event(&mut self, ev: &Event, g: &mut Global, ctx: &mut Ctx<'_>) {
-        let n = ctx.note(ev);
         match &ev.data {
             Data::MarkVictim(_) => {
                 if self.victims.len() < 4 {
-                    self.victims.push(n.clone());
+                    self.victims.push(ctx.note(ev));
                 }
                 // A new victim at this address: the buried generation is not
                 // the one being reaped any more.
-                if g.tombstones
-                    .get(&self.key.0)
-                    .is_some_and(|t| t.generation != self.key.1)
+                if !g.tombstones.is_empty()
+                    && g.tombstones
+                        .get(&self.key.0)
+                        .is_some_and(|t| t.generation != self.key.1)
                 {
                     g.tombstones.remove(&self.key.0);
                 }
-                if let Some(w) = &mut self.window {
-                    w.w.push(n);
-                }
+                self.push_if_open(ev, ctx);
             }
             Data::ReapStart(r) => {
                 if self.is_own_exit(ev.pid) {
                     self.nested.push(ev.pid);
-                    self.push_if_open(n);
-                } else if self.continuation(ev, r.victim_pid, ReapSource::of(r), &n, g, ctx) {
+                    self.push_if_open(ev, ctx);
+                } else if self.continuation(ev, r.victim_pid, ReapSource::of(r), g, ctx) {
                     // Reported against the buried generation.
                 } else {
-                    self.open_reap(ev, n, ctx);
+                    self.open_reap(ev, ctx);
                 }
             }
             Data::ReaperUnmapStart(_) => {
                 if self.nested.contains(&ev.pid) {
-                    self.push_if_open(n);
+                    self.push_if_open(ev, ctx);
                     return self.settle();
                 }
                 match self.reaps.iter_mut().find(|b| b.pid == ev.pid) {
                     Some(b) => {
-                        b.unmap = Some(n.clone());
+                        let n = ctx.note(ev);
                         if let Some(w) = &mut self.window {
-                            w.w.push(n);
+                            w.w.push(n.clone());
                         }
+                        b.unmap = Some(n);
                     }
                     // The reaping bracket's start was not seen (lost, or the
                     // entry hook is missing): this zap is reaper activity anyway.
-                    None => self.open_reap(ev, n, ctx),
+                    None => self.open_reap(ev, ctx),
                 }
             }
             Data::ReaperUnmapEnd(_) => {
                 if let Some(b) = self.reaps.iter_mut().find(|b| b.pid == ev.pid) {
                     b.unmap = None;
                 }
-                self.push_if_open(n);
+                self.push_if_open(ev, ctx);
             }
             Data::ReapEnd(_) => {
                 if let Some(i) = self.nested.iter().position(|p| *p == ev.pid) {
@@ -316,23 +326,24 @@ impl State {
                         ctx.window_closed(RaceWindow::Reaping, &b.start.ev, ev);
                     }
                 }
-                self.push_if_open(n);
+                self.push_if_open(ev, ctx);
                 self.maybe_close(ctx);
             }
-            Data::ReapSkip(_) => self.push_if_open(n),
+            Data::ReapSkip(_) => self.push_if_open(ev, ctx),
             // The same exit's start twice (the BPF side replays a start that
             // the exiting thread may also emit in a narrow race): keep the first.
             Data::ExitMmapStart(_) if self.exit.as_ref().is_some_and(|e| e.pid == ev.pid) => {
-                self.push_if_open(n);
+                self.push_if_open(ev, ctx);
             }
             Data::ExitMmapStart(_) => {
                 self.exit = Some(Exit {
                     pid: ev.pid,
-                    start: n.clone(),
+                    start: ctx.note(ev),
                     unmap_vmas: None,
                     unmap_vmas_seen: false,
                 });
                 if !self.reaps.is_empty() {
+                    let n = ctx.note(ev);
                     let w = self.window(ctx);
                     w.overlap = true;
                     w.w.push(n);
@@ -340,15 +351,16 @@ impl State {
             }
             Data::UnmapVmasStart(_) => {
                 if let Some(e) = &mut self.exit {
-                    e.unmap_vmas = Some(n.clone());
+                    e.unmap_vmas = Some(ctx.note(ev));
                     e.unmap_vmas_seen = true;
                 }
                 if let Some(w) = &mut self.window {
                     w.unmap_vmas_seen = true;
                 }
                 if self.reaps.is_empty() {
-                    self.push_if_open(n);
+                    self.push_if_open(ev, ctx);
                 } else {
+                    let n = ctx.note(ev);
                     let w = self.window(ctx);
                     w.overlap = true;
                     w.overlap_unmap_vmas = true;
@@ -360,18 +372,19 @@ impl State {
                 if let Some(e) = &mut self.exit {
                     e.unmap_vmas = None;
                 }
-                self.push_if_open(n);
+                self.push_if_open(ev, ctx);
             }
             Data::ExitMmapEnd(_) => {
                 if let Some(e) = &self.exit {
                     ctx.window_closed(RaceWindow::ExitMmap, &e.start.ev, ev);
                 }
+                let n = ctx.note(ev);
                 if !self.reaps.is_empty() {
                     let w = self.window(ctx);
                     w.violation("exit_mmap_end_inside_reap");
                     w.w.push(n.clone());
-                } else {
-                    self.push_if_open(n.clone());
+                } else if let Some(w) = &mut self.window {
+                    w.w.push(n.clone());
                 }
                 self.exit = None;
                 self.nested.clear();
@@ -379,13 +392,14 @@ impl State {
                 self.maybe_close(ctx);
             }
             Data::MmDrop(_) => {
-                g.tombstones.remove(&self.key.0);
+                g.forget(self.key.0);
                 if !self.reaps.is_empty() {
+                    let n = ctx.note(ev);
                     let w = self.window(ctx);
                     w.violation("mmdrop_inside_reap");
                     w.w.push(n);
                 } else {
-                    self.push_if_open(n);
+                    self.push_if_open(ev, ctx);
                 }
             }
             _ => {}
@@ -398,9 +412,9 @@ impl State {
         self.taint.settle(open);
     }
 
-    fn push_if_open(&mut self, n: Noted) {
+    fn push_if_open(&mut self, ev: &Event, ctx: &Ctx<'_>) {
         if let Some(w) = &mut self.window {
-            w.w.push(n);
+            w.w.push(ctx.note(ev));
         }
     }
 
@@ -410,7 +424,8 @@ impl State {
         self.exit.as_ref().is_some_and(|e| e.pid == pid)
     }
 
-    fn open_reap(&mut self, ev: &Event, n: Noted, ctx: &mut Ctx<'_>) {
+    fn open_reap(&mut self, ev: &Event, ctx: &mut Ctx<'_>) {
+        let n = ctx.note(ev);
         let unmap = matches!(ev.data, Data::ReaperUnmapStart(_)).then(|| n.clone());
         self.reaps.push(Bracket {
             pid: ev.pid,
@@ -441,7 +456,6 @@ impl State {
         ev: &Event,
         victim_pid: u32,
         source: ReapSource,
-        n: &Noted,
         g: &mut Global,
         ctx: &mut Ctx<'_>,
     ) -> bool {
@@ -470,7 +484,7 @@ impl State {
         }
         w.evidence.extend(&t.victims);
         w.evidence.push(t.exit_end.clone());
-        w.evidence.push(n.clone());
+        w.evidence.push(ctx.note(ev));
         let verdict = Verdict {
             kind: KIND,
             grade: Grade::Violation,
@@ -688,6 +702,24 @@ impl MmRule for State {
     const RULE: FindingKind = KIND;
     mm_rule_common!();
     reuse_keeping!(victims, reaps, nested);
+    /// The other events routed here change nothing in a fresh state (no
+    /// bracket, exit or window is open for them to close or join); of
+    /// them only `mmdrop` does something outside it.
+    fn wants(ev: &Event, _: &Globals) -> bool {
+        matches!(
+            ev.data,
+            Data::MarkVictim(_)
+                | Data::ReapStart(_)
+                | Data::ReaperUnmapStart(_)
+                | Data::ExitMmapStart(_)
+                | Data::ExitMmapEnd(_)
+        )
+    }
+    fn without_state(key: MmKey, ev: &Event, g: &mut Globals) {
+        if matches!(ev.data, Data::MmDrop(_)) {
+            g.reaper.forget(key.0);
+        }
+    }
     fn on_event(&mut self, ev: &Event, g: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, &mut g.reaper, ctx);
     }

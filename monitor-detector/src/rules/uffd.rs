@@ -123,11 +123,10 @@ impl State {
     }
 
     fn window(&mut self, source: Source, ctx: &Ctx<'_>) -> &mut UffdWindow {
-        let taint = &self.taint;
-        let seeds: Vec<Noted> = self.changes.clone();
+        let (taint, changes) = (&self.taint, &self.changes);
         let w = self.window.get_or_insert_with(|| {
             let mut w = Window::new(ctx, taint);
-            w.evidence.extend(&seeds);
+            w.evidence.extend(changes);
             UffdWindow {
                 w,
                 source,
@@ -198,7 +197,9 @@ impl State {
                     }
                     _ => None,
                 };
-                self.mfills.retain(|m| m.pid != ev.pid);
+                if self.mfills.iter().any(|m| m.pid == ev.pid) {
+                    self.mfills.retain(|m| m.pid != ev.pid);
+                }
                 if self.mfills.len() >= MAX_MFILLS {
                     self.mfills.remove(0);
                 }
@@ -226,7 +227,7 @@ impl State {
                     }
                     w.w.push(ctx.note(ev));
                 } else if c.ret > 0 {
-                    self.mfill_success(start, ctx.note(ev), ctx);
+                    self.mfill_success(start, ev, ctx);
                 }
             }
             Data::UffdCopy(c) => {
@@ -316,14 +317,15 @@ impl State {
         }
     }
 
-    fn mfill_success(&mut self, start: Option<Mfill>, end: Noted, ctx: &mut Ctx<'_>) {
+    /// `end` is noted (copied) only if a window keeps it.
+    fn mfill_success(&mut self, start: Option<Mfill>, end: &Event, ctx: &mut Ctx<'_>) {
         let changing_now = !self.changes.is_empty();
         let epoch = self.epoch;
         let Some(w) = self.window.as_mut().filter(|w| w.source == Source::Change) else {
             if let Some(w) = self.window.as_mut() {
                 // Observed window: the check passed, the counter was zero.
                 w.mfill_copied += 1;
-                w.w.push(end);
+                w.w.push(ctx.note(end));
                 self.close(Close::WindowEnd, ctx);
             }
             return;
@@ -332,7 +334,7 @@ impl State {
             // The copy's start is unknown: it may have passed its check before
             // the change began. Count it only.
             w.mfill_copied += 1;
-            w.w.push(end);
+            w.w.push(ctx.note(end));
             return;
         };
         if !changing_now {
@@ -350,7 +352,7 @@ impl State {
         }
         w.mfill_copied += 1;
         w.w.push(m.start);
-        w.w.push(end);
+        w.w.push(ctx.note(end));
     }
 
     fn close(&mut self, close: Close, ctx: &mut Ctx<'_>) {
@@ -461,6 +463,18 @@ impl MmRule for State {
     mm_rule_common!();
     // Keeps the capacity of the brackets' lists (copies come in bursts).
     reuse_keeping!(changes, mfills);
+    /// Without a window or an open change or copy, only these events
+    /// change anything: a change begins, a copy begins, `-EAGAIN` opens an
+    /// observed window, and `uffd_copy_done` also reports its copy's
+    /// duration. A successful copy, a change's end or a fork then find
+    /// nothing to close or count.
+    fn wants(ev: &Event, _: &Globals) -> bool {
+        match &ev.data {
+            Data::UffdCopy(c) | Data::MfillEnd(c) => c.ret == EAGAIN,
+            Data::UffdChangeEnd(_) | Data::Fork(_) => false,
+            _ => true,
+        }
+    }
     fn on_event(&mut self, ev: &Event, _: &mut Globals, ctx: &mut Ctx<'_>) {
         State::on_event(self, ev, ctx);
     }

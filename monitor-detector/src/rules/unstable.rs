@@ -378,17 +378,20 @@ impl State {
     }
 
     fn window(&mut self, ctx: &Ctx<'_>, pid: u32) -> &mut FaultWindow {
-        let seeds: Vec<Noted> = self
-            .victims
-            .iter()
-            .chain(self.unstable_since.iter())
-            .chain(self.kthread_users.iter().filter(|n| n.ev.pid == pid))
-            .cloned()
-            .collect();
-        let taint = &self.taint;
+        let (victims, unstable_since, kthread_users, taint) = (
+            &self.victims,
+            &self.unstable_since,
+            &self.kthread_users,
+            &self.taint,
+        );
         self.window.get_or_insert_with(|| {
             let mut w = Window::new(ctx, taint);
-            w.evidence.extend(&seeds);
+            w.evidence.extend(
+                victims
+                    .iter()
+                    .chain(unstable_since.iter())
+                    .chain(kthread_users.iter().filter(|n| n.ev.pid == pid)),
+            );
             FaultWindow {
                 w,
                 sigbus: 0,
@@ -577,15 +580,13 @@ impl MmRule for State {
     reuse_keeping!(victims, kthread_users);
     /// The reaper's brackets only matter once the mm is seen unstable (to
     /// learn that `MMF_UNSTABLE` is set, for faults whose own flags cannot be
-    /// read); everything else of this rule's creates its state.
-    fn wants(ev: &Event) -> bool {
+    /// read). A fault, or a `kthread_unuse_mm`, on a generation not known to
+    /// be unstable changes nothing unless its own flags show the bit: only
+    /// victims, reaper starts and kernel threads using the mm are kept
+    /// before that.
+    fn wants(ev: &Event, _: &Globals) -> bool {
         match ev.data {
-            Data::MarkVictim(_)
-            | Data::ReapStart(_)
-            | Data::Fault(_)
-            | Data::KernelFault(_)
-            | Data::KthreadUseMm(_)
-            | Data::KthreadUnuseMm(_) => true,
+            Data::MarkVictim(_) | Data::ReapStart(_) | Data::KthreadUseMm(_) => true,
             _ => shows_unstable(ev),
         }
     }

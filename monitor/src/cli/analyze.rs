@@ -6,7 +6,7 @@
 
 use std::{
     fs::File,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{self, BufRead, BufReader},
     process::ExitCode,
 };
 
@@ -41,64 +41,109 @@ pub fn analyze_file_with(path: &std::path::Path, also: &mut dyn FnMut(&str)) -> 
         Err(e) => return FileReport::io_error(name, format!("cannot read: {e}")),
     };
     // .gz / .zst traces are decoded on the fly (recognised by their magic).
-    let (codec, mut reader) = match compress::reader(BufReader::new(file)) {
+    let (codec, mut reader) = match compress::reader(BufReader::with_capacity(64 * 1024, file)) {
         Ok(r) => r,
         Err(e) => return FileReport::io_error(name, format!("cannot read: {e}")),
     };
     let mut analyzer = FileAnalyzer::new(name.clone());
-    let mut buf = Vec::new();
     let mut line_no = 0usize;
     let mut header_seen = false;
-    loop {
-        buf.clear();
-        let limit = MAX_LINE_BYTES as u64 + 1;
-        match reader.by_ref().take(limit).read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {
-                line_no += 1;
-                if buf.len() > MAX_LINE_BYTES {
-                    return FileReport::io_error(
-                        name,
-                        format!(
-                            "line {line_no} is longer than {} MiB: not a trace file line",
-                            MAX_LINE_BYTES >> 20
-                        ),
-                    );
-                }
-                // A line that is not UTF-8 is malformed; the analyzer reports it.
-                // (`from_utf8` first: its ASCII fast path is several times
-                // faster than `from_utf8_lossy`'s, and almost every line is valid.)
-                let text = match std::str::from_utf8(&buf) {
-                    Ok(s) => std::borrow::Cow::Borrowed(s),
-                    Err(_) => String::from_utf8_lossy(&buf),
-                };
-                let text = text.strip_suffix('\n').unwrap_or(&text);
-                if !header_seen && !text.trim().is_empty() {
-                    header_seen = true;
-                    warn_about_header(&name, text);
-                }
-                analyzer.feed_line(text);
-                also(text);
-            }
-            Err(e) if codec != Codec::Plain => {
-                // Keep what the readable members hold; the error says why the rest is missing.
-                let mut report = analyzer.finish();
-                report.error = Some(AnalysisError {
-                    file: name,
-                    line: None,
-                    message: format!("after line {line_no}: {e}"),
-                });
-                return report;
-            }
-            Err(e) => return FileReport::io_error(name, format!("read error: {e}")),
+    let read = each_line(&mut *reader, MAX_LINE_BYTES, |bytes| {
+        line_no += 1;
+        let text = match std::str::from_utf8(bytes) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
+        let text: &str = &text;
+        if !header_seen && !text.trim().is_empty() {
+            header_seen = true;
+            warn_about_header(&name, text);
         }
+        analyzer.feed_line(text);
+        also(text);
+    });
+    match read {
+        Ok(()) => analyzer.finish(),
+        Err(LinesEnd::TooLong) => FileReport::io_error(
+            name,
+            format!(
+                "line {} is longer than {} MiB: not a trace file line",
+                line_no + 1,
+                MAX_LINE_BYTES >> 20
+            ),
+        ),
+        Err(LinesEnd::Io(e)) if codec != Codec::Plain => {
+            let mut report = analyzer.finish();
+            report.error = Some(AnalysisError {
+                file: name,
+                line: None,
+                message: format!("after line {line_no}: {e}"),
+            });
+            report
+        }
+        Err(LinesEnd::Io(e)) => FileReport::io_error(name, format!("read error: {e}")),
     }
-    analyzer.finish()
 }
 
-/// Files written by another build still parse as JSON; say so when their
-/// BPF record layout is newer than this build's (older layouts are read in
-/// full: each layout change only added fields, which older files lack).
+/// Why [`each_line`] stopped before the end of its input.
+#[derive(Debug)]
+enum LinesEnd {
+    /// The next line (newline included) is longer than the limit.
+    TooLong,
+    Io(io::Error),
+}
+
+/// Calls `f` with every line of `reader`, without its `\n` (the last line
+/// may have none), until the end of the input, a read error or a line
+/// longer than `max` bytes with its newline. A line that lies whole in the
+/// reader's buffer is handed over from there; only a line that spans two
+/// refills is copied, so reading costs one search for the newline per
+/// line (`memchr`) and no copy.
+fn each_line(
+    reader: &mut dyn BufRead,
+    max: usize,
+    mut f: impl FnMut(&[u8]),
+) -> Result<(), LinesEnd> {
+    // The start of a line that continues in the next refill.
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(LinesEnd::Io(e)),
+        };
+        if chunk.is_empty() {
+            if !pending.is_empty() {
+                f(&pending);
+            }
+            return Ok(());
+        }
+        match memchr::memchr(b'\n', chunk) {
+            Some(i) => {
+                if pending.len() + i + 1 > max {
+                    return Err(LinesEnd::TooLong);
+                }
+                if pending.is_empty() {
+                    f(&chunk[..i]);
+                } else {
+                    pending.extend_from_slice(&chunk[..i]);
+                    f(&pending);
+                    pending.clear();
+                }
+                reader.consume(i + 1);
+            }
+            None => {
+                if pending.len() + chunk.len() > max {
+                    return Err(LinesEnd::TooLong);
+                }
+                pending.extend_from_slice(chunk);
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
 fn warn_about_header(file: &str, first_line: &str) {
     if let Ok(Line::Header(h)) = parse_line(first_line.trim_end_matches('\r'))
         && h.wire_version > WIRE_VERSION
@@ -129,4 +174,55 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         say!("monitor: error: {e}");
     }
     Ok(ExitCode::from(report.exit_status().code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines `each_line` hands over, read through a buffer of `cap`
+    /// bytes, and how it ended.
+    fn lines(input: &[u8], cap: usize, max: usize) -> (Vec<String>, Option<String>) {
+        let mut reader = BufReader::with_capacity(cap, input);
+        let mut out = Vec::new();
+        let end = each_line(&mut reader, max, |l| {
+            out.push(String::from_utf8_lossy(l).into_owned())
+        });
+        (out, end.err().map(|e| format!("{e:?}")))
+    }
+
+    #[test]
+    fn lines_are_the_same_whatever_the_buffer_size() {
+        let input = b"{\"a\":1}\n\nsecond line\r\nlast without newline";
+        let want = ["{\"a\":1}", "", "second line\r", "last without newline"];
+        for cap in [1, 2, 3, 7, 8, 64, 4096] {
+            assert_eq!(
+                lines(input, cap, 1 << 20),
+                (want.map(String::from).to_vec(), None),
+                "{cap}"
+            );
+        }
+        assert_eq!(lines(b"", 8, 16), (Vec::new(), None));
+        assert_eq!(lines(b"a\n", 8, 16), (vec!["a".to_owned()], None));
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_stops_the_reading() {
+        // The limit counts the newline, as `read_until` with `take` did.
+        for cap in [2, 5, 64] {
+            let (got, end) = lines(b"abc\nabcd\nx\n", cap, 4);
+            assert_eq!(got, ["abc"], "{cap}");
+            assert_eq!(end.as_deref(), Some("TooLong"), "{cap}");
+            // Without a newline, a last line of exactly the limit is whole.
+            assert_eq!(
+                lines(b"abc\nabcd", cap, 4),
+                (vec!["abc".to_owned(), "abcd".to_owned()], None)
+            );
+            let (got, end) = lines(b"abc\nabcde", cap, 4);
+            assert_eq!(
+                (got, end.as_deref()),
+                (vec!["abc".to_owned()], Some("TooLong"))
+            );
+        }
+    }
 }
