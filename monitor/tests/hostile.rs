@@ -867,6 +867,8 @@ fn u10_u12_surprising_input_gets_a_warning() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("(wire_version) 99, this build has"), "{err}");
 
+    // The rest runs `trace` as nobody: only root can switch to it.
+    require_root!();
     let out = run(Command::new("setpriv")
         .args(AS_NOBODY)
         .arg(monitor_bin())
