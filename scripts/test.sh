@@ -41,6 +41,9 @@ step "unit and integration tests (host kernel $(uname -r), as root)"
 # root is an error, so CI runs every one of them.
 MONITOR_ROOT_TESTS=1 cargo test --locked
 
+step "the same tests as an unprivileged user: what needs root skips with a reason, the rest pass"
+cargo xtask unprivileged --user nobody
+
 step "fuzz smoke: each libFuzzer target from its seeds, 20000 runs (long runs: cargo xtask fuzz, docs/fuzzing.md)"
 cargo xtask fuzz --runs 20000
 

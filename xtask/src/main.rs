@@ -8,6 +8,7 @@ mod dist;
 mod fuzz;
 mod mutant;
 mod soak;
+mod unprivileged;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Command {
     /// by a real Prometheus; judges flat RSS, map fill, violations, loss
     /// accounting and every scrape (docs/soak.md).
     Soak(soak::Args),
+    /// Build the tests and run them as an unprivileged user (run as root):
+    /// what needs root or a VM must skip with a reason, the rest pass.
+    Unprivileged(unprivileged::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Command::Fuzz(a) => fuzz::run(&a),
         Command::Mutant(a) => mutant::run(&a),
         Command::Soak(a) => soak::run(&a),
+        Command::Unprivileged(a) => unprivileged::run(&a),
     }
 }
