@@ -222,6 +222,30 @@ pub fn raise_fd_limit(want: u64) {
     }
 }
 
+/// What [`lower_oom_score_adj`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OomAdj {
+    /// Set to the wanted value (from the value it had).
+    Set { from: i32 },
+    /// Already at or below the wanted value (set by systemd's
+    /// `OOMScoreAdjust=` or the kubelet): left as it was.
+    Kept(i32),
+}
+
+/// Sets this process's `oom_score_adj` to `want` unless it is already at or
+/// below it. Lowering needs CAP_SYS_RESOURCE: call it while privileged.
+pub fn lower_oom_score_adj(path: &Path, want: i32) -> std::io::Result<OomAdj> {
+    let now: i32 = fs::read_to_string(path)?
+        .trim()
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"))?;
+    if now <= want {
+        return Ok(OomAdj::Kept(now));
+    }
+    fs::write(path, format!("{want}\n"))?;
+    Ok(OomAdj::Set { from: now })
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it.
 pub fn raise_memlock() {
     let rlim = libc::rlimit {
@@ -274,6 +298,32 @@ pub fn wall_time(t: u64) -> std::time::SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_score_adj_is_only_ever_lowered() {
+        let f = std::env::temp_dir().join(format!("monitor-oomadj-{}", std::process::id()));
+        fs::write(&f, "0\n").expect("write");
+        assert_eq!(
+            lower_oom_score_adj(&f, -900).expect("set"),
+            OomAdj::Set { from: 0 }
+        );
+        assert_eq!(fs::read_to_string(&f).expect("read"), "-900\n");
+        fs::write(&f, "-997\n").expect("write");
+        assert_eq!(
+            lower_oom_score_adj(&f, -900).expect("kept"),
+            OomAdj::Kept(-997)
+        );
+        assert_eq!(fs::read_to_string(&f).expect("read"), "-997\n");
+        fs::write(&f, "junk").expect("write");
+        assert!(lower_oom_score_adj(&f, -900).is_err());
+        let _ = fs::remove_file(&f);
+        // The real file parses; nothing is above 1000, so nothing is written.
+        let own = Path::new("/proc/self/oom_score_adj");
+        assert!(matches!(
+            lower_oom_score_adj(own, 1000),
+            Ok(OomAdj::Kept(_))
+        ));
+    }
 
     #[test]
     fn clone_suffixes_are_recognised() {

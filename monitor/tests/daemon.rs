@@ -1457,6 +1457,28 @@ fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
     assert_eq!(mask("CapInh:"), 0);
     assert_eq!(mask("CapAmb:"), 0);
     assert_eq!(daemon.status_field("NoNewPrivs:"), "1");
+    // The OOM killer's last choice (security.oom_score_adj), set while
+    // privileged; lowering it needs CAP_SYS_RESOURCE (some sandboxes, like
+    // this machine's, withhold it even from root: then a warning says so).
+    let adj = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", daemon.pid))
+        .expect("oom_score_adj");
+    let own = std::fs::read_to_string("/proc/self/status").expect("status");
+    let our_eff = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .expect("CapEff");
+    let said = |p: &str| daemon.startup.iter().any(|l| l.starts_with(p));
+    if our_eff & (1 << 24) != 0 {
+        assert_eq!(adj.trim(), "-900");
+        assert!(said("monitor: oom_score_adj -900"), "{:?}", daemon.startup);
+    } else {
+        assert!(
+            said("monitor: warn: cannot set oom_score_adj to -900"),
+            "{:?}",
+            daemon.startup
+        );
+    }
     // The main thread, then the endpoint's thread and the two output
     // writers, started after the drop: each has the reduced credentials.
     assert_eq!(daemon.status_field("Threads:"), "4");

@@ -82,7 +82,15 @@ pub struct SecuritySection {
     /// `nobody` (65534:65534 without `/etc/passwd`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The OOM killer's adjustment for the daemon (-1000..=1000), set at
+    /// start unless the current one is already lower: the monitor of OOM
+    /// races must outlive the OOM kills it watches.
+    pub oom_score_adj: i32,
 }
+
+/// The default `security.oom_score_adj`: far below any workload (0), still
+/// above -1000 (never killed), so a runaway monitor can be killed last.
+pub const DEFAULT_OOM_SCORE_ADJ: i32 = -900;
 
 impl Default for FileConfig {
     fn default() -> Self {
@@ -133,6 +141,7 @@ impl Default for SecuritySection {
         SecuritySection {
             drop_capabilities: true,
             user: None,
+            oom_score_adj: DEFAULT_OOM_SCORE_ADJ,
         }
     }
 }
@@ -175,6 +184,8 @@ pub struct DaemonConfig {
     pub user: Option<User>,
     /// `security.user` was given (not the default).
     pub user_explicit: bool,
+    /// `security.oom_score_adj`, checked to be in -1000..=1000.
+    pub oom_score_adj: i32,
     /// The merged file + flags, for `--check-config`.
     pub effective: FileConfig,
 }
@@ -363,6 +374,15 @@ pub fn merge(
     } else {
         None
     };
+    if !(-1000..=1000).contains(&cfg.security.oom_score_adj) {
+        return Err(bad(
+            origin.of(None, "security.oom_score_adj"),
+            format!(
+                "{} is out of range (-1000 to 1000)",
+                cfg.security.oom_score_adj
+            ),
+        ));
+    }
     let record = cfg.record.dir.as_ref().map(|dir| RecordOptions {
         dir: dir.clone(),
         max_file_bytes,
@@ -384,6 +404,7 @@ pub fn merge(
         drop_capabilities: cfg.security.drop_capabilities,
         user,
         user_explicit: cfg.security.user.is_some(),
+        oom_score_adj: cfg.security.oom_score_adj,
         effective: cfg,
     })
 }
