@@ -146,11 +146,21 @@ echo "SOAK ready pid=$D"
 sleep {SETTLE}
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 echo "SOAK load-start"
-{inject}stress-ng --oom-pipe 1 --userfaultfd 1 --numa 1 --mmapfork 1 --mremap 1 --pathological \
-    --timeout {secs}s --temp-path /tmp --quiet > /tmp/stress-root.log 2>&1 &
+# The load runs in a memory cgroup of its own (640 MiB of the 1 GiB): its
+# OOM kills are real, reaper and all, but memcg-local, as a workload's are
+# on a production host; the rest of the guest (the daemon, the network,
+# this shell) keeps its memory. Without it the one-hour run drove the guest
+# into global OOM after 35 minutes and then wedged it.
+mkdir -p /sys/fs/cgroup/soak-load
+echo 640M > /sys/fs/cgroup/soak-load/memory.max
+echo 0 > /sys/fs/cgroup/soak-load/memory.swap.max 2>/dev/null || true
+{inject}sh -c 'echo $$ > /sys/fs/cgroup/soak-load/cgroup.procs && exec stress-ng --oom-pipe 1 \
+    --userfaultfd 1 --numa 1 --mmapfork 1 --mremap 1 --pathological \
+    --timeout {secs}s --temp-path /tmp --quiet' > /tmp/stress-root.log 2>&1 &
 S1=$!
 # stress-ng's exec stressor refuses to run as root.
-su -p -s /bin/sh nobody -c "stress-ng --exec 1 --timeout {secs}s --temp-path /tmp --quiet" \
+sh -c 'echo $$ > /sys/fs/cgroup/soak-load/cgroup.procs && exec su -p -s /bin/sh nobody \
+    -c "stress-ng --exec 1 --timeout {secs}s --temp-path /tmp --quiet"' \
     > /tmp/stress-exec.log 2>&1 &
 S2=$!
 unset LD_LIBRARY_PATH
