@@ -251,6 +251,11 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn Handler>, limits: Lim
                 if let Some(entry) = lock(&conns).open.get_mut(&id) {
                     entry.0 = Some(task.abort_handle());
                 }
+                // Let the new connection read its head before the next
+                // accept: a scraper's head is already there and marks it
+                // done, so a storm of accepts (each evicting the oldest
+                // connection still sending its head) cannot evict it first.
+                tokio::task::yield_now().await;
             }
             Err(e) => {
                 throttle.warn(&e);

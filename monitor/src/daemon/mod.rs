@@ -71,24 +71,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     sys::check_privileges()?;
     sys::raise_fd_limit(4096);
-    // The monitor of OOM races must outlive the OOM kills it watches: the
-    // global OOM killer once chose it in the soak, its 15 MB being all that
-    // was left once the load's workers were gone.
-    let adj = std::path::Path::new("/proc/self/oom_score_adj");
-    match sys::lower_oom_score_adj(adj, cfg.oom_score_adj) {
-        Ok(sys::OomAdj::Set { from }) => {
-            say!("monitor: oom_score_adj {} (was {from})", cfg.oom_score_adj);
-        }
-        Ok(sys::OomAdj::Kept(now)) => say!(
-            "monitor: oom_score_adj {now} (kept: already at or below {})",
-            cfg.oom_score_adj
-        ),
-        Err(e) => log::warn!(
-            "cannot set oom_score_adj to {} ({e}): the OOM killer may choose the monitor; set \
-             OOMScoreAdjust= in the unit, or grant CAP_SYS_RESOURCE",
-            cfg.oom_score_adj
-        ),
-    }
     let mut cfg = cfg;
     // Why the daemon stays root, for the line after attach.
     let root_because = match &cfg.user {
@@ -123,6 +105,24 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .set_nonblocking(true)
         .context("configuring the listening socket")?;
     http::widen_backlog(&listener).context("configuring the listening socket")?;
+    // The monitor of OOM races must outlive the OOM kills it watches: the
+    // global OOM killer once chose it in the soak, its 15 MB being all that
+    // was left once the load's workers were gone.
+    let adj = std::path::Path::new("/proc/self/oom_score_adj");
+    match sys::lower_oom_score_adj(adj, cfg.oom_score_adj) {
+        Ok(sys::OomAdj::Set { from }) => {
+            say!("monitor: oom_score_adj {} (was {from})", cfg.oom_score_adj);
+        }
+        Ok(sys::OomAdj::Kept(now)) => say!(
+            "monitor: oom_score_adj {now} (kept: already at or below {})",
+            cfg.oom_score_adj
+        ),
+        Err(e) => log::warn!(
+            "cannot set oom_score_adj to {} ({e}): the OOM killer may choose the monitor; set \
+             OOMScoreAdjust= in the unit, or grant CAP_SYS_RESOURCE",
+            cfg.oom_score_adj
+        ),
+    }
     // One runtime thread: capabilities and credentials are per thread, and
     // dropping them must cover the whole process; the output writer threads
     // start only after the drop (`caps::drop_after_attach` checks).
