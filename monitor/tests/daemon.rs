@@ -192,12 +192,7 @@ impl Daemon {
     }
 
     fn status_field(&self, field: &str) -> String {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("{field} not in /proc/PID/status"))
+        status_field(Path::new(&format!("/proc/{}/status", self.pid)), field)
     }
 
     /// SIGTERM; returns the exit status, how long it took and the rest of stderr.
@@ -226,6 +221,16 @@ impl Daemon {
 }
 
 /// A minimal HTTP/1.0 GET (HTTP/1.0 keeps Go servers from chunking).
+/// One field of a `/proc/.../status` file, trimmed.
+fn status_field(path: &Path, field: &str) -> String {
+    let status = std::fs::read_to_string(path).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("{field} not in {}", path.display()))
+}
+
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30)))
@@ -1462,11 +1467,7 @@ fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
     // this machine's, withhold it even from root: then a warning says so).
     let adj = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", daemon.pid))
         .expect("oom_score_adj");
-    let own = std::fs::read_to_string("/proc/self/status").expect("status");
-    let our_eff = own
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    let our_eff = u64::from_str_radix(&status_field(Path::new("/proc/self/status"), "CapEff:"), 16)
         .expect("CapEff");
     let said = |p: &str| daemon.startup.iter().any(|l| l.starts_with(p));
     if our_eff & (1 << 24) != 0 {
@@ -1484,15 +1485,8 @@ fn capabilities_are_dropped_after_attach_and_counting_goes_on() {
     assert_eq!(daemon.status_field("Threads:"), "4");
     let main = |f: &str| daemon.status_field(f);
     for task in std::fs::read_dir(format!("/proc/{}/task", daemon.pid)).expect("tasks") {
-        let status = std::fs::read_to_string(task.expect("task").path().join("status"))
-            .expect("task status");
-        let field = |f: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(f))
-                .map(|v| v.trim().to_owned())
-                .expect("field")
-        };
+        let status = task.expect("task").path().join("status");
+        let field = |f: &str| status_field(&status, f);
         for f in [
             "Uid:",
             "Gid:",

@@ -319,7 +319,6 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
-/// The method and path of a request head, or the status to refuse it with.
 /// Whether the request head's `Accept-Encoding` allows gzip (RFC 9110
 /// §12.5.3: a `gzip`, `x-gzip` or `*` coding whose `q` is not 0).
 /// Prometheus asks for it on every scrape: the metrics body shrinks about
@@ -361,6 +360,7 @@ fn gzip(body: &[u8]) -> Option<Vec<u8>> {
     (out.len() < body.len()).then_some(out)
 }
 
+/// The method and path of a request head, or the status to refuse it with.
 /// Methods other than `GET` and `HEAD` get 405 whatever their target form
 /// (`OPTIONS *`, `CONNECT host:port`); the target may be in origin form
 /// (`/metrics`) or, as RFC 9112 requires servers to accept, absolute form

@@ -124,8 +124,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     // One runtime thread: capabilities and credentials are per thread, and
-    // dropping them must cover the whole process; the output writer threads
-    // start only after the drop (`caps::drop_after_attach` checks).
+    // dropping them must cover the whole process; the endpoint's thread and
+    // the output writer threads start only after the drop
+    // (`caps::drop_after_attach` checks).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
