@@ -786,3 +786,98 @@ fn kretprobe_misses_reach_the_metrics() {
     assert!(status.success(), "{status}: {stderr}");
     println!("kretprobe misses: {missed} (parked 48), unreadable programs {unreadable}");
 }
+
+/// What attaching the fault programs on demand (only while the fault gate is
+/// open: issue 12) needs from the kernel: with the capabilities the daemon
+/// keeps after attach (none, or CAP_BPF alone where map reads need it: before
+/// 6.5 with `kernel.unprivileged_bpf_disabled` set), the loaded fault
+/// programs are detached and attached again, twice, on every rung the kernel
+/// offers. Prints how long each takes (TCG-slowed).
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn fault_programs_reattach_after_the_capability_drop() {
+    use monitor::{
+        daemon::caps::{self, CapSets},
+        loader::{self, LoadOptions},
+    };
+    use monitor_common::catalogue::{HookId, Rung};
+
+    let release = kernel();
+    let mut report = Vec::new();
+    let mut failed = Vec::new();
+    for rung in [Rung::Fentry, Rung::Kprobe, Rung::Tracepoint] {
+        let mut loaded = loader::load(&LoadOptions {
+            max_rung: rung,
+            only_hooks: Some(vec![HookId::HandleMmFault.name().to_owned()]),
+            ..LoadOptions::default()
+        })
+        .expect("load the BPF object");
+        let got = loaded
+            .hooks
+            .iter()
+            .find(|h| h.hook == HookId::HandleMmFault)
+            .map_or(Rung::Unavailable, |h| h.rung);
+        if got != rung {
+            report.push(format!(
+                "{}: not offered (planned at {})",
+                rung.name(),
+                got.name()
+            ));
+            continue;
+        }
+        // The daemon's rule (`caps::drop_after_attach`): CAP_BPF is kept only
+        // when map reads fail without it. Capabilities are per thread, and
+        // only the effective set is lowered, so later tests get them back.
+        let before = caps::get().expect("capget");
+        caps::set(CapSets {
+            effective: 0,
+            ..before
+        })
+        .expect("lower the effective set");
+        let keep = if loaded.state(0).is_none() {
+            caps::bit(::caps::Capability::CAP_BPF) & before.permitted
+        } else {
+            0
+        };
+        caps::set(CapSets {
+            effective: keep,
+            ..before
+        })
+        .expect("keep CAP_BPF");
+        let mut steps = Vec::new();
+        for round in 0..2 {
+            for attach in [false, true] {
+                let t = std::time::Instant::now();
+                let r = if attach {
+                    loaded.attach_hook(HookId::HandleMmFault)
+                } else {
+                    loaded.detach_hook(HookId::HandleMmFault)
+                };
+                let what = if attach { "attach" } else { "detach" };
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                match r {
+                    Ok(n) => steps.push(format!("{what} {n} in {ms:.1} ms")),
+                    Err(e) => {
+                        steps.push(format!("{what} REFUSED in {ms:.1} ms"));
+                        failed.push(format!(
+                            "{} rung, round {round}, {what}, effective caps {}: {e}",
+                            rung.name(),
+                            caps::names(keep)
+                        ));
+                    }
+                }
+            }
+        }
+        caps::set(before).expect("restore the effective set");
+        report.push(format!(
+            "{} (effective caps {}): {}",
+            rung.name(),
+            caps::names(keep),
+            steps.join(", ")
+        ));
+    }
+    for line in &report {
+        note(&format!("reattach on {}: {line}", release.trim()));
+    }
+    assert!(failed.is_empty(), "{}: {failed:#?}", release.trim());
+}
