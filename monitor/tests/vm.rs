@@ -881,3 +881,102 @@ fn fault_programs_reattach_after_the_capability_drop() {
     }
     assert!(failed.is_empty(), "{}: {failed:#?}", release.trim());
 }
+
+/// A userfaultfd context closed while the in-kernel copy filter keeps state
+/// for it (`UFFD_CTX`): the fork window began before the daemon attached, so
+/// the `-EAGAIN` copies are outside any window it saw and mark the context
+/// observed until a success that never comes. Without the `uffd_release`
+/// hook the entry stays (first daemon: the control); with it the entry goes
+/// when the file is closed and `uffd_ctx_released` counts it.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn a_closed_uffd_context_leaves_no_filter_state() {
+    use std::{process::Stdio, time::Duration};
+
+    use crate::util::{scenario_bin, tempdir::TempDir};
+
+    let up = run(std::process::Command::new("ip").args(["link", "set", "lo", "up"]));
+    assert!(up.status.success(), "ip link set lo up: {up:?}");
+    let dir = TempDir::new("uffd-abandon");
+    let cfg = dir.path().join("monitor.toml");
+    std::fs::write(&cfg, "[metrics]\nmap_fill_interval = \"1s\"\n").expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_owned();
+    let hooks = "uffd_ioctl,mfill_copy,uffd_fork,uffd_event_wait";
+    let entries =
+        |s: &crate::daemon::Scrape| s.value("mmrace_bpf_map_entries", &[("map", "UFFD_CTX")]);
+    let released = |s: &crate::daemon::Scrape| {
+        s.value("mmrace_bpf_stats_total", &[("stat", "uffd_ctx_released")])
+    };
+    for (round, with_release) in [(0, false), (1, true)] {
+        let held = dir.path().join(format!("held-{round}"));
+        let go = dir.path().join(format!("go-{round}"));
+        let child = std::process::Command::new(scenario_bin())
+            .args(["uffd-abandon", "--held-file"])
+            .arg(&held)
+            .arg("--go-file")
+            .arg(&go)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn scenario uffd-abandon");
+        let t = std::time::Instant::now();
+        while !held.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the fork window was never held"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let hooks = if with_release {
+            format!("{hooks},uffd_release")
+        } else {
+            hooks.to_owned()
+        };
+        let d = Daemon::start(&["--config", &cfg, "--hooks", &hooks]);
+        std::fs::write(&go, "go\n").expect("go file");
+        let out = child.wait_with_output().expect("scenario");
+        assert!(
+            out.status.success(),
+            "scenario uffd-abandon: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+        assert_eq!(report["copies_eagain"], 3, "{report}");
+        // The map fill is read every second (metrics.map_fill_interval).
+        let t = std::time::Instant::now();
+        let s = loop {
+            std::thread::sleep(Duration::from_millis(1500));
+            let s = d.scrape();
+            let done = if with_release {
+                entries(&s) == 0.0 && released(&s) >= 1.0
+            } else {
+                entries(&s) >= 1.0
+            };
+            if done || t.elapsed() > Duration::from_secs(20) {
+                break s;
+            }
+        };
+        let copies = s.sum(
+            "mmrace_events_produced_total",
+            &[("event", "uffd_copy_done")],
+        );
+        assert!(copies >= 3.0, "every -EAGAIN recorded: {copies}");
+        if with_release {
+            assert_eq!(
+                entries(&s),
+                0.0,
+                "the closed context's UFFD_CTX entry is gone"
+            );
+            assert_eq!(released(&s), 1.0, "uffd_ctx_released");
+        } else {
+            assert_eq!(
+                entries(&s),
+                1.0,
+                "control: without uffd_release the entry stays"
+            );
+            assert_eq!(released(&s), 0.0);
+        }
+        let (status, _, stderr) = d.terminate();
+        assert!(status.success(), "{status}: {stderr}");
+    }
+}
