@@ -65,7 +65,7 @@ enum Command {
     /// Threads parked in userfaultfd faults inside handle_mm_fault, more
     /// than a kretprobe has instances: the kernel misses returns.
     UffdPark(uffd_park::UffdParkArgs),
-    /// A userfaultfd closed while a fork window is pending, after -EAGAIN
+    /// A userfaultfd closed while a remove window is pending, after -EAGAIN
     /// copies and no success: the copy filter's state must go with it.
     UffdAbandon(uffd_abandon::UffdAbandonArgs),
     /// Overhead: each workload without and with `monitor trace`, alternating;

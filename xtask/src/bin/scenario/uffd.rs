@@ -236,19 +236,6 @@ impl HeldFork {
     }
 }
 
-impl HeldFork {
-    /// Closes the userfaultfd without reading the fork event: the kernel
-    /// releases the context and wakes the fork, which is then reaped.
-    pub fn abandon(mut self, uffd: Uffd) -> anyhow::Result<()> {
-        drop(uffd);
-        self.forker
-            .take()
-            .context("released twice")?
-            .join()
-            .map_err(|_| anyhow::anyhow!("forking thread panicked"))?
-    }
-}
-
 const _: () = assert!(size_of::<UffdMsg>() == 32);
 const _: () = assert!(size_of::<UffdioCopy>() == 40);
 
