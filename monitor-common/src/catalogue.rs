@@ -526,6 +526,9 @@ named! {
         UffdUnmap = 24 => "uffd_unmap",
         UffdRemove = 25 => "uffd_remove",
         UffdEventWait = 26 => "uffd_event_wait",
+        /// A userfaultfd context's file is closed: the monitor drops the
+        /// window state it kept for the context.
+        UffdRelease = 29 => "uffd_release",
         /// A task is freed: the monitor forgets its per-task map entries.
         TaskFree = 48 => "task_free",
     }
@@ -750,6 +753,10 @@ probes! {
     /// `userfaultfd_event_wait_completion(ctx, ewq)` entry: the event kind
     /// before the reader zeroes it.
     FentryUffdWait = 147 => fentry_uffd_wait, UffdEventWait, FEntry, [];
+    /// `userfaultfd_release(inode, file)`: the context's last file reference
+    /// is gone; its `UFFD_CTX` entry is removed.
+    FentryUffdRelease = 148 => fentry_uffd_release, UffdRelease, FEntry, [];
+    KprobeUffdRelease = 149 => kprobe_uffd_release, UffdRelease, KProbe, [];
 }
 
 impl ProbeId {

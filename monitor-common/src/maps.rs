@@ -277,6 +277,11 @@ named! {
         /// while a `migrate_pages()` batch was in flight: expected (the batch
         /// removes its entries), counted, not recorded.
         MigrationWaitInBatch = 6 => "migration_wait_in_batch",
+        /// A userfaultfd context was closed while the monitor kept window
+        /// state for it (a change window not yet ended, or an `-EAGAIN`
+        /// waiting for a success that can no longer come): the state was
+        /// dropped with the context.
+        UffdCtxReleased = 7 => "uffd_ctx_released",
         /// Every UFFDIO_COPY the hooks reported, recorded or not, by result:
         /// succeeded, `-EEXIST`, `-EAGAIN`, other errors.
         UffdCopyOk = 10 => "uffd_copy_ok",

@@ -111,6 +111,12 @@ pub fn leave(index: u32) {
     add(index, u64::MAX);
 }
 
+/// Marks `n` fewer (each counted by an `enter`).
+#[inline(always)]
+pub fn leave_n(index: u32, n: u64) {
+    add(index, n.wrapping_neg());
+}
+
 /// Whether any thread is inside `index`'s calls.
 #[inline(always)]
 pub fn any(index: u32) -> bool {

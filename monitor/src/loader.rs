@@ -16,7 +16,11 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader, Pod,
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, Program, ProgramError, TracePoint},
+    programs::{
+        BtfTracePoint, FEntry, FExit, KProbe, Program, ProgramError, TracePoint,
+        fentry::FEntryLinkId, fexit::FExitLinkId, kprobe::KProbeLinkId,
+        tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
+    },
 };
 use monitor_common::{
     catalogue::{EventId, HookId, ProbeId, Rung},
@@ -127,6 +131,27 @@ pub struct Loaded {
     /// Optional fields the kernel's BTF does not have (hooks needing them are refused).
     pub missing_fields: Vec<(Field, String)>,
     mounted_tracefs: Option<sys::TracefsMount>,
+    /// Every attachment made, with its link while attached.
+    links: Vec<Attachment>,
+}
+
+/// One program attached for the plan: where, and its link while attached,
+/// so that a hook can be detached and attached again with its programs
+/// still loaded ([`Loaded::detach_hook`], [`Loaded::attach_hook`]).
+struct Attachment {
+    probe: ProbeId,
+    attach: Attach,
+    target: String,
+    link: Option<LinkId>,
+}
+
+/// The link of one attachment, by program type.
+enum LinkId {
+    TpBtf(BtfTracePointLinkId),
+    Tracepoint(TracePointLinkId),
+    FEntry(FEntryLinkId),
+    FExit(FExitLinkId),
+    KProbe(KProbeLinkId),
 }
 
 /// The largest kernel BTF accepted (vmlinux BTF is 4–10 MB).
@@ -285,6 +310,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         traceable: None,
         tracefs: None,
         mounted_tracefs: None,
+        links: Vec::new(),
     };
     let mut hooks = Vec::new();
     for spec in plan::HOOKS {
@@ -315,7 +341,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     {
         set_state_flag(&mut ebpf, state::UFFD_MFILL_HOOKED)?;
     }
-    let mounted_tracefs = planner.mounted_tracefs;
+    let (mounted_tracefs, links) = (planner.mounted_tracefs, planner.links);
     Ok(Loaded {
         ebpf,
         object,
@@ -323,6 +349,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         config,
         missing_fields,
         mounted_tracefs,
+        links,
     })
 }
 
@@ -340,6 +367,7 @@ struct Planner<'a> {
     /// Result of making tracefs available (tried once, lazily).
     tracefs: Option<Result<(), String>>,
     mounted_tracefs: Option<sys::TracefsMount>,
+    links: Vec<Attachment>,
 }
 
 /// Symbol used for hooks broken on purpose: no kernel has it.
@@ -576,18 +604,30 @@ impl Planner<'_> {
             };
             resolved.push((prog.probe, prog.attach, target));
         }
-        let mut loaded: Vec<&'static str> = Vec::new();
+        let mut loaded: Vec<Attachment> = Vec::new();
         for (probe, attach, target) in &resolved {
-            if let Err(e) = self.load_attach(ebpf, *probe, *attach, target) {
-                for name in loaded.iter().chain(std::iter::once(&probe.program())) {
-                    if let Some(p) = ebpf.program_mut(name) {
-                        unload(p);
+            match self.load_attach(ebpf, *probe, *attach, target) {
+                Ok(link) => loaded.push(Attachment {
+                    probe: *probe,
+                    attach: *attach,
+                    target: target.clone(),
+                    link: Some(link),
+                }),
+                Err(e) => {
+                    let names = loaded
+                        .iter()
+                        .map(|a| a.probe)
+                        .chain(std::iter::once(*probe));
+                    for name in names.map(ProbeId::program) {
+                        if let Some(p) = ebpf.program_mut(name) {
+                            unload(p);
+                        }
                     }
+                    return Err(e);
                 }
-                return Err(e);
             }
-            loaded.push(probe.program());
         }
+        self.links.extend(loaded);
         Ok(cand.func.map(|_| {
             let mut targets: Vec<&str> = resolved.iter().map(|(_, _, t)| t.as_str()).collect();
             targets.dedup();
@@ -768,7 +808,7 @@ impl Planner<'_> {
         probe: ProbeId,
         attach: Attach,
         target: &str,
-    ) -> Result<(), Refused> {
+    ) -> Result<LinkId, Refused> {
         let name = probe.program();
         let prog = ebpf.program_mut(name).ok_or_else(|| {
             refused(
@@ -776,41 +816,84 @@ impl Planner<'_> {
                 format!("program {name} is missing from the BPF object"),
             )
         })?;
-        let attach_err = |e: ProgramError| {
-            refused(
-                RefusalKind::Attach,
-                format!("attach failed: {}", summarize(&e)),
-            )
-        };
         let internal = |e: ProgramError| refused(RefusalKind::Internal, e.to_string());
         match attach {
             Attach::TpBtf { .. } => {
-                let p: &mut BtfTracePoint = prog.try_into().map_err(internal)?;
+                let p: &mut BtfTracePoint = (&mut *prog).try_into().map_err(internal)?;
                 p.load(target, self.aya_btf).map_err(|e| load_refused(&e))?;
-                p.attach().map_err(attach_err)?;
             }
-            Attach::Tracepoint { category, .. } => {
-                let p: &mut TracePoint = prog.try_into().map_err(internal)?;
+            Attach::Tracepoint { .. } => {
+                let p: &mut TracePoint = (&mut *prog).try_into().map_err(internal)?;
                 p.load().map_err(|e| load_refused(&e))?;
-                p.attach(category, target).map_err(attach_err)?;
             }
             Attach::FEntry => {
-                let p: &mut FEntry = prog.try_into().map_err(internal)?;
+                let p: &mut FEntry = (&mut *prog).try_into().map_err(internal)?;
                 p.load(target, self.aya_btf).map_err(|e| load_refused(&e))?;
-                p.attach().map_err(attach_err)?;
             }
             Attach::FExit => {
-                let p: &mut FExit = prog.try_into().map_err(internal)?;
+                let p: &mut FExit = (&mut *prog).try_into().map_err(internal)?;
                 p.load(target, self.aya_btf).map_err(|e| load_refused(&e))?;
-                p.attach().map_err(attach_err)?;
             }
             Attach::KProbe | Attach::KRetProbe => {
-                let p: &mut KProbe = prog.try_into().map_err(internal)?;
+                let p: &mut KProbe = (&mut *prog).try_into().map_err(internal)?;
                 p.load().map_err(|e| load_refused(&e))?;
-                p.attach(target, 0).map_err(attach_err)?;
             }
         }
-        Ok(())
+        attach_loaded(prog, attach, target).map_err(|e| match e {
+            AttachError::Type(e) => internal(e),
+            AttachError::Attach(e) => refused(
+                RefusalKind::Attach,
+                format!("attach failed: {}", summarize(&e)),
+            ),
+        })
+    }
+}
+
+/// Why attaching a loaded program failed.
+enum AttachError {
+    /// The program is not of the type its row says (a catalogue bug).
+    Type(ProgramError),
+    /// The kernel refused the attachment.
+    Attach(ProgramError),
+}
+
+/// Attaches a loaded program where its row says, returning the link.
+fn attach_loaded(prog: &mut Program, attach: Attach, target: &str) -> Result<LinkId, AttachError> {
+    let ty = AttachError::Type;
+    let at = AttachError::Attach;
+    Ok(match attach {
+        Attach::TpBtf { .. } => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(ty)?;
+            LinkId::TpBtf(p.attach().map_err(at)?)
+        }
+        Attach::Tracepoint { category, .. } => {
+            let p: &mut TracePoint = prog.try_into().map_err(ty)?;
+            LinkId::Tracepoint(p.attach(category, target).map_err(at)?)
+        }
+        Attach::FEntry => {
+            let p: &mut FEntry = prog.try_into().map_err(ty)?;
+            LinkId::FEntry(p.attach().map_err(at)?)
+        }
+        Attach::FExit => {
+            let p: &mut FExit = prog.try_into().map_err(ty)?;
+            LinkId::FExit(p.attach().map_err(at)?)
+        }
+        Attach::KProbe | Attach::KRetProbe => {
+            let p: &mut KProbe = prog.try_into().map_err(ty)?;
+            LinkId::KProbe(p.attach(target, 0).map_err(at)?)
+        }
+    })
+}
+
+/// Closes one link of a program (the program stays loaded).
+fn detach_link(prog: &mut Program, link: LinkId) -> Result<(), ProgramError> {
+    match (prog, link) {
+        (Program::BtfTracePoint(p), LinkId::TpBtf(id)) => p.detach(id),
+        (Program::TracePoint(p), LinkId::Tracepoint(id)) => p.detach(id),
+        (Program::FEntry(p), LinkId::FEntry(id)) => p.detach(id),
+        (Program::FExit(p), LinkId::FExit(id)) => p.detach(id),
+        (Program::KProbe(p), LinkId::KProbe(id)) => p.detach(id),
+        _ => Err(ProgramError::UnexpectedProgramType),
     }
 }
 
@@ -916,8 +999,59 @@ impl Loaded {
         out
     }
 
+    /// Closes the links of `hook`'s programs, which stay loaded (and keep
+    /// their maps): [`Loaded::attach_hook`] attaches them again. Returns how
+    /// many links were closed; an error names the first program the kernel
+    /// refused to detach (the others are still detached).
+    pub fn detach_hook(&mut self, hook: HookId) -> Result<usize, String> {
+        let mut closed = 0;
+        let mut first_err = None;
+        for a in self.links.iter_mut().filter(|a| a.probe.hook() == hook) {
+            let (Some(link), Some(prog)) =
+                (a.link.take(), self.ebpf.program_mut(a.probe.program()))
+            else {
+                continue;
+            };
+            match detach_link(prog, link) {
+                Ok(()) => closed += 1,
+                Err(e) => {
+                    first_err
+                        .get_or_insert_with(|| format!("{}: {}", a.probe.program(), summarize(&e)));
+                }
+            }
+        }
+        first_err.map_or(Ok(closed), Err)
+    }
+
+    /// Attaches again the programs of `hook` that [`Loaded::detach_hook`]
+    /// detached, where the plan had attached them. Returns how many links
+    /// were made; on an error the programs attached before it stay attached.
+    pub fn attach_hook(&mut self, hook: HookId) -> Result<usize, String> {
+        let mut made = 0;
+        for a in self
+            .links
+            .iter_mut()
+            .filter(|a| a.probe.hook() == hook && a.link.is_none())
+        {
+            let name = a.probe.program();
+            let prog = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("program {name} is missing from the BPF object"))?;
+            let link = attach_loaded(prog, a.attach, &a.target).map_err(|e| match e {
+                AttachError::Type(e) | AttachError::Attach(e) => {
+                    format!("{name}: {}", summarize(&e))
+                }
+            })?;
+            a.link = Some(link);
+            made += 1;
+        }
+        Ok(made)
+    }
+
     /// Detaches and unloads every program. After this no record is produced.
     pub fn detach_all(&mut self) {
+        self.links.clear();
         for (_, prog) in self.ebpf.programs_mut() {
             unload(prog);
         }

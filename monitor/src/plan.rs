@@ -274,6 +274,11 @@ const UFFD_UNMAP: [Candidate; 2] = fn_rungs!("userfaultfd_unmap_prep",
     ],
     fentry: [p(P::FexitUnmapUffdPrep, FExit)],
     kprobe: [p(P::KprobeUnmapUffdPrep, KProbe), p(P::KretprobeUnmapUffdPrep, KRetProbe)]);
+const UFFD_RELEASE: [Candidate; 2] = fn_rungs!("userfaultfd_release",
+    &[(0, "struct inode *"), (1, "struct file *")], None,
+    fields: &[Field::FileFop, Field::FopsUnlockedIoctl, Field::FilePrivateData],
+    fentry: [p(P::FentryUffdRelease, FEntry)],
+    kprobe: [p(P::KprobeUffdRelease, KProbe)]);
 const UFFD_REMOVE: [Candidate; 2] = fn_rungs!("userfaultfd_remove",
     &[(0, VMA), (1, "unsigned long"), (2, "unsigned long")], None,
     fields: &[Field::VmaUffdCtx, Field::UffdCtxFeatures, Field::UffdCtxMm],
@@ -710,6 +715,12 @@ pub const HOOKS: &[HookSpec] = &[
         what: "userfaultfd_event_wait_completion(): the monitor read the event; the window closes",
         primary: false,
         candidates: cands!(UFFD_WAIT),
+    },
+    HookSpec {
+        id: HookId::UffdRelease,
+        what: "userfaultfd_release(): a context's file is closed; the window state kept for it is dropped",
+        primary: false,
+        candidates: cands!(UFFD_RELEASE),
     },
     HookSpec {
         id: HookId::TaskFree,

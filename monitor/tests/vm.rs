@@ -786,3 +786,225 @@ fn kretprobe_misses_reach_the_metrics() {
     assert!(status.success(), "{status}: {stderr}");
     println!("kretprobe misses: {missed} (parked 48), unreadable programs {unreadable}");
 }
+
+/// What attaching the fault programs on demand (only while the fault gate is
+/// open: issue 12) can rely on: with the capabilities the daemon keeps after
+/// attach (none, or CAP_BPF alone where map reads need it: before 6.5 with
+/// `kernel.unprivileged_bpf_disabled` set), the loaded fault programs are
+/// detached and attached again, twice, at the fentry and tracepoint rungs
+/// (a BPF link on a loaded program: no capability is checked), except that
+/// before 5.13 a detached fentry/fexit program cannot be attached again
+/// (ENOENT: "bpf: Allow trampoline re-attach for tracing and lsm programs"
+/// came in 5.13). At the kprobe rung the attach is a `perf_event_open` of the
+/// kprobe PMU, which needs CAP_PERFMON: refused. So attaching on demand is
+/// for the fentry rung from 5.13 and the tracepoint rung. Prints how long
+/// each step takes (TCG-slowed).
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn fault_programs_reattach_after_the_capability_drop_except_kprobes() {
+    use monitor::{
+        daemon::caps::{self, CapSets},
+        loader::{self, LoadOptions},
+    };
+    use monitor_common::catalogue::{HookId, Rung};
+
+    let release = kernel();
+    let version = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut v = version
+        .trim()
+        .split(['.', '-'])
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    let reattach_fentry = (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (5, 13);
+    let mut report = Vec::new();
+    let mut failed = Vec::new();
+    for rung in [Rung::Fentry, Rung::Kprobe, Rung::Tracepoint] {
+        let mut loaded = loader::load(&LoadOptions {
+            max_rung: rung,
+            only_hooks: Some(vec![HookId::HandleMmFault.name().to_owned()]),
+            ..LoadOptions::default()
+        })
+        .expect("load the BPF object");
+        let got = loaded
+            .hooks
+            .iter()
+            .find(|h| h.hook == HookId::HandleMmFault)
+            .map_or(Rung::Unavailable, |h| h.rung);
+        if got != rung {
+            report.push(format!(
+                "{}: not offered (planned at {})",
+                rung.name(),
+                got.name()
+            ));
+            continue;
+        }
+        // The daemon's rule (`caps::drop_after_attach`): CAP_BPF is kept only
+        // when map reads fail without it. Capabilities are per thread, and
+        // only the effective set is lowered, so later tests get them back.
+        let before = caps::get().expect("capget");
+        caps::set(CapSets {
+            effective: 0,
+            ..before
+        })
+        .expect("lower the effective set");
+        let keep = if loaded.state(0).is_none() {
+            caps::bit(::caps::Capability::CAP_BPF) & before.permitted
+        } else {
+            0
+        };
+        caps::set(CapSets {
+            effective: keep,
+            ..before
+        })
+        .expect("keep CAP_BPF");
+        let mut steps = Vec::new();
+        for round in 0..2 {
+            for attach in [false, true] {
+                let t = std::time::Instant::now();
+                let r = if attach {
+                    loaded.attach_hook(HookId::HandleMmFault)
+                } else {
+                    loaded.detach_hook(HookId::HandleMmFault)
+                };
+                let what = if attach { "attach" } else { "detach" };
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                match r {
+                    Ok(n) => steps.push(format!("{what} {n} in {ms:.1} ms")),
+                    Err(e) if rung == Rung::Fentry && attach && !reattach_fentry => {
+                        steps.push(format!("{what} refused in {ms:.1} ms ({e})"));
+                        assert!(
+                            e.contains("os error 2"),
+                            "{release}: before 5.13 the fentry re-attach fails with ENOENT: {e}"
+                        );
+                    }
+                    // perf_event_open(2) of a kprobe needs CAP_PERFMON.
+                    Err(e) if rung == Rung::Kprobe && attach => {
+                        steps.push(format!("{what} refused in {ms:.1} ms ({e})"));
+                        assert!(
+                            e.contains("perf_event_open") && e.contains("os error 13"),
+                            "{release}: the kprobe re-attach must fail at perf_event_open \
+                             with EACCES: {e}"
+                        );
+                    }
+                    Err(e) => {
+                        steps.push(format!("{what} REFUSED in {ms:.1} ms"));
+                        failed.push(format!(
+                            "{} rung, round {round}, {what}, effective caps {}: {e}",
+                            rung.name(),
+                            caps::names(keep)
+                        ));
+                    }
+                }
+            }
+        }
+        caps::set(before).expect("restore the effective set");
+        report.push(format!(
+            "{} (effective caps {}): {}",
+            rung.name(),
+            caps::names(keep),
+            steps.join(", ")
+        ));
+    }
+    for line in &report {
+        note(&format!("reattach on {}: {line}", release.trim()));
+    }
+    assert!(failed.is_empty(), "{}: {failed:#?}", release.trim());
+}
+
+/// A userfaultfd context closed while the in-kernel copy filter keeps state
+/// for it (`UFFD_CTX`): the remove window began before the daemon attached, so
+/// the `-EAGAIN` copies are outside any window it saw and mark the context
+/// observed until a success that never comes. Without the `uffd_release`
+/// hook the entry stays (first daemon: the control); with it the entry goes
+/// when the file is closed and `uffd_ctx_released` counts it.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn a_closed_uffd_context_leaves_no_filter_state() {
+    use std::{process::Stdio, time::Duration};
+
+    use crate::util::{scenario_bin, tempdir::TempDir};
+
+    let up = run(std::process::Command::new("ip").args(["link", "set", "lo", "up"]));
+    assert!(up.status.success(), "ip link set lo up: {up:?}");
+    let dir = TempDir::new("uffd-abandon");
+    let cfg = dir.path().join("monitor.toml");
+    std::fs::write(&cfg, "[metrics]\nmap_fill_interval = \"1s\"\n").expect("config");
+    let cfg = cfg.to_str().expect("utf-8").to_owned();
+    let hooks = "uffd_ioctl,mfill_copy,uffd_remove,uffd_event_wait";
+    let entries =
+        |s: &crate::daemon::Scrape| s.value("mmrace_bpf_map_entries", &[("map", "UFFD_CTX")]);
+    let released = |s: &crate::daemon::Scrape| {
+        s.value("mmrace_bpf_stats_total", &[("stat", "uffd_ctx_released")])
+    };
+    for (round, with_release) in [(0, false), (1, true)] {
+        let held = dir.path().join(format!("held-{round}"));
+        let go = dir.path().join(format!("go-{round}"));
+        let child = std::process::Command::new(scenario_bin())
+            .args(["uffd-abandon", "--held-file"])
+            .arg(&held)
+            .arg("--go-file")
+            .arg(&go)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn scenario uffd-abandon");
+        let t = std::time::Instant::now();
+        while !held.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the fork window was never held"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let hooks = if with_release {
+            format!("{hooks},uffd_release")
+        } else {
+            hooks.to_owned()
+        };
+        let d = Daemon::start(&["--config", &cfg, "--hooks", &hooks]);
+        std::fs::write(&go, "go\n").expect("go file");
+        let out = child.wait_with_output().expect("scenario");
+        assert!(
+            out.status.success(),
+            "scenario uffd-abandon: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+        assert_eq!(report["copies_eagain"], 3, "{report}");
+        // The map fill is read every second (metrics.map_fill_interval).
+        let t = std::time::Instant::now();
+        let s = loop {
+            std::thread::sleep(Duration::from_millis(1500));
+            let s = d.scrape();
+            let done = if with_release {
+                entries(&s) == 0.0 && released(&s) >= 1.0
+            } else {
+                entries(&s) >= 1.0
+            };
+            if done || t.elapsed() > Duration::from_secs(20) {
+                break s;
+            }
+        };
+        let copies = s.sum(
+            "mmrace_events_produced_total",
+            &[("event", "uffd_copy_done")],
+        );
+        assert!(copies >= 3.0, "every -EAGAIN recorded: {copies}");
+        if with_release {
+            assert_eq!(
+                entries(&s),
+                0.0,
+                "the closed context's UFFD_CTX entry is gone"
+            );
+            assert_eq!(released(&s), 1.0, "uffd_ctx_released");
+        } else {
+            assert_eq!(
+                entries(&s),
+                1.0,
+                "control: without uffd_release the entry stays"
+            );
+            assert_eq!(released(&s), 0.0);
+        }
+        let (status, _, stderr) = d.terminate();
+        assert!(status.success(), "{status}: {stderr}");
+    }
+}

@@ -752,3 +752,36 @@ function! {
     UffdRemove: RemoveArgs { vma: 0, start: 1, end: 2 };
     entry: fentry fentry_uffd_remove, kprobe kprobe_uffd_remove => remove;
 }
+
+/// The context's file is closed (its last reference: no UFFDIO_COPY can
+/// come on it any more). Whatever window state `UFFD_CTX` holds for it is
+/// dropped, and `STATE[UFFD_ACTIVE]` with it: an `-EAGAIN` recorded outside
+/// any window waits for a success that will never come, and a change whose
+/// end the monitor would see only after the release (the kernel wakes the
+/// waiters after this entry) is no window on any live context. Without this
+/// the entry would stay, and with it every later copy's map lookup.
+#[inline(always)]
+fn release(_probe: ProbeId, a: &mut ReleaseArgs) -> bool {
+    if !stash::any(state::UFFD_ACTIVE) {
+        return false;
+    }
+    let uctx = kernel::file_uffd_ctx(a.file);
+    let p = ctx_state(uctx);
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: valid map value pointer.
+    let held = unsafe { (*p).open + (*p).observed };
+    if held > 0 {
+        stash::leave_n(state::UFFD_ACTIVE, held);
+        stat(Stat::UffdCtxReleased);
+    }
+    let _ = UFFD_CTX.remove(uctx);
+    false
+}
+
+function! {
+    /// `static int userfaultfd_release(struct inode *inode, struct file *file)`.
+    UffdRelease: ReleaseArgs { file: 1 };
+    entry: fentry fentry_uffd_release, kprobe kprobe_uffd_release => release;
+}

@@ -23,7 +23,7 @@ use aya::{
 };
 use monitor_common::{
     catalogue::{ProbeId, ProbeKind},
-    maps::{self as names, ExitState, MmSeq, Stash, StashKey, TaskScratch},
+    maps::{self as names, ExitState, MmSeq, Stash, StashKey, TaskScratch, UffdCtxState},
 };
 
 /// Map values as plain bytes: only keys are read, and the wire structs do not
@@ -33,6 +33,7 @@ type TaskBytes = [u8; size_of::<TaskScratch>()];
 type StashKeyBytes = [u8; size_of::<StashKey>()];
 type StashBytes = [u8; size_of::<Stash>()];
 type ExitBytes = [u8; size_of::<ExitState>()];
+type UffdCtxBytes = [u8; size_of::<UffdCtxState>()];
 
 use super::metrics::Metrics;
 use crate::loader::Loaded;
@@ -176,6 +177,7 @@ enum FillMap {
     Victims(HashMap<MapData, u32, u64>),
     Stash(HashMap<MapData, StashKeyBytes, StashBytes>),
     Exiting(HashMap<MapData, u64, ExitBytes>),
+    UffdCtx(HashMap<MapData, u64, UffdCtxBytes>),
 }
 
 /// A program of this daemon, for `bpf_prog_info`.
@@ -286,6 +288,12 @@ impl KernelStats {
         maps.push((names::STASH, max, FillMap::Stash(HashMap::try_from(m)?)));
         let (max, m) = dup_map(loaded, names::EXITING)?;
         maps.push((names::EXITING, max, FillMap::Exiting(HashMap::try_from(m)?)));
+        let (max, m) = dup_map(loaded, names::UFFD_CTX)?;
+        maps.push((
+            names::UFFD_CTX,
+            max,
+            FillMap::UffdCtx(HashMap::try_from(m)?),
+        ));
 
         let mut progs = Vec::new();
         let mut recursion_misses = false;
@@ -360,6 +368,7 @@ impl KernelStats {
             FillMap::Victims(m) => walk(m, max),
             FillMap::Stash(m) => walk(m, max),
             FillMap::Exiting(m) => walk(m, max),
+            FillMap::UffdCtx(m) => walk(m, max),
         }
     }
 

@@ -527,7 +527,8 @@ impl Metrics {
                     "bpf_map_entries",
                     "Entries in the monitor's BPF hash maps (MM_SEQ: mms tracked in the kernel; \
                      TASKS, VICTIMS, STASH: per-task state, removed when the task is freed; \
-                     EXITING: mms inside exit_mmap), \
+                     EXITING: mms inside exit_mmap; UFFD_CTX: userfaultfd contexts with \
+                     window state), \
                      read every metrics.map_fill_interval.",
                 ),
                 &["map"],

@@ -18,6 +18,7 @@ mod mrelease;
 mod oom;
 mod sys;
 mod uffd;
+mod uffd_abandon;
 mod uffd_park;
 mod uffd_race;
 mod uffd_storm;
@@ -64,6 +65,9 @@ enum Command {
     /// Threads parked in userfaultfd faults inside handle_mm_fault, more
     /// than a kretprobe has instances: the kernel misses returns.
     UffdPark(uffd_park::UffdParkArgs),
+    /// A userfaultfd closed while a remove window is pending, after -EAGAIN
+    /// copies and no success: the copy filter's state must go with it.
+    UffdAbandon(uffd_abandon::UffdAbandonArgs),
     /// Overhead: each workload without and with `monitor trace`, alternating;
     /// optionally the highest UFFDIO_COPY event rate with zero ring loss.
     Bench(bench::BenchArgs),
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Churn(a) => churn::run(&a),
         Command::UffdStorm(a) => uffd_storm::run(&a),
         Command::UffdPark(a) => uffd_park::run(&a),
+        Command::UffdAbandon(a) => uffd_abandon::run(&a),
         Command::Bench(a) => bench::run(&a),
     };
     match result {
