@@ -25,6 +25,16 @@ fn kernel() -> String {
     std::env::var("VM_KERNEL").unwrap_or_default()
 }
 
+/// Whether the running kernel's release is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (major, minor)
+}
+
 fn of_kind(findings: &[Finding], kind: FindingKind) -> Vec<&Finding> {
     findings.iter().filter(|f| f.kind == kind).collect()
 }
@@ -746,11 +756,7 @@ fn kretprobe_misses_reach_the_metrics() {
     assert_eq!(parked["returned"], 48, "{parked}");
     let ret = [("hook", "handle_mm_fault"), ("program", "kretprobe_fault")];
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
-    let mut v = release
-        .trim()
-        .split(['.', '-'])
-        .map(|x| x.parse::<u32>().unwrap_or(0));
-    let readable = (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 7);
+    let readable = kernel_at_least(6, 7);
     // The daemon reads link info every 10 s (metrics.map_fill_interval).
     let start = std::time::Instant::now();
     let s = loop {
@@ -809,12 +815,7 @@ fn fault_programs_reattach_after_the_capability_drop_except_kprobes() {
     use monitor_common::catalogue::{HookId, Rung};
 
     let release = kernel();
-    let version = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
-    let mut v = version
-        .trim()
-        .split(['.', '-'])
-        .map(|x| x.parse::<u32>().unwrap_or(0));
-    let reattach_fentry = (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (5, 13);
+    let reattach_fentry = kernel_at_least(5, 13);
     let mut report = Vec::new();
     let mut failed = Vec::new();
     for rung in [Rung::Fentry, Rung::Kprobe, Rung::Tracepoint] {
