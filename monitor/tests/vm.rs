@@ -952,7 +952,7 @@ fn a_closed_uffd_context_leaves_no_filter_state() {
         while !held.exists() {
             assert!(
                 t.elapsed() < Duration::from_secs(30),
-                "the fork window was never held"
+                "the remove window was never held"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

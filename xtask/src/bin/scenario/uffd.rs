@@ -152,8 +152,8 @@ impl Uffd {
         }
     }
 
-    /// Waits up to `timeout_ms` for a message.
-    pub fn read_msg(&self, timeout_ms: i32) -> anyhow::Result<Option<UffdMsg>> {
+    /// Waits up to `timeout_ms` until a message is pending (not read).
+    pub fn wait_msg(&self, timeout_ms: i32) -> anyhow::Result<bool> {
         let mut pfd = libc::pollfd {
             fd: self.fd,
             events: libc::POLLIN,
@@ -164,7 +164,12 @@ impl Uffd {
             unsafe { libc::poll(&mut pfd, 1, timeout_ms) }.into(),
             "poll(userfaultfd)",
         )?;
-        if n == 0 {
+        Ok(n > 0)
+    }
+
+    /// Waits up to `timeout_ms` for a message.
+    pub fn read_msg(&self, timeout_ms: i32) -> anyhow::Result<Option<UffdMsg>> {
+        if !self.wait_msg(timeout_ms)? {
             return Ok(None);
         }
         let mut msg = UffdMsg::default();
@@ -205,14 +210,7 @@ impl HeldFork {
             crate::sys::wait_child(pid, std::time::Duration::from_secs(60))?;
             Ok(())
         });
-        let mut pfd = libc::pollfd {
-            fd: uffd.fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: valid pollfd array of one.
-        let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
-        if n <= 0 {
+        if !uffd.wait_msg(10_000)? {
             bail!("no userfaultfd fork event within 10 s");
         }
         Ok(HeldFork {

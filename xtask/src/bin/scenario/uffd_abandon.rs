@@ -64,28 +64,25 @@ pub fn run(args: &UffdAbandonArgs) -> anyhow::Result<serde_json::Value> {
     let remover = std::thread::spawn(move || {
         // SAFETY: our own registered mapping; the call waits in the kernel
         // until the REMOVE event is read or the context is released.
-        unsafe { libc::madvise(other_addr as *mut _, 4 * page, libc::MADV_DONTNEED) }
+        let rc = unsafe { libc::madvise(other_addr as *mut _, 4 * page, libc::MADV_DONTNEED) };
+        // errno is per thread: read it here.
+        (rc == 0)
+            .then_some(())
+            .ok_or_else(std::io::Error::last_os_error)
     });
-    let mut pfd = libc::pollfd {
-        fd: uffd.fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    if unsafe { libc::poll(&mut pfd, 1, 10_000) } <= 0 {
+    if !uffd.wait_msg(10_000)? {
         bail!("no userfaultfd remove event within 10 s");
     }
     if let Some(f) = &args.held_file {
         std::fs::write(f, "held\n").with_context(|| format!("writing {}", f.display()))?;
     }
-    if let Some(f) = &args.go_file {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !f.exists() {
-            if Instant::now() > deadline {
-                bail!("{} did not appear within 60 s", f.display());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    if let Some(f) = &args.go_file
+        && sys::wait_for(Duration::from_secs(60), Duration::from_millis(20), || {
+            f.exists().then_some(())
+        })
+        .is_none()
+    {
+        bail!("{} did not appear within 60 s", f.display());
     }
     let mut eagain = 0u32;
     for _ in 0..args.copies {
@@ -97,15 +94,10 @@ pub fn run(args: &UffdAbandonArgs) -> anyhow::Result<serde_json::Value> {
     // Closing the only descriptor without reading the event releases the
     // context, which lets the madvise return.
     drop(uffd);
-    let rc = remover
+    remover
         .join()
-        .map_err(|_| anyhow::anyhow!("madvise thread panicked"))?;
-    if rc != 0 {
-        bail!(
-            "madvise(MADV_DONTNEED): {}",
-            std::io::Error::last_os_error()
-        );
-    }
+        .map_err(|_| anyhow::anyhow!("madvise thread panicked"))?
+        .context("madvise(MADV_DONTNEED)")?;
     Ok(json!({
         "scenario": "uffd-abandon",
         "pid": std::process::id(),
