@@ -476,6 +476,15 @@ struct Window {
     stop: f64,
 }
 
+/// The rest of the guest's first `SOAK <tag> ...` line.
+fn soak_line<'a>(results: &'a str, tag: &str) -> Option<&'a str> {
+    results.lines().find_map(|l| {
+        l.strip_prefix("SOAK ")?
+            .strip_prefix(tag)?
+            .strip_prefix(' ')
+    })
+}
+
 fn judge_scrapes(
     p: &Prometheus,
     w: &Window,
@@ -646,10 +655,7 @@ fn final_counters(summary: &str) -> Option<(u64, u64, u64)> {
 }
 
 fn judge_loss(p: &Prometheus, w: &Window, results: &str) -> anyhow::Result<(Check, Value)> {
-    let summary = results
-        .lines()
-        .find_map(|l| l.strip_prefix("SOAK summary "))
-        .unwrap_or("");
+    let summary = soak_line(results, "summary").unwrap_or("");
     let last = |e: &str| p.scalar(e, w.stop).map(|v| v.unwrap_or(f64::NAN));
     let (pp, pd, pl) = (
         last("sum(mmrace_events_produced_total)")?,
@@ -717,10 +723,7 @@ fn judge_findings(p: &Prometheus, w: &Window, results: &str) -> anyhow::Result<(
 }
 
 fn judge_daemon(results: &str) -> Check {
-    let exit = results
-        .lines()
-        .find_map(|l| l.strip_prefix("SOAK daemon-exit "))
-        .unwrap_or("?");
+    let exit = soak_line(results, "daemon-exit").unwrap_or("?");
     let verified = results
         .lines()
         .any(|l| l.starts_with("SOAK summary ") && l.contains("(verified)"));
@@ -828,14 +831,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // Let Prometheus commit the last scrapes before asking.
     std::thread::sleep(Duration::from_secs(2));
 
-    let probe = results
-        .lines()
-        .find_map(|l| l.strip_prefix("SOAK probe "))
-        .map(str::trim);
-    let sched = results
-        .lines()
-        .find_map(|l| l.strip_prefix("SOAK sched "))
-        .map(str::trim);
+    let probe = soak_line(&results, "probe").map(str::trim);
+    let sched = soak_line(&results, "sched").map(str::trim);
     let mut checks = Vec::new();
     let mut detail = serde_json::Map::new();
     let boot_ok = res.ending == vm::qemu::Ending::PoweredOff && marks.at("stop").is_some();
@@ -857,11 +854,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         detail.insert(key.to_owned(), value);
     }
     checks.push(judge_daemon(&results));
-    let load_line = results
-        .lines()
-        .find_map(|l| l.strip_prefix("SOAK load-end "))
-        .unwrap_or("")
-        .to_owned();
+    let load_line = soak_line(&results, "load-end").unwrap_or("").to_owned();
 
     let pass = checks.iter().all(|c| c.pass);
     let mut table = String::new();
