@@ -65,6 +65,16 @@ pub struct Args {
     /// (SIGKILL halfway through the load).
     #[arg(long, value_parser = ["kill-daemon"])]
     inject: Option<String>,
+    /// The same guest, load and scenarios without the daemon: a baseline for
+    /// the guest's own stalls. Only the heartbeat is reported; nothing is
+    /// judged and no Prometheus runs.
+    #[arg(long, conflicts_with = "inject")]
+    bare: bool,
+    /// Turn on the kernel's BPF run-time statistics (`[bpf] run_stats`) in
+    /// the guest's config and print the programs that ran longest over the
+    /// load: a diagnosis, not the shipped setup.
+    #[arg(long, conflicts_with = "bare")]
+    bpf_stats: bool,
     /// Where to write the JSON result (default: target/soak/<kernel>-<UTC time>.json).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -111,6 +121,23 @@ fn guest_script(args: &Args, config: &str) -> String {
         ),
         _ => String::new(),
     };
+    // `--bare`: a sleeping stand-in keeps `$D` a live process, so the rest
+    // of the script runs as it does with the daemon (its endpoint checks
+    // fail and say so).
+    let start_daemon = if args.bare {
+        "sleep 1000000 > /tmp/findings.jsonl 2> /tmp/daemon.log &\nD=$!\n".to_owned()
+    } else {
+        format!(
+            r#"sh -c 'echo $$ > /sys/fs/cgroup/soak-daemon/cgroup.procs && renice -n -5 -p $$ > /dev/null && exec /bin/monitor run --config /etc/mm-race-monitor/monitor.toml' > /tmp/findings.jsonl 2> /tmp/daemon.log &
+D=$!
+i=0
+until wget -q -O /dev/null http://127.0.0.1:{GUEST_PORT}/healthz; do
+    i=$((i+1)); [ $i -gt 600 ] && {{ echo "SOAK error: the daemon never answered /healthz"; cat /tmp/daemon.log; exit 1; }}
+    sleep 0.5
+done
+"#
+        )
+    };
     format!(
         r#"set -u
 ifconfig lo 127.0.0.1 up
@@ -126,19 +153,15 @@ mkdir -p /sys/fs/cgroup/soak-warm /etc/mm-race-monitor
 # every task the load forks. (Flat in the root cgroup, the TCG guest's
 # daemon waited seconds in the run queue: docs/soak.md.)
 echo +cpu > /sys/fs/cgroup/cgroup.subtree_control || {{ echo "SOAK error: no cpu controller"; exit 1; }}
-mkdir -p /sys/fs/cgroup/soak-daemon
+mkdir -p /sys/fs/cgroup/soak-daemon /sys/fs/cgroup/soak-scen
+# CPUWeight=300, as the shipped unit sets it: the cgroup form of Nice=-5
+# (weight 3121 against nice 0's 1024), which between cgroups is what counts.
+echo 300 > /sys/fs/cgroup/soak-daemon/cpu.weight
 cat > /etc/mm-race-monitor/monitor.toml <<'TOML'
 {config}TOML
 # Nice=-5, as the shipped unit runs it (busybox has renice, not nice): the
 # shell lowers its own niceness, then becomes the daemon.
-sh -c 'echo $$ > /sys/fs/cgroup/soak-daemon/cgroup.procs && renice -n -5 -p $$ > /dev/null && exec /bin/monitor run --config /etc/mm-race-monitor/monitor.toml' > /tmp/findings.jsonl 2> /tmp/daemon.log &
-D=$!
-i=0
-until wget -q -O /dev/null http://127.0.0.1:{GUEST_PORT}/healthz; do
-    i=$((i+1)); [ $i -gt 600 ] && {{ echo "SOAK error: the daemon never answered /healthz"; cat /tmp/daemon.log; exit 1; }}
-    sleep 0.5
-done
-echo "SOAK ready pid=$D"
+{start_daemon}echo "SOAK ready pid=$D"
 # A second view of the endpoint, from inside the guest (loopback, no
 # virtio-net, no slirp): every 5 s, how long /metrics takes. Not a
 # criterion; it tells a slow scrape's network path from the daemon.
@@ -150,9 +173,32 @@ echo "SOAK ready pid=$D"
     if timeout 10 wget -q -O /dev/null http://127.0.0.1:{GUEST_PORT}/metrics; then r=ok; else r=fail; fi
     b=$(cut -d' ' -f1 /proc/uptime)
     s=$(cat /proc/$D/task/*/schedstat 2>/dev/null | awk '{{r+=$1; w+=$2}} END {{printf "%.0f %.0f", r, w}}')
-    echo "$a $b $r $s" >> /tmp/probe.log
+    pm=?; pc=?
+    read -r _ pm _ < /proc/pressure/memory 2>/dev/null; read -r _ pc _ < /proc/pressure/cpu 2>/dev/null
+    echo "$a $b $r ${{s:-? ?}} mem_some_$pm cpu_some_$pc" >> /tmp/probe.log
     sleep 5
   done ) &
+# A heartbeat at niceness -20 in the root cgroup (weight 88761: busybox has
+# no chrt for a real-time one): no other task delays it by much, so a gap in
+# it is the whole guest stalling (its vCPUs not run by QEMU, or its kernel
+# not scheduling), not the daemon's CPU share. Its clock is the guest's
+# uptime; a gap over 2 s is printed as it happens, so the host stamps it
+# with its own clock. Shell builtins only, besides sleep: no fork to wait on.
+sh -c 'renice -n -20 -p $$ > /dev/null
+  read -r up _ < /proc/uptime; prev=${{up%.*}}${{up#*.}}; max=0; n=0
+  while [ ! -e /tmp/probe-stop ]; do
+    sleep 1
+    read -r up _ < /proc/uptime; cs=${{up%.*}}${{up#*.}}; g=$((cs-prev)); prev=$cs
+    [ $g -gt $max ] && max=$g
+    if [ $g -gt 200 ]; then
+      n=$((n+1)); ma=?; pm=?; pc=?
+      while read -r k v _; do [ "$k" = MemAvailable: ] && {{ ma=$((v/1024))MiB; break; }}; done < /proc/meminfo
+      [ -r /proc/pressure/memory ] && read -r _ pm _ < /proc/pressure/memory
+      [ -r /proc/pressure/cpu ] && read -r _ pc _ < /proc/pressure/cpu
+      echo "SOAK stall uptime=$up gap=$((g/100)).$((g%100/10))s mem_available=$ma mem_some_$pm cpu_some_$pc"
+    fi
+    echo "$max $n" > /tmp/hb.max
+  done' &
 sleep {SETTLE}
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 echo "SOAK load-start"
@@ -181,7 +227,7 @@ runs=0; fails=0; rounds=0; gone=; deaf=
 # QEMU's timeout). Exit status 124 is the timeout's.
 scen() {{
     runs=$((runs+1))
-    timeout -s KILL 300 /bin/scenario "$@" > /dev/null 2>> /tmp/scenario.err
+    sh -c 'echo $$ > /sys/fs/cgroup/soak-scen/cgroup.procs && exec timeout -s KILL 300 /bin/scenario "$@"' scen "$@" > /dev/null 2>> /tmp/scenario.err
     rc=$?
     if [ $rc -ne 0 ]; then
         fails=$((fails+1))
@@ -226,8 +272,10 @@ grep 'ended by' /tmp/daemon.log | sed 's/^/SOAK summary /'
 grep '"severity":"violation"' /tmp/findings.jsonl | head -n 5 | sed 's/^/SOAK violation: /'
 awk '{{d=$2-$1; n++; if (d>m) m=d; if (d>1) o++; if ($3!="ok") f++}}
      END {{printf "SOAK probe n=%d max=%.2f over1s=%d failed=%d\n", n, m, o, f}}' /tmp/probe.log
-awk '$2-$1>1 || $3!="ok" {{print "SOAK probe-slow uptime=" $1 " took=" $2-$1 " " $3}}' /tmp/probe.log | head -n 20
-awk 'NF >= 5 {{if (n++) {{dr=($4-r)/1e9; dw=($5-w)/1e9; tr+=dr; tw+=dw; if (dw>mw) mw=dw}}; r=$4; w=$5}}
+awk '$2-$1>1 || $3!="ok" {{print "SOAK probe-slow uptime=" $1 " took=" $2-$1 " " $3 " " $6 " " $7}}' /tmp/probe.log | head -n 20
+read -r hbmax hbn < /tmp/hb.max
+echo "SOAK heartbeat max_gap=$((hbmax/100)).$((hbmax%100/10))s over2s=$hbn"
+awk '$4 != "?" {{if (n++) {{dr=($4-r)/1e9; dw=($5-w)/1e9; tr+=dr; tw+=dw; if (dw>mw) mw=dw}}; r=$4; w=$5}}
      END {{printf "SOAK sched run=%.1fs wait=%.1fs max_wait_per_probe=%.2fs\n", tr, tw, mw}}' /tmp/probe.log
 tail -n 40 /tmp/daemon.log | sed 's/^/SOAK log: /'
 tail -n 5 /tmp/scenario.err 2>/dev/null | sed 's/^/SOAK scenario-stderr: /'
@@ -237,14 +285,28 @@ tail -n 5 /tmp/stress-root.log /tmp/stress-exec.log | sed 's/^/SOAK stress: /'
 }
 
 /// The shipped daemon config with the guest's listen address.
-fn guest_config() -> anyhow::Result<String> {
-    let shipped = fs::read_to_string(vm::workspace_root().join("deploy/monitor.toml"))
+/// The shipped daemon config with the guest's listen address (and, with
+/// `--bpf-stats`, run-time statistics on).
+fn guest_config(bpf_stats: bool) -> anyhow::Result<String> {
+    let mut config = fs::read_to_string(vm::workspace_root().join("deploy/monitor.toml"))
         .context("deploy/monitor.toml")?;
-    let from = format!("listen = \"127.0.0.1:{GUEST_PORT}\"");
-    if !shipped.contains(&from) {
-        bail!("deploy/monitor.toml has no line {from}");
+    let mut edits = vec![(
+        format!("listen = \"127.0.0.1:{GUEST_PORT}\""),
+        format!("listen = \"0.0.0.0:{GUEST_PORT}\""),
+    )];
+    if bpf_stats {
+        edits.push((
+            "run_stats = false".to_owned(),
+            "run_stats = true".to_owned(),
+        ));
     }
-    Ok(shipped.replacen(&from, &format!("listen = \"0.0.0.0:{GUEST_PORT}\""), 1))
+    for (from, to) in edits {
+        if !config.contains(&from) {
+            bail!("deploy/monitor.toml has no line {from}");
+        }
+        config = config.replacen(&from, &to, 1);
+    }
+    Ok(config)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -303,7 +365,7 @@ impl Prometheus {
             );
         }
         let port = free_port()?;
-        let child = Command::new("prometheus")
+        let child = vm::qemu::die_with_parent(&mut Command::new("prometheus"))
             .arg(format!("--config.file={}", path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -414,12 +476,32 @@ fn url_encode(s: &str) -> String {
 /// The first host time at which each `SOAK <mark>` line appeared in the
 /// guest's output, read live while the guest runs.
 #[derive(Default)]
-struct Marks(Vec<(String, f64)>);
+struct Marks {
+    marks: Vec<(String, f64)>,
+    /// The heartbeat's gaps (`SOAK stall …`).
+    stalls: Vec<Stall>,
+}
+
+/// A gap in the guest's heartbeat.
+struct Stall {
+    /// Host time when its line appeared: the stall's end.
+    end: f64,
+    /// Seconds without a beat.
+    gap: f64,
+    /// Free memory and pressure when it ended, as the guest printed them.
+    pressure: String,
+}
 
 impl Marks {
     fn at(&self, mark: &str) -> Option<f64> {
-        self.0.iter().find(|(m, _)| m == mark).map(|(_, t)| *t)
+        self.marks.iter().find(|(m, _)| m == mark).map(|(_, t)| *t)
     }
+}
+
+/// `HH:MM:SS` UTC of a Unix time.
+fn hms(t: f64) -> String {
+    let s = t as u64 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 fn watch(results: PathBuf, marks: Arc<Mutex<Marks>>, done: Arc<AtomicBool>) {
@@ -428,6 +510,24 @@ fn watch(results: PathBuf, marks: Arc<Mutex<Marks>>, done: Arc<AtomicBool>) {
     while !done.load(Ordering::Relaxed) && seen < WATCHED.len() {
         let text = fs::read_to_string(&results).unwrap_or_default();
         let t = now();
+        {
+            let mut m = marks.lock().expect("marks");
+            let known = m.stalls.len();
+            let new: Vec<Stall> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("SOAK stall "))
+                .skip(known)
+                .filter_map(|l| {
+                    let (gap, rest) = l.split_once("gap=")?.1.split_once(' ').unwrap_or((l, ""));
+                    Some(Stall {
+                        end: t,
+                        gap: gap.strip_suffix('s')?.parse().ok()?,
+                        pressure: rest.trim().to_owned(),
+                    })
+                })
+                .collect();
+            m.stalls.extend(new);
+        }
         for mark in WATCHED {
             let line = format!("SOAK {mark}");
             let mut m = marks.lock().expect("marks");
@@ -436,7 +536,7 @@ fn watch(results: PathBuf, marks: Arc<Mutex<Marks>>, done: Arc<AtomicBool>) {
                     .lines()
                     .any(|l| l == line || l.starts_with(&format!("{line} ")))
             {
-                m.0.push((mark.to_owned(), t));
+                m.marks.push((mark.to_owned(), t));
                 seen += 1;
             }
         }
@@ -485,15 +585,50 @@ fn soak_line<'a>(results: &'a str, tag: &str) -> Option<&'a str> {
     })
 }
 
+/// What the guest saw of its own endpoint and CPU: reported with the
+/// scrapes, not judged.
+struct GuestView<'a> {
+    /// The loopback probe's summary (`SOAK probe`).
+    probe: Option<&'a str>,
+    /// The daemon's run and run-queue time (`SOAK sched`).
+    sched: Option<&'a str>,
+    /// The heartbeat's summary (`SOAK heartbeat`).
+    heartbeat: Option<&'a str>,
+    /// The heartbeat's gaps over 2 s: (host time of the end, seconds).
+    stalls: &'a [Stall],
+}
+
 fn judge_scrapes(
     p: &Prometheus,
     w: &Window,
-    probe: Option<&str>,
-    sched: Option<&str>,
+    guest: &GuestView<'_>,
 ) -> anyhow::Result<(Check, Value)> {
     let up = p.samples("up{job=\"mm-race-monitor\"}", w.ready, w.stop)?;
     let points: Vec<(f64, f64)> = up.iter().flat_map(|s| s.points.clone()).collect();
     let failed = points.iter().filter(|(_, v)| *v != 1.0).count();
+    // Each failed scrape with the guest stall that overlaps it, if any: a
+    // stall is stamped at its end, so it overlaps the scrape [t, t + 5 s]
+    // when it ends after t and began before t + 5 s.
+    let down: Vec<String> = points
+        .iter()
+        .filter(|(_, v)| *v != 1.0)
+        .map(|(t, _)| {
+            let stall = guest
+                .stalls
+                .iter()
+                .find(|s| s.end >= *t && s.end - s.gap <= t + 5.0);
+            match stall {
+                Some(s) => format!(
+                    "{} (in a {:.1} s guest stall ending {}: {})",
+                    hms(*t),
+                    s.gap,
+                    hms(s.end),
+                    s.pressure
+                ),
+                None => format!("{} (no guest stall)", hms(*t)),
+            }
+        })
+        .collect();
     let mut edges = vec![w.ready];
     edges.extend(points.iter().map(|(t, _)| *t));
     edges.push(w.stop);
@@ -524,19 +659,33 @@ fn judge_scrapes(
             name: "every scrape answered",
             value: format!(
                 "{} of {} up, max gap {max_gap:.1} s, scrape time median {median:.2} s, \
-                 p90 {p90:.2} s, slowest {slowest:.2} s ({over_1s} over 1 s){}{}",
+                 p90 {p90:.2} s, slowest {slowest:.2} s ({over_1s} over 1 s){}{}{}{}",
                 points.len() - failed,
                 points.len(),
-                probe.map_or(String::new(), |p| format!("; in the guest (loopback): {p}")),
-                sched.map_or(String::new(), |s| format!("; the daemon's threads: {s}"))
+                if down.is_empty() {
+                    String::new()
+                } else {
+                    format!("; down at {}", down.join(", "))
+                },
+                guest
+                    .probe
+                    .map_or(String::new(), |p| format!("; in the guest (loopback): {p}")),
+                guest
+                    .sched
+                    .map_or(String::new(), |s| format!("; the daemon's threads: {s}")),
+                guest
+                    .heartbeat
+                    .map_or(String::new(), |h| format!("; the guest's heartbeat: {h}"))
             ),
             limit: format!("up == 1, >= {expected} samples, gap <= {MAX_GAP} s"),
             pass,
         },
         json!({"samples": points.len(), "down": failed, "expected_at_least": expected,
                "max_gap_s": max_gap, "slowest_scrape_s": slowest, "median_scrape_s": median,
-               "p90_scrape_s": p90, "scrapes_over_1s": over_1s, "guest_probe": probe,
-               "daemon_sched": sched}),
+               "p90_scrape_s": p90, "scrapes_over_1s": over_1s, "down_at": down,
+               "guest_probe": guest.probe, "daemon_sched": guest.sched,
+               "guest_heartbeat": guest.heartbeat,
+               "guest_stalls": guest.stalls.iter().map(|s| json!({"end": hms(s.end), "gap_s": s.gap, "pressure": s.pressure})).collect::<Vec<_>>()}),
     ))
 }
 
@@ -755,6 +904,72 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// The ten programs that ran longest during the load: (program, seconds, runs).
+fn top_programs(p: &Prometheus, w: &Window) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    let range = (w.load_end - w.load_start).ceil().max(1.0) as u64;
+    let of = |metric: &str| -> anyhow::Result<Vec<(String, f64)>> {
+        Ok(p.query(
+            &format!("sum by (program) (increase({metric}[{range}s]))"),
+            w.load_end,
+        )?
+        .iter()
+        .filter_map(|s| {
+            let v = s["value"][1].as_str()?.parse().ok()?;
+            Some((s["metric"]["program"].as_str()?.to_owned(), v))
+        })
+        .collect())
+    };
+    let runs = of("mmrace_program_runs_total")?;
+    let mut top: Vec<(String, f64, f64)> = of("mmrace_program_run_seconds_total")?
+        .into_iter()
+        .map(|(prog, secs)| {
+            let n = runs
+                .iter()
+                .find(|(p, _)| *p == prog)
+                .map_or(0.0, |(_, n)| *n);
+            (prog, secs, n)
+        })
+        .collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    top.truncate(10);
+    Ok(top)
+}
+
+/// `--bare`: the guest without the daemon; prints the heartbeat's stalls
+/// with the host's time of each.
+fn run_bare(boot: &vm::ScriptBoot<'_>, dir: &Path) -> anyhow::Result<()> {
+    let marks = Arc::new(Mutex::new(Marks::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (marks, done, results) = (marks.clone(), done.clone(), dir.join("results.txt"));
+        std::thread::spawn(move || watch(results, marks, done))
+    };
+    let started = utc("+%Y-%m-%d %H:%M UTC");
+    let res = vm::boot_script(boot);
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let res = res?;
+    let results = fs::read_to_string(&res.results).unwrap_or_default();
+    let marks = marks.lock().expect("marks");
+    println!("xtask soak --bare: started {started}, no daemon");
+    for s in &marks.stalls {
+        println!(
+            "  guest stall of {:.1} s ending {} UTC ({})",
+            s.gap,
+            hms(s.end),
+            s.pressure
+        );
+    }
+    let heartbeat = soak_line(&results, "heartbeat").map(str::trim);
+    let load = soak_line(&results, "load-end").map(str::trim);
+    println!(
+        "  heartbeat: {}; load: {}",
+        heartbeat.unwrap_or("no summary (the guest did not reach its stop)"),
+        load.unwrap_or("did not end")
+    );
+    Ok(())
+}
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
     for (bin, pkg) in [
         ("stress-ng", "stress-ng"),
@@ -773,7 +988,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(t) => t,
         None => shipped_map_threshold()?,
     };
-    let script = guest_script(args, &guest_config()?);
+    let script = guest_script(args, &guest_config(args.bpf_stats)?);
     let host_port = free_port()?;
     let boot = vm::ScriptBoot {
         kernel: &args.kernel,
@@ -786,12 +1001,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         timeout: args.duration + Duration::from_secs(900),
         quiet: args.quiet,
         no_build: args.no_build,
-        tag: "-soak",
+        tag: if args.bare { "-soak-bare" } else { "-soak" },
+        // Pressure stall information (Debian builds it in, off by default):
+        // the heartbeat prints the memory and CPU pressure of each stall.
+        append: "psi=1",
     };
     let dir = vm::script_dir(&boot);
     fs::create_dir_all(&dir)?;
     // The watcher must not read the marks of an earlier run.
     let _ = fs::remove_file(dir.join("results.txt"));
+    if args.bare {
+        return run_bare(&boot, &dir);
+    }
     let prom = Prometheus::start(&dir, host_port)?;
     eprintln!(
         "xtask soak: Prometheus on http://127.0.0.1:{} scrapes the guest through 127.0.0.1:{host_port} every 15 s",
@@ -831,8 +1052,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // Let Prometheus commit the last scrapes before asking.
     std::thread::sleep(Duration::from_secs(2));
 
-    let probe = soak_line(&results, "probe").map(str::trim);
-    let sched = soak_line(&results, "sched").map(str::trim);
+    let guest = GuestView {
+        probe: soak_line(&results, "probe").map(str::trim),
+        sched: soak_line(&results, "sched").map(str::trim),
+        heartbeat: soak_line(&results, "heartbeat").map(str::trim),
+        stalls: &marks.stalls,
+    };
     let mut checks = Vec::new();
     let mut detail = serde_json::Map::new();
     let boot_ok = res.ending == vm::qemu::Ending::PoweredOff && marks.at("stop").is_some();
@@ -843,7 +1068,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         pass: boot_ok,
     });
     for (key, judged) in [
-        ("scrapes", judge_scrapes(&prom, &w, probe, sched)),
+        ("scrapes", judge_scrapes(&prom, &w, &guest)),
         ("rss", judge_rss(&prom, &w, args.rss_slack_mib)),
         ("maps", judge_maps(&prom, &w, threshold, args.map_return)),
         ("findings", judge_findings(&prom, &w, &results)),
@@ -875,6 +1100,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             c.value,
             c.limit
         );
+    }
+    if args.bpf_stats {
+        let _ = writeln!(
+            table,
+            "  programs by kernel time over the load (run_stats):"
+        );
+        for (program, secs, runs) in top_programs(&prom, &w)? {
+            let _ = writeln!(
+                table,
+                "    {program:<36} {secs:8.2} s  {runs:>10.0} runs  {:>8.0} ns/run",
+                if runs > 0.0 { secs * 1e9 / runs } else { 0.0 }
+            );
+        }
     }
     print!("{table}");
     let rev = Command::new("git")
@@ -933,4 +1171,66 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("soak failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        soak: Args,
+    }
+
+    /// The guest's script is shell the guest can parse (busybox's when the
+    /// host has it, as the guest does; else the host's sh), with and
+    /// without the daemon.
+    #[test]
+    fn guest_script_parses() {
+        let shell = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        for extra in [&[][..], &["--bare"], &["--inject", "kill-daemon"]] {
+            let mut argv = vec!["soak", "--duration", "5m"];
+            argv.extend_from_slice(extra);
+            let args = Cli::parse_from(argv).soak;
+            let script = guest_script(&args, "listen = \"0.0.0.0:10416\"\n");
+            let mut cmd = match shell {
+                Some(b) => {
+                    let mut c = Command::new(b);
+                    c.arg("sh");
+                    c
+                }
+                None => Command::new("sh"),
+            };
+            let mut child = cmd
+                .arg("-n")
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("sh");
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())
+                .expect("write");
+            let out = child.wait_with_output().expect("sh -n");
+            assert!(
+                out.status.success(),
+                "{extra:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
+    fn hms_is_utc_time_of_day() {
+        assert_eq!(hms(1_796_666_423.9), "18:00:23");
+        assert_eq!(hms(0.0), "00:00:00");
+    }
 }

@@ -590,6 +590,8 @@ pub struct ScriptBoot<'a> {
     pub no_build: bool,
     /// The run directory, `target/vm-runs/<kernel><tag>`.
     pub tag: &'a str,
+    /// More kernel parameters (may be empty).
+    pub append: &'a str,
 }
 
 /// The run directory of a [`ScriptBoot`] (known before it boots, so a
@@ -623,7 +625,7 @@ pub fn boot_script(b: &ScriptBoot<'_>) -> anyhow::Result<qemu::BootResult> {
         timeout: b.timeout,
         quiet: b.quiet,
         disk: None,
-        append: "",
+        append: b.append,
         forward: b.forward,
     })
 }

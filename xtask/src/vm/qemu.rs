@@ -16,6 +16,30 @@ use std::{
 
 use anyhow::Context as _;
 
+/// Makes the child die with the thread that spawns it (`PR_SET_PDEATHSIG`):
+/// an xtask stopped by SIGTERM or SIGKILL leaves no QEMU (or Prometheus)
+/// running. Call from the thread that waits for the child.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and calls only prctl(2),
+    // getppid(2) and _exit(2), all async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody is left
+            // to send the signal.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        })
+    };
+    cmd
+}
+
 pub struct Boot<'a> {
     pub label: &'a str,
     pub kernel: &'a Path,
@@ -147,7 +171,7 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootResult> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child = cmd
+    let mut child = die_with_parent(&mut cmd)
         .spawn()
         .context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
     let stdout = child.stdout.take().context("qemu stdout")?;
