@@ -1009,3 +1009,95 @@ fn a_closed_uffd_context_leaves_no_filter_state() {
         assert!(status.success(), "{status}: {stderr}");
     }
 }
+
+/// A fork of a process whose userfaultfd context has no `EVENT_FORK` leaves
+/// nothing in `STASH`: `dup_userfaultfd()` drops the context from the child's
+/// VMA, so the fexit cannot see that the entry stashed anything (the one-hour
+/// soak of 2026-12-07 found 188 such slots left, one per forking thread).
+/// Each of 32 threads forks once, and the map's fill must come back.
+#[test]
+#[ignore = "VM only: cargo xtask vm"]
+fn a_fork_without_event_fork_leaves_no_stash_slot() {
+    use std::time::Duration;
+
+    let up = run(std::process::Command::new("ip").args(["link", "set", "lo", "up"]));
+    assert!(up.status.success(), "ip link set lo up: {up:?}");
+    let dir = crate::util::tempdir::TempDir::new("uffd-plain-fork");
+    let cfg = dir.path().join("monitor.toml");
+    std::fs::write(&cfg, "[metrics]\nmap_fill_interval = \"1s\"\n").expect("config");
+    let d = Daemon::start(&[
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--hooks",
+        "uffd_fork",
+    ]);
+    let stash = |s: &crate::daemon::Scrape| s.value("mmrace_bpf_map_entries", &[("map", "STASH")]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = stash(&d.scrape());
+
+    // A context with no features, registered on one page (the kernel
+    // copies it to the child's VMA, and dup_userfaultfd() then drops it).
+    // SAFETY: plain syscalls on memory and descriptors this test owns.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) as i32;
+        assert!(fd >= 0, "userfaultfd: {}", std::io::Error::last_os_error());
+        let mut api = [0u64; 3];
+        api[0] = 0xAA; // UFFD_API
+        assert_eq!(
+            libc::ioctl(fd, 0xc018_aa3f_u32 as _, api.as_mut_ptr()),
+            0,
+            "UFFDIO_API"
+        );
+        let page = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(page, libc::MAP_FAILED);
+        // struct uffdio_register { range { start, len }, mode, ioctls }
+        let mut reg = [page as u64, 4096, 1 /* MODE_MISSING */, 0];
+        assert_eq!(
+            libc::ioctl(fd, 0xc020_aa00_u32 as _, reg.as_mut_ptr()),
+            0,
+            "UFFDIO_REGISTER"
+        );
+    }
+    let forks: Vec<_> = (0..32)
+        .map(|_| {
+            std::thread::spawn(|| {
+                // SAFETY: the child only calls _exit.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    unsafe { libc::_exit(0) };
+                }
+                assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            })
+        })
+        .collect();
+    for f in forks {
+        f.join().expect("forking thread");
+    }
+    let hits =
+        |s: &crate::daemon::Scrape| s.sum("mmrace_program_hits_total", &[("hook", "uffd_fork")]);
+    let t = std::time::Instant::now();
+    let s = loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let s = d.scrape();
+        // The hit counters are read with the map fill, every second.
+        if (stash(&s) <= before && hits(&s) > 0.0) || t.elapsed() > Duration::from_secs(10) {
+            break s;
+        }
+    };
+    assert!(hits(&s) > 0.0, "the uffd_fork hook never ran");
+    assert_eq!(
+        stash(&s),
+        before,
+        "STASH entries after 32 forks of a context without EVENT_FORK"
+    );
+}

@@ -75,6 +75,10 @@ pub struct Args {
     /// load: a diagnosis, not the shipped setup.
     #[arg(long, conflicts_with = "bare")]
     bpf_stats: bool,
+    /// More guest kernel parameters, e.g. `preempt=full` (a diagnosis: the
+    /// Debian kernel's default is voluntary preemption).
+    #[arg(long, default_value = "")]
+    kernel_args: String,
     /// Where to write the JSON result (default: target/soak/<kernel>-<UTC time>.json).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -935,9 +939,12 @@ fn top_programs(p: &Prometheus, w: &Window) -> anyhow::Result<Vec<(String, f64, 
     Ok(top)
 }
 
-/// `--bare`: the guest without the daemon; prints the heartbeat's stalls
-/// with the host's time of each.
-fn run_bare(boot: &vm::ScriptBoot<'_>, dir: &Path) -> anyhow::Result<()> {
+/// Boots the guest while a thread stamps its marks and stalls with the
+/// host clock: (start time, the guest's output, the boot, the marks).
+fn boot_watched(
+    boot: &vm::ScriptBoot<'_>,
+    dir: &Path,
+) -> anyhow::Result<(String, String, vm::qemu::BootResult, Marks)> {
     let marks = Arc::new(Mutex::new(Marks::default()));
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -950,7 +957,14 @@ fn run_bare(boot: &vm::ScriptBoot<'_>, dir: &Path) -> anyhow::Result<()> {
     let _ = watcher.join();
     let res = res?;
     let results = fs::read_to_string(&res.results).unwrap_or_default();
-    let marks = marks.lock().expect("marks");
+    let marks = std::mem::take(&mut *marks.lock().expect("marks"));
+    Ok((started, results, res, marks))
+}
+
+/// `--bare`: the guest without the daemon; prints the heartbeat's stalls
+/// with the host's time of each.
+fn run_bare(boot: &vm::ScriptBoot<'_>, dir: &Path) -> anyhow::Result<()> {
+    let (started, results, _, marks) = boot_watched(boot, dir)?;
     println!("xtask soak --bare: started {started}, no daemon");
     for s in &marks.stalls {
         println!(
@@ -990,6 +1004,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     let script = guest_script(args, &guest_config(args.bpf_stats)?);
     let host_port = free_port()?;
+    // Pressure stall information (Debian builds it in, off by default): the
+    // heartbeat prints the memory and CPU pressure of each stall.
+    let append = format!("psi=1 {}", args.kernel_args);
     let boot = vm::ScriptBoot {
         kernel: &args.kernel,
         script: &script,
@@ -1002,9 +1019,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         quiet: args.quiet,
         no_build: args.no_build,
         tag: if args.bare { "-soak-bare" } else { "-soak" },
-        // Pressure stall information (Debian builds it in, off by default):
-        // the heartbeat prints the memory and CPU pressure of each stall.
-        append: "psi=1",
+        append: append.trim_end(),
     };
     let dir = vm::script_dir(&boot);
     fs::create_dir_all(&dir)?;
@@ -1018,22 +1033,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "xtask soak: Prometheus on http://127.0.0.1:{} scrapes the guest through 127.0.0.1:{host_port} every 15 s",
         prom.port
     );
-    let marks = Arc::new(Mutex::new(Marks::default()));
-    let done = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (marks, done, results) = (marks.clone(), done.clone(), dir.join("results.txt"));
-        std::thread::spawn(move || watch(results, marks, done))
-    };
-    let started = utc("+%Y-%m-%d %H:%M UTC");
-    let res = vm::boot_script(&boot);
-    done.store(true, Ordering::Relaxed);
-    let _ = watcher.join();
-    let res = res?;
-    let results = fs::read_to_string(&res.results).unwrap_or_default();
+    let (started, results, res, marks) = boot_watched(&boot, &dir)?;
     for l in results.lines().filter(|l| l.starts_with("SOAK ")) {
         eprintln!("[guest] {l}");
     }
-    let marks = marks.lock().expect("marks");
     let (Some(ready), Some(load_start)) = (marks.at("ready"), marks.at("load-start")) else {
         bail!(
             "the daemon never became ready in the guest (log: {})",
@@ -1126,10 +1129,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .get(i)
             .map_or(String::new(), |c: &Check| c.value.clone())
     };
+    let mut load_cell = human(args.duration);
+    if args.bpf_stats {
+        load_cell.push_str(", `--bpf-stats`");
+    }
+    if !args.kernel_args.is_empty() {
+        let _ = write!(load_cell, ", guest kernel `{}`", args.kernel_args);
+    }
     let row = format!(
         "| {started} | {} | {} | `{rev}` | {} | {} | {} | {} | {} | {} | {} |",
         args.kernel,
-        human(args.duration),
+        load_cell,
         cell(2),
         cell(3),
         cell(4),
@@ -1156,6 +1166,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "revision": rev,
         "duration_s": args.duration.as_secs(),
         "inject": args.inject,
+        "kernel_args": args.kernel_args,
+        "bpf_stats": args.bpf_stats,
         "pass": pass,
         "window": {"ready": w.ready, "load_start": w.load_start, "load_end": w.load_end, "stop": w.stop},
         "load": load_line,
@@ -1197,29 +1209,14 @@ mod tests {
             let mut argv = vec!["soak", "--duration", "5m"];
             argv.extend_from_slice(extra);
             let args = Cli::parse_from(argv).soak;
-            let script = guest_script(&args, "listen = \"0.0.0.0:10416\"\n");
-            let mut cmd = match shell {
-                Some(b) => {
-                    let mut c = Command::new(b);
-                    c.arg("sh");
-                    c
-                }
-                None => Command::new("sh"),
-            };
-            let mut child = cmd
-                .arg("-n")
-                .stdin(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("sh");
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(script.as_bytes())
-                .expect("write");
-            let out = child.wait_with_output().expect("sh -n");
+            let path = std::env::temp_dir().join(format!("soak-script-{}.sh", std::process::id()));
+            fs::write(&path, guest_script(&args, "listen = \"0.0.0.0:10416\"\n")).expect("write");
+            let out = match shell {
+                Some(b) => Command::new(b).arg("sh").arg("-n").arg(&path).output(),
+                None => Command::new("sh").arg("-n").arg(&path).output(),
+            }
+            .expect("sh -n");
+            let _ = fs::remove_file(&path);
             assert!(
                 out.status.success(),
                 "{extra:?}: {}",

@@ -58,6 +58,8 @@ use crate::{
     stash::{self, Saved},
 };
 
+/// `UFFD_FEATURE_EVENT_FORK`.
+const FEATURE_EVENT_FORK: u32 = 1 << 1;
 /// `UFFD_FEATURE_EVENT_REMOVE`.
 const FEATURE_EVENT_REMOVE: u32 = 1 << 3;
 
@@ -596,11 +598,15 @@ unsafe impl Saved for DupState {
     const HOOK: HookId = HookId::UffdFork;
 }
 
-/// fork: the parent's ctx (`vma->vm_userfaultfd_ctx.ctx` before the call).
+/// fork: the parent's ctx (`vma->vm_userfaultfd_ctx.ctx` before the call),
+/// stashed only if it has `EVENT_FORK`. Without it `dup_userfaultfd()`
+/// drops the ctx from the child's VMA and raises nothing, and the fexit,
+/// which sees only the child's VMA, would never take the slot (the one-hour
+/// soak found such slots left behind, one per forking thread).
 #[inline(always)]
 fn dup_entry(vma: u64) {
     let octx = kernel::vma_uffd_ctx(vma);
-    if octx == 0 {
+    if octx == 0 || kernel::uffd_ctx_features(octx) & FEATURE_EVENT_FORK == 0 {
         return;
     }
     let before = kernel::uffd_ctx_mmap_changing(octx);
@@ -633,7 +639,9 @@ programs! {
         dup_entry(ctx.arg(0));
     }
     fexit fexit_dup_uffd(ctx) {
-        // The child's VMA has no ctx unless the parent's has EVENT_FORK: nothing stashed.
+        // The child's VMA keeps a ctx (the child's, or the parent's when the
+        // copy failed with -ENOMEM) exactly when the parent's has EVENT_FORK,
+        // the only case the entry stashes; else the slot is empty.
         let vma: u64 = ctx.arg(0);
         if kernel::vma_uffd_ctx(vma) != 0 {
             dup_return(P);
