@@ -288,7 +288,6 @@ tail -n 5 /tmp/stress-root.log /tmp/stress-exec.log | sed 's/^/SOAK stress: /'
     )
 }
 
-/// The shipped daemon config with the guest's listen address.
 /// The shipped daemon config with the guest's listen address (and, with
 /// `--bpf-stats`, run-time statistics on).
 fn guest_config(bpf_stats: bool) -> anyhow::Result<String> {
@@ -521,13 +520,19 @@ fn watch(results: PathBuf, marks: Arc<Mutex<Marks>>, done: Arc<AtomicBool>) {
                 .lines()
                 .filter_map(|l| l.strip_prefix("SOAK stall "))
                 .skip(known)
-                .filter_map(|l| {
-                    let (gap, rest) = l.split_once("gap=")?.1.split_once(' ').unwrap_or((l, ""));
-                    Some(Stall {
+                // One entry per line, parsed or not (gap NaN), so `known`
+                // keeps counting lines and none is taken twice.
+                .map(|l| {
+                    let after = l.split_once("gap=").map_or("", |(_, a)| a);
+                    let (gap, rest) = after.split_once(' ').unwrap_or((after, ""));
+                    Stall {
                         end: t,
-                        gap: gap.strip_suffix('s')?.parse().ok()?,
+                        gap: gap
+                            .strip_suffix('s')
+                            .and_then(|g| g.parse().ok())
+                            .unwrap_or(f64::NAN),
                         pressure: rest.trim().to_owned(),
-                    })
+                    }
                 })
                 .collect();
             m.stalls.extend(new);
@@ -598,7 +603,7 @@ struct GuestView<'a> {
     sched: Option<&'a str>,
     /// The heartbeat's summary (`SOAK heartbeat`).
     heartbeat: Option<&'a str>,
-    /// The heartbeat's gaps over 2 s: (host time of the end, seconds).
+    /// The heartbeat's gaps over 2 s.
     stalls: &'a [Stall],
 }
 
