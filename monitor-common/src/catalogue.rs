@@ -676,8 +676,11 @@ probes! {
     FentryRemoveMigrationPtes = 88 => fentry_remove_migration_ptes, RemoveMigrationPtes, FEntry, [];
     KprobeRemoveMigrationPtes = 89 => kprobe_remove_migration_ptes, RemoveMigrationPtes, KProbe, [];
     /// `remove_migration_pte(folio, vma, addr, arg)`: the rmap callback, with the mm.
-    FentryRemoveMigrationPte = 90 => fentry_remove_migration_pte, RemoveMigrationPte, FEntry, [MigrationPteRemoved];
-    KprobeRemoveMigrationPte = 91 => kprobe_remove_migration_pte, RemoveMigrationPte, KProbe, [MigrationPteRemoved];
+    /// It, `try_to_migrate_one` and `invalid_migration_vma` also emit an exec
+    /// stack move's `StackMoveStart` late, before their own record, when the
+    /// move's entry did not (`probes/exec.rs`, `open_window_late`).
+    FentryRemoveMigrationPte = 90 => fentry_remove_migration_pte, RemoveMigrationPte, FEntry, [MigrationPteRemoved, StackMoveStart];
+    KprobeRemoveMigrationPte = 91 => kprobe_remove_migration_pte, RemoveMigrationPte, KProbe, [MigrationPteRemoved, StackMoveStart];
     /// `handle_mm_fault(vma, address, flags, regs)` → vm_fault_t, filtered.
     FentryFault = 92 => fentry_fault, HandleMmFault, FEntry, [];
     FexitFault = 93 => fexit_fault, HandleMmFault, FExit, [Fault];
@@ -697,10 +700,10 @@ probes! {
     FentryMmdrop = 104 => fentry_mmdrop, Mmdrop, FEntry, [MmDrop];
     KprobeMmdrop = 105 => kprobe_mmdrop, Mmdrop, KProbe, [MmDrop];
     /// `try_to_migrate_one(folio, vma, address, arg)`: flags a temporary stack.
-    FentryTryToMigrateOne = 106 => fentry_try_to_migrate_one, TryToMigrateOne, FEntry, [MigrationEntryInTempStack];
-    KprobeTryToMigrateOne = 107 => kprobe_try_to_migrate_one, TryToMigrateOne, KProbe, [MigrationEntryInTempStack];
+    FentryTryToMigrateOne = 106 => fentry_try_to_migrate_one, TryToMigrateOne, FEntry, [MigrationEntryInTempStack, StackMoveStart];
+    KprobeTryToMigrateOne = 107 => kprobe_try_to_migrate_one, TryToMigrateOne, KProbe, [MigrationEntryInTempStack, StackMoveStart];
     /// `invalid_migration_vma(vma, arg)` (no BTF: kprobe only).
-    KprobeInvalidMigrationVma = 108 => kprobe_invalid_migration_vma, InvalidMigrationVma, KProbe, [MigrationSkipTempStack];
+    KprobeInvalidMigrationVma = 108 => kprobe_invalid_migration_vma, InvalidMigrationVma, KProbe, [MigrationSkipTempStack, StackMoveStart];
     /// `migration_entry_wait(mm, pmd, address)`.
     FentryMigrationEntryWait = 109 => fentry_migration_entry_wait, MigrationEntryWait, FEntry, [MigrationEntryWait];
     KprobeMigrationEntryWait = 110 => kprobe_migration_entry_wait, MigrationEntryWait, KProbe, [MigrationEntryWait];
