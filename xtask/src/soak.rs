@@ -785,6 +785,24 @@ fn judge_maps(
                    "peak_fill": peak / cap}),
         );
     }
+    // Which hooks hold the STASH slots at the end (a leak names itself).
+    let by_hook = p.query("mmrace_bpf_stash_slots > 0", w.stop)?;
+    let mut held: Vec<(String, f64)> = by_hook
+        .iter()
+        .filter_map(|s| {
+            let hook = s["metric"]["hook"].as_str()?.to_owned();
+            Some((hook, s["value"][1].as_str()?.parse().ok()?))
+        })
+        .collect();
+    held.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if !held.is_empty() {
+        let list: Vec<String> = held.iter().map(|(h, n)| format!("{h} {n:.0}")).collect();
+        parts.push(format!("STASH at the end by hook: {}", list.join(", ")));
+    }
+    out.insert(
+        "stash_by_hook".to_owned(),
+        held.iter().map(|(h, n)| (h.clone(), json!(n))).collect(),
+    );
     Ok((
         Check {
             name: "bounded map fill",

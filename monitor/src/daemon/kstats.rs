@@ -255,6 +255,9 @@ pub struct KernelStats {
     pub kprobe_missed_unreadable: usize,
     /// The kernel's `bpf_prog_info` has `recursion_misses` (5.12+).
     pub recursion_misses: bool,
+    /// Hooks that ever held a `STASH` slot (their gauge then stays, at 0
+    /// when empty).
+    stash_hooks: std::collections::BTreeSet<u32>,
 }
 
 /// Duplicates the map's fd and opens it as a typed hash map.
@@ -335,6 +338,7 @@ impl KernelStats {
             links,
             kprobe_missed_unreadable,
             recursion_misses,
+            stash_hooks: std::collections::BTreeSet::new(),
         })
     }
 
@@ -351,39 +355,62 @@ impl KernelStats {
     /// Counts a map's entries. Keys are deduplicated because a key deleted
     /// during the walk makes `BPF_MAP_GET_NEXT_KEY` restart from the first
     /// one; the walk is bounded by the map's capacity, so its cost is too.
-    fn count(map: &FillMap, max: u32) -> Result<usize, aya::maps::MapError> {
+    /// `STASH` slots are also counted by hook into `stash_by_hook` (the slot
+    /// key's `hook` field): which hook leaves slots behind.
+    fn count(
+        map: &FillMap,
+        max: u32,
+        stash_by_hook: &mut std::collections::BTreeMap<u32, usize>,
+    ) -> Result<usize, aya::maps::MapError> {
         fn walk<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
             m: &HashMap<MapData, K, V>,
             max: u32,
-        ) -> Result<usize, aya::maps::MapError> {
+        ) -> Result<HashSet<K>, aya::maps::MapError> {
             let mut seen = HashSet::new();
             for key in m.keys().take(2 * max as usize) {
                 seen.insert(key?);
             }
-            Ok(seen.len())
+            Ok(seen)
         }
-        match map {
-            FillMap::MmSeq(m) => walk(m, max),
-            FillMap::Tasks(m) => walk(m, max),
-            FillMap::Victims(m) => walk(m, max),
-            FillMap::Stash(m) => walk(m, max),
-            FillMap::Exiting(m) => walk(m, max),
-            FillMap::UffdCtx(m) => walk(m, max),
-        }
+        Ok(match map {
+            FillMap::MmSeq(m) => walk(m, max)?.len(),
+            FillMap::Tasks(m) => walk(m, max)?.len(),
+            FillMap::Victims(m) => walk(m, max)?.len(),
+            FillMap::Stash(m) => {
+                let keys = walk(m, max)?;
+                for k in &keys {
+                    // SAFETY: `StashKeyBytes` is the bytes of a `StashKey`,
+                    // plain integers.
+                    let key: StashKey = unsafe { std::ptr::read_unaligned(k.as_ptr().cast()) };
+                    *stash_by_hook.entry(key.hook).or_default() += 1;
+                }
+                keys.len()
+            }
+            FillMap::Exiting(m) => walk(m, max)?.len(),
+            FillMap::UffdCtx(m) => walk(m, max)?.len(),
+        })
     }
 
     /// Reads everything once and updates the metrics. Returns the number of
     /// reads that failed (logged).
     pub fn refresh(&mut self, metrics: &Metrics) -> usize {
         let mut failed = 0;
+        let mut stash_by_hook = std::collections::BTreeMap::new();
         for (name, max, map) in &self.maps {
-            match Self::count(map, *max) {
+            match Self::count(map, *max, &mut stash_by_hook) {
                 Ok(n) => metrics.map_entries.with_label_values(&[name]).set(n as i64),
                 Err(e) => {
                     failed += 1;
                     log::warn!("reading the fill of BPF map {name}: {e}");
                 }
             }
+        }
+        self.stash_hooks.extend(stash_by_hook.keys().copied());
+        for hook in &self.stash_hooks {
+            let name =
+                monitor_common::catalogue::HookId::from_u32(*hook).map_or("unknown", |h| h.name());
+            let n = stash_by_hook.get(hook).copied().unwrap_or(0);
+            metrics.stash_slots.with_label_values(&[name]).set(n as i64);
         }
         for p in &mut self.progs {
             let (info, len) = match prog_info(&p.fd) {
@@ -444,7 +471,7 @@ impl KernelStats {
         let maps_ok = self
             .maps
             .iter()
-            .all(|(_, max, m)| Self::count(m, (*max).min(16)).is_ok());
+            .all(|(_, max, m)| Self::count(m, (*max).min(16), &mut Default::default()).is_ok());
         let progs_ok = self.progs.iter().all(|p| prog_info(&p.fd).is_ok());
         let links_ok = self.links.iter().all(|l| link_info(l.fd.as_fd()).is_ok());
         maps_ok && progs_ok && links_ok

@@ -114,6 +114,8 @@ pub struct Metrics {
     pub detector_forgotten: IntCounterVec,
     pub detector_records_missing: IntCounter,
     pub map_entries: IntGaugeVec,
+    /// `STASH` slots by the hook whose entry program stored them.
+    pub stash_slots: IntGaugeVec,
     pub map_max_entries: IntGaugeVec,
     pub record_bytes: IntCounter,
     pub record_files: IntCounter,
@@ -534,6 +536,18 @@ impl Metrics {
                 &["map"],
             )?,
         );
+        let stash_slots = reg(
+            &r,
+            IntGaugeVec::new(
+                opts(
+                    "bpf_stash_slots",
+                    "STASH entries by the hook whose entry program stored them (a slot lives \
+                     from a function's entry to its return; slots that stay name the hook \
+                     that leaks them), read with mmrace_bpf_map_entries.",
+                ),
+                &["hook"],
+            )?,
+        );
         let map_max_entries = reg(
             &r,
             IntGaugeVec::new(
@@ -541,6 +555,11 @@ impl Metrics {
                 &["map"],
             )?,
         );
+        // Every hook at a function rung may keep entry → return slots: its
+        // series exists from the start, at 0.
+        for h in info.hooks.iter().filter(|h| h.rung.is_function()) {
+            stash_slots.with_label_values(&[h.hook.name()]);
+        }
         for (name, max) in info.maps {
             map_entries.with_label_values(&[name]);
             map_max_entries
@@ -629,6 +648,7 @@ impl Metrics {
             detector_forgotten,
             detector_records_missing,
             map_entries,
+            stash_slots,
             map_max_entries,
             record_bytes,
             record_files,
