@@ -802,6 +802,17 @@ impl EventId {
     pub fn hooks(self) -> impl Iterator<Item = HookId> {
         HookId::ALL.iter().copied().filter(move |h| h.emits(self))
     }
+
+    /// Records whose program opens the fault gate (`maps::state::FAULT_GATE`).
+    /// They wake the reader at once rather than when a batch is pending: the
+    /// fault programs may be attached only while the gate is open, and the
+    /// reader attaches them.
+    pub const fn opens_fault_gate(self) -> bool {
+        matches!(
+            self,
+            EventId::MarkVictim | EventId::ReapStart | EventId::MreleaseEnter
+        )
+    }
 }
 
 const _: () = {

@@ -82,6 +82,11 @@ pub mod state {
     /// Times a program opened the fault gate (index 5): userspace re-reads it
     /// after closing the gate and reopens the gate if it moved meanwhile.
     pub const GATE_OPENS: u32 = 5;
+    /// Kernel time (`bpf_ktime_get_ns`) of the last opening of the fault
+    /// gate (index 7): userspace measures from it how long the fault
+    /// programs, attached only while the gate is open, took to attach
+    /// (`monitor/src/session.rs`).
+    pub const GATE_OPENED_AT: u32 = 7;
     /// Hooks whose stash slots may outlive their call (index 6): bit
     /// `HookId as u32` is set for hooks attached at the kprobe rung, whose
     /// kretprobe can miss a return (`maxactive`). When a task is freed its

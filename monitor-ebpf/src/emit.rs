@@ -305,7 +305,7 @@ pub fn emit_from<P: Payload>(
         };
     }
     let pending = EVENTS.query(BPF_RB_AVAIL_DATA);
-    let wake = if pending >= kernel::wakeup_bytes() {
+    let wake = if pending >= kernel::wakeup_bytes() || id.opens_fault_gate() {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -149,6 +149,11 @@ pub fn open_fault_gate() {
         unsafe { core::ptr::write_volatile(p, 1) };
     }
     add(state::GATE_OPENS, 1);
+    if let Some(p) = STATE.get_ptr_mut(state::GATE_OPENED_AT) {
+        // SAFETY: valid, aligned array value pointer; a plain store (racing
+        // openers store nearly the same time).
+        unsafe { core::ptr::write_volatile(p, crate::emit::now()) };
+    }
 }
 
 /// Whether the fault programs should look at faults at all.

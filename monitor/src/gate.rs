@@ -40,6 +40,8 @@ pub enum Decision {
 
 #[derive(Debug)]
 pub struct FaultGate {
+    /// How long the gate stays open after the last victim activity.
+    hold_ns: u64,
     /// (mm, generation) → kernel time of its last victim activity.
     live: HashMap<(u64, u64), u64>,
     last_activity_ns: u64,
@@ -48,7 +50,14 @@ pub struct FaultGate {
 
 impl FaultGate {
     pub fn new(now_ns: u64) -> FaultGate {
+        FaultGate::with_hold(now_ns, HOLD_NS)
+    }
+
+    /// A gate held open `hold_ns` after the last victim activity rather than
+    /// [`HOLD_NS`] (tests of the closing path).
+    pub fn with_hold(now_ns: u64, hold_ns: u64) -> FaultGate {
         FaultGate {
+            hold_ns,
             live: HashMap::new(),
             last_activity_ns: now_ns,
             last_opens: 0,
@@ -113,7 +122,7 @@ impl FaultGate {
             .retain(|_, t| now_ns.saturating_sub(*t) < LIVE_MAX_AGE_NS);
         if gate_open
             && self.live.is_empty()
-            && now_ns.saturating_sub(self.last_activity_ns) >= HOLD_NS
+            && now_ns.saturating_sub(self.last_activity_ns) >= self.hold_ns
         {
             Decision::Close
         } else {

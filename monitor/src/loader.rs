@@ -108,6 +108,39 @@ pub struct LoadOptions {
     pub only_hooks: Option<Vec<String>>,
     /// Make these hooks fail on purpose (tests of the degradation path).
     pub break_hooks: Vec<String>,
+    /// When the page-fault programs are attached (`session.rs`).
+    pub fault_programs: FaultPrograms,
+    /// How long the fault gate stays open after the last victim activity
+    /// (`gate::HOLD_NS`; shorter only in tests).
+    pub fault_gate_hold: std::time::Duration,
+}
+
+/// When the page-fault programs (`handle_mm_fault`) are attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FaultPrograms {
+    /// Only while the fault gate is open, where the rung can attach them
+    /// again after the capability drop and the OOM reaper's delay covers the
+    /// attach (`tp_btf` and fentry on 5.18+); always elsewhere.
+    #[default]
+    OnDemand,
+    /// From start to stop (each fault then pays the trampoline or the
+    /// tracepoint call, and one array read while the gate is closed).
+    Always,
+}
+
+impl FaultPrograms {
+    pub const ALL: [FaultPrograms; 2] = [FaultPrograms::OnDemand, FaultPrograms::Always];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            FaultPrograms::OnDemand => "on-demand",
+            FaultPrograms::Always => "always",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<FaultPrograms> {
+        FaultPrograms::ALL.into_iter().find(|f| f.name() == name)
+    }
 }
 
 impl Default for LoadOptions {
@@ -118,6 +151,8 @@ impl Default for LoadOptions {
             max_rung: Rung::Fentry,
             only_hooks: None,
             break_hooks: Vec::new(),
+            fault_programs: FaultPrograms::default(),
+            fault_gate_hold: std::time::Duration::from_nanos(crate::gate::HOLD_NS),
         }
     }
 }
@@ -909,6 +944,26 @@ pub struct Counters {
     pub fault_gate_open: bool,
     /// Times a program opened the fault gate (`state::GATE_OPENS`).
     pub fault_gate_opens: u64,
+    /// The page-fault programs' attachment (filled by the session).
+    pub fault_programs: FaultAttach,
+}
+
+/// Where the page-fault programs stand when they attach on demand
+/// ([`FaultPrograms::OnDemand`], `session.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultAttach {
+    /// They are attached only while the fault gate is open (false: from
+    /// start to stop, or not at all).
+    pub on_demand: bool,
+    /// Attached now.
+    pub attached: bool,
+    /// Attaches after a gate opening.
+    pub attaches: u64,
+    /// Attaches the kernel refused (the session retries).
+    pub failures: u64,
+    /// Sum of the delays from a gate opening to its attach done, and the last.
+    pub delay_ns_sum: u64,
+    pub last_delay_ns: u64,
 }
 
 impl Counters {

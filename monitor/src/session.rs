@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 use monitor_common::{
-    catalogue::EventId,
+    catalogue::{EventId, HookId, Rung},
     maps::{CounterReason, state},
 };
 use monitor_detector::{
@@ -23,7 +23,7 @@ use crate::{
     dying::{self, Dying},
     gate::{Decision, FaultGate},
     ingest::{LossTracker, Ring},
-    loader::{self, Counters, LoadOptions, Loaded},
+    loader::{self, Counters, FaultAttach, FaultPrograms, LoadOptions, Loaded},
     sys,
 };
 
@@ -72,6 +72,49 @@ pub struct Session {
     gate: FaultGate,
     /// Processes found dying at start that are still alive (`dying.rs`).
     dying: Vec<Dying>,
+    faults: FaultAttach,
+    /// Kernel time the fault programs were last detached.
+    faults_detached_at: u64,
+    /// No attach retry before this (after a refused one).
+    faults_retry_at: Option<Instant>,
+}
+
+/// After the kernel refused to attach the fault programs, the session tries
+/// again no sooner than this.
+pub const FAULT_ATTACH_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether the fault programs can attach on demand where `loaded` attached
+/// them, and why not. The session attaches them again after the daemon
+/// dropped its capabilities, which only a BPF link on a loaded program
+/// allows (docs/kernel.md, "Attaching again after the capability drop"),
+/// and only where the OOM reaper waits `OOM_REAPER_DELAY` (5.18+), which
+/// covers the delay from the gate's opening to the attach
+/// (docs/detection.md, "Fault programs attached on demand").
+pub fn fault_programs_on_demand(
+    loaded: &Loaded,
+    policy: FaultPrograms,
+    release: &str,
+) -> Result<(), &'static str> {
+    if policy == FaultPrograms::Always {
+        return Err("bpf.fault_programs = always");
+    }
+    let rung = loaded
+        .hooks
+        .iter()
+        .find(|h| h.hook == HookId::HandleMmFault)
+        .map_or(Rung::Unavailable, |h| h.rung);
+    match rung {
+        Rung::Fentry | Rung::Tracepoint => match sys::release_at_least(release, 5, 18) {
+            Some(true) => Ok(()),
+            Some(false) => Err(
+                "before Linux 5.18 the OOM reaper does not wait OOM_REAPER_DELAY, which covers \
+                 the attach",
+            ),
+            None => Err("the kernel release does not parse"),
+        },
+        Rung::Kprobe => Err("a kprobe attach needs CAP_PERFMON, dropped after attach"),
+        Rung::Unavailable => Err("handle_mm_fault is not hooked"),
+    }
 }
 
 /// Why a session ended.
@@ -110,10 +153,106 @@ impl Session {
             delivered: 0,
             decode_errors: 0,
             polled: (Instant::now(), 0),
-            gate: FaultGate::new(sys::ktime_ns()),
+            gate: FaultGate::with_hold(
+                sys::ktime_ns(),
+                u64::try_from(opts.fault_gate_hold.as_nanos()).unwrap_or(u64::MAX),
+            ),
             dying: Vec::new(),
+            faults: FaultAttach::default(),
+            faults_detached_at: 0,
+            faults_retry_at: None,
         }
-        .open_gate_for_dying())
+        .open_gate_for_dying()
+        .fault_programs_on_demand(opts.fault_programs))
+    }
+
+    /// Detaches the fault programs while the gate is closed, if they can
+    /// attach again (`fault_programs_on_demand`).
+    fn fault_programs_on_demand(mut self, policy: FaultPrograms) -> Session {
+        match fault_programs_on_demand(&self.loaded, policy, &sys::kernel_release()) {
+            Ok(()) => {
+                self.faults.on_demand = true;
+                self.faults.attached = true;
+                log::info!("page-fault programs attach only while the fault gate is open");
+                if !self.fault_gate_open() {
+                    self.detach_fault_programs();
+                }
+            }
+            Err(why) => {
+                self.faults.attached = self
+                    .loaded
+                    .hooks
+                    .iter()
+                    .any(|h| h.hook == HookId::HandleMmFault && h.is_attached());
+                if self.faults.attached {
+                    log::info!("page-fault programs stay attached: {why}");
+                }
+            }
+        }
+        self
+    }
+
+    fn fault_gate_open(&self) -> bool {
+        self.loaded.state(state::FAULT_GATE).is_none_or(|v| v != 0)
+    }
+
+    fn detach_fault_programs(&mut self) {
+        if let Err(e) = self.loaded.detach_hook(HookId::HandleMmFault) {
+            log::warn!("detaching the page-fault programs: {e}");
+        }
+        // Even after an error: what did detach is attached again at the next
+        // opening, and a program left attached only costs its gate check.
+        self.faults.attached = false;
+        self.faults_detached_at = sys::ktime_ns();
+    }
+
+    /// Attaches the fault programs if they are detached and the gate is open
+    /// (one map read while detached). Called after every drain: a
+    /// gate-opening record wakes the reader at once.
+    fn attach_fault_programs_if_open(&mut self) {
+        if !self.faults.on_demand || self.faults.attached || !self.fault_gate_open() {
+            return;
+        }
+        if self.faults_retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let asked = sys::ktime_ns();
+        match self.loaded.attach_hook(HookId::HandleMmFault) {
+            Ok(_) => {
+                let done = sys::ktime_ns();
+                // From the opening the programs recorded, unless it predates
+                // the last detach (then the opening came from userspace or
+                // raced the detach: count from when it was seen).
+                let opened = self.loaded.state(state::GATE_OPENED_AT).unwrap_or(0);
+                let from = if opened > self.faults_detached_at && opened <= done {
+                    opened
+                } else {
+                    asked
+                };
+                let delay = done - from;
+                self.faults.attached = true;
+                self.faults.attaches += 1;
+                self.faults.delay_ns_sum += delay;
+                self.faults.last_delay_ns = delay;
+                self.faults_retry_at = None;
+                log::info!(
+                    "fault gate open: page-fault programs attached {:.3} s after the opening",
+                    delay as f64 / 1e9
+                );
+            }
+            Err(e) => {
+                self.faults.failures += 1;
+                self.faults_retry_at = Some(Instant::now() + FAULT_ATTACH_RETRY);
+                if self.faults.failures <= 5 || self.faults.failures.is_power_of_two() {
+                    log::error!(
+                        "attaching the page-fault programs failed ({} times; retrying every \
+                         {} s): {e}",
+                        self.faults.failures,
+                        FAULT_ATTACH_RETRY.as_secs()
+                    );
+                }
+            }
+        }
     }
 
     /// Opens the fault gate for processes already dying at start (the gate's
@@ -202,6 +341,9 @@ impl Session {
             true
         } else {
             log::info!("fault gate closed: no OOM victim's mm is alive");
+            if self.faults.on_demand && self.faults.attached {
+                self.detach_fault_programs();
+            }
             false
         }
     }
@@ -210,6 +352,7 @@ impl Session {
         self.polled = (Instant::now(), self.delivered);
         let mut counters = self.loaded.counters();
         counters.fault_gate_open = self.update_gate(&counters);
+        counters.fault_programs = self.faults;
         if let Some(loss) = self.losses.update(&counters, sys::ktime_ns()) {
             log::warn!("{} records lost (ring buffer full)", loss.total());
             sink.loss(&loss);
@@ -236,6 +379,7 @@ impl Session {
             }
             let before = self.delivered;
             self.drain(sink);
+            self.attach_fault_programs_if_open();
             drain_every = if self.delivered == before {
                 (drain_every * 2).min(IDLE_DRAIN_EVERY)
             } else {

@@ -68,6 +68,15 @@ pub fn kernel_release() -> String {
     }
 }
 
+/// Whether a `uname -r` string names version `major.minor` or later
+/// (`6.12.48+deb13-cloud-amd64` → 6.12); `None` if it does not parse.
+pub fn release_at_least(release: &str, major: u32, minor: u32) -> Option<bool> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let got_major: u32 = parts.next()?.parse().ok()?;
+    let got_minor: u32 = parts.next()?.parse().ok()?;
+    Some((got_major, got_minor) >= (major, minor))
+}
+
 pub fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
@@ -323,6 +332,23 @@ mod tests {
             lower_oom_score_adj(own, 1000),
             Ok(OomAdj::Kept(_))
         ));
+    }
+
+    #[test]
+    fn releases_compare_by_major_and_minor() {
+        assert_eq!(
+            release_at_least("5.10.0-35-cloud-amd64", 5, 13),
+            Some(false)
+        );
+        assert_eq!(release_at_least("5.13.0", 5, 13), Some(true));
+        assert_eq!(release_at_least("6.1.0-40-cloud-amd64", 5, 13), Some(true));
+        assert_eq!(
+            release_at_least("6.12.48+deb13-cloud-amd64", 6, 12),
+            Some(true)
+        );
+        assert_eq!(release_at_least("4.19.0", 5, 13), Some(false));
+        assert_eq!(release_at_least("unknown", 5, 13), None);
+        assert_eq!(release_at_least("6", 5, 13), None);
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Daemon {
     }
 
     /// The findings the daemon logged on stdout so far.
-    fn logged_findings(&self) -> Vec<monitor_detector::Finding> {
+    pub(crate) fn logged_findings(&self) -> Vec<monitor_detector::Finding> {
         let text = std::fs::read_to_string(&self.stdout).expect("stdout");
         text.lines()
             .map(|l| match parse_line(l) {
@@ -160,7 +160,7 @@ impl Daemon {
     /// Scrapes until `cond` holds. The daemon drains its ring every 100 ms
     /// and polls the BPF counters every 250 ms while records flow, backing
     /// off to 1 s and 2 s when idle, so a fixed sleep would race it.
-    fn scrape_until(&self, what: &str, cond: impl Fn(&Scrape) -> bool) -> Scrape {
+    pub(crate) fn scrape_until(&self, what: &str, cond: impl Fn(&Scrape) -> bool) -> Scrape {
         let start = Instant::now();
         loop {
             let s = self.scrape();
@@ -1877,14 +1877,19 @@ fn hidden_kernel_addresses_degrade_the_uffd_hook_visibly() {
     assert!(status.success(), "{stderr}");
 }
 
-/// The fault gate: closed at start, so the fault programs count their hits
-/// but examine no fault; an OOM victim marked by the kernel opens it from
-/// BPF, faults are examined from then on, and the daemon exports both.
+/// The fault gate with the fault programs attached from start to stop
+/// (`--fault-programs always`): closed at start, so the fault programs count
+/// their hits but examine no fault; an OOM victim marked by the kernel opens
+/// it from BPF, faults are examined from then on, and the daemon exports both.
 #[test]
 fn an_oom_victim_opens_the_fault_gate() {
     require_root!();
     let _g = serial();
-    let daemon = Daemon::start(&[]);
+    let daemon = Daemon::start(&["--fault-programs", "always"]);
+    let first = daemon.scrape_until("the first counter poll", |s| {
+        s.value("mmrace_fault_programs_attached", &[]) == 1.0
+    });
+    assert_eq!(first.value("mmrace_fault_programs_on_demand", &[]), 0.0);
     let examined = |s: &Scrape| s.value("mmrace_bpf_stats_total", &[("stat", "faults_examined")]);
     let fault_hits =
         |s: &Scrape| s.sum("mmrace_program_hits_total", &[("hook", "handle_mm_fault")]);
@@ -1918,6 +1923,89 @@ fn an_oom_victim_opens_the_fault_gate() {
         1.0,
         "the gate holds for a minute after the victim"
     );
+    let (status, _, stderr) = daemon.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+/// The fault programs attached on demand (the default; this host's rung,
+/// `tp_btf`, can attach them again after the capability drop): detached at
+/// start, so exec's kernel-mode faults run no program; an OOM victim opens
+/// the gate from BPF, its record wakes the daemon, which attaches them, and
+/// the victim's own kernel-mode fault on its reaped buffer (a writer thread's
+/// `copy_from_user`) is recorded and judged. Once the victim is gone and the
+/// hold (3 s here, a minute by default) expired, the gate closes and the
+/// programs are detached again; a second victim attaches them again.
+#[test]
+fn the_fault_programs_attach_only_while_the_gate_is_open() {
+    require_root!();
+    let _g = serial();
+    let daemon = Daemon::start(&["--test-fault-gate-hold", "3s"]);
+    let attached = |s: &Scrape| s.value("mmrace_fault_programs_attached", &[]);
+    let attaches = |s: &Scrape| s.value("mmrace_fault_programs_attaches_total", &[]);
+    let gate = |s: &Scrape| s.value("mmrace_fault_gate_open", &[]);
+    let fault_hits =
+        |s: &Scrape| s.sum("mmrace_program_hits_total", &[("hook", "handle_mm_fault")]);
+    let unstable_faults =
+        |s: &Scrape| s.sum("mmrace_findings_total", &[("kind", "unstable_mm_fault")]);
+    // The counters are polled every 2 s when idle: a scrape after this long
+    // shows whatever the programs counted before it.
+    let settle = || std::thread::sleep(Duration::from_millis(2500));
+    // The first counter poll fills these gauges.
+    let start = daemon.scrape_until("the fault programs attach on demand", |s| {
+        s.value("mmrace_fault_programs_on_demand", &[]) == 1.0
+    });
+    assert_eq!(attached(&start), 0.0, "detached while the gate is closed");
+    scenario(&["exec-storm", "--count", "50", "--exe", "/bin/true"]);
+    settle();
+    let idle = daemon.scrape();
+    assert_eq!(
+        fault_hits(&idle),
+        fault_hits(&start),
+        "no fault program runs while they are detached"
+    );
+
+    let report = scenario(&["oom-reap", "--owner-copy"]);
+    let open = daemon.scrape_until("the victim's fault after the reap is judged", |s| {
+        attaches(s) >= 1.0 && unstable_faults(s) > unstable_faults(&start)
+    });
+    assert!(
+        fault_hits(&open) > fault_hits(&idle),
+        "the attached programs ran"
+    );
+    assert_eq!(
+        open.value("mmrace_fault_programs_attach_failures_total", &[]),
+        0.0
+    );
+    let delay = open.value("mmrace_fault_programs_last_attach_delay_seconds", &[]);
+    println!("attached {delay:.3} s after the gate opened ({report})");
+
+    let start_wait = Instant::now();
+    let closed = loop {
+        let s = daemon.scrape();
+        if attached(&s) == 0.0 {
+            break s;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(30),
+            "the programs were not detached 30 s after the victim (gate {})",
+            gate(&s)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(gate(&closed), 0.0, "detached only with the gate closed");
+    scenario(&["exec-storm", "--count", "50", "--exe", "/bin/true"]);
+    settle();
+    let again_idle = daemon.scrape();
+    assert_eq!(
+        fault_hits(&again_idle),
+        fault_hits(&closed),
+        "detached again: no fault program runs"
+    );
+
+    scenario(&["oom-reap", "--release-ms", "500"]);
+    daemon.scrape_until("a second victim attaches them again", |s| {
+        attaches(s) >= 2.0
+    });
     let (status, _, stderr) = daemon.terminate();
     assert!(status.success(), "{stderr}");
 }

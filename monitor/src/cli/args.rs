@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::plan::Rung;
+use crate::{loader::FaultPrograms, plan::Rung};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -96,6 +96,21 @@ impl From<RungArg> for Rung {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FaultProgramsArg {
+    OnDemand,
+    Always,
+}
+
+impl From<FaultProgramsArg> for FaultPrograms {
+    fn from(f: FaultProgramsArg) -> FaultPrograms {
+        match f {
+            FaultProgramsArg::OnDemand => FaultPrograms::OnDemand,
+            FaultProgramsArg::Always => FaultPrograms::Always,
+        }
+    }
+}
+
 /// How to load the BPF side (shared by the commands that attach).
 #[derive(Clone, Debug, Args)]
 pub struct LoadArgs {
@@ -111,6 +126,10 @@ pub struct LoadArgs {
     /// Attach only these hooks (comma-separated names, see `monitor check`).
     #[arg(long, value_name = "HOOK,...", value_delimiter = ',')]
     pub hooks: Option<Vec<String>>,
+    /// When to attach the page-fault programs: only while an OOM victim's
+    /// mm may be unstable (where the kernel can attach them again), or always.
+    #[arg(long, value_enum, default_value = "on-demand")]
+    pub fault_programs: FaultProgramsArg,
     /// Testing only: make this hook's every candidate fail, as if the kernel
     /// lacked all its symbols and tracepoints.
     #[arg(long, value_name = "HOOK", hide = true)]
@@ -182,6 +201,9 @@ pub struct RunArgs {
     /// Attach only these hooks (comma-separated names) [default: all].
     #[arg(long, value_name = "HOOK,...", value_delimiter = ',')]
     pub hooks: Option<Vec<String>>,
+    /// When to attach the page-fault programs [default: on-demand].
+    #[arg(long, value_enum)]
+    pub fault_programs: Option<FaultProgramsArg>,
     /// Have the kernel count BPF program run time (BPF_ENABLE_STATS, 5.8+).
     #[arg(long)]
     pub bpf_stats: bool,
@@ -195,6 +217,10 @@ pub struct RunArgs {
     /// Validate the configuration, print the effective one (TOML) and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// Testing only: hold the fault gate open this long after the last OOM
+    /// victim activity instead of a minute (tests of its closing).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, hide = true)]
+    pub test_fault_gate_hold: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,8 @@ impl LoadArgs {
             max_rung: self.max_rung.into(),
             only_hooks: self.hooks.clone(),
             break_hooks: self.test_break_hook.clone(),
+            fault_programs: self.fault_programs.into(),
+            ..LoadOptions::default()
         }
     }
 

@@ -17,7 +17,7 @@ use thiserror::Error;
 use super::caps::{self, User};
 use crate::{
     cli::args::{RunArgs, parse_duration, parse_ring_size, parse_size},
-    loader::LoadOptions,
+    loader::{FaultPrograms, LoadOptions},
     plan::{self, Rung},
 };
 
@@ -52,6 +52,10 @@ pub struct BpfSection {
     pub hooks: Vec<String>,
     /// Have the kernel count program run time and runs (BPF_ENABLE_STATS).
     pub run_stats: bool,
+    /// When the page-fault programs are attached: `on-demand` (only while
+    /// the fault gate is open, where the kernel can attach them again) or
+    /// `always`.
+    pub fault_programs: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +117,7 @@ impl Default for BpfSection {
             max_rung: load.max_rung.name().to_owned(),
             hooks: Vec::new(),
             run_stats: false,
+            fault_programs: load.fault_programs.name().to_owned(),
         }
     }
 }
@@ -299,6 +304,9 @@ pub fn merge(
     if let Some(v) = &args.hooks {
         cfg.bpf.hooks.clone_from(v);
     }
+    if let Some(v) = args.fault_programs {
+        cfg.bpf.fault_programs = FaultPrograms::from(v).name().to_owned();
+    }
     cfg.bpf.run_stats |= args.bpf_stats;
     if let Some(v) = &args.record {
         cfg.record.dir = Some(v.clone());
@@ -331,6 +339,15 @@ pub fn merge(
             format!(
                 "unknown rung {:?} (use fentry, kprobe or tracepoint)",
                 cfg.bpf.max_rung
+            ),
+        )
+    })?;
+    let fault_programs = FaultPrograms::parse(&cfg.bpf.fault_programs).ok_or_else(|| {
+        bad(
+            origin.of(None, "bpf.fault_programs"),
+            format!(
+                "unknown value {:?} (use on-demand or always)",
+                cfg.bpf.fault_programs
             ),
         )
     })?;
@@ -397,6 +414,10 @@ pub fn merge(
             max_rung,
             only_hooks: (!cfg.bpf.hooks.is_empty()).then(|| cfg.bpf.hooks.clone()),
             break_hooks: Vec::new(),
+            fault_programs,
+            fault_gate_hold: args
+                .test_fault_gate_hold
+                .unwrap_or(LoadOptions::default().fault_gate_hold),
         },
         bpf_stats: cfg.bpf.run_stats,
         record,

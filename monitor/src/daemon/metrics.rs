@@ -99,6 +99,7 @@ pub struct Metrics {
     pub uffd_copies: IntCounterVec,
     pub fault_gate_open: IntGauge,
     pub fault_gate_opens: IntCounter,
+    pub fault_programs: FaultProgramMetrics,
     pub program_hits: IntCounterVec,
     pub program_run_seconds: CounterVec,
     pub program_runs: IntCounterVec,
@@ -126,6 +127,85 @@ pub struct Metrics {
     /// The `hook` label of each event kind's counters.
     event_labels: Vec<(EventId, String)>,
     process: ProcessMetrics,
+}
+
+/// The page-fault programs attached on demand (`session.rs`).
+pub struct FaultProgramMetrics {
+    pub on_demand: IntGauge,
+    pub attached: IntGauge,
+    pub attaches: IntCounter,
+    pub failures: IntCounter,
+    pub delay_seconds: Counter,
+    pub last_delay_seconds: Gauge,
+}
+
+impl FaultProgramMetrics {
+    fn new(r: &Registry) -> prometheus::Result<FaultProgramMetrics> {
+        Ok(FaultProgramMetrics {
+            on_demand: reg(
+                r,
+                IntGauge::with_opts(opts(
+                    "fault_programs_on_demand",
+                    "1 if the page-fault programs are attached only while the fault gate is \
+                     open (bpf.fault_programs = on-demand, on the fentry or tracepoint rung \
+                     of Linux 5.18+), 0 if they stay attached.",
+                ))?,
+            ),
+            attached: reg(
+                r,
+                IntGauge::with_opts(opts(
+                    "fault_programs_attached",
+                    "1 while the page-fault programs are attached.",
+                ))?,
+            ),
+            attaches: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "fault_programs_attaches_total",
+                    "Times the page-fault programs were attached after the fault gate opened.",
+                ))?,
+            ),
+            failures: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "fault_programs_attach_failures_total",
+                    "Attaches of the page-fault programs the kernel refused (retried every \
+                     second; faults on reaped mms go unseen meanwhile).",
+                ))?,
+            ),
+            delay_seconds: reg(
+                r,
+                Counter::with_opts(opts(
+                    "fault_programs_attach_delay_seconds_total",
+                    "Sum over attaches of the time from the fault gate's opening in the kernel \
+                     to the page-fault programs attached; divide by \
+                     mmrace_fault_programs_attaches_total for the mean.",
+                ))?,
+            ),
+            last_delay_seconds: reg(
+                r,
+                Gauge::with_opts(opts(
+                    "fault_programs_last_attach_delay_seconds",
+                    "The same delay for the last attach.",
+                ))?,
+            ),
+        })
+    }
+
+    fn observe(&self, prev: &Counters, now: &Counters) {
+        let (p, n) = (&prev.fault_programs, &now.fault_programs);
+        self.on_demand.set(i64::from(n.on_demand));
+        self.attached.set(i64::from(n.attached));
+        self.attaches.inc_by(n.attaches.saturating_sub(p.attaches));
+        self.failures.inc_by(n.failures.saturating_sub(p.failures));
+        let d = n.delay_ns_sum.saturating_sub(p.delay_ns_sum);
+        if d > 0 {
+            self.delay_seconds.inc_by(d as f64 / 1e9);
+        }
+        if n.attaches > 0 {
+            self.last_delay_seconds.set(n.last_delay_ns as f64 / 1e9);
+        }
+    }
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -339,6 +419,7 @@ impl Metrics {
             ))?,
         );
 
+        let fault_programs = FaultProgramMetrics::new(&r)?;
         let program_hits = reg(
             &r,
             IntCounterVec::new(
@@ -634,6 +715,7 @@ impl Metrics {
             uffd_copies,
             fault_gate_open,
             fault_gate_opens,
+            fault_programs,
             program_hits,
             program_run_seconds,
             program_runs,
@@ -719,6 +801,7 @@ impl Metrics {
         self.fault_gate_open.set(i64::from(now.fault_gate_open));
         self.fault_gate_opens
             .inc_by(now.fault_gate_opens.saturating_sub(prev.fault_gate_opens));
+        self.fault_programs.observe(prev, now);
     }
 
     /// Advances the detector's counters from `prev` to `now`.
@@ -967,6 +1050,14 @@ mod tests {
         now.stats = vec![(Stat::FaultsExamined, 4)];
         now.fault_gate_open = true;
         now.fault_gate_opens = 2;
+        now.fault_programs = crate::loader::FaultAttach {
+            on_demand: true,
+            attached: true,
+            attaches: 3,
+            failures: 1,
+            delay_ns_sum: 1_500_000_000,
+            last_delay_ns: 250_000_000,
+        };
         m.observe_counters(&prev, &now);
         m.observe_counters(&now, &now);
         let t = text(&m);
@@ -982,6 +1073,20 @@ mod tests {
         );
         assert!(t.contains("mmrace_bpf_stats_total{stat=\"faults_examined\"} 3"));
         assert!(t.contains("mmrace_fault_gate_open 1"), "{t}");
+        assert!(t.contains("mmrace_fault_programs_attached 1"), "{t}");
+        assert!(t.contains("mmrace_fault_programs_attaches_total 3"), "{t}");
+        assert!(
+            t.contains("mmrace_fault_programs_attach_failures_total 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("mmrace_fault_programs_attach_delay_seconds_total 1.5"),
+            "{t}"
+        );
+        assert!(
+            t.contains("mmrace_fault_programs_last_attach_delay_seconds 0.25"),
+            "{t}"
+        );
         assert!(t.contains("mmrace_fault_gate_opens_total 2"), "{t}");
         // Counters that went backwards (cannot happen with BPF counts, but a
         // reloaded map would) do not move the metrics.

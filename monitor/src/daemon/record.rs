@@ -35,7 +35,7 @@ use monitor_detector::{
 
 use super::{caps::User, config::RecordOptions, metrics::Metrics};
 use crate::{
-    loader::Counters,
+    loader::{Counters, FaultAttach},
     secfs::{Dir, DirPolicy},
     session, sys,
     tracefile::TraceWriter,
@@ -180,6 +180,21 @@ pub fn counters_delta(now: &Counters, base: &Counters) -> Counters {
             .collect(),
         fault_gate_open: now.fault_gate_open,
         fault_gate_opens: now.fault_gate_opens.saturating_sub(base.fault_gate_opens),
+        fault_programs: FaultAttach {
+            attaches: now
+                .fault_programs
+                .attaches
+                .saturating_sub(base.fault_programs.attaches),
+            failures: now
+                .fault_programs
+                .failures
+                .saturating_sub(base.fault_programs.failures),
+            delay_ns_sum: now
+                .fault_programs
+                .delay_ns_sum
+                .saturating_sub(base.fault_programs.delay_ns_sum),
+            ..now.fault_programs
+        },
     }
 }
 
@@ -447,6 +462,14 @@ mod tests {
             stats: vec![(Stat::TaskMapFull, v)],
             fault_gate_open: true,
             fault_gate_opens: v,
+            fault_programs: FaultAttach {
+                on_demand: true,
+                attached: true,
+                attaches: 4 * v,
+                failures: v,
+                delay_ns_sum: 5 * v,
+                last_delay_ns: 7,
+            },
         };
         let d = counters_delta(&c(5), &c(2));
         assert_eq!(d, c(3));
