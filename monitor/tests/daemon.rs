@@ -220,6 +220,19 @@ impl Daemon {
     }
 }
 
+/// A test that fails before `terminate` must not leave its daemon attached:
+/// it would run its programs on every later test's (and benchmark's) events.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: signalling our own (grand)child, not yet reaped.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A minimal HTTP/1.0 GET (HTTP/1.0 keeps Go servers from chunking).
 /// One field of a `/proc/.../status` file, trimmed.
 fn status_field(path: &Path, field: &str) -> String {

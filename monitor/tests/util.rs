@@ -182,6 +182,17 @@ pub mod tempdir {
     }
 }
 
+/// A test that fails between `start` and `stop` must not leave `monitor
+/// trace` attached for the tests after it.
+impl Drop for TraceRun {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl TraceRun {
     /// Starts `monitor trace -q --output <tmp>/trace.jsonl ARGS` and waits until
     /// its hooks are attached.
