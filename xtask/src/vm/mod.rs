@@ -54,6 +54,10 @@ pub struct Args {
     /// output (the monitor is /bin/monitor, the scenarios /bin/scenario).
     #[arg(long, value_name = "CMD")]
     run: Option<String>,
+    /// Extra guest kernel command-line arguments (a diagnosis, e.g.
+    /// `loglevel=7` to see warnings the default `loglevel=4` hides).
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    kernel_args: String,
     /// List the kernels of the matrix and exit.
     #[arg(long)]
     list: bool,
@@ -224,7 +228,7 @@ fn run_once(
         timeout: Duration::from_secs(args.timeout),
         quiet: args.quiet,
         disk: None,
-        append: "",
+        append: &args.kernel_args,
         forward: None,
     })?;
     let text = fs::read_to_string(&res.results).unwrap_or_default();
@@ -455,6 +459,7 @@ pub fn run_in_guest(kernel: &str, cmd: &str, timeout: Duration) -> anyhow::Resul
         quiet: true,
         run: Some(cmd.to_owned()),
         list: false,
+        kernel_args: String::new(),
         self_test: false,
         systemd: false,
     };
@@ -487,6 +492,7 @@ fn self_test(args: &Args, kernel: &Kernel, payload: &Payload) -> anyhow::Result<
         no_build: true,
         quiet: args.quiet,
         list: false,
+        kernel_args: String::new(),
         run: None,
         self_test: true,
         systemd: false,

@@ -120,7 +120,14 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootResult> {
     let _ = fs::remove_file(&results);
     let half = b.mem_mb / 2;
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-cpu", "max", "-smp", "2"])
+    // MMRACE_VM_TCG_THREAD=single runs both vCPUs on one host thread (a
+    // diagnosis: multi-threaded TCG's handling of code one vCPU patches while
+    // the other runs it, docs/kernel.md).
+    let accel = match std::env::var("MMRACE_VM_TCG_THREAD").as_deref() {
+        Ok("single") => "tcg,thread=single",
+        _ => "tcg",
+    };
+    cmd.args(["-accel", accel, "-cpu", "max", "-smp", "2"])
         .args(["-m", &format!("{}M", b.mem_mb)])
         // Two NUMA nodes, one CPU each (migrate_pages(2) between them).
         .args(["-object", &format!("memory-backend-ram,id=m0,size={half}M")])
