@@ -1134,6 +1134,20 @@ fn fault_programs_attach_on_demand_where_the_kernel_allows() {
             let _ = d.terminate();
             continue;
         }
+        // 5.10's oom:mark_victim tracepoint carries only a pid: at the
+        // tracepoint rung the victim's mm stays unknown and the rule cannot
+        // judge its faults, attached or not (`monitor check` says so).
+        let no_mark = first.value(
+            "mmrace_hook_rung",
+            &[("hook", "mark_victim"), ("rung", "unavailable")],
+        );
+        if no_mark == 1.0 {
+            report.push(format!(
+                "{rung}: mark_victim unavailable at this rung, not judged"
+            ));
+            let _ = d.terminate();
+            continue;
+        }
         let expect = rung != "kprobe" && kernel_at_least(5, 18);
         let on_demand = first.value("mmrace_fault_programs_on_demand", &[]) == 1.0;
         assert_eq!(on_demand, expect, "{rung} rung on {release}");
@@ -1143,9 +1157,25 @@ fn fault_programs_attach_on_demand_where_the_kernel_allows() {
             s.sum("mmrace_findings_total", &[("kind", "unstable_mm_fault")])
         };
         let scen = scenario(&["oom-reap", "--owner-copy"]);
-        let s = d.scrape_until("the writer's fault on its reaped mm is judged", |s| {
-            unstable(s) > unstable(&first)
-        });
+        // Findings come once the detector closes the window (TCG-slow on
+        // 5.10): a minute, then say what the daemon saw.
+        let waited = std::time::Instant::now();
+        let s = loop {
+            let s = d.scrape();
+            if unstable(&s) > unstable(&first) {
+                break s;
+            }
+            if waited.elapsed() > std::time::Duration::from_secs(60) {
+                panic!(
+                    "{rung} on {release}: no unstable_mm_fault finding 60 s after the scenario \
+                     ({scen}); fault and kernel_fault records {}, findings {:#?}",
+                    s.sum("mmrace_events_produced_total", &[("event", "fault")])
+                        + s.sum("mmrace_events_produced_total", &[("event", "kernel_fault")]),
+                    d.logged_findings()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        };
         assert_eq!(s.value("mmrace_fault_programs_attached", &[]), 1.0);
         if on_demand {
             assert_eq!(s.value("mmrace_fault_programs_attaches_total", &[]), 1.0);

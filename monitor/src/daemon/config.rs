@@ -523,6 +523,22 @@ mod tests {
         .expect("flags fix it");
         assert_eq!(ok.load.ring_bytes, 65536);
         assert_eq!(ok.listen.to_string(), "[::1]:0");
+        std::fs::write(&file, "[bpf]\nfault_programs = \"sometimes\"\n").expect("write");
+        let err = resolve(&args(&["--config", f])).expect_err("bad fault_programs");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "config file {f}, key bpf.fault_programs: unknown value \"sometimes\" \
+                 (use on-demand or always)"
+            )
+        );
+        let ok = resolve(&args(&["--config", f, "--fault-programs", "always"]))
+            .expect("the flag fixes it");
+        assert_eq!(ok.load.fault_programs, FaultPrograms::Always);
+        assert_eq!(
+            resolve(&args(&[])).expect("defaults").load.fault_programs,
+            FaultPrograms::OnDemand
+        );
         let err = resolve(&args(&["--listen", "localhost:80"])).expect_err("no DNS");
         assert!(
             err.to_string()
