@@ -636,9 +636,10 @@ impl Metrics {
                 &["map"],
             )?,
         );
-        // Every hook at a function rung may keep entry → return slots: its
-        // series exists from the start, at 0.
-        for h in info.hooks.iter().filter(|h| h.rung.is_function()) {
+        // Any attached hook may keep entry → return slots (a function rung's
+        // entry/return pair, a syscall's enter/exit tracepoints): its series
+        // exists from the start, at 0.
+        for h in info.hooks.iter().filter(|h| h.is_attached()) {
             stash_slots.with_label_values(&[h.hook.name()]);
         }
         for (name, max) in info.maps {
