@@ -11,6 +11,25 @@ use crate::{
     util::{TraceRun, monitor_bin, require_root, run, scenario, serial},
 };
 
+/// `trace --quiet` without `--output` prints only its summary, and runs to
+/// its end: its stdout (here /dev/null) is not an output it was asked for.
+/// (It once ended at the first drain, "sink closed", which made every
+/// benchmark variant without `--output` monitor for a fraction of a second.)
+#[test]
+fn a_quiet_trace_without_a_file_runs_to_its_duration() {
+    require_root!();
+    let _g = serial();
+    let out = run(Command::new(monitor_bin())
+        .args(["trace", "--quiet", "--duration", "2s"])
+        .stdout(std::process::Stdio::null()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ended by duration"),
+        "the trace must end by its duration: {stderr}"
+    );
+}
+
 #[test]
 fn oom_reaper_reaps_victim_and_order_is_recorded() {
     require_root!();

@@ -173,8 +173,11 @@ impl Sink for TraceSink {
             self.write_error = Some(e);
             return Ok(false);
         }
-        // With nowhere left to write, stop.
-        Ok(self.stdout_open() || self.writer.is_some())
+        // Stop when the output asked for is gone: stdout's reader went away
+        // and there is no trace file. A `--quiet` trace without one writes
+        // only its summary (stderr) and runs to its end.
+        let stdout_gone = !self.quiet && output::STDOUT.is_closed();
+        Ok(!stdout_gone || self.writer.is_some())
     }
 }
 
