@@ -25,14 +25,12 @@ fn kernel() -> String {
     std::env::var("VM_KERNEL").unwrap_or_default()
 }
 
-/// Whether the running kernel's release is at least `major.minor`.
+/// Whether the running kernel's release is at least `major.minor` (the
+/// monitor's own parser, `sys::release_at_least`).
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
-    let mut v = release
-        .trim()
-        .split(['.', '-'])
-        .map(|x| x.parse::<u32>().unwrap_or(0));
-    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (major, minor)
+    monitor::sys::release_at_least(release.trim(), major, minor)
+        .unwrap_or_else(|| panic!("kernel release {release:?} does not parse"))
 }
 
 fn of_kind(findings: &[Finding], kind: FindingKind) -> Vec<&Finding> {
